@@ -1,0 +1,131 @@
+//! Findings: the typed outcome of every comparison vouch makes.
+//!
+//! The kind names are a stable contract (scripts and monitors match on
+//! them), so they live in one enum with one spelling each. A kind is either
+//! a *discrepancy* (it makes the exit status 1) or a *change* / *notice*
+//! that is counted and listed but does not fail the run.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Every finding kind vouch reports, with its stable name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    // Discrepancies.
+    Missing,
+    Extra,
+    SizeMismatch,
+    Corrupt,
+    Moved,
+    Unreadable,
+    RemoteEmpty,
+    LowCoverage,
+    Shrunk,
+    Stale,
+    // Local changes since the previous scan.
+    Added,
+    Modified,
+    Deleted,
+    // Present, size matches, content never verified.
+    Unverified,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 14] = [
+        Kind::Missing,
+        Kind::Extra,
+        Kind::SizeMismatch,
+        Kind::Corrupt,
+        Kind::Moved,
+        Kind::Unreadable,
+        Kind::RemoteEmpty,
+        Kind::LowCoverage,
+        Kind::Shrunk,
+        Kind::Stale,
+        Kind::Added,
+        Kind::Modified,
+        Kind::Deleted,
+        Kind::Unverified,
+    ];
+
+    /// The stable name used in every output format.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Missing => "missing",
+            Kind::Extra => "extra",
+            Kind::SizeMismatch => "size_mismatch",
+            Kind::Corrupt => "corrupt",
+            Kind::Moved => "moved",
+            Kind::Unreadable => "unreadable",
+            Kind::RemoteEmpty => "remote_empty",
+            Kind::LowCoverage => "low_coverage",
+            Kind::Shrunk => "shrunk",
+            Kind::Stale => "stale",
+            Kind::Added => "added",
+            Kind::Modified => "modified",
+            Kind::Deleted => "deleted",
+            Kind::Unverified => "unverified",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// True for the kinds that make the exit status 1.
+    pub fn is_discrepancy(self) -> bool {
+        !matches!(
+            self,
+            Kind::Added | Kind::Modified | Kind::Deleted | Kind::Unverified
+        )
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One finding. `path` is the stored key (see [`crate::paths`]); reports
+/// print it escaped and `/`-separated. `local` and `remote` describe each
+/// side where known (size, hash, etag, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub kind: Kind,
+    pub path: Vec<u8>,
+    pub local: Option<Value>,
+    pub remote: Option<Value>,
+    pub detail: Option<String>,
+    /// Unix seconds of the first run that saw this discrepancy.
+    pub first_seen: Option<i64>,
+}
+
+impl Finding {
+    pub fn new(kind: Kind, path: impl Into<Vec<u8>>) -> Finding {
+        Finding {
+            kind,
+            path: path.into(),
+            local: None,
+            remote: None,
+            detail: None,
+            first_seen: None,
+        }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Finding {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn local(mut self, local: Value) -> Finding {
+        self.local = Some(local);
+        self
+    }
+
+    pub fn remote(mut self, remote: Value) -> Finding {
+        self.remote = Some(remote);
+        self
+    }
+}

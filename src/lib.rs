@@ -1,0 +1,32 @@
+//! vouch: an integrity auditor for files and object stores.
+//!
+//! Data flows one way through one module per stage:
+//!
+//! ```text
+//! walk ─▶ hash ─▶ index (SQLite) ─▶ merkle roots
+//!                       │
+//! remote listing ───────┴▶ audit (merge-join) ─▶ findings ─▶ report
+//! ```
+//!
+//! `scan` drives walk → hash → index → merkle; `audit` adds the remote side.
+//! The binary (`src/main.rs`) only parses arguments and maps the outcome to
+//! an exit status: 0 clean, 1 discrepancies, 2 trouble.
+
+pub mod cli;
+pub mod finding;
+pub mod hash;
+pub mod index;
+pub mod merkle;
+pub mod paths;
+pub mod report;
+pub mod scan;
+pub mod walk;
+
+/// The outcome of a command, mapped by `main` to the process exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// No discrepancy (exit 0).
+    Clean,
+    /// At least one discrepancy (exit 1).
+    Discrepancies,
+}

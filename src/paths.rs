@@ -1,0 +1,175 @@
+//! Relative paths as the index stores them, and as reports print them.
+//!
+//! A path relative to ROOT is stored as its components joined by a NUL byte
+//! (`a\0b\0c.txt`), never as text. NUL cannot occur in a Unix file name, so
+//! byte order of this key is component order: a directory sorts right
+//! before its own contents and every subtree is one contiguous range. That
+//! is exactly the order in which `walkdir` (sorted by file name) yields
+//! entries, so the walk and the index can be merge-joined as two sorted
+//! streams, and the Merkle pass can fold directories with a stack.
+//!
+//! Reports print paths `/`-separated and escaped so that any byte string
+//! survives a round trip through text: `\` becomes `\\`, a newline `\n`, a
+//! carriage return `\r`, and each byte that is not part of valid UTF-8
+//! becomes `\xNN`.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Separator between components in a stored key.
+pub const SEP: u8 = 0;
+
+/// Builds the stored key of `path`, which must lie under `root`.
+pub fn key_of(root: &Path, path: &Path) -> Vec<u8> {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let mut key = Vec::with_capacity(rel.as_os_str().len());
+    for (i, comp) in rel.components().enumerate() {
+        if i > 0 {
+            key.push(SEP);
+        }
+        key.extend_from_slice(comp.as_os_str().as_bytes());
+    }
+    key
+}
+
+/// The filesystem path of a stored key under `root`.
+pub fn fs_path(root: &Path, key: &[u8]) -> PathBuf {
+    let mut p = root.to_path_buf();
+    if !key.is_empty() {
+        for comp in key.split(|b| *b == SEP) {
+            p.push(OsStr::from_bytes(comp));
+        }
+    }
+    p
+}
+
+/// The raw `/`-separated bytes of a key (for object keys and exports).
+pub fn slash_bytes(key: &[u8]) -> Vec<u8> {
+    key.iter()
+        .map(|b| if *b == SEP { b'/' } else { *b })
+        .collect()
+}
+
+/// Converts `/`-separated bytes (an object key relative to a prefix) to a
+/// stored key. Empty components (`a//b`, a trailing `/`) are kept as they
+/// are, so a key that no file could have never matches one.
+pub fn key_from_slash(bytes: &[u8]) -> Vec<u8> {
+    bytes
+        .iter()
+        .map(|b| if *b == b'/' { SEP } else { *b })
+        .collect()
+}
+
+/// The key of the parent directory (`""` for top-level entries).
+pub fn parent(key: &[u8]) -> &[u8] {
+    match key.iter().rposition(|b| *b == SEP) {
+        Some(i) => &key[..i],
+        None => &[],
+    }
+}
+
+/// The last component of a key.
+pub fn name(key: &[u8]) -> &[u8] {
+    match key.iter().rposition(|b| *b == SEP) {
+        Some(i) => &key[i + 1..],
+        None => key,
+    }
+}
+
+/// True when `key` lies strictly inside directory `dir`.
+pub fn is_inside(key: &[u8], dir: &[u8]) -> bool {
+    if dir.is_empty() {
+        return !key.is_empty();
+    }
+    key.len() > dir.len() && key.starts_with(dir) && key[dir.len()] == SEP
+}
+
+/// The printable, escaped, `/`-separated form of a key.
+pub fn display(key: &[u8]) -> String {
+    escape_bytes(&slash_bytes(key))
+}
+
+/// Escapes arbitrary bytes into a printable string (see the module docs).
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Reverses [`escape_bytes`]. Returns `None` for a malformed escape.
+pub fn unescape(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        match bytes.get(i + 1)? {
+            b'\\' => out.push(b'\\'),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b'x' => {
+                let hex = text.get(i + 2..i + 4)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            _ => return None,
+        }
+        i += 2;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn component_order_puts_a_directory_before_its_siblings_with_longer_names() {
+        let mut keys = [
+            b"a.txt".to_vec(),
+            key_from_slash(b"a/b"),
+            b"a".to_vec(),
+            b"a-x".to_vec(),
+        ];
+        keys.sort();
+        let shown: Vec<String> = keys.iter().map(|k| display(k)).collect();
+        assert_eq!(shown, ["a", "a/b", "a-x", "a.txt"]);
+    }
+
+    #[test]
+    fn escaping_round_trips_odd_names() {
+        let raw: &[u8] = b"we\\ird\nna\xffme\r";
+        let shown = escape_bytes(raw);
+        assert_eq!(shown, "we\\\\ird\\nna\\xffme\\r");
+        assert_eq!(unescape(&shown).unwrap(), raw);
+        assert_eq!(unescape("bad\\q"), None);
+    }
+
+    #[test]
+    fn parents_and_names() {
+        let k = key_from_slash(b"x/y/z");
+        assert_eq!(parent(&k), key_from_slash(b"x/y").as_slice());
+        assert_eq!(name(&k), b"z");
+        assert_eq!(parent(b"top"), b"");
+        assert!(is_inside(&k, b"x"));
+        assert!(!is_inside(b"xy", b"x"));
+        assert!(is_inside(b"x", b""));
+    }
+}

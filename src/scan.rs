@@ -1,0 +1,695 @@
+//! `vouch scan`: bring the manifest of ROOT up to date, incrementally.
+//!
+//! Three stages run at once and hand work on through bounded channels:
+//!
+//! 1. the *walker* (one thread) walks ROOT in key order and merge-joins it
+//!    with the current manifest read from the index (its own read-only
+//!    connection), so neither side is held in memory. Unchanged files
+//!    (same size, mtime, ctime, inode) go no further; changed and new
+//!    files become hash jobs; manifest rows with no file are deletions;
+//! 2. the *hashers* (the rayon pool, `--threads`) hash jobs in parallel;
+//! 3. the *writer* (the calling thread) owns the index connection, applies
+//!    every result in batched transactions, and reports findings.
+//!
+//! A final pass folds the manifest into Merkle hashes (skipped when the
+//! run changed nothing). A file whose mtime is too close to the scan start
+//! to be trusted ("racily clean", as git calls it) is stored so that the
+//! next scan hashes it again.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use rayon::iter::{ParallelBridge, ParallelIterator};
+use rusqlite::{Connection, OpenFlags};
+use serde_json::{Map, Value, json};
+
+use crate::finding::{Finding, Kind};
+use crate::hash::{self, Digests, HashError, Want};
+use crate::index::{self, Batch, Entry, EntryKind, Index, NewEntry, SELECT_ENTRY, Stat};
+use crate::merkle::{DirHash, Folder};
+use crate::paths;
+use crate::report::Sink;
+use crate::walk::{self, Item};
+
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    /// Hash every file, trusting no metadata; report silent changes.
+    pub rehash: bool,
+    pub want: Want,
+    /// Pins this run's manifest under a name (`@NAME`).
+    pub label: Option<String>,
+    pub progress: bool,
+    /// The command recorded for the run (`scan`, or `audit` when an audit
+    /// scans first).
+    pub command: Option<String>,
+}
+
+/// What a scan did, with the counters the summary prints.
+#[derive(Debug, Clone, Default)]
+pub struct ScanSummary {
+    pub run_id: i64,
+    pub root_id: i64,
+    pub added: u64,
+    pub modified: u64,
+    pub deleted: u64,
+    pub unchanged: u64,
+    pub unreadable: u64,
+    pub corrupt: u64,
+    pub special: u64,
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes_hashed: u64,
+    pub merkle_root: [u8; 32],
+    pub elapsed_ms: u64,
+}
+
+impl ScanSummary {
+    pub fn discrepancies(&self) -> u64 {
+        self.unreadable + self.corrupt
+    }
+
+    pub fn to_json(&self, root: &Path) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("command".into(), json!("scan"));
+        m.insert("root".into(), json!(root.display().to_string()));
+        m.insert("run".into(), json!(self.run_id));
+        m.insert("added".into(), json!(self.added));
+        m.insert("modified".into(), json!(self.modified));
+        m.insert("deleted".into(), json!(self.deleted));
+        m.insert("unchanged".into(), json!(self.unchanged));
+        m.insert("unreadable".into(), json!(self.unreadable));
+        m.insert("corrupt".into(), json!(self.corrupt));
+        m.insert("special_skipped".into(), json!(self.special));
+        m.insert("files".into(), json!(self.files));
+        m.insert("dirs".into(), json!(self.dirs));
+        m.insert("bytes_hashed".into(), json!(self.bytes_hashed));
+        m.insert("merkle_root".into(), json!(hex::encode(self.merkle_root)));
+        m.insert("elapsed_ms".into(), json!(self.elapsed_ms));
+        m
+    }
+}
+
+/// Work the walker hands to the hashers.
+struct Job {
+    key: Vec<u8>,
+    path: PathBuf,
+    old: Option<Entry>,
+}
+
+/// What reaches the writer.
+enum Event {
+    Unchanged {
+        kind: EntryKind,
+    },
+    Store {
+        new: NewEntry,
+        old: Option<Entry>,
+    },
+    Hashed {
+        key: Vec<u8>,
+        old: Option<Entry>,
+        result: Result<(Stat, Digests), HashError>,
+    },
+    Deleted(Entry),
+    Unreadable {
+        key: Vec<u8>,
+        error: String,
+    },
+    Special,
+    /// The walker failed as a whole (index read error, order violation).
+    Failed(anyhow::Error),
+}
+
+/// Checks ROOT and returns its canonical absolute path.
+pub fn resolve_root(root: &Path) -> Result<PathBuf> {
+    let meta = std::fs::metadata(root)
+        .with_context(|| format!("root {} does not exist or cannot be read", root.display()))?;
+    if !meta.is_dir() {
+        bail!("root {} is not a directory", root.display());
+    }
+    let canonical = std::fs::canonicalize(root)
+        .with_context(|| format!("cannot resolve root {}", root.display()))?;
+    std::fs::read_dir(&canonical)
+        .with_context(|| format!("cannot list root {}", root.display()))?;
+    Ok(canonical)
+}
+
+/// Nanoseconds of slack under which an mtime is too recent to trust.
+const RACY_WINDOW_NS: i64 = 2_000_000_000;
+/// The ctime stored for a racily clean file: matches no real ctime, so the
+/// next scan hashes the file again.
+const RACY_CTIME: i64 = -1;
+
+/// Scans `root` (already resolved) into `index`, reporting to `sink`.
+pub fn scan(
+    index: &mut Index,
+    root: &Path,
+    opts: &ScanOptions,
+    sink: &mut dyn Sink,
+) -> Result<ScanSummary> {
+    let started = Instant::now();
+    let start_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let root_id = index.root_id(root)?;
+    let previous_scan = last_scan_run(index, root_id)?;
+    let command = opts.command.as_deref().unwrap_or("scan");
+    let run_id = index.begin_run(Some(root_id), command, None, opts.label.as_deref())?;
+    let prev_findings_run = previous_scan.as_ref().map(|r| r.0);
+
+    let progress = crate::cli::progress_bar(opts.progress, "scanning");
+    let mut summary = ScanSummary {
+        run_id,
+        root_id,
+        ..Default::default()
+    };
+    let mut structural_changes = 0u64;
+
+    let (job_tx, job_rx) = sync_channel::<Job>(1024);
+    let (event_tx, event_rx) = sync_channel::<Event>(4096);
+    let index_path = index.path.clone();
+    let want = opts.want;
+    let rehash = opts.rehash;
+
+    std::thread::scope(|scope| -> Result<()> {
+        let walker_events = event_tx.clone();
+        scope.spawn(move || {
+            if let Err(e) = walk_and_merge(
+                &index_path,
+                root_id,
+                root,
+                rehash,
+                want,
+                job_tx,
+                walker_events.clone(),
+            ) {
+                let _ = walker_events.send(Event::Failed(e));
+            }
+        });
+        let hasher_events = event_tx;
+        scope.spawn(move || hash_jobs(job_rx, hasher_events, want));
+
+        let mut batch = index.batch()?;
+        let result = write_events(
+            &mut batch,
+            &event_rx,
+            WriteCtx {
+                root_id,
+                run_id,
+                start_ns,
+                rehash,
+                prev_findings_run,
+            },
+            &mut summary,
+            &mut structural_changes,
+            sink,
+            &progress,
+        );
+        // Drain so the other stages can finish even after an error.
+        for _ in event_rx.iter() {}
+        result?;
+        batch.commit()
+    })?;
+    progress.finish_and_clear();
+
+    summary.merkle_root = match previous_scan {
+        Some((_, Some(root_hash))) if structural_changes == 0 => root_hash,
+        _ => fold_merkle(index, root_id, run_id)?,
+    };
+    summary.elapsed_ms = started.elapsed().as_millis() as u64;
+    let status = if summary.discrepancies() > 0 {
+        "findings"
+    } else {
+        "ok"
+    };
+    index.finish_run(
+        run_id,
+        status,
+        Some(if summary.discrepancies() > 0 { 1 } else { 0 }),
+        Some(&summary.merkle_root),
+        &Value::Object(summary.to_json(root)).to_string(),
+    )?;
+    Ok(summary)
+}
+
+/// The last run that scanned this root, and its Merkle root if it
+/// finished. A later interrupted scan counts (with no root), so its partial
+/// writes are never mistaken for an unchanged tree.
+fn last_scan_run(index: &Index, root_id: i64) -> Result<Option<(i64, Option<[u8; 32]>)>> {
+    use rusqlite::OptionalExtension;
+    Ok(index
+        .conn
+        .query_row(
+            "SELECT id, merkle_root FROM runs WHERE root_id = ?1 AND command IN ('scan', 'audit') ORDER BY id DESC LIMIT 1",
+            [root_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+/// The walker: merge-joins the sorted walk with the sorted manifest.
+fn walk_and_merge(
+    index_path: &Path,
+    root_id: i64,
+    root: &Path,
+    rehash: bool,
+    want: Want,
+    jobs: SyncSender<Job>,
+    events: SyncSender<Event>,
+) -> Result<()> {
+    let conn = Connection::open_with_flags(
+        index_path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let mut stmt = conn.prepare(&format!(
+        "{SELECT_ENTRY} WHERE root_id = ?1 AND until_run IS NULL ORDER BY path"
+    ))?;
+    let mut rows = stmt.query([root_id])?;
+    let mut next_old = || -> Result<Option<Entry>> {
+        Ok(match rows.next()? {
+            Some(row) => Some(index::entry_from_row(row)?),
+            None => None,
+        })
+    };
+    let mut head = next_old()?;
+    // Directories whose listing failed: their manifest rows are kept.
+    let mut protected: Vec<Vec<u8>> = Vec::new();
+    let mut last_key: Option<Vec<u8>> = None;
+    let send = |e: Event| {
+        events
+            .send(e)
+            .map_err(|_| anyhow::anyhow!("scan writer stopped"))
+    };
+
+    for item in walk::walk(root) {
+        let key = match &item {
+            Item::Entry { key, .. } | Item::Special { key } | Item::Unreadable { key, .. } => {
+                key.clone()
+            }
+        };
+        let repeat =
+            matches!(&item, Item::Unreadable { .. }) && last_key.as_deref() == Some(key.as_slice());
+        if !repeat {
+            if let Some(last) = &last_key
+                && key <= *last
+            {
+                bail!(
+                    "walk out of order at {} (after {})",
+                    paths::display(&key),
+                    paths::display(last)
+                );
+            }
+            // Manifest rows before this key have no file any more.
+            while let Some(old) = head.take_if(|o| o.path < key) {
+                if !protected.iter().any(|p| paths::is_inside(&old.path, p)) {
+                    send(Event::Deleted(old))?;
+                }
+                head = next_old()?;
+            }
+            last_key = Some(key.clone());
+        }
+        let old = if repeat {
+            None
+        } else {
+            let matched = head.take_if(|o| o.path == key);
+            if matched.is_some() {
+                head = next_old()?;
+            }
+            matched
+        };
+        match item {
+            Item::Unreadable { key, is_dir, error } => {
+                if is_dir {
+                    protected.push(key.clone());
+                }
+                send(Event::Unreadable { key, error })?;
+            }
+            Item::Special { .. } => {
+                if let Some(old) = old {
+                    send(Event::Deleted(old))?;
+                }
+                send(Event::Special)?;
+            }
+            Item::Entry {
+                key,
+                path,
+                kind,
+                stat,
+                target,
+            } => match kind {
+                EntryKind::Dir => match old {
+                    Some(o) if o.kind == EntryKind::Dir => send(Event::Unchanged { kind })?,
+                    old => send(Event::Store {
+                        new: NewEntry {
+                            path: key,
+                            kind,
+                            stat,
+                            blake3: None,
+                            md5: None,
+                            sha256: None,
+                            target: None,
+                        },
+                        old,
+                    })?,
+                },
+                EntryKind::Symlink => match old {
+                    Some(o) if o.kind == EntryKind::Symlink && o.target == target => {
+                        send(Event::Unchanged { kind })?
+                    }
+                    old => {
+                        let hash = target.as_deref().map(hash::symlink_hash);
+                        send(Event::Store {
+                            new: NewEntry {
+                                path: key,
+                                kind,
+                                stat,
+                                blake3: hash,
+                                md5: None,
+                                sha256: None,
+                                target,
+                            },
+                            old,
+                        })?
+                    }
+                },
+                EntryKind::File => {
+                    let trusted = old.as_ref().is_some_and(|o| {
+                        o.kind == EntryKind::File
+                            && o.stat == stat
+                            && o.blake3.is_some()
+                            && (!want.md5 || o.md5.is_some())
+                            && (!want.sha256 || o.sha256.is_some())
+                    });
+                    if trusted && !rehash {
+                        send(Event::Unchanged { kind })?;
+                    } else {
+                        jobs.send(Job { key, path, old })
+                            .map_err(|_| anyhow::anyhow!("hashers stopped"))?;
+                    }
+                }
+            },
+        }
+    }
+    while let Some(old) = head.take() {
+        if !protected.iter().any(|p| paths::is_inside(&old.path, p)) {
+            send(Event::Deleted(old))?;
+        }
+        head = next_old()?;
+    }
+    Ok(())
+}
+
+/// The hashers: the rayon pool drains the job channel in parallel.
+fn hash_jobs(jobs: Receiver<Job>, events: SyncSender<Event>, want: Want) {
+    jobs.into_iter()
+        .par_bridge()
+        .for_each_with(events, |events, job| {
+            let result = hash::hash_file(&job.path, want);
+            let _ = events.send(Event::Hashed {
+                key: job.key,
+                old: job.old,
+                result,
+            });
+        });
+}
+
+#[derive(Clone, Copy)]
+struct WriteCtx {
+    root_id: i64,
+    run_id: i64,
+    start_ns: i64,
+    rehash: bool,
+    prev_findings_run: Option<i64>,
+}
+
+/// The writer: applies events to the index and reports findings.
+#[allow(clippy::too_many_arguments)]
+fn write_events(
+    batch: &mut Batch<'_>,
+    events: &Receiver<Event>,
+    ctx: WriteCtx,
+    summary: &mut ScanSummary,
+    structural: &mut u64,
+    sink: &mut dyn Sink,
+    progress: &indicatif::ProgressBar,
+) -> Result<()> {
+    let mut report = |batch: &mut Batch<'_>, mut f: Finding| -> Result<()> {
+        if f.kind.is_discrepancy() {
+            f.first_seen = first_seen(batch.conn(), ctx.prev_findings_run, &f)?;
+            batch.insert_finding(ctx.run_id, &f)?;
+        }
+        sink.finding(&f)
+    };
+    let count_file = |summary: &mut ScanSummary, kind: EntryKind| match kind {
+        EntryKind::Dir => summary.dirs += 1,
+        _ => summary.files += 1,
+    };
+    for event in events.iter() {
+        progress.inc(1);
+        match event {
+            Event::Failed(e) => return Err(e),
+            Event::Special => summary.special += 1,
+            Event::Unchanged { kind } => {
+                count_file(summary, kind);
+                if kind != EntryKind::Dir {
+                    summary.unchanged += 1;
+                }
+            }
+            Event::Unreadable { key, error } => {
+                summary.unreadable += 1;
+                report(batch, Finding::new(Kind::Unreadable, key).detail(error))?;
+            }
+            Event::Deleted(old) => {
+                *structural += 1;
+                batch.close_entry(old.id, ctx.run_id)?;
+                if old.kind != EntryKind::Dir {
+                    summary.deleted += 1;
+                    report(
+                        batch,
+                        Finding::new(Kind::Deleted, old.path.clone())
+                            .local(describe(&old.stat, old.blake3.as_ref())),
+                    )?;
+                }
+            }
+            Event::Store { new, old } => {
+                count_file(summary, new.kind);
+                *structural += 1;
+                apply_change(batch, ctx, summary, new, old, &mut report)?;
+            }
+            Event::Hashed { key, old, result } => match result {
+                Err(e) => {
+                    summary.files += 1;
+                    summary.unreadable += 1;
+                    report(
+                        batch,
+                        Finding::new(Kind::Unreadable, key).detail(e.to_string()),
+                    )?;
+                }
+                Ok((mut stat, digests)) => {
+                    summary.files += 1;
+                    summary.bytes_hashed += stat.size;
+                    progress.set_message(format!(
+                        "{} hashed",
+                        indicatif::HumanBytes(summary.bytes_hashed)
+                    ));
+                    if stat.mtime_ns >= ctx.start_ns - RACY_WINDOW_NS {
+                        stat.ctime_ns = RACY_CTIME;
+                    }
+                    let same_content = old.as_ref().is_some_and(|o| {
+                        o.kind == EntryKind::File
+                            && o.stat.size == stat.size
+                            && o.blake3 == Some(digests.blake3)
+                    });
+                    if let Some(o) = old.as_ref().filter(|_| same_content) {
+                        summary.unchanged += 1;
+                        let new = NewEntry {
+                            path: key,
+                            kind: EntryKind::File,
+                            stat,
+                            blake3: Some(digests.blake3),
+                            md5: digests.md5.or(o.md5),
+                            sha256: digests.sha256.or(o.sha256),
+                            target: None,
+                        };
+                        if new.stat != o.stat || new.md5 != o.md5 || new.sha256 != o.sha256 {
+                            batch.update_entry(o.id, &new)?;
+                        }
+                        continue;
+                    }
+                    let silent = old.as_ref().is_some_and(|o| {
+                        ctx.rehash
+                            && o.kind == EntryKind::File
+                            && o.stat.size == stat.size
+                            && o.stat.mtime_ns == stat.mtime_ns
+                            && o.stat.inode == stat.inode
+                            && o.stat.ctime_ns != RACY_CTIME
+                            && o.stat.ctime_ns == stat.ctime_ns
+                    });
+                    if silent {
+                        let o = old.as_ref().expect("checked");
+                        summary.corrupt += 1;
+                        report(
+                            batch,
+                            Finding::new(Kind::Corrupt, key)
+                                .local(json!({
+                                    "size": stat.size,
+                                    "blake3": hex::encode(digests.blake3),
+                                    "indexed_blake3": o.blake3.map(hex::encode),
+                                }))
+                                .detail("content changed but size, mtime, ctime and inode did not (bit rot?); the index keeps the earlier hash"),
+                        )?;
+                        continue;
+                    }
+                    *structural += 1;
+                    let new = NewEntry {
+                        path: key,
+                        kind: EntryKind::File,
+                        stat,
+                        blake3: Some(digests.blake3),
+                        md5: digests.md5,
+                        sha256: digests.sha256,
+                        target: None,
+                    };
+                    apply_change(batch, ctx, summary, new, old, &mut report)?;
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Stores an added or modified entry and reports it as a change.
+fn apply_change(
+    batch: &mut Batch<'_>,
+    ctx: WriteCtx,
+    summary: &mut ScanSummary,
+    new: NewEntry,
+    old: Option<Entry>,
+    report: &mut impl FnMut(&mut Batch<'_>, Finding) -> Result<()>,
+) -> Result<()> {
+    let is_dir = new.kind == EntryKind::Dir;
+    let local = describe(&new.stat, new.blake3.as_ref());
+    let finding = match &old {
+        None => {
+            batch.insert_entry(ctx.root_id, ctx.run_id, &new)?;
+            (!is_dir).then(|| {
+                summary.added += 1;
+                Finding::new(Kind::Added, new.path.clone()).local(local)
+            })
+        }
+        Some(o) => {
+            let was_dir = o.kind == EntryKind::Dir;
+            batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?;
+            match (was_dir, is_dir) {
+                (true, true) => None,
+                (false, true) => {
+                    summary.deleted += 1;
+                    Some(
+                        Finding::new(Kind::Deleted, new.path.clone())
+                            .detail("replaced by a directory"),
+                    )
+                }
+                (true, false) => {
+                    summary.added += 1;
+                    Some(Finding::new(Kind::Added, new.path.clone()).local(local))
+                }
+                (false, false) => {
+                    summary.modified += 1;
+                    let mut f = Finding::new(Kind::Modified, new.path.clone()).local(local);
+                    if o.kind != new.kind {
+                        f = f.detail(format!("{} became a {}", o.kind.name(), new.kind.name()));
+                    }
+                    Some(f)
+                }
+            }
+        }
+    };
+    match finding {
+        Some(f) => report(batch, f),
+        None => Ok(()),
+    }
+}
+
+/// The `local` object of a finding: size and hash.
+pub fn describe(stat: &Stat, blake3: Option<&[u8; 32]>) -> Value {
+    let mut m = Map::new();
+    m.insert("size".into(), json!(stat.size));
+    if let Some(h) = blake3 {
+        m.insert("blake3".into(), json!(hex::encode(h)));
+    }
+    if stat.mtime_ns != 0 {
+        m.insert(
+            "mtime".into(),
+            json!(crate::report::format_time(
+                stat.mtime_ns.div_euclid(1_000_000_000)
+            )),
+        );
+    }
+    Value::Object(m)
+}
+
+/// When the same discrepancy was already reported by the previous run,
+/// its `first_seen` carries over; otherwise it is first seen now.
+pub fn first_seen(conn: &Connection, prev_run: Option<i64>, f: &Finding) -> Result<Option<i64>> {
+    use rusqlite::OptionalExtension;
+    let carried: Option<Option<i64>> = match prev_run {
+        Some(run) => conn
+            .prepare_cached(
+                "SELECT first_seen FROM findings WHERE run_id = ?1 AND path = ?2 AND kind = ?3 LIMIT 1",
+            )?
+            .query_row(rusqlite::params![run, f.path, f.kind.name()], |r| r.get(0))
+            .optional()?,
+        None => None,
+    };
+    Ok(Some(carried.flatten().unwrap_or_else(index::now_unix)))
+}
+
+/// Folds the current manifest into Merkle hashes, stores every directory
+/// hash that changed, and returns the root hash.
+fn fold_merkle(index: &mut Index, root_id: i64, run_id: i64) -> Result<[u8; 32]> {
+    let mut dir_rows: HashMap<Vec<u8>, Entry> = HashMap::new();
+    let mut computed: Vec<DirHash> = Vec::new();
+    let root = {
+        let mut stmt = index.conn.prepare(&format!(
+            "{SELECT_ENTRY} WHERE root_id = ?1 AND until_run IS NULL ORDER BY path"
+        ))?;
+        let mut rows = stmt.query([root_id])?;
+        let mut folder = Folder::new(|d: DirHash| computed.push(d));
+        while let Some(row) = rows.next()? {
+            let e = index::entry_from_row(row)?;
+            folder.push(&e.path, e.kind, e.stat.size, e.blake3.as_ref());
+            if e.kind == EntryKind::Dir {
+                dir_rows.insert(e.path.clone(), e);
+            }
+        }
+        folder.finish()
+    };
+    let mut batch = index.batch()?;
+    for d in computed {
+        let Some(row) = dir_rows.get(&d.path) else {
+            continue;
+        };
+        if row.blake3 == Some(d.hash) && row.stat.size == d.size {
+            continue;
+        }
+        let new = NewEntry {
+            path: d.path.clone(),
+            kind: EntryKind::Dir,
+            stat: Stat {
+                size: d.size,
+                ..row.stat
+            },
+            blake3: Some(d.hash),
+            md5: None,
+            sha256: None,
+            target: None,
+        };
+        batch.replace_entry(root_id, run_id, row, &new)?;
+    }
+    batch.commit()?;
+    Ok(root.hash)
+}

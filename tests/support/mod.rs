@@ -1,0 +1,5 @@
+//! Shared helpers for integration tests: `mod support;` in a test file.
+#![allow(dead_code)]
+
+pub mod moto;
+pub mod s3;
