@@ -12,8 +12,10 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::Outcome;
+use crate::audit::{self, AuditOptions, Mode};
 use crate::hash::Want;
 use crate::index::{self, Index, LockWait};
+use crate::remote::{self, RemoteOptions};
 use crate::report::{Format, Report, Sink};
 use crate::scan::{self, ScanOptions};
 
@@ -53,6 +55,8 @@ pub struct Common {
 pub enum Command {
     /// Update the manifest of ROOT (incremental)
     Scan(ScanArgs),
+    /// Scan ROOT, then diff its manifest against a remote (S3, GCS, Azure, a directory)
+    Audit(AuditArgs),
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +76,64 @@ pub struct ScanArgs {
     /// Pin this run's manifest as a named snapshot (`@NAME`)
     #[arg(long, value_name = "NAME")]
     pub label: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The tree whose manifest is audited
+    pub root: PathBuf,
+    /// The backup: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix,
+    /// file:///abs/path or a directory path
+    #[arg(long, value_name = "URL")]
+    pub remote: String,
+    /// Endpoint of an S3-compatible server (else AWS_ENDPOINT_URL)
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// quick: listing only; deep: read every object not yet verified;
+    /// scrub: quick plus re-reads up to --scrub-budget
+    #[arg(long, value_enum, default_value_t = Mode::Quick)]
+    pub mode: Mode,
+    /// Bytes to re-read per scrub run (e.g. 50G)
+    #[arg(long, value_name = "SIZE", default_value = "10G", value_parser = parse_size)]
+    pub scrub_budget: u64,
+    /// Objects downloaded at once
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub jobs: usize,
+    /// Audit the manifest as it is, without scanning ROOT first
+    #[arg(long)]
+    pub no_scan: bool,
+    /// Count `unverified` objects as discrepancies (exit 1)
+    #[arg(long)]
+    pub strict: bool,
+    /// Record MD5s while scanning, so single-part S3 ETags verify without downloads
+    #[arg(long)]
+    pub md5: bool,
+    /// Retries of a failed request (exponential backoff)
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub retries: usize,
+    /// Seconds to wait for any network read before giving up on it
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub timeout: u64,
+}
+
+/// Parses a byte size: `1024`, `64K`, `500MiB`, `10G`, `2TB` (powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 500M, 10G)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(format!("{text:?} has an unknown unit (use K, M, G or T)")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Runs the command line and returns the process exit status.
@@ -101,6 +163,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     }
     match &cli.command {
         Command::Scan(args) => cmd_scan(common, args),
+        Command::Audit(args) => cmd_audit(common, args),
     }
 }
 
@@ -145,6 +208,64 @@ fn cmd_scan(common: &Common, args: &ScanArgs) -> Result<Outcome> {
     let summary = scan::scan(&mut index, &root, &opts, &mut sink)?;
     sink.finish(&summary.to_json(&root))?;
     Ok(if summary.discrepancies() > 0 {
+        Outcome::Discrepancies
+    } else {
+        Outcome::Clean
+    })
+}
+
+fn cmd_audit(common: &Common, args: &AuditArgs) -> Result<Outcome> {
+    let root = scan::resolve_root(&args.root)?;
+    if args.jobs == 0 {
+        anyhow::bail!("--jobs must be at least 1");
+    }
+    let remote = remote::open(
+        &args.remote,
+        &RemoteOptions {
+            endpoint: args.endpoint.clone(),
+            retries: args.retries,
+            timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+        },
+    )?;
+    let mut index = open_index(common)?;
+    let mut sink = report(common)?;
+    let scanned = if args.no_scan {
+        None
+    } else {
+        let opts = ScanOptions {
+            want: Want {
+                md5: args.md5,
+                sha256: false,
+            },
+            progress: show_progress(common),
+            ..Default::default()
+        };
+        Some(scan::scan(&mut index, &root, &opts, &mut sink)?)
+    };
+    let root_id = match index.find_root(&root)? {
+        Some(id) if index.last_scan(id)?.is_some() => id,
+        _ => anyhow::bail!(
+            "no manifest of {} in the index; run `vouch scan {}` first (or drop --no-scan)",
+            root.display(),
+            root.display()
+        ),
+    };
+    let opts = AuditOptions {
+        mode: args.mode,
+        scrub_budget: args.scrub_budget,
+        jobs: args.jobs,
+        strict: args.strict,
+        progress: show_progress(common),
+    };
+    let summary = audit::audit(&mut index, &root, root_id, &remote, &opts, &mut sink)?;
+    let mut json = summary.to_json(&root, &remote.id, args.mode);
+    let mut bad = summary.discrepancies(args.strict) > 0;
+    if let Some(s) = &scanned {
+        bad |= s.discrepancies() > 0;
+        json.insert("scan".into(), serde_json::Value::Object(s.to_json(&root)));
+    }
+    sink.finish(&json)?;
+    Ok(if bad {
         Outcome::Discrepancies
     } else {
         Outcome::Clean

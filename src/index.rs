@@ -624,3 +624,119 @@ impl<'c> Batch<'c> {
         self.tick()
     }
 }
+
+/// One cached remote object: the last listing plus what vouch verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteRow {
+    pub key: Vec<u8>,
+    pub size: u64,
+    pub etag: Option<String>,
+    pub version: Option<String>,
+    pub last_modified: i64,
+    /// BLAKE3 of the bytes read, at `verified_fingerprint`.
+    pub verified_blake3: Option<[u8; 32]>,
+    pub verified_fingerprint: Option<String>,
+    pub verified_size: Option<u64>,
+    pub verified_at: Option<i64>,
+}
+
+impl RemoteRow {
+    pub fn listed(&self) -> crate::remote::Listed {
+        crate::remote::Listed {
+            key: self.key.clone(),
+            size: self.size,
+            etag: self.etag.clone(),
+            version: self.version.clone(),
+            last_modified: self.last_modified,
+        }
+    }
+
+    /// The remote's content hash, if it was read at its current version.
+    pub fn known_blake3(&self) -> Option<[u8; 32]> {
+        let current = self.listed().fingerprint();
+        (self.verified_fingerprint.as_deref() == Some(current.as_str())
+            && self.verified_size == Some(self.size))
+        .then_some(self.verified_blake3)
+        .flatten()
+    }
+}
+
+pub const SELECT_REMOTE: &str = "SELECT key, size, etag, version, last_modified, verified_blake3, verified_etag, verified_size, verified_at FROM remote_objects";
+
+pub fn remote_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RemoteRow> {
+    Ok(RemoteRow {
+        key: row.get(0)?,
+        size: row.get::<_, i64>(1)? as u64,
+        etag: row.get(2)?,
+        version: row.get(3)?,
+        last_modified: row.get::<_, Option<i64>>(4)?.unwrap_or(0),
+        verified_blake3: row.get(5)?,
+        verified_fingerprint: row.get(6)?,
+        verified_size: row.get::<_, Option<i64>>(7)?.map(|s| s as u64),
+        verified_at: row.get(8)?,
+    })
+}
+
+impl Index {
+    /// Forgets cached objects the latest complete listing did not return.
+    pub fn prune_remote(&self, remote: &str, run_id: i64) -> Result<usize> {
+        Ok(self.conn.execute(
+            "DELETE FROM remote_objects WHERE remote = ?1 AND seen_run IS NOT ?2",
+            params![remote, run_id],
+        )?)
+    }
+}
+
+impl Batch<'_> {
+    /// Records one listed object; a changed size or fingerprint leaves the
+    /// old verification in place but it no longer counts (see
+    /// [`RemoteRow::known_blake3`]).
+    pub fn upsert_listed(
+        &mut self,
+        remote: &str,
+        obj: &crate::remote::Listed,
+        run_id: i64,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO remote_objects(remote, key, size, etag, version, last_modified, seen_run)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(remote, key) DO UPDATE SET size = excluded.size, etag = excluded.etag,
+                 version = excluded.version, last_modified = excluded.last_modified,
+                 seen_run = excluded.seen_run",
+        )?;
+        stmt.execute(params![
+            remote,
+            obj.key,
+            obj.size as i64,
+            obj.etag,
+            obj.version,
+            obj.last_modified,
+            run_id
+        ])?;
+        self.tick()
+    }
+
+    /// Records the hash of an object's bytes, read in full at `fingerprint`.
+    pub fn record_read(
+        &mut self,
+        remote: &str,
+        key: &[u8],
+        blake3: &[u8; 32],
+        fingerprint: &str,
+        size: u64,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE remote_objects SET verified_blake3 = ?3, verified_etag = ?4, verified_size = ?5, verified_at = ?6
+             WHERE remote = ?1 AND key = ?2",
+        )?;
+        stmt.execute(params![
+            remote,
+            key,
+            blake3.as_slice(),
+            fingerprint,
+            size as i64,
+            now_unix()
+        ])?;
+        self.tick()
+    }
+}

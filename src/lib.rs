@@ -12,12 +12,14 @@
 //! The binary (`src/main.rs`) only parses arguments and maps the outcome to
 //! an exit status: 0 clean, 1 discrepancies, 2 trouble.
 
+pub mod audit;
 pub mod cli;
 pub mod finding;
 pub mod hash;
 pub mod index;
 pub mod merkle;
 pub mod paths;
+pub mod remote;
 pub mod report;
 pub mod scan;
 pub mod walk;
