@@ -1,7 +1,7 @@
 //! A standalone S3 server (s3s-fs over a folder) for benchmarks and manual runs:
 //!
 //!     cargo run --release --example s3_server -- --root DIR --addr 127.0.0.1:9000 \
-//!         [--access-key K --secret-key S] [--workers N]
+//!         [--access-key K --secret-key S] [--workers N] [--plain-list]
 //!
 //! Buckets are subfolders of DIR. Prints the endpoint on stdout once listening,
 //! then serves until killed. Same code as the tests' server (tests/support/s3.rs).
@@ -30,22 +30,31 @@ struct Args {
     /// Tokio worker threads (0 = one per CPU).
     #[arg(long, default_value_t = 0)]
     workers: usize,
+    /// Use s3s-fs's own ListObjects (O(N²) over pages) instead of the fast one.
+    #[arg(long)]
+    plain_list: bool,
 }
 
 fn main() {
     let a = Args::parse();
-    let server =
-        match s3::S3Server::start_with(&a.root, a.addr, &a.access_key, &a.secret_key, a.workers) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!(
-                    "s3_server: cannot serve {} on {}: {e}",
-                    a.root.display(),
-                    a.addr
-                );
-                std::process::exit(1);
-            }
-        };
+    let opts = s3::ServerOptions {
+        addr: a.addr,
+        access_key: a.access_key,
+        secret_key: a.secret_key,
+        workers: a.workers,
+        fast_list: !a.plain_list,
+    };
+    let server = match s3::S3Server::start_with(&a.root, &opts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "s3_server: cannot serve {} on {}: {e}",
+                a.root.display(),
+                opts.addr
+            );
+            std::process::exit(1);
+        }
+    };
     println!("{}", server.endpoint);
     eprintln!(
         "s3_server: serving {} (access key {:?}); env for clients:",

@@ -264,7 +264,7 @@ enum Event {
         by_md5: Option<(Vec<u8>, [u8; 32], String)>,
     },
     Read {
-        task: ReadTask,
+        task: Box<ReadTask>,
         result: Result<([u8; 32], u64), ReadError>,
     },
     Counted {
@@ -324,6 +324,7 @@ fn audit_run(
     let progress = crate::cli::progress_bar(opts.progress, "auditing");
 
     // 1. List the remote into the index.
+    let listing_started = index::now_unix();
     {
         let mut batch = index.batch()?;
         let listed = runtime.block_on(async {
@@ -442,7 +443,14 @@ fn audit_run(
                     }
                 }
                 Event::Read { task, result } => {
-                    let f = settle_read(&mut batch, &remote.id, &task, result, &mut summary)?;
+                    let f = settle_read(
+                        &mut batch,
+                        &remote.id,
+                        &task,
+                        result,
+                        listing_started,
+                        &mut summary,
+                    )?;
                     if f.is_none() {
                         within(&mut summary, now, task.remote.size);
                     }
@@ -473,6 +481,7 @@ fn settle_read(
     remote_id: &str,
     task: &ReadTask,
     result: Result<([u8; 32], u64), ReadError>,
+    listing_started: i64,
     summary: &mut AuditSummary,
 ) -> Result<Option<Finding>> {
     let key = task.local.path.clone();
@@ -493,13 +502,19 @@ fn settle_read(
                         )),
                 )
             } else {
-                batch.record_read(
-                    remote_id,
-                    &task.remote.key,
-                    &hash,
-                    &task.remote.listed().fingerprint(),
-                    n,
-                )?;
+                let listed = task.remote.listed();
+                let mut fingerprint = listed.fingerprint();
+                if listed.etag.is_none()
+                    && listed.version.is_none()
+                    && listed.last_modified >= listing_started
+                {
+                    // Without an ETag, a rewrite within the same second as
+                    // this read would keep size and mtime: record the hash
+                    // (for reports) but never let it count as a cached
+                    // verification.
+                    fingerprint.push_str(":racy");
+                }
+                batch.record_read(remote_id, &task.remote.key, &hash, &fingerprint, n)?;
                 if Some(hash) == task.local.blake3 {
                     summary.verified += 1;
                     summary.verified_bytes += n;
@@ -735,7 +750,10 @@ async fn read_objects(
                 let result = remote
                     .read_hash(&task.remote.key, task.remote.etag.as_deref())
                     .await;
-                let _ = events.send(Event::Read { task, result });
+                let _ = events.send(Event::Read {
+                    task: Box::new(task),
+                    result,
+                });
             }
         })
         .await;

@@ -19,7 +19,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
-use object_store::{BackoffConfig, ClientOptions, GetOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientConfigKey, GetOptions, ObjectStore, RetryConfig};
 
 use crate::paths;
 
@@ -110,11 +110,20 @@ pub fn etag_md5(etag: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-fn client_options(opts: &RemoteOptions) -> ClientOptions {
-    ClientOptions::new()
-        .with_connect_timeout(Duration::from_secs(10).min(opts.timeout))
-        .with_read_timeout(opts.timeout)
-        .with_timeout_disabled()
+/// Timeouts, as config keys: set one by one so they do not replace the
+/// client options the builders read from the environment (such as
+/// `AWS_ALLOW_HTTP`). A whole request may take as long as it needs (a
+/// 50 GiB object does); what must not stall is each network read.
+fn client_config(opts: &RemoteOptions) -> Vec<(ClientConfigKey, String)> {
+    let secs = |d: Duration| format!("{}s", d.as_secs().max(1));
+    vec![
+        (
+            ClientConfigKey::ConnectTimeout,
+            secs(Duration::from_secs(10).min(opts.timeout)),
+        ),
+        (ClientConfigKey::ReadTimeout, secs(opts.timeout)),
+        (ClientConfigKey::Timeout, "7days".to_string()),
+    ]
 }
 
 fn retry_config(opts: &RemoteOptions) -> RetryConfig {
@@ -148,10 +157,13 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                 .map_err(|e| anyhow!("remote {url}: bad prefix: {e}"))?;
             let store: Arc<dyn ObjectStore> = match u.scheme() {
                 "s3" | "s3a" => {
-                    let mut b = object_store::aws::AmazonS3Builder::from_env()
+                    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+                    let mut b = AmazonS3Builder::from_env()
                         .with_url(url)
-                        .with_retry(retry_config(opts))
-                        .with_client_options(client_options(opts));
+                        .with_retry(retry_config(opts));
+                    for (k, v) in client_config(opts) {
+                        b = b.with_config(AmazonS3ConfigKey::Client(k), v);
+                    }
                     if let Some(ep) = &opts.endpoint {
                         b = b.with_endpoint(ep);
                         if ep.starts_with("http://") {
@@ -161,17 +173,23 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                     Arc::new(b.build().map_err(|e| anyhow!("remote {url}: {e}"))?)
                 }
                 "gs" => {
-                    let b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+                    let mut b = GoogleCloudStorageBuilder::from_env()
                         .with_url(url)
-                        .with_retry(retry_config(opts))
-                        .with_client_options(client_options(opts));
+                        .with_retry(retry_config(opts));
+                    for (k, v) in client_config(opts) {
+                        b = b.with_config(GoogleConfigKey::Client(k), v);
+                    }
                     Arc::new(b.build().map_err(|e| anyhow!("remote {url}: {e}"))?)
                 }
                 "az" | "azure" | "abfs" | "abfss" => {
-                    let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
+                    use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+                    let mut b = MicrosoftAzureBuilder::from_env()
                         .with_url(url)
-                        .with_retry(retry_config(opts))
-                        .with_client_options(client_options(opts));
+                        .with_retry(retry_config(opts));
+                    for (k, v) in client_config(opts) {
+                        b = b.with_config(AzureConfigKey::Client(k), v);
+                    }
                     if let Some(ep) = &opts.endpoint {
                         b = b.with_endpoint(ep.clone());
                         if ep.starts_with("http://") {

@@ -21,6 +21,12 @@ pub struct Env {
     pub index: PathBuf,
 }
 
+impl Default for Env {
+    fn default() -> Self {
+        Env::new()
+    }
+}
+
 impl Env {
     pub fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
@@ -55,7 +61,12 @@ impl Env {
 
     /// Runs vouch with `--format json` and returns (exit code, document).
     pub fn json(&self, args: &[&str]) -> (i32, Value) {
-        let out = self.vouch().args(args).args(["--format", "json"]).output().unwrap();
+        let out = self
+            .vouch()
+            .args(args)
+            .args(["--format", "json"])
+            .output()
+            .unwrap();
         let code = out.status.code().unwrap_or(-1);
         let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
@@ -74,9 +85,13 @@ impl Env {
 }
 
 pub fn set_old_mtime(path: &Path) {
-    let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    set_mtime(path, 1_600_000_000);
+}
+
+pub fn set_mtime(path: &Path, unix: u64) {
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(unix);
     let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(old).unwrap();
+    f.set_modified(t).unwrap();
 }
 
 /// The (kind, path) pairs of a report, sorted.
