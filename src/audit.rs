@@ -30,7 +30,8 @@ use crate::index::{self, Entry, Index, RemoteRow, SELECT_ENTRY, SELECT_REMOTE};
 use crate::remote::{self, ReadError, Remote};
 use crate::report::Sink;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Listing only: sizes, cached verifications and MD5 ETags decide.
     Quick,
@@ -58,6 +59,11 @@ pub struct AuditOptions {
     pub jobs: usize,
     pub strict: bool,
     pub progress: bool,
+    /// Below this fraction of the manifest's files or bytes held by the
+    /// remote, report `low_coverage` (or `remote_empty`).
+    pub min_coverage: f64,
+    /// Report `stale` for a backup older than this many seconds.
+    pub max_age: Option<i64>,
 }
 
 /// How one (file, object) pair is settled.
@@ -172,6 +178,12 @@ pub struct AuditSummary {
     pub bytes_read: u64,
     pub objects_read: u64,
     pub symlinks_skipped: u64,
+    /// Files (and bytes) of the manifest present on the remote at the
+    /// same size.
+    pub held_files: u64,
+    pub held_bytes: u64,
+    /// Newest last-modified time under the prefix.
+    pub newest_object: Option<i64>,
     /// Objects (and bytes) whose last full read is at most N days old.
     pub verified_within: BTreeMap<u32, (u64, u64)>,
     pub elapsed_ms: u64,
@@ -224,6 +236,17 @@ impl AuditSummary {
         m.insert("remote_objects".into(), json!(self.remote_objects));
         m.insert("remote_bytes".into(), json!(self.remote_bytes));
         m.insert("symlinks_skipped".into(), json!(self.symlinks_skipped));
+        m.insert(
+            "coverage_files".into(),
+            json!(fraction(self.held_files, self.local_files)),
+        );
+        m.insert(
+            "coverage_bytes".into(),
+            json!(fraction(self.held_bytes, self.local_bytes)),
+        );
+        if let Some(t) = self.newest_object {
+            m.insert("newest_object".into(), json!(crate::report::format_time(t)));
+        }
         let mut within = Map::new();
         for (days, (objects, bytes)) in &self.verified_within {
             within.insert(
@@ -247,6 +270,96 @@ pub fn fraction(part: u64, whole: u64) -> f64 {
     } else {
         ((part as f64 / whole as f64) * 10_000.0).round() / 10_000.0
     }
+}
+
+/// What the merger needs to decide each pair.
+#[derive(Debug, Clone, Copy)]
+struct Policy {
+    mode: Mode,
+    max_age: Option<i64>,
+}
+
+/// Whole-backup findings, decided before any per-file line.
+struct Health {
+    held_files: u64,
+    held_bytes: u64,
+    newest: Option<i64>,
+    findings: Vec<Finding>,
+}
+
+/// Coverage and freshness of the whole backup: the headline a report
+/// leads with, instead of burying an empty backup in N `missing` lines.
+fn backup_health(
+    conn: &Connection,
+    root_id: i64,
+    remote: &str,
+    run_id: i64,
+    opts: &AuditOptions,
+) -> Result<Health> {
+    let (local_files, local_bytes, held_files, held_bytes): (i64, i64, i64, i64) = conn.query_row(
+        "SELECT count(*), coalesce(sum(e.size), 0), count(r.key),
+                coalesce(sum(CASE WHEN r.key IS NOT NULL THEN e.size END), 0)
+         FROM entries e LEFT JOIN remote_objects r
+           ON r.remote = ?2 AND r.key = e.path AND r.seen_run = ?3 AND r.size = e.size
+         WHERE e.root_id = ?1 AND e.until_run IS NULL AND e.kind = 0",
+        params![root_id, remote, run_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let (objects, newest): (i64, Option<i64>) = conn.query_row(
+        "SELECT count(*), max(last_modified) FROM remote_objects WHERE remote = ?1 AND seen_run = ?2",
+        params![remote, run_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let (local_files, local_bytes) = (local_files as u64, local_bytes as u64);
+    let (held_files, held_bytes) = (held_files as u64, held_bytes as u64);
+    let mut findings = Vec::new();
+    let whole = json!({ "files": local_files, "bytes": local_bytes });
+    if local_files > 0 && objects == 0 {
+        findings.push(
+            Finding::new(Kind::RemoteEmpty, Vec::new())
+                .local(whole)
+                .remote(json!({ "objects": 0 }))
+                .detail(format!(
+                    "the backup holds no objects; the manifest has {local_files} files ({local_bytes} bytes)"
+                )),
+        );
+    } else if local_files > 0 {
+        let files = fraction(held_files, local_files);
+        let bytes = fraction(held_bytes, local_bytes);
+        if files < opts.min_coverage || bytes < opts.min_coverage {
+            findings.push(
+                Finding::new(Kind::LowCoverage, Vec::new())
+                    .local(whole)
+                    .remote(json!({ "files": held_files, "bytes": held_bytes }))
+                    .detail(format!(
+                        "the backup holds {:.1}% of the manifest's files ({held_files} of {local_files}) and {:.1}% of its bytes, below --min-coverage {}",
+                        files * 100.0,
+                        bytes * 100.0,
+                        opts.min_coverage
+                    )),
+            );
+        }
+    }
+    if let (Some(max), Some(t)) = (opts.max_age, newest) {
+        let age = index::now_unix() - t;
+        if age > max {
+            findings.push(
+                Finding::new(Kind::Stale, Vec::new())
+                    .remote(json!({ "newest_object": crate::report::format_time(t) }))
+                    .detail(format!(
+                        "the newest object is {} old, over --max-age {}: has the backup job stopped?",
+                        humantime::format_duration(std::time::Duration::from_secs(age as u64)),
+                        humantime::format_duration(std::time::Duration::from_secs(max as u64)),
+                    )),
+            );
+        }
+    }
+    Ok(Health {
+        held_files,
+        held_bytes,
+        newest,
+        findings,
+    })
 }
 
 /// An object whose bytes must be read.
@@ -346,6 +459,8 @@ fn audit_run(
         index.prune_remote(&remote.id, run_id)?;
     }
 
+    let health = backup_health(&index.conn, root_id, &remote.id, run_id, opts)?;
+
     let scrub = if opts.mode == Mode::Scrub {
         scrub_selection(&index.conn, &remote.id, run_id, opts.scrub_budget)?
     } else {
@@ -355,13 +470,19 @@ fn audit_run(
     // 2-4. Merge, read, record.
     let mut summary = AuditSummary {
         run_id,
+        held_files: health.held_files,
+        held_bytes: health.held_bytes,
+        newest_object: health.newest,
         ..Default::default()
     };
     let now = index::now_unix();
+    let policy = Policy {
+        mode: opts.mode,
+        max_age: opts.max_age,
+    };
     let (event_tx, event_rx) = mpsc::channel::<Event>();
     let (read_tx, read_rx) = tokio::sync::mpsc::channel::<ReadTask>(opts.jobs.max(1) * 4);
     let index_path = index.path.clone();
-    let mode = opts.mode;
     let jobs = opts.jobs.max(1);
     std::thread::scope(|scope| -> Result<()> {
         let merger_events = event_tx.clone();
@@ -373,7 +494,7 @@ fn audit_run(
                 root_id,
                 &remote_id,
                 run_id,
-                mode,
+                policy,
                 scrub,
                 read_tx,
                 &merger_events,
@@ -407,6 +528,9 @@ fn audit_run(
                 }
             }
         };
+        for f in health.findings {
+            report(&mut batch, &mut summary, f)?;
+        }
         let mut failure = None;
         for event in event_rx.iter() {
             progress.inc(1);
@@ -613,7 +737,7 @@ fn merge(
     root_id: i64,
     remote_id: &str,
     run_id: i64,
-    mode: Mode,
+    policy: Policy,
     scrub: &HashSet<Vec<u8>>,
     reads: tokio::sync::mpsc::Sender<ReadTask>,
     events: &mpsc::Sender<Event>,
@@ -687,7 +811,21 @@ fn merge(
                 ));
             }
             let selected = scrub.contains(&obj.key);
-            match decide(&local, &obj, mode, selected) {
+            let lag = local.stat.mtime_ns.div_euclid(1_000_000_000) - obj.last_modified;
+            match decide(&local, &obj, policy.mode, selected) {
+                Decision::Unverified(_) if policy.max_age.is_some_and(|max| lag > max) => {
+                    send(Event::Finding(
+                        Finding::new(Kind::Stale, local.path.clone())
+                            .local(crate::scan::describe(&local.stat, local.blake3.as_ref()))
+                            .remote(describe_remote(&obj))
+                            .detail(format!(
+                                "the backup copy is {} older than the local file (over --max-age)",
+                                humantime::format_duration(std::time::Duration::from_secs(
+                                    lag as u64
+                                ))
+                            )),
+                    ))
+                }
                 Decision::Verified { by_md5 } => send(Event::Verified {
                     size: obj.size,
                     verified_at: if by_md5 {

@@ -3,17 +3,25 @@
 //! Every command returns an [`Outcome`] or an error; `main` maps them to
 //! the exit status (0 clean, 1 discrepancies, 2 trouble), the way diff(1)
 //! and ripgrep do. An error is printed as one line naming what failed.
+//! Runs that monitors watch (`scan`, `audit`, `run`) also write metrics and
+//! send notifications, for failures as much as for findings.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use anyhow::{Result, anyhow, bail};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use serde_json::{Map, Value, json};
 
 use crate::Outcome;
+use crate::alert::{self, RunOutcome};
 use crate::audit::{self, AuditOptions, Mode};
+use crate::config;
+use crate::finding::Kind;
 use crate::hash::Want;
+use crate::history;
 use crate::index::{self, Index, LockWait};
 use crate::remote::{self, RemoteOptions};
 use crate::report::{Format, Report, Sink};
@@ -29,7 +37,7 @@ pub struct Cli {
 }
 
 /// Options every command takes.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct Common {
     /// The SQLite index [default: $XDG_DATA_HOME/vouch/index.sqlite3]
     #[arg(long, global = true, env = "VOUCH_INDEX", value_name = "PATH")]
@@ -57,9 +65,36 @@ pub enum Command {
     Scan(ScanArgs),
     /// Scan ROOT, then diff its manifest against a remote (S3, GCS, Azure, a directory)
     Audit(AuditArgs),
+    /// Re-print the findings of a past run from the index
+    Report(ReportArgs),
+    /// List past runs with their counters
+    History,
+    /// Run named audits from the config file (for cron)
+    Run(RunArgs),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
 }
 
-#[derive(Debug, Args)]
+/// Where a monitored run reports besides its output.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AlertArgs {
+    /// Write Prometheus metrics to FILE (atomically; for node_exporter's textfile collector)
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// POST {"text": ...} to URL when the run finds discrepancies or fails
+    #[arg(long, value_name = "URL")]
+    pub notify: Option<String>,
+    /// Notify on every run, clean ones too
+    #[arg(long, requires = "notify")]
+    pub notify_always: bool,
+}
+
+#[derive(Debug, Args, Clone)]
 pub struct ScanArgs {
     /// The tree to scan
     pub root: PathBuf,
@@ -76,9 +111,14 @@ pub struct ScanArgs {
     /// Pin this run's manifest as a named snapshot (`@NAME`)
     #[arg(long, value_name = "NAME")]
     pub label: Option<String>,
+    /// Report `shrunk` when a file (of 1 KiB or more) loses more than this fraction of its size
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.5, value_parser = parse_fraction)]
+    pub shrink_threshold: f64,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct AuditArgs {
     /// The tree whose manifest is audited
     pub root: PathBuf,
@@ -114,6 +154,42 @@ pub struct AuditArgs {
     /// Seconds to wait for any network read before giving up on it
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub timeout: u64,
+    /// Report `low_coverage` when the remote holds less than this fraction
+    /// of the manifest's files or bytes (`remote_empty` when it holds nothing)
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.99, value_parser = parse_fraction)]
+    pub min_coverage: f64,
+    /// Report `shrunk` when a file (of 1 KiB or more) loses more than this fraction of its size
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.5, value_parser = parse_fraction)]
+    pub shrink_threshold: f64,
+    /// Report `stale` when the newest object, or a file's copy relative to
+    /// the file, is older than this (e.g. 26h, 7d)
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub max_age: Option<u64>,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run to show [default: the latest finished run]
+    #[arg(long, value_name = "N")]
+    pub run: Option<i64>,
+    /// Only findings of this kind
+    #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+    pub kind: Option<Kind>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The named audit (an [audit.NAME] section of the config file)
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Run every named audit, in name order
+    #[arg(long)]
+    pub all: bool,
+    /// The config file [default: $XDG_CONFIG_HOME/vouch/vouch.toml]
+    #[arg(long, value_name = "FILE", env = "VOUCH_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 /// Parses a byte size: `1024`, `64K`, `500MiB`, `10G`, `2TB` (powers of 1024).
@@ -136,6 +212,27 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{text:?} is not a fraction between 0 and 1")),
+    }
+}
+
+/// Parses an age like `26h` or `7d` into seconds.
+fn parse_age(text: &str) -> Result<u64, String> {
+    humantime::parse_duration(text)
+        .map(|d| d.as_secs())
+        .map_err(|e| format!("{text:?} is not an age (e.g. 26h, 7d): {e}"))
+}
+
+fn parse_kind(text: &str) -> Result<Kind, String> {
+    Kind::from_name(text).ok_or_else(|| {
+        let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+        format!("unknown kind {text:?} (one of {})", names.join(", "))
+    })
+}
+
 /// Runs the command line and returns the process exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -143,27 +240,46 @@ pub fn main() -> ExitCode {
         Ok(Outcome::Clean) => ExitCode::from(0),
         Ok(Outcome::Discrepancies) => ExitCode::from(1),
         Err(e) => {
-            let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("vouch: {msg}");
+            eprintln!("vouch: {}", one_line(&e));
             ExitCode::from(2)
         }
     }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
 }
 
 pub fn run(cli: Cli) -> Result<Outcome> {
     let common = &cli.common;
     if let Some(n) = common.threads {
         if n == 0 {
-            anyhow::bail!("--threads must be at least 1");
+            bail!("--threads must be at least 1");
         }
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
-            .map_err(|e| anyhow::anyhow!("cannot start {n} threads: {e}"))?;
+            .map_err(|e| anyhow!("cannot start {n} threads: {e}"))?;
     }
     match &cli.command {
-        Command::Scan(args) => cmd_scan(common, args),
-        Command::Audit(args) => cmd_audit(common, args),
+        Command::Scan(args) => monitored(common, &args.alerts, None, |job| {
+            cmd_scan(common, args, job)
+        }),
+        Command::Audit(args) => monitored(common, &args.alerts, None, |job| {
+            cmd_audit(common, args, job)
+        }),
+        Command::Report(args) => cmd_report(common, args),
+        Command::History => cmd_history(common),
+        Command::Run(args) => cmd_run(common, args),
+        Command::Completions { shell } => {
+            let mut out = std::io::stdout();
+            clap_complete::generate(*shell, &mut Cli::command(), "vouch", &mut out);
+            Ok(Outcome::Clean)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(Outcome::Clean)
+        }
     }
 }
 
@@ -188,94 +304,317 @@ fn show_progress(common: &Common) -> bool {
     !common.quiet && std::io::stderr().is_terminal()
 }
 
-fn cmd_scan(common: &Common, args: &ScanArgs) -> Result<Outcome> {
+/// What a monitored command tells [`monitored`] about itself as it goes,
+/// so that even a run failing half-way reports what it was.
+#[derive(Default)]
+pub struct Job {
+    command: String,
+    root: Option<String>,
+    remote: Option<String>,
+    summary: Map<String, Value>,
+}
+
+/// Runs a monitored command: writes metrics and notifies afterwards,
+/// whether it found discrepancies, found none, or failed.
+fn monitored(
+    common: &Common,
+    alerts: &AlertArgs,
+    name: Option<&str>,
+    body: impl FnOnce(&mut Job) -> Result<Outcome>,
+) -> Result<Outcome> {
+    let started = Instant::now();
+    let mut job = Job::default();
+    let result = body(&mut job);
+    if alerts.metrics.is_none() && alerts.notify.is_none() {
+        return result;
+    }
+    let exit_code = match &result {
+        Ok(Outcome::Clean) => 0,
+        Ok(Outcome::Discrepancies) => 1,
+        Err(_) => 2,
+    };
+    let mut outcome = RunOutcome {
+        command: job.command.clone(),
+        name: name.map(str::to_string),
+        root: job.root.clone(),
+        remote: job.remote.clone(),
+        exit_code,
+        summary: job.summary,
+        error: result.as_ref().err().map(one_line),
+        elapsed_secs: started.elapsed().as_secs_f64(),
+        finished_unix: index::now_unix(),
+        last_success_unix: None,
+    };
+    outcome.last_success_unix = if exit_code == 0 {
+        Some(outcome.finished_unix)
+    } else {
+        last_success(common, &outcome).ok().flatten()
+    };
+    if let Some(path) = &alerts.metrics
+        && let Err(e) = alert::write_metrics(path, &outcome)
+    {
+        eprintln!("vouch: {}", one_line(&e));
+    }
+    if let Some(url) = &alerts.notify
+        && (exit_code != 0 || alerts.notify_always)
+        && let Err(e) = alert::notify(url, &outcome)
+    {
+        eprintln!("vouch: notification to {url} failed: {}", one_line(&e));
+    }
+    result
+}
+
+/// The last run of the same command, root and remote that exited 0.
+fn last_success(common: &Common, o: &RunOutcome) -> Result<Option<i64>> {
+    use rusqlite::OptionalExtension;
+    let index = Index::open_read_only(&index_path(common))?;
+    Ok(index
+        .conn
+        .query_row(
+            "SELECT max(r.finished_at) FROM runs r JOIN roots ON roots.id = r.root_id
+             WHERE r.command = ?1 AND CAST(roots.path AS TEXT) = ?2 AND r.remote IS ?3 AND r.exit_code = 0",
+            rusqlite::params![o.command, o.root, o.remote],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten())
+}
+
+/// Runs `body` with a report, completing the report as failed on error.
+fn with_report(
+    common: &Common,
+    body: impl FnOnce(&mut Report) -> Result<Outcome>,
+) -> Result<Outcome> {
+    let mut sink = report(common)?;
+    let result = body(&mut sink);
+    if let Err(e) = &result {
+        let _ = sink.fail(&one_line(e));
+    }
+    result
+}
+
+fn cmd_scan(common: &Common, args: &ScanArgs, job: &mut Job) -> Result<Outcome> {
+    job.command = "scan".into();
+    job.root = Some(args.root.display().to_string());
     let root = scan::resolve_root(&args.root)?;
+    job.root = Some(root.display().to_string());
     if let Some(label) = &args.label {
         validate_label(label)?;
     }
     let mut index = open_index(common)?;
-    let mut sink = report(common)?;
-    let opts = ScanOptions {
-        rehash: args.rehash,
-        want: Want {
-            md5: args.md5,
-            sha256: args.sha256,
-        },
-        label: args.label.clone(),
-        progress: show_progress(common),
-        command: None,
-    };
-    let summary = scan::scan(&mut index, &root, &opts, &mut sink)?;
-    sink.finish(&summary.to_json(&root))?;
-    Ok(if summary.discrepancies() > 0 {
-        Outcome::Discrepancies
-    } else {
-        Outcome::Clean
+    with_report(common, |sink| {
+        let opts = ScanOptions {
+            rehash: args.rehash,
+            want: Want {
+                md5: args.md5,
+                sha256: args.sha256,
+            },
+            label: args.label.clone(),
+            progress: show_progress(common),
+            command: None,
+            shrink_threshold: Some(args.shrink_threshold),
+        };
+        let summary = scan::scan(&mut index, &root, &opts, sink)?;
+        job.summary = summary.to_json(&root);
+        sink.finish(&job.summary)?;
+        Ok(if summary.discrepancies() > 0 {
+            Outcome::Discrepancies
+        } else {
+            Outcome::Clean
+        })
     })
 }
 
-fn cmd_audit(common: &Common, args: &AuditArgs) -> Result<Outcome> {
+fn cmd_audit(common: &Common, args: &AuditArgs, job: &mut Job) -> Result<Outcome> {
+    job.command = "audit".into();
+    job.root = Some(args.root.display().to_string());
+    job.remote = Some(args.remote.clone());
     let root = scan::resolve_root(&args.root)?;
+    job.root = Some(root.display().to_string());
     if args.jobs == 0 {
-        anyhow::bail!("--jobs must be at least 1");
+        bail!("--jobs must be at least 1");
     }
     let remote = remote::open(
         &args.remote,
         &RemoteOptions {
             endpoint: args.endpoint.clone(),
             retries: args.retries,
-            timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+            timeout: Duration::from_secs(args.timeout.max(1)),
         },
     )?;
+    job.remote = Some(remote.id.clone());
     let mut index = open_index(common)?;
-    let mut sink = report(common)?;
-    let scanned = if args.no_scan {
-        None
-    } else {
-        let opts = ScanOptions {
-            want: Want {
-                md5: args.md5,
-                sha256: false,
-            },
-            progress: show_progress(common),
-            ..Default::default()
+    with_report(common, |sink| {
+        let scanned = if args.no_scan {
+            None
+        } else {
+            let opts = ScanOptions {
+                want: Want {
+                    md5: args.md5,
+                    sha256: false,
+                },
+                progress: show_progress(common),
+                shrink_threshold: Some(args.shrink_threshold),
+                ..Default::default()
+            };
+            Some(scan::scan(&mut index, &root, &opts, sink)?)
         };
-        Some(scan::scan(&mut index, &root, &opts, &mut sink)?)
-    };
-    let root_id = match index.find_root(&root)? {
-        Some(id) if index.last_scan(id)?.is_some() => id,
-        _ => anyhow::bail!(
-            "no manifest of {} in the index; run `vouch scan {}` first (or drop --no-scan)",
-            root.display(),
-            root.display()
-        ),
-    };
-    let opts = AuditOptions {
-        mode: args.mode,
-        scrub_budget: args.scrub_budget,
-        jobs: args.jobs,
-        strict: args.strict,
-        progress: show_progress(common),
-    };
-    let summary = audit::audit(&mut index, &root, root_id, &remote, &opts, &mut sink)?;
-    let mut json = summary.to_json(&root, &remote.id, args.mode);
-    let mut bad = summary.discrepancies(args.strict) > 0;
-    if let Some(s) = &scanned {
-        bad |= s.discrepancies() > 0;
-        json.insert("scan".into(), serde_json::Value::Object(s.to_json(&root)));
-    }
-    sink.finish(&json)?;
-    Ok(if bad {
-        Outcome::Discrepancies
-    } else {
-        Outcome::Clean
+        let root_id = match index.find_root(&root)? {
+            Some(id) if index.last_scan(id)?.is_some() => id,
+            _ => bail!(
+                "no manifest of {} in the index; run `vouch scan {}` first (or drop --no-scan)",
+                root.display(),
+                root.display()
+            ),
+        };
+        let opts = AuditOptions {
+            mode: args.mode,
+            scrub_budget: args.scrub_budget,
+            jobs: args.jobs,
+            strict: args.strict,
+            progress: show_progress(common),
+            min_coverage: args.min_coverage,
+            max_age: args.max_age.map(|s| s as i64),
+        };
+        let summary = audit::audit(&mut index, &root, root_id, &remote, &opts, sink)?;
+        let mut json = summary.to_json(&root, &remote.id, args.mode);
+        let mut bad = summary.discrepancies(args.strict) > 0;
+        if let Some(s) = &scanned {
+            bad |= s.discrepancies() > 0;
+            // The scan's discrepancies count in the audit's totals too.
+            for (kind, n) in [
+                (Kind::Unreadable, s.unreadable),
+                (Kind::Corrupt, s.corrupt),
+                (Kind::Shrunk, s.shrunk),
+            ] {
+                if n > 0 {
+                    let total = json.get(kind.name()).and_then(Value::as_u64).unwrap_or(0) + n;
+                    json.insert(kind.name().into(), json!(total));
+                }
+            }
+            json.insert("scan".into(), Value::Object(s.to_json(&root)));
+        }
+        job.summary = json.clone();
+        sink.finish(&json)?;
+        Ok(if bad {
+            Outcome::Discrepancies
+        } else {
+            Outcome::Clean
+        })
     })
+}
+
+fn cmd_report(common: &Common, args: &ReportArgs) -> Result<Outcome> {
+    let index = Index::open_read_only(&index_path(common))?;
+    with_report(common, |sink| {
+        history::report(&index, args.run, args.kind, sink)
+    })
+}
+
+fn cmd_history(common: &Common) -> Result<Outcome> {
+    let index = Index::open_read_only(&index_path(common))?;
+    let mut text = Vec::new();
+    history::history(&index, common.format, &mut text)?;
+    match &common.output {
+        Some(path) => alert::write_atomically(path, &String::from_utf8_lossy(&text))?,
+        None => std::io::stdout().write_all(&text)?,
+    }
+    Ok(Outcome::Clean)
+}
+
+fn cmd_run(common: &Common, args: &RunArgs) -> Result<Outcome> {
+    let path = args.config.clone().unwrap_or_else(config::default_path);
+    let cfg = config::load(&path)?;
+    let names: Vec<String> = match &args.name {
+        Some(name) => {
+            if !cfg.audit.contains_key(name) {
+                let known: Vec<&str> = cfg.audit.keys().map(String::as_str).collect();
+                bail!(
+                    "config {} has no [audit.{name}] (known: {})",
+                    path.display(),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+            }
+            vec![name.clone()]
+        }
+        None => cfg.audit.keys().cloned().collect(),
+    };
+    if names.is_empty() {
+        bail!("config {} defines no [audit.NAME] section", path.display());
+    }
+    let mut worst = Outcome::Clean;
+    let mut failed = Vec::new();
+    for name in &names {
+        let a = &cfg.audit[name];
+        let mut job_common = common.clone();
+        if job_common.index.is_none() {
+            job_common.index = cfg.index.clone();
+        }
+        if a.output.is_some() {
+            job_common.output = a.output.clone();
+        }
+        let audit_args = AuditArgs {
+            root: a.root.clone(),
+            remote: a.remote.clone(),
+            endpoint: a.endpoint.clone(),
+            mode: a.mode.unwrap_or(Mode::Quick),
+            scrub_budget: match &a.scrub_budget {
+                Some(b) => {
+                    parse_size(b).map_err(|e| anyhow!("[audit.{name}] scrub_budget: {e}"))?
+                }
+                None => 10 << 30,
+            },
+            jobs: a.jobs.unwrap_or(16),
+            no_scan: a.no_scan.unwrap_or(false),
+            strict: a.strict.unwrap_or(false),
+            md5: a.md5.unwrap_or(false),
+            retries: a.retries.unwrap_or(4),
+            timeout: a.timeout.unwrap_or(60),
+            min_coverage: a.min_coverage.unwrap_or(0.99),
+            shrink_threshold: a.shrink_threshold.unwrap_or(0.5),
+            max_age: match &a.max_age {
+                Some(age) => {
+                    Some(parse_age(age).map_err(|e| anyhow!("[audit.{name}] max_age: {e}"))?)
+                }
+                None => None,
+            },
+            alerts: AlertArgs {
+                metrics: a.metrics.clone(),
+                notify: a.notify.clone(),
+                notify_always: a.notify_always.unwrap_or(false),
+            },
+        };
+        let result = monitored(&job_common, &audit_args.alerts, Some(name), |job| {
+            cmd_audit(&job_common, &audit_args, job)
+        });
+        match result {
+            Ok(Outcome::Discrepancies) => worst = Outcome::Discrepancies,
+            Ok(Outcome::Clean) => {}
+            Err(e) => {
+                eprintln!("vouch: audit {name}: {}", one_line(&e));
+                failed.push(name.clone());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} named audits could not run: {}",
+            failed.len(),
+            names.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(worst)
 }
 
 /// A label must not look like a run number, so `@N` stays unambiguous.
 pub fn validate_label(label: &str) -> Result<()> {
     if label.is_empty() || label.chars().all(|c| c.is_ascii_digit()) || label.contains('/') {
-        anyhow::bail!("label {label:?} must be non-empty, not all digits, and contain no '/'");
+        bail!("label {label:?} must be non-empty, not all digits, and contain no '/'");
     }
     Ok(())
 }
@@ -292,6 +631,6 @@ pub fn progress_bar(enabled: bool, what: &str) -> indicatif::ProgressBar {
         ))
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar.enable_steady_tick(Duration::from_millis(200));
     bar
 }

@@ -93,6 +93,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (remote, key)
     ) WITHOUT ROWID;
     "#,
+    // v2: `vouch report` lists a scan's deletions by the run that closed them.
+    r#"
+    CREATE INDEX entries_closed ON entries(root_id, until_run) WHERE until_run IS NOT NULL;
+    "#,
 ];
 
 /// The kind of a manifest entry, as stored.

@@ -12,10 +12,13 @@
 //! The binary (`src/main.rs`) only parses arguments and maps the outcome to
 //! an exit status: 0 clean, 1 discrepancies, 2 trouble.
 
+pub mod alert;
 pub mod audit;
 pub mod cli;
+pub mod config;
 pub mod finding;
 pub mod hash;
+pub mod history;
 pub mod index;
 pub mod merkle;
 pub mod paths;

@@ -217,13 +217,7 @@ impl Sink for Report {
                     for (kind, n) in &self.folded {
                         writeln!(self.out, "… and {n} more {kind} (see --format json)")?;
                     }
-                    for (k, v) in summary {
-                        let v = match v {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        writeln!(self.out, "{k:<14} {v}")?;
-                    }
+                    write_table_summary(&mut self.out, summary)?;
                 }
             }
         }
@@ -234,6 +228,111 @@ impl Sink for Report {
         }
         Ok(())
     }
+}
+
+impl Report {
+    /// Completes the report of a run that failed (exit 2): the JSON
+    /// formats stay parseable and say why; the table format leaves the
+    /// one-line error on stderr to speak for itself.
+    pub fn fail(&mut self, error: &str) -> Result<()> {
+        match self.format {
+            Format::Json => {
+                let head = if self.started {
+                    "\n]"
+                } else {
+                    "{\"findings\":[]"
+                };
+                writeln!(self.out, "{head},\"error\":{}}}", json!(error))?;
+            }
+            Format::Jsonl => writeln!(self.out, "{}", json!({"kind": "error", "detail": error}))?,
+            Format::Csv => self.csv_row([
+                "error".into(),
+                String::new(),
+                error.to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ])?,
+            Format::Table => {}
+        }
+        self.out.flush()?;
+        if let Some((tmp, path)) = self.output.take() {
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("cannot move report into {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The summary for people: what ran, then the counters that are not zero,
+/// discrepancies first.
+fn write_table_summary(out: &mut dyn Write, summary: &Map<String, Value>) -> io::Result<()> {
+    let text = |k: &str| summary.get(k).and_then(Value::as_str);
+    let mut head = format!("vouch {}", text("command").unwrap_or("run"));
+    if let Some(root) = text("root") {
+        head.push_str(&format!(" {root}"));
+    }
+    if let Some(remote) = text("remote") {
+        head.push_str(&format!(" against {remote}"));
+    }
+    if let Some(mode) = text("mode") {
+        head.push_str(&format!(" ({mode})"));
+    }
+    if let Some(run) = summary.get("run") {
+        head.push_str(&format!(", run {run}"));
+    }
+    writeln!(out, "{head}")?;
+    let discrepancies: Vec<String> = Kind::ALL
+        .iter()
+        .filter(|k| k.is_discrepancy())
+        .filter_map(|k| {
+            let n = summary.get(k.name())?.as_u64()?;
+            (n > 0).then(|| format!("{n} {}", k.name()))
+        })
+        .collect();
+    if discrepancies.is_empty() {
+        writeln!(out, "  no discrepancies")?;
+    } else {
+        writeln!(out, "  DISCREPANCIES: {}", discrepancies.join(", "))?;
+    }
+    let mut rest = Vec::new();
+    for (k, v) in summary {
+        if matches!(k.as_str(), "command" | "root" | "remote" | "mode" | "run")
+            || Kind::from_name(k).is_some_and(Kind::is_discrepancy)
+        {
+            continue;
+        }
+        match v {
+            Value::Number(n) if n.as_f64() != Some(0.0) => rest.push(format!("{k} {n}")),
+            Value::String(t) => rest.push(format!("{k} {t}")),
+            Value::Bool(b) => rest.push(format!("{k} {b}")),
+            _ => {}
+        }
+    }
+    if !rest.is_empty() {
+        writeln!(out, "  {}", rest.join(", "))?;
+    }
+    for (k, v) in summary {
+        if let Value::Object(inner) = v
+            && !inner.is_empty()
+        {
+            let parts: Vec<String> = inner
+                .iter()
+                .filter(|(_, v)| !v.is_object() && v.as_f64() != Some(0.0))
+                .map(|(ik, iv)| match iv {
+                    Value::String(t) => format!("{ik} {t}"),
+                    other => format!("{ik} {other}"),
+                })
+                .collect();
+            if !parts.is_empty() {
+                writeln!(out, "  {k}: {}", parts.join(", "))?;
+            }
+        }
+    }
+    if let Some(e) = text("error") {
+        writeln!(out, "  error: {e}")?;
+    }
+    Ok(())
 }
 
 impl Drop for Report {

@@ -45,7 +45,14 @@ pub struct ScanOptions {
     /// The command recorded for the run (`scan`, or `audit` when an audit
     /// scans first).
     pub command: Option<String>,
+    /// Report `shrunk` when a file of at least [`SHRUNK_MIN_SIZE`] bytes
+    /// loses more than this fraction of its size (0.5 = half).
+    pub shrink_threshold: Option<f64>,
 }
+
+/// Files smaller than this are not checked for shrinking: editing a small
+/// file routinely halves it; an emptied dump is large before it empties.
+pub const SHRUNK_MIN_SIZE: u64 = 1024;
 
 /// What a scan did, with the counters the summary prints.
 #[derive(Debug, Clone, Default)]
@@ -58,6 +65,7 @@ pub struct ScanSummary {
     pub unchanged: u64,
     pub unreadable: u64,
     pub corrupt: u64,
+    pub shrunk: u64,
     pub special: u64,
     pub files: u64,
     pub dirs: u64,
@@ -68,7 +76,7 @@ pub struct ScanSummary {
 
 impl ScanSummary {
     pub fn discrepancies(&self) -> u64 {
-        self.unreadable + self.corrupt
+        self.unreadable + self.corrupt + self.shrunk
     }
 
     pub fn to_json(&self, root: &Path) -> Map<String, Value> {
@@ -82,6 +90,7 @@ impl ScanSummary {
         m.insert("unchanged".into(), json!(self.unchanged));
         m.insert("unreadable".into(), json!(self.unreadable));
         m.insert("corrupt".into(), json!(self.corrupt));
+        m.insert("shrunk".into(), json!(self.shrunk));
         m.insert("special_skipped".into(), json!(self.special));
         m.insert("files".into(), json!(self.files));
         m.insert("dirs".into(), json!(self.dirs));
@@ -203,6 +212,7 @@ pub fn scan(
                 start_ns,
                 rehash,
                 prev_findings_run,
+                shrink_threshold: opts.shrink_threshold,
             },
             &mut summary,
             &mut structural_changes,
@@ -424,6 +434,7 @@ struct WriteCtx {
     start_ns: i64,
     rehash: bool,
     prev_findings_run: Option<i64>,
+    shrink_threshold: Option<f64>,
 }
 
 /// The writer: applies events to the index and reports findings.
@@ -599,9 +610,28 @@ fn apply_change(
                 }
                 (false, false) => {
                     summary.modified += 1;
-                    let mut f = Finding::new(Kind::Modified, new.path.clone()).local(local);
+                    let mut f = Finding::new(Kind::Modified, new.path.clone()).local(local.clone());
                     if o.kind != new.kind {
                         f = f.detail(format!("{} became a {}", o.kind.name(), new.kind.name()));
+                    }
+                    let shrank = ctx.shrink_threshold.is_some_and(|t| {
+                        o.kind == EntryKind::File
+                            && new.kind == EntryKind::File
+                            && o.stat.size >= SHRUNK_MIN_SIZE
+                            && (new.stat.size as f64) < (o.stat.size as f64) * (1.0 - t)
+                    });
+                    if shrank {
+                        summary.shrunk += 1;
+                        let pct = 100.0 * (1.0 - new.stat.size as f64 / o.stat.size as f64);
+                        report(
+                            batch,
+                            Finding::new(Kind::Shrunk, new.path.clone())
+                                .local(local)
+                                .detail(format!(
+                                    "shrank from {} to {} bytes (-{pct:.1}%) since the previous scan",
+                                    o.stat.size, new.stat.size
+                                )),
+                        )?;
                     }
                     Some(f)
                 }

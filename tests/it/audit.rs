@@ -203,6 +203,8 @@ fn every_kind_of_damage_is_found_with_its_own_kind() {
             audit_findings(&doc),
             pairs(&[
                 ("extra", "photos/2026/c.jpg"),
+                // 2 of 4 files held intact: the headline.
+                ("low_coverage", ""),
                 ("missing", "readme"),
                 ("size_mismatch", "db/dump.sql"),
                 // Quick mode cannot see a flipped bit: the object changed
@@ -224,6 +226,7 @@ fn every_kind_of_damage_is_found_with_its_own_kind() {
             pairs(&[
                 ("corrupt", "photos/2026/a.jpg"),
                 ("extra", "photos/2026/c.jpg"),
+                ("low_coverage", ""),
                 ("missing", "readme"),
                 ("size_mismatch", "db/dump.sql"),
             ]),
@@ -275,6 +278,15 @@ fn an_empty_backup_reports_every_file_missing() {
             "{backend:?}"
         );
         assert_eq!(counter(&doc, "remote_objects"), 0);
+        // The headline comes first, not buried in the missing lines.
+        let first = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["kind"] != "added")
+            .unwrap();
+        assert_eq!(first["kind"], "remote_empty", "{backend:?}");
+        assert_eq!(counter(&doc, "remote_empty"), 1);
     }
 }
 

@@ -1,0 +1,250 @@
+//! Telling someone: Prometheus metrics files and webhook notifications.
+//!
+//! A nightly audit nobody watches must page someone when it finds damage
+//! *or* cannot run at all, and a monitor must be able to tell the two
+//! apart. Metrics are written in Prometheus text format for
+//! node_exporter's textfile collector, atomically (a temp file renamed into
+//! place), so the collector never reads half a file. Notifications post
+//! `{"text": ...}`, the incoming-webhook shape Slack and Mattermost accept.
+//! A failed notification is reported on stderr and never changes the
+//! run's result.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use serde_json::{Map, Value, json};
+
+use crate::finding::Kind;
+
+/// What a finished (or failed) run reports to monitors.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub command: String,
+    pub name: Option<String>,
+    pub root: Option<String>,
+    pub remote: Option<String>,
+    /// 0 clean, 1 discrepancies, 2 trouble.
+    pub exit_code: u8,
+    pub summary: Map<String, Value>,
+    pub error: Option<String>,
+    pub elapsed_secs: f64,
+    pub finished_unix: i64,
+    /// The last run of the same job that exited 0, including this one.
+    pub last_success_unix: Option<i64>,
+}
+
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl RunOutcome {
+    fn labels(&self) -> String {
+        let mut parts = vec![format!("command=\"{}\"", label_value(&self.command))];
+        if let Some(n) = &self.name {
+            parts.push(format!("name=\"{}\"", label_value(n)));
+        }
+        if let Some(r) = &self.root {
+            parts.push(format!("root=\"{}\"", label_value(r)));
+        }
+        if let Some(r) = &self.remote {
+            parts.push(format!("remote=\"{}\"", label_value(r)));
+        }
+        parts.join(",")
+    }
+
+    fn counter(&self, key: &str) -> u64 {
+        self.summary.get(key).and_then(Value::as_u64).unwrap_or(0)
+    }
+
+    /// The Prometheus text exposition of this run.
+    pub fn metrics_text(&self) -> String {
+        let l = self.labels();
+        let mut out = String::new();
+        let mut metric = |name: &str, help: &str, kind: &str, lines: Vec<(String, String)>| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (labels, value) in lines {
+                out.push_str(&format!("{name}{{{labels}}} {value}\n"));
+            }
+        };
+        let kinds: Vec<(String, String)> = Kind::ALL
+            .iter()
+            .filter(|k| k.is_discrepancy() || **k == Kind::Unverified)
+            .map(|k| {
+                (
+                    format!("{l},kind=\"{}\"", k.name()),
+                    self.counter(k.name()).to_string(),
+                )
+            })
+            .collect();
+        metric(
+            "vouch_findings",
+            "Findings of the last run, by kind.",
+            "gauge",
+            kinds,
+        );
+        let discrepancies: u64 = Kind::ALL
+            .iter()
+            .filter(|k| k.is_discrepancy())
+            .map(|k| self.counter(k.name()))
+            .sum();
+        metric(
+            "vouch_discrepancies",
+            "Discrepancies found by the last run.",
+            "gauge",
+            vec![(l.clone(), discrepancies.to_string())],
+        );
+        metric(
+            "vouch_files_verified",
+            "Files whose backup copy is proven identical (last run).",
+            "gauge",
+            vec![(l.clone(), self.counter("verified").to_string())],
+        );
+        metric(
+            "vouch_bytes_verified",
+            "Bytes whose backup copy is proven identical (last run).",
+            "gauge",
+            vec![(l.clone(), self.counter("verified_bytes").to_string())],
+        );
+        metric(
+            "vouch_bytes_read",
+            "Bytes read from the remote or hashed locally by the last run.",
+            "gauge",
+            vec![(
+                l.clone(),
+                (self.counter("bytes_read") + self.counter("bytes_hashed")).to_string(),
+            )],
+        );
+        if let Some(c) = self.summary.get("coverage_bytes").and_then(Value::as_f64) {
+            metric(
+                "vouch_coverage_ratio",
+                "Fraction of the manifest the remote holds (files and bytes).",
+                "gauge",
+                vec![
+                    (format!("{l},of=\"bytes\""), c.to_string()),
+                    (
+                        format!("{l},of=\"files\""),
+                        self.summary
+                            .get("coverage_files")
+                            .and_then(Value::as_f64)
+                            .unwrap_or(0.0)
+                            .to_string(),
+                    ),
+                ],
+            );
+        }
+        metric(
+            "vouch_run_duration_seconds",
+            "Wall time of the last run.",
+            "gauge",
+            vec![(l.clone(), format!("{:.3}", self.elapsed_secs))],
+        );
+        metric(
+            "vouch_last_run_exit_code",
+            "Exit status of the last run: 0 clean, 1 discrepancies, 2 trouble.",
+            "gauge",
+            vec![(l.clone(), self.exit_code.to_string())],
+        );
+        metric(
+            "vouch_last_run_timestamp_seconds",
+            "When the last run finished (Unix time).",
+            "gauge",
+            vec![(l.clone(), self.finished_unix.to_string())],
+        );
+        metric(
+            "vouch_last_success_timestamp_seconds",
+            "When a run of this job last exited 0 (Unix time; 0 if never).",
+            "gauge",
+            vec![(l, self.last_success_unix.unwrap_or(0).to_string())],
+        );
+        out
+    }
+
+    /// The one-paragraph message a notification carries.
+    pub fn notify_text(&self) -> String {
+        let what = match (&self.name, &self.root) {
+            (Some(n), _) => format!("vouch {} {n}", self.command),
+            (None, Some(r)) => format!("vouch {} {r}", self.command),
+            (None, None) => format!("vouch {}", self.command),
+        };
+        let target = self
+            .remote
+            .as_ref()
+            .map(|r| format!(" against {r}"))
+            .unwrap_or_default();
+        match (&self.error, self.exit_code) {
+            (Some(e), _) => format!("❌ {what}{target} FAILED to run: {e}"),
+            (None, 0) => format!(
+                "✅ {what}{target}: no discrepancies ({} verified)",
+                self.counter("verified")
+            ),
+            (None, _) => {
+                let found: Vec<String> = Kind::ALL
+                    .iter()
+                    .filter(|k| k.is_discrepancy())
+                    .filter(|k| self.counter(k.name()) > 0)
+                    .map(|k| format!("{} {}", self.counter(k.name()), k.name()))
+                    .collect();
+                format!("⚠️ {what}{target}: {}", found.join(", "))
+            }
+        }
+    }
+}
+
+/// Writes `text` to `path` atomically: a sibling temp file, fsynced, then
+/// renamed over the old one.
+pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write metrics into {}", dir.display()))?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .map_err(|e| anyhow!("cannot write metrics file {}: {}", path.display(), e.error))?;
+    Ok(())
+}
+
+pub fn write_metrics(path: &Path, outcome: &RunOutcome) -> Result<()> {
+    write_atomically(path, &outcome.metrics_text())
+}
+
+/// Posts the notification; returns an error to report, never to fail on.
+pub fn notify(url: &str, outcome: &RunOutcome) -> Result<()> {
+    let body = json!({
+        "text": outcome.notify_text(),
+        "vouch": {
+            "command": outcome.command,
+            "name": outcome.name,
+            "root": outcome.root,
+            "remote": outcome.remote,
+            "exit_code": outcome.exit_code,
+            "error": outcome.error,
+            "summary": outcome.summary,
+        }
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()?;
+        let response = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(anyhow!("the webhook answered {status}"));
+        }
+        Ok(())
+    })
+}
