@@ -434,15 +434,13 @@ fn cmd_audit(common: &Common, args: &AuditArgs, job: &mut Job) -> Result<Outcome
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
-    let remote = remote::open(
-        &args.remote,
-        &RemoteOptions {
-            endpoint: args.endpoint.clone(),
-            retries: args.retries,
-            timeout: Duration::from_secs(args.timeout.max(1)),
-        },
-    )?;
-    job.remote = Some(remote.id.clone());
+    let remote_opts = RemoteOptions {
+        endpoint: args.endpoint.clone(),
+        retries: args.retries,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+    };
+    job.remote = remote::identity(&args.remote, &remote_opts).ok();
+    let remote = remote::open(&args.remote, &remote_opts)?;
     let mut index = open_index(common)?;
     with_report(common, |sink| {
         let scanned = if args.no_scan {

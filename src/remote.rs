@@ -202,15 +202,7 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                     "remote {url}: unknown scheme {other:?} (use s3://, gs://, az://, file:// or a directory path)"
                 ),
             };
-            let mut id = format!("{}://{}/{}", u.scheme(), bucket, prefix);
-            if let Some(ep) = &opts.endpoint {
-                id.push_str(&format!(" @{ep}"));
-            } else if let Ok(ep) = std::env::var("AWS_ENDPOINT_URL")
-                && u.scheme().starts_with("s3")
-            {
-                id.push_str(&format!(" @{ep}"));
-            }
-            (store, prefix, id)
+            (store, prefix, identity(url, opts)?)
         }
         // A plain path (also `C:`-like one-letter "schemes" never occur on Unix).
         _ => open_dir(FsPath::new(url), url)?,
@@ -231,8 +223,42 @@ fn open_dir(path: &FsPath, url: &str) -> Result<(Arc<dyn ObjectStore>, Path, Str
     Ok((
         Arc::new(store),
         Path::default(),
-        format!("file://{}", abs.display()),
+        identity(url, &RemoteOptions::default())?,
     ))
+}
+
+/// The name under which the index records a remote, derived from the URL
+/// alone (no network, no filesystem), so that a run which could not even
+/// reach its remote is still recorded under the same name: a directory is
+/// `file://` and its absolute path; an object store is scheme, bucket and
+/// prefix, plus the endpoint when one is set.
+pub fn identity(url: &str, opts: &RemoteOptions) -> Result<String> {
+    let dir = |p: &FsPath| -> Result<String> {
+        let abs = std::path::absolute(p).with_context(|| format!("cannot resolve remote {url}"))?;
+        Ok(format!("file://{}", abs.display()))
+    };
+    match url::Url::parse(url) {
+        Ok(u) if u.scheme() == "file" => {
+            let path = u
+                .to_file_path()
+                .map_err(|_| anyhow!("remote {url}: not a local file URL"))?;
+            dir(&path)
+        }
+        Ok(u) if u.scheme().len() > 1 => {
+            let bucket = u.host_str().unwrap_or_default();
+            let prefix = u.path().trim_matches('/');
+            let mut id = format!("{}://{}/{}", u.scheme(), bucket, prefix);
+            if let Some(ep) = &opts.endpoint {
+                id.push_str(&format!(" @{ep}"));
+            } else if let Ok(ep) = std::env::var("AWS_ENDPOINT_URL")
+                && u.scheme().starts_with("s3")
+            {
+                id.push_str(&format!(" @{ep}"));
+            }
+            Ok(id)
+        }
+        _ => dir(FsPath::new(url)),
+    }
 }
 
 impl Remote {
