@@ -462,7 +462,7 @@ fn audit_run(
     let health = backup_health(&index.conn, root_id, &remote.id, run_id, opts)?;
 
     let scrub = if opts.mode == Mode::Scrub {
-        scrub_selection(&index.conn, &remote.id, run_id, opts.scrub_budget)?
+        scrub_selection(&index.conn, root_id, &remote.id, run_id, opts.scrub_budget)?
     } else {
         HashSet::new()
     };
@@ -697,26 +697,31 @@ fn last_audit_run(index: &Index, root_id: i64, remote: &str) -> Result<Option<i6
     Ok(index
         .conn
         .query_row(
-            "SELECT id FROM runs WHERE root_id = ?1 AND remote = ?2 AND command = 'audit' AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+            "SELECT id FROM runs WHERE root_id = ?1 AND remote = ?2 AND command = 'audit' AND status IN ('ok', 'findings') ORDER BY id DESC LIMIT 1",
             params![root_id, remote],
             |r| r.get(0),
         )
         .optional()?)
 }
 
-/// The least recently verified objects (never-read first) whose sizes add
-/// up to at most `budget` bytes.
+/// The least recently verified objects (never-read first) that have a
+/// file of the same size in the manifest, whose sizes add up to at most
+/// `budget` bytes.
 fn scrub_selection(
     conn: &Connection,
+    root_id: i64,
     remote: &str,
     run_id: i64,
     budget: u64,
 ) -> Result<HashSet<Vec<u8>>> {
     let mut stmt = conn.prepare(
-        "SELECT key, size FROM remote_objects WHERE remote = ?1 AND seen_run = ?2
-         ORDER BY verified_at IS NOT NULL, verified_at, key",
+        "SELECT r.key, r.size FROM remote_objects r
+         JOIN entries e ON e.root_id = ?3 AND e.path = r.key AND e.until_run IS NULL
+                       AND e.kind = 0 AND e.size = r.size
+         WHERE r.remote = ?1 AND r.seen_run = ?2
+         ORDER BY r.verified_at IS NOT NULL, r.verified_at, r.key",
     )?;
-    let mut rows = stmt.query(params![remote, run_id])?;
+    let mut rows = stmt.query(params![remote, run_id, root_id])?;
     let mut chosen = HashSet::new();
     let mut used = 0u64;
     while let Some(row) = rows.next()? {

@@ -254,7 +254,7 @@ fn last_scan_run(index: &Index, root_id: i64) -> Result<Option<(i64, Option<[u8;
     Ok(index
         .conn
         .query_row(
-            "SELECT id, merkle_root FROM runs WHERE root_id = ?1 AND command IN ('scan', 'audit') ORDER BY id DESC LIMIT 1",
+            "SELECT id, merkle_root FROM runs WHERE root_id = ?1 AND command = 'scan' ORDER BY id DESC LIMIT 1",
             [root_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
