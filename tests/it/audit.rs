@@ -560,3 +560,19 @@ fn scrub_rereads_the_least_recently_verified_within_its_budget_and_finds_silent_
     assert_eq!(code, 1);
     assert_eq!(audit_findings(&night3), pairs(&[("corrupt", "a")]));
 }
+
+#[test]
+fn symlinks_are_skipped_whether_the_backup_copied_the_link_or_its_target() {
+    let env = Env::new();
+    env.write("real", b"data");
+    std::os::unix::fs::symlink("real", env.root.join("link")).unwrap();
+    let backup = Backup::new(&env, Backend::Dir);
+    backup.put("real", b"data");
+    // rsync -a style: the link itself.
+    std::os::unix::fs::symlink("real", backup.path("link")).unwrap();
+    let (code, doc) = audit(&env, &backup, &["--mode", "deep"]);
+    assert_eq!(code, 0, "{}", doc);
+    assert_eq!(audit_findings(&doc), vec![]);
+    assert_eq!(counter(&doc, "symlinks_skipped"), 1);
+    assert_eq!(counter(&doc, "verified"), 1);
+}
