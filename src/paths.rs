@@ -4,7 +4,7 @@
 //! (`a\0b\0c.txt`), never as text. NUL cannot occur in a Unix file name, so
 //! byte order of this key is component order: a directory sorts right
 //! before its own contents and every subtree is one contiguous range. That
-//! is exactly the order in which `walkdir` (sorted by file name) yields
+//! is exactly the order in which a walk with children sorted by name yields
 //! entries, so the walk and the index can be merge-joined as two sorted
 //! streams, and the Merkle pass can fold directories with a stack.
 //!

@@ -110,8 +110,10 @@ struct Job {
 
 /// What reaches the writer.
 enum Event {
+    /// Entries found unchanged (batched: one message per many entries).
     Unchanged {
-        kind: EntryKind,
+        files: u64,
+        dirs: u64,
     },
     Store {
         new: NewEntry,
@@ -294,6 +296,25 @@ fn walk_and_merge(
             .send(e)
             .map_err(|_| anyhow::anyhow!("scan writer stopped"))
     };
+    // Unchanged entries are only counted: batch them, so a no-change rescan
+    // costs a stat per file and not a thread hand-off per file.
+    let (mut same_files, mut same_dirs) = (0u64, 0u64);
+    let mut unchanged = |kind: EntryKind| -> Result<()> {
+        if kind == EntryKind::Dir {
+            same_dirs += 1;
+        } else {
+            same_files += 1;
+        }
+        if same_files + same_dirs >= 4096 {
+            events
+                .send(Event::Unchanged {
+                    files: std::mem::take(&mut same_files),
+                    dirs: std::mem::take(&mut same_dirs),
+                })
+                .map_err(|_| anyhow::anyhow!("scan writer stopped"))?;
+        }
+        Ok(())
+    };
 
     for item in walk::walk(root) {
         let key = match &item {
@@ -352,7 +373,7 @@ fn walk_and_merge(
                 target,
             } => match kind {
                 EntryKind::Dir => match old {
-                    Some(o) if o.kind == EntryKind::Dir => send(Event::Unchanged { kind })?,
+                    Some(o) if o.kind == EntryKind::Dir => unchanged(kind)?,
                     old => send(Event::Store {
                         new: NewEntry {
                             path: key,
@@ -368,7 +389,7 @@ fn walk_and_merge(
                 },
                 EntryKind::Symlink => match old {
                     Some(o) if o.kind == EntryKind::Symlink && o.target == target => {
-                        send(Event::Unchanged { kind })?
+                        unchanged(kind)?
                     }
                     old => {
                         let hash = target.as_deref().map(hash::symlink_hash);
@@ -395,7 +416,7 @@ fn walk_and_merge(
                             && (!want.sha256 || o.sha256.is_some())
                     });
                     if trusted && !rehash {
-                        send(Event::Unchanged { kind })?;
+                        unchanged(kind)?;
                     } else {
                         jobs.send(Job { key, path, old })
                             .map_err(|_| anyhow::anyhow!("hashers stopped"))?;
@@ -410,6 +431,11 @@ fn walk_and_merge(
         }
         head = next_old()?;
     }
+    drop(unchanged);
+    send(Event::Unchanged {
+        files: same_files,
+        dirs: same_dirs,
+    })?;
     Ok(())
 }
 
@@ -464,11 +490,11 @@ fn write_events(
         match event {
             Event::Failed(e) => return Err(e),
             Event::Special => summary.special += 1,
-            Event::Unchanged { kind } => {
-                count_file(summary, kind);
-                if kind != EntryKind::Dir {
-                    summary.unchanged += 1;
-                }
+            Event::Unchanged { files, dirs } => {
+                progress.inc(files + dirs);
+                summary.files += files;
+                summary.unchanged += files;
+                summary.dirs += dirs;
             }
             Event::Unreadable { key, error } => {
                 summary.unreadable += 1;

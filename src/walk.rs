@@ -51,41 +51,109 @@ pub fn stat_of(meta: &std::fs::Metadata) -> Stat {
 
 /// Walks `root` in key order, yielding every entry including ROOT itself
 /// (key `""`).
-pub fn walk(root: &Path) -> impl Iterator<Item = Item> + '_ {
-    walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .sort_by(|a, b| a.file_name().cmp(b.file_name()))
-        .into_iter()
-        .map(move |res| match res {
-            Ok(entry) => classify(root, entry),
-            Err(err) => {
-                let path = err.path().unwrap_or(root);
-                let key = paths::key_of(root, path);
-                let is_dir = err.io_error().is_some()
-                    && std::fs::symlink_metadata(path)
-                        .map(|m| m.is_dir())
-                        .unwrap_or(false);
-                let error = match err.io_error() {
-                    Some(io) => io.to_string(),
-                    None => err.to_string(),
-                };
-                Item::Unreadable { key, is_dir, error }
-            }
-        })
+///
+/// Each directory is listed once and its entries stat-ed relative to the
+/// open directory (`statx(dirfd, name)`, no path lookup from `/`), then the
+/// directory is closed, so deep trees never hold many descriptors open.
+pub fn walk(root: &Path) -> Walk {
+    let mut walk = Walk {
+        stack: Vec::new(),
+        pending: std::collections::VecDeque::new(),
+    };
+    match std::fs::symlink_metadata(root) {
+        Ok(meta) => {
+            walk.pending
+                .push_back(entry_item(Vec::new(), root.to_path_buf(), meta));
+            walk.descend(Vec::new(), root.to_path_buf());
+        }
+        Err(e) => walk.pending.push_back(Item::Unreadable {
+            key: Vec::new(),
+            is_dir: true,
+            error: e.to_string(),
+        }),
+    }
+    walk
 }
 
-fn classify(root: &Path, entry: walkdir::DirEntry) -> Item {
-    let key = paths::key_of(root, entry.path());
-    let meta = match entry.metadata() {
-        Ok(m) => m,
-        Err(e) => {
-            return Item::Unreadable {
+/// The iterator [`walk`] returns.
+pub struct Walk {
+    /// Open directories, innermost last, with their remaining entries
+    /// (sorted, reversed so `pop` yields them in order).
+    stack: Vec<Level>,
+    /// Items ready to be yielded before anything else.
+    pending: std::collections::VecDeque<Item>,
+}
+
+struct Level {
+    key: Vec<u8>,
+    path: PathBuf,
+    entries: Vec<(std::ffi::OsString, std::io::Result<std::fs::Metadata>)>,
+}
+
+impl Walk {
+    /// Lists a directory and queues its entries, or an `Unreadable` item.
+    fn descend(&mut self, key: Vec<u8>, path: PathBuf) {
+        let listing = std::fs::read_dir(&path).and_then(|rd| {
+            rd.map(|e| e.map(|e| (e.file_name(), e.metadata())))
+                .collect::<std::io::Result<Vec<_>>>()
+        });
+        match listing {
+            Ok(mut entries) => {
+                entries.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+                self.stack.push(Level { key, path, entries });
+            }
+            Err(e) => self.pending.push_back(Item::Unreadable {
                 key,
-                is_dir: false,
+                is_dir: true,
                 error: e.to_string(),
-            };
+            }),
         }
-    };
+    }
+}
+
+impl Iterator for Walk {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            let level = self.stack.last_mut()?;
+            let Some((name, meta)) = level.entries.pop() else {
+                self.stack.pop();
+                continue;
+            };
+            let mut key = level.key.clone();
+            if !key.is_empty() {
+                key.push(paths::SEP);
+            }
+            key.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()));
+            let path = level.path.join(&name);
+            let meta = match meta {
+                Ok(m) => m,
+                Err(e) => {
+                    return Some(Item::Unreadable {
+                        key,
+                        is_dir: false,
+                        error: e.to_string(),
+                    });
+                }
+            };
+            let item = entry_item(key.clone(), path.clone(), meta);
+            if let Item::Entry {
+                kind: EntryKind::Dir,
+                ..
+            } = item
+            {
+                self.descend(key, path);
+            }
+            return Some(item);
+        }
+    }
+}
+
+fn entry_item(key: Vec<u8>, path: PathBuf, meta: std::fs::Metadata) -> Item {
     let ft = meta.file_type();
     let (kind, target) = if ft.is_dir() {
         (EntryKind::Dir, None)
@@ -93,7 +161,7 @@ fn classify(root: &Path, entry: walkdir::DirEntry) -> Item {
         (EntryKind::File, None)
     } else if ft.is_symlink() {
         use std::os::unix::ffi::OsStrExt;
-        match std::fs::read_link(entry.path()) {
+        match std::fs::read_link(&path) {
             Ok(t) => (EntryKind::Symlink, Some(t.as_os_str().as_bytes().to_vec())),
             Err(e) => {
                 return Item::Unreadable {
@@ -120,7 +188,7 @@ fn classify(root: &Path, entry: walkdir::DirEntry) -> Item {
     }
     Item::Entry {
         key,
-        path: entry.into_path(),
+        path,
         kind,
         stat,
         target,
