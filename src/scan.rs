@@ -431,7 +431,6 @@ fn walk_and_merge(
         }
         head = next_old()?;
     }
-    drop(unchanged);
     send(Event::Unchanged {
         files: same_files,
         dirs: same_dirs,
