@@ -625,7 +625,7 @@ pub fn progress_bar(enabled: bool, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(
-            "{{spinner}} {what}: {{human_pos}} entries ({{per_sec}}) {{msg}} [{{elapsed}}]"
+            "{{spinner}} {what}: {{human_pos}} files ({{per_sec}}) {{msg}} [{{elapsed}}]"
         ))
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );

@@ -528,9 +528,11 @@ fn write_events(
                 Ok((mut stat, digests)) => {
                     summary.files += 1;
                     summary.bytes_hashed += stat.size;
+                    let secs = progress.elapsed().as_secs_f64().max(0.001);
                     progress.set_message(format!(
-                        "{} hashed",
-                        indicatif::HumanBytes(summary.bytes_hashed)
+                        "{} hashed ({}/s)",
+                        indicatif::HumanBytes(summary.bytes_hashed),
+                        indicatif::HumanBytes((summary.bytes_hashed as f64 / secs) as u64)
                     ));
                     if stat.mtime_ns >= ctx.start_ns - RACY_WINDOW_NS {
                         stat.ctime_ns = RACY_CTIME;
