@@ -612,8 +612,17 @@ fn hash_names(n: &Node) -> String {
 /// Only non-empty regular files pair into moves: every empty file has the
 /// same hash, and "moved" would be noise.
 fn movable(n: &Node) -> bool {
-    n.kind == EntryKind::File && n.size != Some(0)
+    n.kind == EntryKind::File
+        && n.size != Some(0)
+        && n.blake3 != Some(*blake3::hash(b"").as_bytes())
+        && n.sha256 != Some(EMPTY_SHA256)
 }
+
+/// SHA-256 of no bytes (a checksum list's empty file has no size).
+const EMPTY_SHA256: [u8; 32] = [
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+];
 
 /// Equal when every hash both nodes have is equal, and they have one.
 pub fn content_eq(a: &Node, b: &Node) -> Option<bool> {

@@ -113,7 +113,7 @@ pub fn export(
     };
     let conn = &index.conn;
     if fmt != ExportFormat::Json {
-        refuse_non_utf8(&source, conn, fmt)?;
+        refuse_unrepresentable(&source, conn, fmt)?;
     }
     let progress = crate::cli::progress_bar(ctx.progress, "exporting");
     match fmt {
@@ -244,26 +244,51 @@ fn refuse_unsettled(root: &Path, source: &Source) -> Result<()> {
     Ok(())
 }
 
-/// Checksum lists and BagIt manifests hold UTF-8 names only.
-fn refuse_non_utf8(source: &Source, conn: &rusqlite::Connection, fmt: ExportFormat) -> Result<()> {
-    let mut bad: Vec<Vec<u8>> = Vec::new();
+/// Why a checksum list or a BagIt manifest cannot hold this name.
+fn unrepresentable(key: &[u8], fmt: ExportFormat) -> Option<&'static str> {
+    if !manifest::checksum_name_ok(key) {
+        return Some("not valid UTF-8");
+    }
+    if fmt == ExportFormat::Bagit {
+        let lower = String::from_utf8_lossy(key).to_ascii_lowercase();
+        if ["%0a", "%0d", "%25"].iter().any(|s| lower.contains(s)) {
+            return Some("holding %0A, %0D or %25, which BagIt readers decode differently");
+        }
+    }
+    None
+}
+
+/// Checksum lists and BagIt manifests hold UTF-8 names only; refuse the
+/// export up front rather than write a manifest that skips a file.
+fn refuse_unrepresentable(
+    source: &Source,
+    conn: &rusqlite::Connection,
+    fmt: ExportFormat,
+) -> Result<()> {
+    let mut bad: Vec<(Vec<u8>, &str)> = Vec::new();
     let mut n = 0u64;
     let mut cursor = source.cursor(Some(conn))?;
     while let Some(node) = cursor.next_node()? {
-        if node.kind == EntryKind::File && !manifest::checksum_name_ok(&node.key) {
+        if node.kind != EntryKind::File {
+            continue;
+        }
+        if let Some(why) = unrepresentable(&node.key, fmt) {
             n += 1;
             if bad.len() < 3 {
-                bad.push(node.key);
+                bad.push((node.key, why));
             }
         }
     }
     if n > 0 {
-        let shown: Vec<String> = bad.iter().map(|k| paths::display(k)).collect();
+        let shown: Vec<String> = bad
+            .iter()
+            .map(|(k, why)| format!("{}: {why}", paths::display(k)))
+            .collect();
         bail!(
-            "cannot export as {}: {n} file names are not valid UTF-8 and a {} manifest cannot hold them ({}); use --format json, which holds any name",
+            "cannot export as {}: a {} manifest cannot hold {n} of the file names ({}); use --format json, which holds any name",
             fmt.name(),
             fmt.name(),
-            shown.join(", ")
+            shown.join("; ")
         );
     }
     Ok(())
@@ -413,14 +438,14 @@ fn check_bag_dir(root: &Path, out: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((dest, parent.join(partial)))
 }
 
-/// BagIt 1.0 (RFC 8493 §2.1.3): CR, LF and `%` in manifest paths are
-/// percent-encoded.
+/// A payload path as a BagIt manifest line holds it: CR and LF are
+/// percent-encoded (RFC 8493 §2.1.3). `%` itself is written as is: the
+/// RFC would have `%25`, but bagit-python (1.9) does not decode it, and
+/// names where the two readings differ (`%0A`, `%0D`, `%25`) are refused
+/// before anything is written (see [`unrepresentable`]).
 fn bag_path(key: &[u8]) -> String {
     let name = String::from_utf8_lossy(&paths::slash_bytes(key)).into_owned();
-    let name = name
-        .replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A");
+    let name = name.replace('\r', "%0D").replace('\n', "%0A");
     format!("data/{name}")
 }
 
