@@ -39,8 +39,12 @@ pub struct Common {
     pub index: Option<PathBuf>,
     /// Output format: table (the default), json, jsonl or csv for reports;
     /// for `export`, the manifest written: b3sum, sha256sum, bagit or json
-    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
-    pub format: Option<FormatArg>,
+    #[arg(long = "format", global = true, value_enum, value_name = "FORMAT")]
+    pub format_arg: Option<FormatArg>,
+    /// The report format `--format` names (table unless given), checked
+    /// and set by [`run`] before a reporting command starts.
+    #[arg(skip = Format::Table)]
+    pub format: Format,
     /// Write the report to FILE (atomically) instead of stdout
     #[arg(long, global = true, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -73,7 +77,7 @@ pub enum FormatArg {
 impl Common {
     /// The report format; the export-only values are refused.
     pub fn report_format(&self) -> Result<Format> {
-        Ok(match self.format {
+        Ok(match self.format_arg {
             None | Some(FormatArg::Table) => Format::Table,
             Some(FormatArg::Json) => Format::Json,
             Some(FormatArg::Jsonl) => Format::Jsonl,
@@ -91,7 +95,7 @@ impl Common {
 
     /// The manifest format of `export`.
     pub fn export_format(&self) -> Result<ExportFormat> {
-        Ok(match self.format {
+        Ok(match self.format_arg {
             Some(FormatArg::B3sum) => ExportFormat::B3sum,
             Some(FormatArg::Sha256sum) => ExportFormat::Sha256sum,
             Some(FormatArg::Bagit) => ExportFormat::Bagit,
@@ -247,7 +251,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-pub fn run(cli: Cli) -> Result<Outcome> {
+pub fn run(mut cli: Cli) -> Result<Outcome> {
+    if !matches!(cli.command, Command::Export(_)) {
+        cli.common.format = cli.common.report_format()?;
+    }
     let common = &cli.common;
     if let Some(n) = common.threads {
         if n == 0 {
@@ -337,11 +344,7 @@ fn open_index(common: &Common) -> Result<Index> {
 }
 
 fn report(common: &Common) -> Result<Report> {
-    Report::new(
-        common.report_format()?,
-        common.quiet,
-        common.output.as_deref(),
-    )
+    Report::new(common.format, common.quiet, common.output.as_deref())
 }
 
 fn show_progress(common: &Common) -> bool {

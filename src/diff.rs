@@ -726,11 +726,11 @@ pub fn scan_source(
     let opts = ScanOptions {
         rehash: ctx.rehash,
         want: Want { md5: false, sha256 },
-        label: None,
         progress: ctx.progress,
-        // Recorded as a scan, so the next `vouch scan` of this root knows
-        // the manifest moved on (see scan::last_scan_run).
-        command: None,
+        // `command: None` records the run as a scan, so the next `vouch
+        // scan` of this root knows the manifest moved on (see
+        // scan::last_scan_run).
+        ..Default::default()
     };
     let summary = scan::scan(index, root, &opts, &mut Discard)?;
     let run = index

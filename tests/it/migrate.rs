@@ -53,7 +53,7 @@ fn damage(copy: &Path) {
     std::fs::remove_file(copy.join("db/base/1/101")).unwrap();
     // Truncated.
     let a = copy.join("images/a.jpg");
-    std::fs::write(&a, &pattern(1000, 3)).unwrap();
+    std::fs::write(&a, pattern(1000, 3)).unwrap();
     set_old_mtime(&a);
     // Corrupted in place: same size, mtime restored (only ctime tells).
     let wal = copy.join("db/pg_wal/000001");
@@ -305,7 +305,7 @@ fn diff_of_a_directory_against_a_json_manifest() {
     // refused, rather than trusted.
     let text = std::fs::read_to_string(&manifest).unwrap();
     let sum = blake3::hash(b"remember the milk").to_hex().to_string();
-    let edited = text.replace(&sum, &blake3::hash(b"forget the milk").to_hex().to_string());
+    let edited = text.replace(&sum, blake3::hash(b"forget the milk").to_hex().as_str());
     assert_ne!(edited, text);
     std::fs::write(&manifest, edited).unwrap();
     let out = env
