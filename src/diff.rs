@@ -321,7 +321,7 @@ impl Engine<'_> {
         let src = if side == Side::A { self.a } else { self.b };
         let u = src.unsettled.get(key).expect("an unsettled key").clone();
         let f = Finding::new(u.kind, key.to_vec()).detail(format!(
-            "{}: {} (its hash in the snapshot is older than the file)",
+            "{}: {} (not read when the snapshot was taken, so not compared)",
             self.name(side),
             u.detail
         ));
@@ -345,16 +345,12 @@ impl Engine<'_> {
                 if inside {
                     return Ok(()); // its contents speak for it
                 }
-                let f = Finding::new(Kind::Missing, n.key.clone())
-                    .detail(detail.unwrap_or_else(|| "an empty directory".into()));
+                let detail = detail.unwrap_or_else(|| "an empty directory".into());
                 let f = match side {
-                    Side::A => f.local(n.describe()),
-                    Side::B => Finding {
-                        kind: Kind::Extra,
-                        ..f.remote(n.describe())
-                    },
+                    Side::A => Finding::new(Kind::Missing, n.key.clone()).local(n.describe()),
+                    Side::B => Finding::new(Kind::Extra, n.key.clone()).remote(n.describe()),
                 };
-                self.emit(f)
+                self.emit(f.detail(detail))
             }
             _ => {
                 match side {
