@@ -56,12 +56,7 @@ impl Env {
 
     /// Runs vouch with `--format json` and returns (exit code, document).
     pub fn json(&self, args: &[&str]) -> (i32, Value) {
-        let out = self
-            .vouch()
-            .args(args)
-            .args(["--format", "json"])
-            .output()
-            .unwrap();
+        let out = self.vouch().args(args).args(["--format", "json"]).output().unwrap();
         let code = out.status.code().unwrap_or(-1);
         let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(

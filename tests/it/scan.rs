@@ -14,11 +14,7 @@ fn first_scan_lists_every_file_as_added_with_exact_counters() {
     assert_eq!(code, 0);
     assert_eq!(
         findings(&doc),
-        pairs(&[
-            ("added", "a.txt"),
-            ("added", "dir/b.bin"),
-            ("added", "dir/sub/c")
-        ])
+        pairs(&[("added", "a.txt"), ("added", "dir/b.bin"), ("added", "dir/sub/c")])
     );
     assert_eq!(counter(&doc, "added"), 3);
     assert_eq!(counter(&doc, "modified"), 0);
@@ -61,21 +57,13 @@ fn rescan_reports_one_added_one_modified_one_deleted_and_hashes_only_those() {
     assert_eq!(code, 0, "changes are not discrepancies");
     assert_eq!(
         findings(&doc),
-        pairs(&[
-            ("added", "new-file"),
-            ("deleted", "delete-me"),
-            ("modified", "modify-me")
-        ])
+        pairs(&[("added", "new-file"), ("deleted", "delete-me"), ("modified", "modify-me")])
     );
     assert_eq!(counter(&doc, "added"), 1);
     assert_eq!(counter(&doc, "modified"), 1);
     assert_eq!(counter(&doc, "deleted"), 1);
     assert_eq!(counter(&doc, "unchanged"), 2);
-    assert_eq!(
-        counter(&doc, "bytes_hashed"),
-        15,
-        "only the new and the modified file"
-    );
+    assert_eq!(counter(&doc, "bytes_hashed"), 15, "only the new and the modified file");
 
     // A third scan with nothing changed hashes nothing and keeps the root.
     let (code, again) = env.scan();
@@ -83,10 +71,7 @@ fn rescan_reports_one_added_one_modified_one_deleted_and_hashes_only_those() {
     assert_eq!(findings(&again), vec![]);
     assert_eq!(counter(&again, "unchanged"), 4);
     assert_eq!(counter(&again, "bytes_hashed"), 0);
-    assert_eq!(
-        again["summary"]["merkle_root"],
-        doc["summary"]["merkle_root"]
-    );
+    assert_eq!(again["summary"]["merkle_root"], doc["summary"]["merkle_root"]);
 }
 
 #[test]
@@ -102,10 +87,7 @@ fn rehash_catches_content_that_changed_while_metadata_did_not() {
     let n = conn
         .execute(
             "UPDATE entries SET blake3 = ?1 WHERE path = ?2 AND until_run IS NULL",
-            rusqlite::params![
-                blake3::hash(b"ORIGINAL BYTES").as_bytes().as_slice(),
-                b"photo.jpg".as_slice()
-            ],
+            rusqlite::params![blake3::hash(b"ORIGINAL BYTES").as_bytes().as_slice(), b"photo.jpg".as_slice()],
         )
         .unwrap();
     assert_eq!(n, 1);
@@ -123,10 +105,7 @@ fn rehash_catches_content_that_changed_while_metadata_did_not() {
     assert_eq!(counter(&doc, "bytes_hashed"), 18);
     // The index keeps the trusted hash: the finding repeats on the next rehash.
     let (code, doc) = env.json(&["scan", &root, "--rehash"]);
-    assert_eq!(
-        (code, findings(&doc)),
-        (1, pairs(&[("corrupt", "photo.jpg")]))
-    );
+    assert_eq!((code, findings(&doc)), (1, pairs(&[("corrupt", "photo.jpg")])));
 }
 
 #[test]
@@ -173,11 +152,7 @@ fn symlinks_are_recorded_never_followed_even_in_a_loop() {
             ("added", "to-real"),
         ])
     );
-    assert_eq!(
-        counter(&doc, "bytes_hashed"),
-        4,
-        "only the regular file is read"
-    );
+    assert_eq!(counter(&doc, "bytes_hashed"), 4, "only the regular file is read");
     // Retargeting a link is a modification.
     std::fs::remove_file(env.root.join("to-real")).unwrap();
     std::os::unix::fs::symlink("elsewhere", env.root.join("to-real")).unwrap();
@@ -190,10 +165,7 @@ fn fifos_are_skipped_and_counted() {
     let env = Env::new();
     env.write("file", b"x");
     let fifo = env.root.join("pipe");
-    let status = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
+    let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(status.success());
     let (code, doc) = env.scan();
     assert_eq!(code, 0);
@@ -224,11 +196,7 @@ fn an_unreadable_file_is_a_finding_and_the_scan_goes_on() {
     env.write("ok-after", b"fine too");
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
     let out = if is_root() {
-        for p in [
-            env.root.clone(),
-            env.root.join("ok-before"),
-            env.root.join("ok-after"),
-        ] {
+        for p in [env.root.clone(), env.root.join("ok-before"), env.root.join("ok-after")] {
             let mode = if p.is_dir() { 0o777 } else { 0o644 };
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
         }
@@ -244,11 +212,7 @@ fn an_unreadable_file_is_a_finding_and_the_scan_goes_on() {
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         findings(&doc),
-        pairs(&[
-            ("added", "ok-after"),
-            ("added", "ok-before"),
-            ("unreadable", "secret")
-        ])
+        pairs(&[("added", "ok-after"), ("added", "ok-before"), ("unreadable", "secret")])
     );
     let detail = doc["findings"]
         .as_array()
@@ -289,11 +253,7 @@ fn an_unreadable_directory_keeps_its_manifest_rather_than_deleting_it() {
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        findings(&doc),
-        pairs(&[("unreadable", "locked")]),
-        "no false 'deleted'"
-    );
+    assert_eq!(findings(&doc), pairs(&[("unreadable", "locked")]), "no false 'deleted'");
     // Readable again: nothing was lost, nothing is re-added.
     let (code, doc) = env.scan();
     assert_eq!((code, findings(&doc)), (0, vec![]));
@@ -311,10 +271,7 @@ fn a_missing_root_is_trouble_and_writes_nothing() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr_of(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains("no-such-root") && err.contains("does not exist"),
-        "{err}"
-    );
+    assert!(err.contains("no-such-root") && err.contains("does not exist"), "{err}");
     assert!(!env.index.exists(), "no index may be created");
 
     let file = env.write("plain-file", b"x");
@@ -354,10 +311,7 @@ fn identical_trees_have_equal_roots_and_one_byte_changes_it() {
 fn an_index_written_by_an_earlier_run_is_reopened_and_trusted() {
     let env = Env::new();
     for i in 0..50 {
-        env.write(
-            format!("d{}/f{i}", i % 5),
-            format!("content {i}").as_bytes(),
-        );
+        env.write(format!("d{}/f{i}", i % 5), format!("content {i}").as_bytes());
     }
     let (_, first) = env.scan();
     assert_eq!(counter(&first, "added"), 50);
@@ -366,18 +320,11 @@ fn an_index_written_by_an_earlier_run_is_reopened_and_trusted() {
     assert_eq!(code, 0);
     assert_eq!(counter(&second, "unchanged"), 50);
     assert_eq!(counter(&second, "bytes_hashed"), 0);
-    assert_eq!(
-        second["summary"]["merkle_root"],
-        first["summary"]["merkle_root"]
-    );
+    assert_eq!(second["summary"]["merkle_root"], first["summary"]["merkle_root"]);
     let conn = rusqlite::Connection::open(&env.index).unwrap();
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     assert_eq!(version, 1);
-    let ok: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(ok, "ok");
 }
 
@@ -391,16 +338,12 @@ fn a_file_that_is_not_an_index_is_refused_and_left_untouched() {
     let err = stderr_of(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("not a vouch index"), "{err}");
-    assert_eq!(
-        std::fs::read(&env.index).unwrap(),
-        b"this is my thesis, not a database"
-    );
+    assert_eq!(std::fs::read(&env.index).unwrap(), b"this is my thesis, not a database");
 
     // Another application's SQLite database is refused too.
     std::fs::remove_file(&env.index).unwrap();
     let conn = rusqlite::Connection::open(&env.index).unwrap();
-    conn.execute_batch("CREATE TABLE recipes(name TEXT)")
-        .unwrap();
+    conn.execute_batch("CREATE TABLE recipes(name TEXT)").unwrap();
     drop(conn);
     let before = std::fs::read(&env.index).unwrap();
     let out = env.vouch().arg("scan").arg(&env.root).output().unwrap();
