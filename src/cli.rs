@@ -12,17 +12,20 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 
 use crate::Outcome;
 use crate::alert::{self, RunOutcome};
 use crate::audit::{self, AuditOptions, Mode};
 use crate::config;
+use crate::diff::{self, RunContext};
+use crate::export::{self, ExportFormat, ExportOptions};
 use crate::finding::Kind;
 use crate::hash::Want;
 use crate::history;
 use crate::index::{self, Index, LockWait};
+use crate::manifest::ManifestFormat;
 use crate::remote::{self, RemoteOptions};
 use crate::report::{Format, Report, Sink};
 use crate::scan::{self, ScanOptions};
@@ -42,8 +45,13 @@ pub struct Common {
     /// The SQLite index [default: $XDG_DATA_HOME/vouch/index.sqlite3]
     #[arg(long, global = true, env = "VOUCH_INDEX", value_name = "PATH")]
     pub index: Option<PathBuf>,
-    /// Output format
-    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    /// Output format: table (the default), json, jsonl or csv for reports;
+    /// for `export`, the manifest written: b3sum, sha256sum, bagit or json
+    #[arg(long = "format", global = true, value_enum, value_name = "FORMAT")]
+    pub format_arg: Option<FormatArg>,
+    /// The report format `--format` names (table unless given), checked
+    /// and set by [`run`] before a reporting command starts.
+    #[arg(skip = Format::Table)]
     pub format: Format,
     /// Write the report to FILE (atomically) instead of stdout
     #[arg(long, global = true, value_name = "FILE")]
@@ -57,6 +65,52 @@ pub struct Common {
     /// Wait for another run holding the index lock instead of failing
     #[arg(long, global = true)]
     pub wait: bool,
+}
+
+/// Every value `--format` takes. It names the format of what a command
+/// writes: a report for most commands, a manifest for `export` (so
+/// `vouch export ROOT --format b3sum` reads as the design has it, and
+/// `json` means vouch's json manifest there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    Table,
+    Json,
+    Jsonl,
+    Csv,
+    B3sum,
+    Sha256sum,
+    Bagit,
+}
+
+impl Common {
+    /// The report format; the export-only values are refused.
+    pub fn report_format(&self) -> Result<Format> {
+        Ok(match self.format_arg {
+            None | Some(FormatArg::Table) => Format::Table,
+            Some(FormatArg::Json) => Format::Json,
+            Some(FormatArg::Jsonl) => Format::Jsonl,
+            Some(FormatArg::Csv) => Format::Csv,
+            Some(f @ (FormatArg::B3sum | FormatArg::Sha256sum | FormatArg::Bagit)) => {
+                anyhow::bail!(
+                    "--format {} is a manifest format, for `vouch export`; reports are table, json, jsonl or csv",
+                    f.to_possible_value()
+                        .map(|v| v.get_name().to_string())
+                        .unwrap_or_default()
+                )
+            }
+        })
+    }
+
+    /// The manifest format of `export`.
+    pub fn export_format(&self) -> Result<ExportFormat> {
+        Ok(match self.format_arg {
+            Some(FormatArg::B3sum) => ExportFormat::B3sum,
+            Some(FormatArg::Sha256sum) => ExportFormat::Sha256sum,
+            Some(FormatArg::Bagit) => ExportFormat::Bagit,
+            Some(FormatArg::Json) => ExportFormat::Json,
+            _ => anyhow::bail!("vouch export needs --format b3sum, sha256sum, bagit or json"),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +132,53 @@ pub enum Command {
     },
     /// Print the man page (roff)
     Man,
+    /// Compare two trees, snapshots (@NAME, @RUN) or manifest files
+    Diff(DiffArgs),
+    /// Write a portable manifest of ROOT (--format b3sum|sha256sum|bagit|json)
+    Export(ExportArgs),
+    /// Check ROOT against an exported manifest (b3sum, sha256sum or json)
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// A directory (scanned first), a snapshot (@NAME or @RUN) or a manifest file
+    pub a: std::ffi::OsString,
+    /// Compared with A: a directory, a snapshot or a manifest file
+    pub b: std::ffi::OsString,
+    /// Hash every file of a directory operand again, trusting no metadata
+    #[arg(long)]
+    pub rehash: bool,
+    /// The kind of a checksum-list operand, when its name does not tell
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub manifest_format: Option<ManifestFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The tree to export (scanned first)
+    pub root: PathBuf,
+    /// BagIt: copy the payload instead of hard-linking it
+    #[arg(long)]
+    pub copy: bool,
+    /// Hash every file again before exporting, trusting no metadata
+    #[arg(long)]
+    pub rehash: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The tree to check (read only; its manifest is recorded in the index)
+    pub root: PathBuf,
+    /// The manifest: b3sum, sha256sum or vouch json
+    #[arg(long, value_name = "FILE")]
+    pub manifest: PathBuf,
+    /// Hash every file again, trusting no metadata
+    #[arg(long)]
+    pub rehash: bool,
+    /// The kind of a checksum list, when its name does not tell
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub manifest_format: Option<ManifestFormat>,
 }
 
 /// Where a monitored run reports besides its output.
@@ -250,7 +351,10 @@ fn one_line(e: &anyhow::Error) -> String {
     format!("{e:#}").replace('\n', " ")
 }
 
-pub fn run(cli: Cli) -> Result<Outcome> {
+pub fn run(mut cli: Cli) -> Result<Outcome> {
+    if !matches!(cli.command, Command::Export(_)) {
+        cli.common.format = cli.common.report_format()?;
+    }
     let common = &cli.common;
     if let Some(n) = common.threads {
         if n == 0 {
@@ -280,7 +384,71 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(Outcome::Clean)
         }
+        Command::Diff(args) => cmd_diff(common, args),
+        Command::Export(args) => cmd_export(common, args),
+        Command::Verify(args) => cmd_verify(common, args),
     }
+}
+
+fn lock_wait(common: &Common) -> LockWait {
+    if common.wait {
+        LockWait::Yes
+    } else {
+        LockWait::No
+    }
+}
+
+fn run_context(
+    common: &Common,
+    rehash: bool,
+    manifest_format: Option<ManifestFormat>,
+) -> RunContext {
+    RunContext {
+        index: index_path(common),
+        wait: lock_wait(common),
+        progress: show_progress(common),
+        rehash,
+        manifest_format,
+    }
+}
+
+fn cmd_diff(common: &Common, args: &DiffArgs) -> Result<Outcome> {
+    let mut sink = report(common)?;
+    let ctx = run_context(common, args.rehash, args.manifest_format);
+    let (summary, json) = diff::run_diff(&ctx, &args.a, &args.b, &mut sink)?;
+    sink.finish(&json)?;
+    Ok(if summary.identical() {
+        Outcome::Clean
+    } else {
+        Outcome::Discrepancies
+    })
+}
+
+fn cmd_verify(common: &Common, args: &VerifyArgs) -> Result<Outcome> {
+    let mut sink = report(common)?;
+    let ctx = run_context(common, args.rehash, args.manifest_format);
+    let (summary, json) = crate::verify::run_verify(&ctx, &args.root, &args.manifest, &mut sink)?;
+    sink.finish(&json)?;
+    Ok(if summary.identical() {
+        Outcome::Clean
+    } else {
+        Outcome::Discrepancies
+    })
+}
+
+fn cmd_export(common: &Common, args: &ExportArgs) -> Result<Outcome> {
+    let format = common.export_format()?;
+    let root = scan::resolve_root(&args.root)?;
+    let ctx = run_context(common, args.rehash, None);
+    let mut index = open_index(common)?;
+    let opts = ExportOptions {
+        format,
+        output: common.output.clone(),
+        copy: args.copy,
+        quiet: common.quiet,
+    };
+    export::export(&mut index, &root, &ctx, &opts)?;
+    Ok(Outcome::Clean)
 }
 
 fn index_path(common: &Common) -> PathBuf {
@@ -288,12 +456,7 @@ fn index_path(common: &Common) -> PathBuf {
 }
 
 fn open_index(common: &Common) -> Result<Index> {
-    let wait = if common.wait {
-        LockWait::Yes
-    } else {
-        LockWait::No
-    };
-    Index::open(&index_path(common), wait)
+    Index::open(&index_path(common), lock_wait(common))
 }
 
 fn report(common: &Common) -> Result<Report> {

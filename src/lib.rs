@@ -9,6 +9,8 @@
 //! ```
 //!
 //! `scan` drives walk → hash → index → merkle; `audit` adds the remote side.
+//! `diff`, `verify` and `export` read finished scans back as snapshots
+//! (`snapshot`) and portable manifests (`manifest`).
 //! The binary (`src/main.rs`) only parses arguments and maps the outcome to
 //! an exit status: 0 clean, 1 discrepancies, 2 trouble.
 
@@ -16,15 +18,20 @@ pub mod alert;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod diff;
+pub mod export;
 pub mod finding;
 pub mod hash;
 pub mod history;
 pub mod index;
+pub mod manifest;
 pub mod merkle;
 pub mod paths;
 pub mod remote;
 pub mod report;
 pub mod scan;
+pub mod snapshot;
+pub mod verify;
 pub mod walk;
 
 /// The outcome of a command, mapped by `main` to the process exit status.

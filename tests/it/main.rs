@@ -5,6 +5,7 @@
 mod support;
 
 mod audit;
+mod migrate;
 mod reports;
 mod scan;
 

@@ -1,0 +1,463 @@
+//! Snapshots and manifests as sorted streams of nodes, for `diff`,
+//! `verify` and `export`.
+//!
+//! Whatever a comparison reads — a finished scan run in the index (`@NAME`,
+//! `@N`, or a directory just scanned) or an exported manifest file — is
+//! turned into a [`Source`]: a description (is it Merkle-capable? which
+//! hashes does it carry? which of its paths could not be read when it was
+//! taken?) plus a [`Cursor`] that yields [`Node`]s in key order and can
+//! *seek* past a whole subtree. Seeking is what makes a diff of two large,
+//! nearly identical snapshots cheap: keys are NUL-joined components (see
+//! [`crate::paths`]), so the subtree of key `K` is the key range
+//! `[K\0, K\x01)` and skipping it is one range read in SQLite, or one
+//! binary search in memory.
+//!
+//! A snapshot is read straight from the temporal `entries` table: the
+//! manifest of finished run N is the rows with `since_run <= N AND
+//! (until_run IS NULL OR until_run > N)`. It is paged by key with small
+//! pages that grow while the reader moves forward and shrink after a seek,
+//! so a diff that skips almost everything reads O(depth) rows per change.
+//!
+//! The trust rule: a snapshot whose scan reported a path `unreadable` (or
+//! `corrupt`, from `--rehash`) still holds the *earlier* row for that path,
+//! so its Merkle hashes describe bytes nobody read at that run. Such paths
+//! are collected as *unsettled*; a comparison reports them and never lets
+//! a root or a directory hash that covers them decide anything.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use anyhow::{Result, bail};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Map, Value, json};
+
+use crate::finding::Kind;
+use crate::index::{EntryKind, Index, Run, Stat};
+use crate::paths;
+
+/// One entry of a snapshot or manifest. For a directory, `blake3` is its
+/// Merkle hash and `size` the total bytes of regular files below.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub key: Vec<u8>,
+    pub kind: EntryKind,
+    /// Unknown in checksum lists (b3sum/sha256sum lines carry no size).
+    pub size: Option<u64>,
+    pub blake3: Option<[u8; 32]>,
+    pub sha256: Option<[u8; 32]>,
+    pub md5: Option<[u8; 16]>,
+    pub target: Option<Vec<u8>>,
+    /// The metadata the scan saw (snapshots only): lets export trust a
+    /// file it links or copies without reading it again.
+    pub stat: Option<Stat>,
+}
+
+impl Node {
+    /// The `local`/`remote` object of a finding.
+    pub fn describe(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("kind".into(), json!(self.kind.name()));
+        if let Some(s) = self.size {
+            m.insert("size".into(), json!(s));
+        }
+        let hash_name = if self.kind == EntryKind::Dir {
+            "merkle"
+        } else {
+            "blake3"
+        };
+        if let Some(h) = &self.blake3 {
+            m.insert(hash_name.into(), json!(hex::encode(h)));
+        }
+        if let Some(h) = &self.sha256 {
+            m.insert("sha256".into(), json!(hex::encode(h)));
+        }
+        if let Some(t) = &self.target {
+            m.insert("target".into(), json!(paths::escape_bytes(t)));
+        }
+        Value::Object(m)
+    }
+}
+
+/// A path a snapshot could not vouch for, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unsettled {
+    pub kind: Kind,
+    pub detail: String,
+}
+
+/// Where a source's nodes live.
+#[derive(Debug, Clone)]
+pub enum Data {
+    /// A finished scan run in the index.
+    Run { root_id: i64, run_id: i64 },
+    /// A manifest file, parsed and sorted by key.
+    Memory(Vec<Node>),
+}
+
+/// One side of a comparison.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// How the summary names this side (`{"kind": "snapshot", ...}`).
+    pub describe: Map<String, Value>,
+    pub data: Data,
+    /// The Merkle root, when the source has directory hashes that were
+    /// computed (scan) or checked (json manifest) by vouch.
+    pub merkle_root: Option<[u8; 32]>,
+    /// True when directory nodes carry Merkle hashes (subtree skipping).
+    pub has_dir_hashes: bool,
+    /// A checksum list (b3sum/sha256sum): regular files only, no sizes,
+    /// no directories, no symlinks.
+    pub files_only: bool,
+    /// Some file has no content hash at all (never read).
+    pub unhashed: bool,
+    /// Paths the scan behind this snapshot could not settle.
+    pub unsettled: BTreeMap<Vec<u8>, Unsettled>,
+    /// Regular files and symlinks, and directories (ROOT excluded).
+    pub total_files: u64,
+    pub total_dirs: u64,
+}
+
+impl Source {
+    /// True when a root hash alone may prove equality.
+    pub fn root_is_proof(&self) -> bool {
+        self.merkle_root.is_some() && !self.unhashed && self.unsettled.is_empty()
+    }
+
+    /// The unsettled path equal to `key` or containing it, if any.
+    pub fn unsettled_covering(&self, key: &[u8]) -> Option<(&Vec<u8>, &Unsettled)> {
+        if self.unsettled.is_empty() {
+            return None;
+        }
+        let mut k = key;
+        loop {
+            if let Some(hit) = self.unsettled.get_key_value(k) {
+                return Some(hit);
+            }
+            if k.is_empty() {
+                return None;
+            }
+            k = paths::parent(k);
+        }
+    }
+
+    /// True when some unsettled path lies strictly inside directory `dir`.
+    pub fn unsettled_inside(&self, dir: &[u8]) -> bool {
+        if dir.is_empty() {
+            return self.unsettled.keys().any(|k| !k.is_empty());
+        }
+        let mut lo = dir.to_vec();
+        lo.push(0x00);
+        self.unsettled.range(lo..past_subtree(dir)).next().is_some()
+    }
+
+    /// A cursor over the nodes, ROOT itself excluded.
+    pub fn cursor<'a>(&'a self, conn: Option<&'a Connection>) -> Result<Cursor<'a>> {
+        Ok(match &self.data {
+            Data::Run { root_id, run_id } => {
+                let Some(conn) = conn else {
+                    bail!("internal: a snapshot cursor needs the index");
+                };
+                Cursor::Db(DbCursor {
+                    conn,
+                    root_id: *root_id,
+                    run_id: *run_id,
+                    buf: VecDeque::new(),
+                    lower: Vec::new(),
+                    inclusive: false,
+                    done: false,
+                    page: MIN_PAGE,
+                })
+            }
+            Data::Memory(nodes) => Cursor::Mem { nodes, pos: 0 },
+        })
+    }
+}
+
+/// The first key after `key` and everything below it: `K\x01`.
+pub fn past_subtree(key: &[u8]) -> Vec<u8> {
+    let mut k = key.to_vec();
+    k.push(0x01);
+    k
+}
+
+const MIN_PAGE: usize = 16;
+const MAX_PAGE: usize = 4096;
+
+/// Nodes in key order, with seeking.
+pub enum Cursor<'a> {
+    Db(DbCursor<'a>),
+    Mem { nodes: &'a [Node], pos: usize },
+}
+
+impl Cursor<'_> {
+    pub fn peek(&mut self) -> Result<Option<&Node>> {
+        match self {
+            Cursor::Db(c) => c.peek(),
+            Cursor::Mem { nodes, pos } => Ok(nodes.get(*pos)),
+        }
+    }
+
+    pub fn next_node(&mut self) -> Result<Option<Node>> {
+        match self {
+            Cursor::Db(c) => {
+                c.peek()?;
+                Ok(c.buf.pop_front())
+            }
+            Cursor::Mem { nodes, pos } => {
+                let n = nodes.get(*pos).cloned();
+                if n.is_some() {
+                    *pos += 1;
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    /// Moves to the first key `>= to`.
+    pub fn seek(&mut self, to: &[u8]) -> Result<()> {
+        match self {
+            Cursor::Db(c) => {
+                while c.buf.front().is_some_and(|n| n.key.as_slice() < to) {
+                    c.buf.pop_front();
+                }
+                if c.buf.is_empty() && !c.done {
+                    c.lower = to.to_vec();
+                    c.inclusive = true;
+                    c.page = MIN_PAGE;
+                }
+                Ok(())
+            }
+            Cursor::Mem { nodes, pos } => {
+                *pos += nodes[*pos..].partition_point(|n| n.key.as_slice() < to);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Reads a run's manifest from the index in key-ordered pages.
+pub struct DbCursor<'a> {
+    conn: &'a Connection,
+    root_id: i64,
+    run_id: i64,
+    buf: VecDeque<Node>,
+    /// Where the next page starts.
+    lower: Vec<u8>,
+    inclusive: bool,
+    done: bool,
+    page: usize,
+}
+
+const SNAPSHOT_COLUMNS: &str =
+    "SELECT path, kind, size, blake3, md5, sha256, target, mtime_ns, ctime_ns, inode FROM entries";
+const SNAPSHOT_AT: &str =
+    "root_id = ?1 AND since_run <= ?2 AND (until_run IS NULL OR until_run > ?2)";
+
+impl DbCursor<'_> {
+    fn peek(&mut self) -> Result<Option<&Node>> {
+        if self.buf.is_empty() && !self.done {
+            self.fill()?;
+        }
+        Ok(self.buf.front())
+    }
+
+    fn fill(&mut self) -> Result<()> {
+        let op = if self.inclusive { ">=" } else { ">" };
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{SNAPSHOT_COLUMNS} WHERE {SNAPSHOT_AT} AND path {op} ?3 ORDER BY path LIMIT ?4"
+        ))?;
+        let mut rows = stmt.query(params![
+            self.root_id,
+            self.run_id,
+            self.lower,
+            self.page as i64
+        ])?;
+        let mut n = 0;
+        while let Some(row) = rows.next()? {
+            let node = node_from_row(row)?;
+            n += 1;
+            self.buf.push_back(node);
+        }
+        if n < self.page {
+            self.done = true;
+        }
+        if let Some(last) = self.buf.back() {
+            self.lower = last.key.clone();
+            self.inclusive = false;
+        }
+        self.page = (self.page * 2).min(MAX_PAGE);
+        Ok(())
+    }
+}
+
+fn node_from_row(row: &rusqlite::Row<'_>) -> Result<Node> {
+    let kind = EntryKind::from_i64(row.get(1)?)?;
+    let size = row.get::<_, i64>(2)? as u64;
+    Ok(Node {
+        key: row.get(0)?,
+        kind,
+        size: Some(size),
+        stat: Some(Stat {
+            size,
+            mtime_ns: row.get(7)?,
+            ctime_ns: row.get(8)?,
+            inode: row.get::<_, i64>(9)? as u64,
+        }),
+        blake3: row.get(3)?,
+        md5: row.get(4)?,
+        sha256: row.get(5)?,
+        target: row.get(6)?,
+    })
+}
+
+/// Resolves `@NAME` or `@N` (without the `@`) to a finished scan run.
+pub fn resolve_run(index: &Index, spec: &str) -> Result<Run> {
+    let shown = format!("@{spec}");
+    let run = if !spec.is_empty() && spec.chars().all(|c| c.is_ascii_digit()) {
+        let id: i64 = spec
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{shown}: not a run number"))?;
+        match index.run(id)? {
+            Some(r) => r,
+            None => bail!("{shown}: the index has no run {id}"),
+        }
+    } else {
+        let id: Option<i64> = index
+            .conn
+            .query_row("SELECT id FROM runs WHERE label = ?1", [spec], |r| r.get(0))
+            .optional()?;
+        match id {
+            Some(id) => index
+                .run(id)?
+                .ok_or_else(|| anyhow::anyhow!("{shown}: run {id} vanished"))?,
+            None => {
+                let mut stmt = index
+                    .conn
+                    .prepare("SELECT label FROM runs WHERE label IS NOT NULL ORDER BY id")?;
+                let labels: Vec<String> = stmt
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                if labels.is_empty() {
+                    bail!(
+                        "no snapshot is labelled {spec:?} (no run has a label yet; pin one with `vouch scan ROOT --label NAME`)"
+                    );
+                }
+                bail!(
+                    "no snapshot is labelled {spec:?}; known labels: {}",
+                    labels.join(", ")
+                );
+            }
+        }
+    };
+    if run.merkle_root.is_none() || run.root.is_none() || run.finished_at.is_none() {
+        bail!(
+            "{shown} (run {}, {}, status {}) did not finish a scan, so it is not a snapshot",
+            run.id,
+            run.command,
+            run.status
+        );
+    }
+    Ok(run)
+}
+
+/// Builds the source for a finished scan run.
+pub fn run_source(index: &Index, run: &Run, kind: &str) -> Result<Source> {
+    let root_bytes = run.root.clone().unwrap_or_default();
+    let root_id: i64 =
+        index
+            .conn
+            .query_row("SELECT id FROM roots WHERE path = ?1", [&root_bytes], |r| {
+                r.get(0)
+            })?;
+    let mut unsettled = BTreeMap::new();
+    {
+        let mut stmt = index.conn.prepare(
+            "SELECT path, kind, detail FROM findings WHERE run_id = ?1 AND kind IN ('unreadable', 'corrupt')",
+        )?;
+        let mut rows = stmt.query([run.id])?;
+        while let Some(row) = rows.next()? {
+            let path: Vec<u8> = row.get(0)?;
+            let kind: String = row.get(1)?;
+            let detail: Option<String> = row.get(2)?;
+            let kind = Kind::from_name(&kind).unwrap_or(Kind::Unreadable);
+            let detail = match (kind, detail) {
+                (Kind::Corrupt, Some(d)) => format!("content changed on disk: {d}"),
+                (_, Some(d)) => d,
+                (_, None) => "could not be read".into(),
+            };
+            unsettled.insert(path, Unsettled { kind, detail });
+        }
+    }
+    // A file with no content hash would make equal roots prove nothing
+    // about it. Scans never store one today; refuse to trust one anyway.
+    let unhashed: bool = index.conn.query_row(
+        &format!("SELECT EXISTS(SELECT 1 FROM entries WHERE {SNAPSHOT_AT} AND kind != 2 AND blake3 IS NULL)"),
+        params![root_id, run.id],
+        |r| r.get(0),
+    )?;
+    let (total_files, total_dirs) = run_totals(index, run, root_id)?;
+    let mut describe = Map::new();
+    describe.insert("kind".into(), json!(kind));
+    describe.insert("root".into(), json!(paths::escape_bytes(&root_bytes)));
+    describe.insert("run".into(), json!(run.id));
+    if let Some(l) = &run.label {
+        describe.insert("label".into(), json!(l));
+    }
+    if let Some(h) = &run.merkle_root {
+        describe.insert("merkle_root".into(), json!(hex::encode(h)));
+    }
+    if let Some(t) = run.finished_at {
+        describe.insert("taken".into(), json!(crate::report::format_time(t)));
+    }
+    Ok(Source {
+        describe,
+        data: Data::Run {
+            root_id,
+            run_id: run.id,
+        },
+        merkle_root: run.merkle_root,
+        has_dir_hashes: true,
+        files_only: false,
+        unhashed,
+        unsettled,
+        total_files,
+        total_dirs,
+    })
+}
+
+/// Files (with symlinks) and directories of a run's manifest, ROOT
+/// excluded: from the run's scan summary when it has them (free), else
+/// counted in the index.
+fn run_totals(index: &Index, run: &Run, root_id: i64) -> Result<(u64, u64)> {
+    let from_summary = run
+        .summary
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .and_then(|v| {
+            let files = v.get("files")?.as_u64()?;
+            let dirs = v.get("dirs")?.as_u64()?;
+            let unreadable = v.get("unreadable")?.as_u64()?;
+            // Unreadable entries make the walk's counts and the stored rows
+            // differ; count the rows then.
+            (unreadable == 0).then_some((files, dirs.saturating_sub(1)))
+        });
+    if let Some(t) = from_summary {
+        return Ok(t);
+    }
+    let (files, dirs): (i64, i64) = index.conn.query_row(
+        &format!(
+            "SELECT COALESCE(SUM(kind != 2), 0), COALESCE(SUM(kind = 2 AND path != x''), 0) FROM entries WHERE {SNAPSHOT_AT}"
+        ),
+        params![root_id, run.id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((files as u64, dirs as u64))
+}
+
+/// The path a manifest source was read from, for messages.
+pub fn manifest_describe(path: &std::path::Path, format: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("kind".into(), json!("manifest"));
+    m.insert("path".into(), json!(path.display().to_string()));
+    m.insert("format".into(), json!(format));
+    m
+}
