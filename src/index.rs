@@ -353,10 +353,11 @@ impl Index {
         Ok(())
     }
 
-    /// A run still marked `running` while we hold the lock was killed.
+    /// A run still marked `running` while we hold the lock was killed. Its
+    /// label is released: an interrupted scan pins no snapshot.
     fn mark_abandoned_runs(&mut self) -> Result<()> {
         self.conn.execute(
-            "UPDATE runs SET status = 'interrupted', exit_code = NULL WHERE status = 'running'",
+            "UPDATE runs SET status = 'interrupted', exit_code = NULL, label = NULL WHERE status = 'running'",
             [],
         )?;
         Ok(())

@@ -448,3 +448,30 @@ fn the_index_defaults_to_xdg_data_home_and_honours_vouch_index() {
         .code(0);
     assert!(custom.is_file());
 }
+
+#[test]
+fn a_label_held_by_a_killed_scan_is_free_again() {
+    let env = Env::new();
+    env.write("f", b"x");
+    let root = env.root.to_str().unwrap().to_string();
+    assert_eq!(env.json(&["scan", &root]).0, 0);
+    // A labelled scan that was killed: its run row stays `running`.
+    let conn = rusqlite::Connection::open(&env.index).unwrap();
+    conn.execute(
+        "INSERT INTO runs(root_id, command, label, started_at, status) VALUES (1, 'scan', 'before-move', 0, 'running')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let (code, doc) = env.json(&["scan", &root, "--label", "before-move"]);
+    assert_eq!(code, 0, "{doc}");
+    let (_, hist) = env.json(&["history"]);
+    let runs = hist["runs"].as_array().unwrap();
+    assert_eq!(runs[1]["status"], "interrupted");
+    assert!(runs[1].get("label").is_none());
+    assert_eq!(runs[2]["label"], "before-move");
+    // A finished run keeps its label for good.
+    let out = env.vouch().args(["scan", &root, "--label", "before-move"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_of(&out).contains("already names run 3"), "{}", stderr_of(&out));
+}
