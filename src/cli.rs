@@ -413,23 +413,32 @@ fn run_context(
 }
 
 fn cmd_diff(common: &Common, args: &DiffArgs) -> Result<Outcome> {
-    let mut sink = report(common)?;
-    let ctx = run_context(common, args.rehash, args.manifest_format);
-    let (summary, json) = diff::run_diff(&ctx, &args.a, &args.b, &mut sink)?;
-    sink.finish(&json)?;
-    Ok(if summary.identical() {
-        Outcome::Clean
-    } else {
-        Outcome::Discrepancies
+    with_report(common, |sink| {
+        let ctx = run_context(common, args.rehash, args.manifest_format);
+        let (summary, json) = diff::run_diff(&ctx, &args.a, &args.b, sink)?;
+        finish_comparison(sink, summary.identical(), &json)
     })
 }
 
 fn cmd_verify(common: &Common, args: &VerifyArgs) -> Result<Outcome> {
-    let mut sink = report(common)?;
-    let ctx = run_context(common, args.rehash, args.manifest_format);
-    let (summary, json) = crate::verify::run_verify(&ctx, &args.root, &args.manifest, &mut sink)?;
-    sink.finish(&json)?;
-    Ok(if summary.identical() {
+    with_report(common, |sink| {
+        let ctx = run_context(common, args.rehash, args.manifest_format);
+        let (summary, json) = crate::verify::run_verify(&ctx, &args.root, &args.manifest, sink)?;
+        finish_comparison(sink, summary.identical(), &json)
+    })
+}
+
+/// Ends a diff or verify report: exit 0 only when proven identical.
+fn finish_comparison(
+    sink: &mut Report,
+    identical: bool,
+    json: &Map<String, Value>,
+) -> Result<Outcome> {
+    if !identical {
+        sink.mark_failing();
+    }
+    sink.finish(json)?;
+    Ok(if identical {
         Outcome::Clean
     } else {
         Outcome::Discrepancies
@@ -656,6 +665,9 @@ fn cmd_audit(common: &Common, args: &AuditArgs, job: &mut Job) -> Result<Outcome
             json.insert("scan".into(), Value::Object(s.to_json(&root)));
         }
         job.summary = json.clone();
+        if bad {
+            sink.mark_failing();
+        }
         sink.finish(&json)?;
         Ok(if bad {
             Outcome::Discrepancies

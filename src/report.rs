@@ -231,6 +231,13 @@ impl Sink for Report {
 }
 
 impl Report {
+    /// Marks the run as failing (exit 1) even without a discrepancy kind —
+    /// `unverified` under `--strict`, a diff that cannot prove two trees
+    /// identical — so `--quiet` still prints its summary.
+    pub fn mark_failing(&mut self) {
+        self.discrepancies = self.discrepancies.max(1);
+    }
+
     /// Completes the report of a run that failed (exit 2): the JSON
     /// formats stay parseable and say why; the table format leaves the
     /// one-line error on stderr to speak for itself.

@@ -742,3 +742,15 @@ fn completions_and_man_page_are_generated_from_the_cli() {
         &text[..200]
     );
 }
+
+#[test]
+fn quiet_still_speaks_when_strict_fails_on_unverified_alone() {
+    let s = Setup::new();
+    let out = s.audit(&["--strict", "--quiet"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("vouch audit"),
+        "a failing run is never silent: {text:?}"
+    );
+}

@@ -471,7 +471,15 @@ fn a_label_held_by_a_killed_scan_is_free_again() {
     assert!(runs[1].get("label").is_none());
     assert_eq!(runs[2]["label"], "before-move");
     // A finished run keeps its label for good.
-    let out = env.vouch().args(["scan", &root, "--label", "before-move"]).output().unwrap();
+    let out = env
+        .vouch()
+        .args(["scan", &root, "--label", "before-move"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr_of(&out).contains("already names run 3"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("already names run 3"),
+        "{}",
+        stderr_of(&out)
+    );
 }
