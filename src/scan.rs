@@ -248,15 +248,16 @@ pub fn scan(
     Ok(summary)
 }
 
-/// The last run that scanned this root, and its Merkle root if it
-/// finished. A later interrupted scan counts (with no root), so its partial
-/// writes are never mistaken for an unchanged tree.
+/// The last run that scanned this root (any run without a remote: a scan,
+/// whatever command it served), and its Merkle root if it finished. A later
+/// interrupted scan counts (with no root), so its partial writes are never
+/// mistaken for an unchanged tree.
 fn last_scan_run(index: &Index, root_id: i64) -> Result<Option<(i64, Option<[u8; 32]>)>> {
     use rusqlite::OptionalExtension;
     Ok(index
         .conn
         .query_row(
-            "SELECT id, merkle_root FROM runs WHERE root_id = ?1 AND command = 'scan' ORDER BY id DESC LIMIT 1",
+            "SELECT id, merkle_root FROM runs WHERE root_id = ?1 AND remote IS NULL ORDER BY id DESC LIMIT 1",
             [root_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
