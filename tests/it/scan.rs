@@ -483,3 +483,20 @@ fn a_label_held_by_a_killed_scan_is_free_again() {
         stderr_of(&out)
     );
 }
+
+#[test]
+fn a_reused_merkle_root_is_never_stale_after_an_audit_scanned_changes() {
+    let env = Env::new();
+    env.write("f", b"one");
+    let backup = env.dir.path().join("backup");
+    std::fs::create_dir(&backup).unwrap();
+    let root = env.root.to_str().unwrap().to_string();
+    let (_, first) = env.json(&["scan", &root]);
+    env.write("f", b"two");
+    let (_, audited) = env.json(&["audit", &root, "--remote", backup.to_str().unwrap()]);
+    let changed_root = audited["summary"]["scan"]["merkle_root"].clone();
+    assert_ne!(changed_root, first["summary"]["merkle_root"]);
+    // Nothing changed since the audit's scan: the root is that one.
+    let (_, again) = env.json(&["scan", &root]);
+    assert_eq!(again["summary"]["merkle_root"], changed_root);
+}
