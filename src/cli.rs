@@ -238,6 +238,7 @@ fn cmd_audit(common: &Common, args: &AuditArgs) -> Result<Outcome> {
                 sha256: false,
             },
             progress: show_progress(common),
+            command: Some("audit".into()),
             ..Default::default()
         };
         Some(scan::scan(&mut index, &root, &opts, &mut sink)?)

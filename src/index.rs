@@ -603,7 +603,12 @@ impl<'c> Batch<'c> {
         if old.since_run == run_id {
             self.update_entry(old.id, new)
         } else {
-            self.close_entry(old.id, run_id)?;
+            // Close without counting a write: a batch commit between the
+            // close and the insert would leave, after a crash, no current
+            // row for the path (and the next run would call it new).
+            self.conn
+                .prepare_cached("UPDATE entries SET until_run = ?2 WHERE id = ?1")?
+                .execute(params![old.id, run_id])?;
             self.insert_entry(root_id, run_id, new).map(|_| ())
         }
     }

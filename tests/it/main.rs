@@ -5,6 +5,7 @@
 mod support;
 
 mod audit;
+mod reliability;
 mod scan;
 
 use std::os::unix::ffi::OsStrExt;
