@@ -617,6 +617,21 @@ fn write_events(
                 apply_change(batch, ctx, summary, new, old, &mut report)?;
             }
             Event::Hashed { key, old, result } => match result {
+                // Deleted since the walk saw it: a deletion (of a known
+                // file) like any other, not an I/O error.
+                Err(HashError::Vanished) => {
+                    if let Some(old) = old {
+                        *structural += 1;
+                        batch.close_entry(old.id, ctx.run_id)?;
+                        summary.deleted += 1;
+                        report(
+                            batch,
+                            Finding::new(Kind::Deleted, key)
+                                .local(describe(&old.stat, old.blake3.as_ref()))
+                                .detail("vanished during the scan"),
+                        )?;
+                    }
+                }
                 Err(e) => {
                     summary.files += 1;
                     summary.unreadable += 1;

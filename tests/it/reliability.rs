@@ -630,3 +630,654 @@ fn crash_kill_9_during_deep_audit_resumes_reading_only_what_was_not_read() {
         .count();
     assert!(mid_read >= 2, "too few kills landed mid-read ({mid_read})");
 }
+
+// ---------------------------------------------------------------------------
+// Concurrency: one writer at a time, readers alongside.
+
+#[test]
+fn concurrency_a_second_writer_exits_2_or_waits_and_a_reader_reads_meanwhile() {
+    let env = Env::new();
+    let root = env.root.to_str().unwrap().to_string();
+    let served = env.dir.path().join("s3");
+    std::fs::create_dir(&served).unwrap();
+    let server = S3Server::start(&served);
+    let bucket = server.create_bucket("bkt");
+    for i in 0..60u64 {
+        let content = noise(i, 4096);
+        put_file(&env.root.join(format!("f{i:03}")), &content, 1_600_000_000);
+        put_file(&bucket.join(format!("f{i:03}")), &content, 1_600_000_000);
+    }
+    // A slow deep audit (25 ms per read) holds the index for ~1.5 s,
+    // committing its reads as it goes.
+    let proxy = Proxy::start(&server.endpoint);
+    proxy.on(
+        Some(Op::Get),
+        "/bkt/f",
+        Times::All,
+        Fault::Delay(Duration::from_millis(25)),
+    );
+    let envs = crate::support::s3::aws_env(&proxy.endpoint, &server.access_key, &server.secret_key);
+    let mut writer = vouch_cmd(&env.index, &envs)
+        .args([
+            "--format", "json", "audit", &root, "--remote", "s3://bkt", "--mode", "deep",
+        ])
+        .args(["--jobs", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it reads.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reading = has_schema(&env.index)
+            && ro_conn(&env.index)
+                .query_row(
+                    "SELECT count(*) FROM runs WHERE remote IS NOT NULL AND status = 'running'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .unwrap_or(0)
+                > 0;
+        if reading {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the audit never started reading");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    // A second writer fails at once, with one clear line.
+    let out = vouch_cmd(&env.index, &[])
+        .args(["scan", &root])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("in use by another vouch run") && err.contains("--wait"),
+        "{err}"
+    );
+    // With --wait, it waits its turn.
+    let mut waiter = vouch_cmd(&env.index, &[])
+        .args(["--wait", "--format", "json", "scan", &root])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Meanwhile a read-only reader sees the audit's reads land, never a
+    // torn or locked database. (`vouch report`/`history` did not exist
+    // when this was written: the reader is a read-only connection, as
+    // theirs is.)
+    let mut seen = Vec::new();
+    while writer.try_wait().unwrap().is_none() {
+        let conn = ro_conn(&env.index);
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM remote_objects WHERE verified_at IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let runs: i64 = conn
+            .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+            .unwrap();
+        assert!(runs >= 2);
+        seen.push(n);
+        assert!(
+            waiter.try_wait().unwrap().is_none(),
+            "the waiting writer ran while the first one held the index"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "reads never go backwards: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|n| *n > 0 && *n < 60),
+        "the reader saw the audit mid-way: {seen:?}"
+    );
+    let out = writer.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(counter(&doc, "verified"), 60);
+
+    let status = wait_bounded(&mut waiter, Duration::from_secs(60), "vouch --wait scan");
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", stderr_of(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        counter(&doc, "unchanged"),
+        60,
+        "it ran after the audit's scan"
+    );
+    assert_eq!(counter(&doc, "bytes_hashed"), 0);
+    assert_eq!(integrity_check(&env.index), "ok");
+}
+
+#[test]
+fn concurrency_writers_started_together_on_a_new_index_take_turns() {
+    let env = Env::new();
+    let root = env.root.to_str().unwrap().to_string();
+    for i in 0..200u64 {
+        put_file(
+            &env.root.join(format!("d{}/f{i}", i % 4)),
+            &noise(i, 1000),
+            1_600_000_000,
+        );
+    }
+    // Four writers race to create, migrate and fill the same new index.
+    let children: Vec<Child> = (0..4)
+        .map(|_| {
+            vouch_cmd(&env.index, &[])
+                .args(["--wait", "-q", "scan", &root])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    }
+    assert_eq!(integrity_check(&env.index), "ok");
+    let conn = ro_conn(&env.index);
+    let (runs, ok): (i64, i64) = conn
+        .query_row("SELECT count(*), sum(status = 'ok') FROM runs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((runs, ok), (4, 4));
+    assert_eq!(manifest(&env.index).len(), 200);
+}
+
+// ---------------------------------------------------------------------------
+// Hostile trees.
+
+/// Makes `dir` and everything below readable by anyone (so that `nobody`
+/// can scan it), except what the caller locks afterwards.
+fn open_up(dir: &Path) {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success());
+}
+
+/// The regular files of a hostile tree, by key bytes (`/`-joined), with
+/// their content.
+type Files = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// A tree with every kind of awkward entry. Returns the readable regular
+/// files (what a scan as `nobody` must hash).
+fn hostile_tree(root: &Path) -> Files {
+    let mut files = Files::new();
+    let mut add = |rel: &[u8], content: &[u8]| {
+        let path = root.join(std::ffi::OsStr::from_bytes(rel));
+        put_file(&path, content, 1_600_000_000);
+        files.insert(rel.to_vec(), content.to_vec());
+    };
+    add(b"caf\xe9-latin1.bin", b"not UTF-8");
+    add(b"\xff\xfe", b"only invalid bytes");
+    add(b"new\nline", b"newline");
+    add(b"back\\slash", b"backslash");
+    add(b"tab\tand\rcr", b"control characters");
+    add(b"pct%41#1", b"percent and hash");
+    add(b" lead and trail ", b"spaces");
+    add("quote\"<>|*?:日本語".as_bytes(), b"punctuation and unicode");
+    add(&[b'L'; 255], b"longest name");
+    add(b"empty", b"");
+    add(b"dir with spaces/inner", b"inner");
+    // 1,000 levels deep.
+    let mut deep = Vec::new();
+    for _ in 0..1000 {
+        deep.extend_from_slice(b"d/");
+    }
+    deep.extend_from_slice(b"bottom");
+    add(&deep, b"at the bottom");
+    // Symlinks: loops, self, parent, dangling, absolute. Never followed.
+    for (name, target) in [
+        ("loop-a", "loop-b"),
+        ("loop-b", "loop-a"),
+        ("self", "."),
+        ("up", ".."),
+        ("dangling", "/no/such/target"),
+        ("abs", "/etc"),
+    ] {
+        std::os::unix::fs::symlink(target, root.join(name)).unwrap();
+    }
+    // A FIFO and a socket: skipped, never opened.
+    mkfifo(&root.join("fifo"));
+    let sock = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
+    drop(sock); // the socket file stays
+    files
+}
+
+/// Everything in `files` hashed exactly, by key.
+fn assert_manifest_hashes(index: &Path, files: &Files) {
+    let m = manifest(index);
+    for (rel, content) in files {
+        let key = vouch::paths::key_from_slash(rel);
+        let (kind, size, hash) = m.get(&key).unwrap_or_else(|| {
+            panic!("{} is not in the manifest", vouch::paths::escape_bytes(rel))
+        });
+        assert_eq!(*kind, 0);
+        assert_eq!(*size as usize, content.len());
+        assert_eq!(
+            hash.as_deref(),
+            Some(blake3::hash(content).as_bytes().as_slice()),
+            "{}",
+            vouch::paths::escape_bytes(rel)
+        );
+    }
+}
+
+#[test]
+fn hostile_tree_odd_names_deep_nesting_loops_specials_and_denied_entries() {
+    let env = Env::new();
+    let root = env.root.to_str().unwrap().to_string();
+    let files = hostile_tree(&env.root);
+    // Permission denied: a file and a directory (the test runs the scan as
+    // `nobody` when it is root, so that permissions apply).
+    let secret = env.root.join("secret");
+    put_file(&secret, b"no access", 1_600_000_000);
+    let locked = env.root.join("locked");
+    put_file(&locked.join("inner"), b"hidden", 1_600_000_000);
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    open_up(env.dir.path());
+
+    let scan_as_nobody = || {
+        let mut c = vouch_cmd_as_nobody(&env.index, &[]);
+        c.args(["scan", &root]);
+        let started = Instant::now();
+        let (code, doc, err) = run_json(c);
+        (code, doc, err, started.elapsed())
+    };
+    let (code, doc, err, took) = scan_as_nobody();
+    assert_eq!(code, 1, "unreadable entries are discrepancies: {err} {doc}");
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    let denied: Vec<_> = findings(&doc)
+        .into_iter()
+        .filter(|(k, _)| k != "added")
+        .collect();
+    if is_root() {
+        assert_eq!(
+            denied,
+            pairs(&[("unreadable", "locked"), ("unreadable", "secret")])
+        );
+    }
+    let added = findings(&doc).iter().filter(|(k, _)| k == "added").count();
+    assert_eq!(added, files.len() + 6, "every readable file and symlink");
+    assert_eq!(
+        counter(&doc, "special_skipped"),
+        2,
+        "the FIFO and the socket"
+    );
+    assert_eq!(
+        counter(&doc, "bytes_hashed"),
+        files.values().map(|c| c.len() as u64).sum::<u64>(),
+        "no symlink was followed, no special file opened"
+    );
+    assert_manifest_hashes(&env.index, &files);
+    // Odd names print escaped, and round-trip.
+    let shown: BTreeSet<String> = findings(&doc).into_iter().map(|(_, p)| p).collect();
+    for expected in [
+        "caf\\xe9-latin1.bin",
+        "\\xff\\xfe",
+        "new\\nline",
+        "back\\\\slash",
+        "tab\tand\\rcr",
+    ] {
+        assert!(shown.contains(expected), "{expected} not in {shown:?}");
+    }
+    for p in &shown {
+        assert!(vouch::paths::unescape(p).is_some(), "{p}");
+    }
+
+    // A rescan trusts everything it hashed, reads nothing, loses nothing.
+    let (code, again, err, _) = scan_as_nobody();
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(findings(&again), denied);
+    assert_eq!(counter(&again, "unchanged"), files.len() as u64 + 6);
+    assert_eq!(counter(&again, "bytes_hashed"), 0);
+    assert_eq!(
+        again["summary"]["merkle_root"],
+        doc["summary"]["merkle_root"]
+    );
+    assert_eq!(integrity_check(&env.index), "ok");
+
+    // A deep audit against a directory holding exact copies of the
+    // readable files verifies every one of them, odd names included.
+    let backup = env.dir.path().join("backup");
+    for (rel, content) in &files {
+        put_file(
+            &backup.join(std::ffi::OsStr::from_bytes(rel)),
+            content,
+            1_600_000_000,
+        );
+    }
+    let mut c = vouch_cmd(&env.index, &[]);
+    c.args(["audit", &root, "--no-scan", "--mode", "deep", "--remote"])
+        .arg(&backup);
+    let (code, doc, err) = run_json(c);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(findings(&doc), vec![], "{err}");
+    assert_eq!(counter(&doc, "verified"), files.len() as u64);
+    assert_eq!(counter(&doc, "symlinks_skipped"), 6);
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn hostile_tree_200k_files_in_one_directory() {
+    let env = Env::new();
+    let started = Instant::now();
+    let big = env.root.join("big");
+    std::fs::create_dir(&big).unwrap();
+    for i in 0..200_000 {
+        std::fs::File::create(big.join(format!("{i:06}"))).unwrap();
+    }
+    let made = started.elapsed();
+    let time_scan = || {
+        let t = Instant::now();
+        let doc = scan_json(&env.index, &env.root);
+        (doc, t.elapsed())
+    };
+    let (first, first_took) = time_scan();
+    let (second, second_took) = time_scan();
+    eprintln!("200k files: created in {made:?}, first scan {first_took:?}, rescan {second_took:?}");
+    assert_eq!(counter(&first, "added"), 200_000);
+    assert_eq!(counter(&first, "files"), 200_000);
+    // Empty files just written are racily clean: the rescan may hash them
+    // again (0 bytes), but finds no change.
+    assert_eq!(findings(&second), vec![]);
+    assert_eq!(counter(&second, "unchanged"), 200_000);
+    assert_eq!(
+        second["summary"]["merkle_root"],
+        first["summary"]["merkle_root"]
+    );
+    assert!(
+        first_took < Duration::from_secs(90),
+        "first scan took {first_took:?}"
+    );
+    assert!(
+        second_took < Duration::from_secs(60),
+        "rescan took {second_took:?}"
+    );
+}
+
+/// BLAKE3 of 10 GiB of zeros (`truncate -s 10G z && b3sum z`).
+const B3_10_GIB_ZEROS: &str = "28960eef7d587ab6d1627b7efe30c7a07ce2dce4871d339fdfb607cb0776e064";
+
+#[test]
+fn hostile_tree_sparse_10_gib_file_and_empty_files() {
+    let env = Env::new();
+    let sparse = env.root.join("sparse-10GiB");
+    std::fs::File::create(&sparse)
+        .unwrap()
+        .set_len(10 << 30)
+        .unwrap();
+    set_mtime(&sparse, 1_600_000_000);
+    put_file(&env.root.join("empty"), b"", 1_600_000_000);
+    put_file(&env.root.join("sub/empty-too"), b"", 1_600_000_000);
+    let started = Instant::now();
+    let doc = scan_json(&env.index, &env.root);
+    let took = started.elapsed();
+    eprintln!("10 GiB sparse file hashed in {took:?}");
+    assert_eq!(counter(&doc, "bytes_hashed"), 10 << 30);
+    let hash_of = |name: &str| {
+        doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == name)
+            .unwrap()["local"]["blake3"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(hash_of("sparse-10GiB"), B3_10_GIB_ZEROS);
+    assert_eq!(hash_of("empty"), blake3::hash(b"").to_hex().as_str());
+    assert_eq!(
+        hash_of("sub/empty-too"),
+        blake3::hash(b"").to_hex().as_str()
+    );
+    // Never read twice.
+    let again = scan_json(&env.index, &env.root);
+    assert_eq!(counter(&again, "bytes_hashed"), 0);
+    assert_eq!(counter(&again, "unchanged"), 3);
+}
+
+/// Polls until `cond` or `limit`; true when `cond` held.
+fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+#[test]
+fn hostile_tree_files_deleted_or_swapped_between_walk_and_hash() {
+    // One hashing thread busy with a large file first; meanwhile the files
+    // after it, already walked, are deleted, replaced by a FIFO (whose open
+    // would block for ever) or by a symlink to /dev/zero (endless).
+    let env = Env::new();
+    let root = env.root.to_str().unwrap().to_string();
+    let big = env.root.join("a-big");
+    for name in ["b-vanishes", "c-becomes-fifo", "d-becomes-devzero-link"] {
+        put_file(&env.root.join(name), name.as_bytes(), 1_600_000_000);
+    }
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    set_mtime(&big, 1_600_000_000);
+    scan_json(&env.index, &env.root);
+
+    let mut exercised = false;
+    for attempt in 0..3 {
+        // Make the big file new content, so it is hashed (slowly) again.
+        let size = (2u64 << 30) << attempt;
+        std::fs::File::options()
+            .write(true)
+            .open(&big)
+            .unwrap()
+            .set_len(size)
+            .unwrap();
+        set_mtime(&big, 1_600_000_000 + attempt);
+        for name in [
+            "b-vanishes",
+            "c-becomes-fifo",
+            "d-becomes-devzero-link",
+            "e-new-vanishes",
+        ] {
+            let p = env.root.join(name);
+            let _ = std::fs::remove_file(&p);
+            put_file(&p, name.as_bytes(), 1_600_000_000);
+        }
+        let index = env.dir.path().join(format!("race-{attempt}.sqlite3"));
+        copy_index(&env.index, &index);
+        let mut child = vouch_cmd(&index, &[])
+            .args(["--threads", "1", "--format", "json", "scan", &root])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Once the scan has started hashing the big file, the others are
+        // walked and queued behind it.
+        assert!(eventually(Duration::from_secs(20), || {
+            has_schema(&index)
+                && ro_conn(&index)
+                    .query_row(
+                        "SELECT count(*) FROM runs WHERE status = 'running'",
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .unwrap_or(0)
+                    > 0
+        }));
+        std::thread::sleep(Duration::from_millis(150));
+        std::fs::remove_file(env.root.join("b-vanishes")).unwrap();
+        std::fs::remove_file(env.root.join("e-new-vanishes")).unwrap();
+        let fifo = env.root.join("c-becomes-fifo");
+        std::fs::remove_file(&fifo).unwrap();
+        mkfifo(&fifo);
+        let link = env.root.join("d-becomes-devzero-link");
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+
+        let status = wait_bounded(&mut child, Duration::from_secs(120), "a scan racing swaps");
+        let out = child.wait_with_output().unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("exit {status:?}: {e}: {}", stderr_of(&out)));
+        let found = findings(&doc);
+        eprintln!("attempt {attempt}: {found:?}");
+        let detail = |path: &str| -> String {
+            doc["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["path"] == path)
+                .map(|f| format!("{} {}", f["kind"], f["detail"]))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        // Whatever the timing: the big file is hashed exactly, nothing
+        // that changed under the scan is stored with a hash.
+        let m = manifest(&index);
+        assert_eq!(m[&b"a-big".to_vec()].1 as u64, size);
+        for name in ["c-becomes-fifo", "d-becomes-devzero-link", "e-new-vanishes"] {
+            if let Some((kind, _, hash)) = m.get(name.as_bytes()) {
+                assert!(
+                    *kind != 0
+                        || hash.as_deref()
+                            == Some(blake3::hash(name.as_bytes()).as_bytes().as_slice()),
+                    "{name} stored with a hash of something else"
+                );
+            }
+        }
+        assert_eq!(integrity_check(&index), "ok");
+        // Did the swaps happen after the walk (the case under test)?
+        if detail("c-becomes-fifo").contains("unreadable") {
+            exercised = true;
+            assert_eq!(status.code(), Some(1));
+            assert!(
+                detail("c-becomes-fifo").contains("regular file"),
+                "{}",
+                detail("c-becomes-fifo")
+            );
+            assert!(
+                detail("d-becomes-devzero-link").contains("unreadable"),
+                "{}",
+                detail("d-becomes-devzero-link")
+            );
+            assert_eq!(
+                detail("b-vanishes"),
+                "\"deleted\" \"vanished during the scan\""
+            );
+            assert_eq!(
+                detail("e-new-vanishes"),
+                "",
+                "a new file that vanished is no finding"
+            );
+            break;
+        }
+    }
+    assert!(exercised, "the swaps never landed between walk and hash");
+}
+
+#[test]
+fn hostile_tree_file_appended_while_hashed_is_never_stored_half_read() {
+    // A background thread appends to a 24 MiB file (multi-threaded hashing
+    // path) while scans hash it. The content is a fixed pattern, so every
+    // consistent state is a prefix of it: a stored hash must be the hash of
+    // exactly `size` bytes of the pattern, or there must be no new hash
+    // and an `unreadable` finding.
+    let env = Env::new();
+    let root = env.root.to_str().unwrap().to_string();
+    let pattern = Arc::new(noise(42, 48 << 20));
+    let path = env.root.join("growing.log");
+    std::fs::write(&path, &pattern[..24 << 20]).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let appender = {
+        let (pattern, stop, path) = (pattern.clone(), stop.clone(), path.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::File::options().append(true).open(&path).unwrap();
+            // Bursts of appends (64 KiB every 2 ms for 100 ms), then quiet
+            // spells, so some scans race an append and some do not.
+            let mut len = 24 << 20;
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && len < pattern.len() {
+                i += 1;
+                if i % 50 == 0 {
+                    std::thread::sleep(Duration::from_millis(150));
+                }
+                let n = (64 << 10).min(pattern.len() - len);
+                f.write_all(&pattern[len..len + n]).unwrap();
+                len += n;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let mut outcomes = Vec::new();
+    for _ in 0..8 {
+        let mut c = vouch_cmd(&env.index, &[]);
+        c.args(["scan", &root]);
+        let (code, doc, err) = run_json(c);
+        assert!(code == 0 || code == 1, "{err}");
+        let conn = ro_conn(&env.index);
+        let (size, hash): (i64, Vec<u8>) = match conn.query_row(
+            "SELECT size, blake3 FROM entries WHERE path = ?1 AND until_run IS NULL",
+            [b"growing.log".as_slice()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        ) {
+            Ok(v) => v,
+            Err(_) => {
+                assert_eq!(
+                    findings(&doc),
+                    pairs(&[("unreadable", "growing.log")]),
+                    "no stored hash without an unreadable finding"
+                );
+                outcomes.push("unreadable".to_string());
+                continue;
+            }
+        };
+        assert_eq!(
+            hash,
+            blake3::hash(&pattern[..size as usize]).as_bytes().to_vec(),
+            "the stored hash of growing.log is not that of its first {size} bytes"
+        );
+        let unreadable = findings(&doc).iter().any(|(k, _)| k == "unreadable");
+        outcomes.push(format!(
+            "size {size}{}",
+            if unreadable {
+                " (kept; unreadable now)"
+            } else {
+                ""
+            }
+        ));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    appender.join().unwrap();
+    eprintln!("appended while hashed: {outcomes:?}");
+    // Once it rests, it is hashed: exactly its bytes.
+    let final_content = std::fs::read(&path).unwrap();
+    scan_json(&env.index, &env.root);
+    let (size, hash): (i64, Vec<u8>) = ro_conn(&env.index)
+        .query_row(
+            "SELECT size, blake3 FROM entries WHERE path = ?1 AND until_run IS NULL",
+            [b"growing.log".as_slice()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(size as usize, final_content.len());
+    assert_eq!(hash, blake3::hash(&final_content).as_bytes().to_vec());
+}
