@@ -1281,3 +1281,434 @@ fn hostile_tree_file_appended_while_hashed_is_never_stored_half_read() {
     assert_eq!(size as usize, final_content.len());
     assert_eq!(hash, blake3::hash(&final_content).as_bytes().to_vec());
 }
+
+// ---------------------------------------------------------------------------
+// Hostile remotes: faults injected by a proxy in front of a real S3 server.
+
+struct FaultFixture {
+    env: Env,
+    server: S3Server,
+    proxy: Proxy,
+    /// AWS_* pointing at the proxy.
+    envs: Vec<(String, String)>,
+    bucket: PathBuf,
+    victim: Vec<u8>,
+}
+
+const VICTIM: &str = "victim.bin";
+const GOOD: usize = 4;
+
+fn fault_fixture() -> FaultFixture {
+    let env = Env::new();
+    let served = env.dir.path().join("s3");
+    std::fs::create_dir(&served).unwrap();
+    let server = S3Server::start(&served);
+    let bucket = server.create_bucket("bkt").join("p");
+    let victim = noise(7, 256 << 10);
+    put_file(&env.root.join(VICTIM), &victim, 1_600_000_000);
+    put_file(&bucket.join(VICTIM), &victim, 1_600_000_000);
+    for i in 0..GOOD as u64 {
+        let content = noise(100 + i, 4096);
+        put_file(&env.root.join(format!("ok/f{i}")), &content, 1_600_000_000);
+        put_file(&bucket.join(format!("ok/f{i}")), &content, 1_600_000_000);
+    }
+    let proxy = Proxy::start(&server.endpoint);
+    let envs = crate::support::s3::aws_env(&proxy.endpoint, &server.access_key, &server.secret_key);
+    FaultFixture {
+        env,
+        server,
+        proxy,
+        envs,
+        bucket,
+        victim,
+    }
+}
+
+impl FaultFixture {
+    /// A deep audit through the proxy on a fresh index (nothing cached).
+    fn audit(&self, name: &str, args: &[&str]) -> (i32, Value, String, Duration) {
+        let index = self.env.dir.path().join(format!("{name}.sqlite3"));
+        let mut c = vouch_cmd(&index, &self.envs);
+        c.arg("audit")
+            .arg(&self.env.root)
+            .args(["--remote", "s3://bkt/p", "--mode", "deep"])
+            .args(args);
+        let started = Instant::now();
+        let (code, doc, err) = run_json(c);
+        (code, doc, err, started.elapsed())
+    }
+
+    /// The victim's finding (kind, detail), or `None` when it verified.
+    fn victim(&self, doc: &Value) -> Option<(String, String)> {
+        let f = doc["findings"]
+            .as_array()?
+            .iter()
+            .find(|f| f["path"] == VICTIM && f["kind"] != "added")?;
+        Some((
+            f["kind"].as_str().unwrap().to_string(),
+            f["detail"].as_str().unwrap_or("").to_string(),
+        ))
+    }
+}
+
+#[test]
+fn hostile_remote_faults_never_yield_a_false_ok() {
+    let fx = fault_fixture();
+    let size = fx.victim.len();
+    let victim_target = format!("/bkt/p/{VICTIM}");
+    type Check = fn(&Option<(String, String)>) -> bool;
+    let verified: Check = |o| o.is_none();
+    let unreadable: Check = |o| o.as_ref().is_some_and(|(k, _)| k == "unreadable");
+    let short_read: Check = |o| {
+        o.as_ref().is_some_and(|(k, d)| {
+            k == "unreadable" && d.contains("read 261144 bytes of an object listed at 262144 bytes")
+        })
+    };
+    let corrupt: Check = |o| o.as_ref().is_some_and(|(k, _)| k == "corrupt");
+    // (name, fault, times, extra args, expected victim outcome, GETs of the
+    // victim expected (None: any)).
+    let cases: Vec<(&str, Fault, Times, Vec<&str>, Check, Option<usize>)> = vec![
+        (
+            "503 SlowDown twice then OK",
+            Fault::Status(503),
+            Times::First(2),
+            vec!["--retries", "3"],
+            verified,
+            Some(3),
+        ),
+        (
+            "500 always",
+            Fault::Status(500),
+            Times::All,
+            vec!["--retries", "2"],
+            unreadable,
+            Some(3),
+        ),
+        (
+            "503 SlowDown always",
+            Fault::Status(503),
+            Times::All,
+            vec!["--retries", "1"],
+            unreadable,
+            Some(2),
+        ),
+        (
+            "403 on the object",
+            Fault::Status(403),
+            Times::All,
+            vec!["--retries", "3"],
+            unreadable,
+            Some(1),
+        ),
+        (
+            "reset mid-body once",
+            Fault::ResetAfter(100_000),
+            Times::First(1),
+            vec!["--retries", "2"],
+            verified,
+            None,
+        ),
+        // Each attempt resumes where the last one broke (a Range request
+        // pinned to the ETag): 1,000 bytes per attempt never add up.
+        (
+            "reset mid-body always",
+            Fault::ResetAfter(1000),
+            Times::All,
+            vec!["--retries", "2"],
+            unreadable,
+            Some(3),
+        ),
+        (
+            "reset before the body always",
+            Fault::ResetAfter(0),
+            Times::All,
+            vec!["--retries", "2"],
+            unreadable,
+            None,
+        ),
+        // 100,000 bytes per attempt: three attempts deliver all of it.
+        (
+            "reset mid-body, resumed in ranges",
+            Fault::ResetAfter(100_000),
+            Times::All,
+            vec!["--retries", "3"],
+            verified,
+            Some(3),
+        ),
+        (
+            "short body once",
+            Fault::ShortBody { missing: 1000 },
+            Times::First(1),
+            vec!["--retries", "2"],
+            verified,
+            None,
+        ),
+        (
+            "short body always",
+            Fault::ShortBody { missing: 1000 },
+            Times::All,
+            vec!["--retries", "2"],
+            unreadable,
+            None,
+        ),
+        (
+            "short close-delimited body (looks complete)",
+            Fault::ShortBodyNoLength { missing: 1000 },
+            Times::All,
+            vec!["--retries", "2"],
+            unreadable,
+            None,
+        ),
+        (
+            "body cut short with a matching Content-Length (looks complete)",
+            Fault::Rewrite(Arc::new(|b: &[u8]| b[..b.len() - 1000].to_vec())),
+            Times::All,
+            vec![],
+            short_read,
+            Some(1),
+        ),
+        (
+            "bytes altered in flight",
+            Fault::Rewrite(Arc::new(|b: &[u8]| {
+                let mut b = b.to_vec();
+                b[1234] ^= 0x40;
+                b
+            })),
+            Times::All,
+            vec![],
+            corrupt,
+            Some(1),
+        ),
+        (
+            "body stalls past --timeout",
+            Fault::StallAfter(100_000),
+            Times::All,
+            vec!["--timeout", "1", "--retries", "1"],
+            unreadable,
+            None,
+        ),
+        (
+            "answer later than --timeout",
+            Fault::Delay(Duration::from_secs(3)),
+            Times::All,
+            vec!["--timeout", "1", "--retries", "1"],
+            unreadable,
+            Some(2),
+        ),
+        (
+            "slow answer within --timeout",
+            Fault::Delay(Duration::from_millis(300)),
+            Times::All,
+            vec!["--timeout", "5"],
+            verified,
+            Some(1),
+        ),
+    ];
+    let mut table = Vec::new();
+    for (i, (name, fault, times, args, expect, gets)) in cases.into_iter().enumerate() {
+        fx.proxy.clear_rules();
+        fx.proxy.clear_log();
+        fx.proxy.on(Some(Op::Get), &victim_target, times, fault);
+        let (code, doc, err, took) = fx.audit(&format!("case{i}"), &args);
+        let outcome = fx.victim(&doc);
+        let victim_gets: Vec<_> = fx
+            .proxy
+            .requests()
+            .into_iter()
+            .filter(|l| l.op == Op::Get && l.target.contains(&victim_target))
+            .collect();
+        table.push(format!(
+            "{name}: {outcome:?}, {} GETs, {took:?}",
+            victim_gets.len()
+        ));
+        assert!(
+            expect(&outcome),
+            "{name}: victim outcome {outcome:?} (exit {code}: {err})"
+        );
+        assert!(code == 0 || code == 1, "{name}: exit {code}: {err}");
+        assert_eq!(code, i32::from(outcome.is_some()), "{name}: {err}");
+        // The other objects are unaffected.
+        assert_eq!(
+            counter(&doc, "verified"),
+            GOOD as u64 + u64::from(outcome.is_none()),
+            "{name}"
+        );
+        if let Some(n) = gets {
+            assert_eq!(
+                victim_gets.len(),
+                n,
+                "{name}: GETs of the victim: {victim_gets:?}"
+            );
+        }
+        if outcome.is_none() {
+            // Verified: the bytes were delivered in full (the last GET
+            // completed; a resumed read adds up to the whole object).
+            let last = victim_gets.last().unwrap();
+            assert!(
+                last.complete,
+                "{name}: verified from an incomplete read: {victim_gets:?}"
+            );
+            let delivered: u64 = victim_gets.iter().map(|l| l.body_sent).sum();
+            assert!(
+                delivered >= size as u64,
+                "{name}: {delivered} of {size} bytes delivered"
+            );
+            assert_eq!(
+                counter(&doc, "bytes_read"),
+                (size + GOOD * 4096) as u64,
+                "{name}"
+            );
+        }
+        assert!(took < Duration::from_secs(30), "{name}: took {took:?}");
+    }
+    eprintln!("faults:\n  {}", table.join("\n  "));
+}
+
+#[test]
+fn hostile_remote_listing_faults_and_objects_deleted_after_listing() {
+    let fx = fault_fixture();
+
+    // A listing answered 503 once is retried.
+    fx.proxy
+        .on(Some(Op::List), "/bkt", Times::First(1), Fault::Status(503));
+    let (code, doc, err, _) = fx.audit("list-503-once", &["--retries", "2"]);
+    assert_eq!(
+        (code, counter(&doc, "verified")),
+        (0, GOOD as u64 + 1),
+        "{err}"
+    );
+
+    // A listing that always fails is trouble: exit 2, one line, and the
+    // index is never created (the remote is checked first).
+    fx.proxy.clear_rules();
+    fx.proxy
+        .on(Some(Op::List), "/bkt", Times::All, Fault::Status(500));
+    let (code, doc, err, _) = fx.audit("list-500-always", &["--retries", "1"]);
+    assert_eq!(code, 2, "{doc}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("s3://bkt/p"), "{err}");
+    assert!(!fx.env.dir.path().join("list-500-always.sqlite3").exists());
+
+    // A listing that repeats a key: one outcome for it, not two.
+    fx.proxy.clear_rules();
+    fx.proxy.on(
+        Some(Op::List),
+        "/bkt",
+        Times::All,
+        Fault::Rewrite(Arc::new(|body: &[u8]| {
+            let text = String::from_utf8_lossy(body).into_owned();
+            match (text.find("<Contents>"), text.find("</Contents>")) {
+                (Some(a), Some(b)) => {
+                    let one = &text[a..b + "</Contents>".len()];
+                    text.replacen(one, &format!("{one}{one}"), 1).into_bytes()
+                }
+                _ => body.to_vec(),
+            }
+        })),
+    );
+    let (code, doc, err, _) = fx.audit("list-repeats", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(counter(&doc, "verified"), GOOD as u64 + 1);
+    assert_eq!(counter(&doc, "remote_objects"), GOOD as u64 + 1);
+    assert_eq!(counter(&doc, "extra"), 0);
+    assert!(
+        fx.proxy
+            .requests()
+            .iter()
+            .any(|l| l.fault == Some("rewrite"))
+    );
+
+    // An object deleted between the listing and its read is missing.
+    fx.proxy.clear_rules();
+    let doomed = fx.bucket.join(VICTIM);
+    fx.proxy.on(
+        Some(Op::Get),
+        &format!("/bkt/p/{VICTIM}"),
+        Times::All,
+        Fault::Hook(Arc::new(move || {
+            let _ = std::fs::remove_file(&doomed);
+        })),
+    );
+    let (code, doc, err, _) = fx.audit("deleted-after-listing", &[]);
+    assert_eq!(code, 1, "{err}");
+    let (kind, detail) = fx.victim(&doc).expect("a finding for the deleted object");
+    assert_eq!(kind, "missing");
+    assert!(detail.contains("deleted after it was listed"), "{detail}");
+    assert_eq!(counter(&doc, "verified"), GOOD as u64);
+    drop(fx.server);
+}
+
+#[test]
+fn hostile_remote_odd_keys_on_s3() {
+    // What S3 (and object_store) can hold verifies; a name no object key
+    // can hold is `missing` with a reason; a bucket key object_store
+    // cannot parse is trouble (exit 2), never an OK.
+    let env = Env::new();
+    let root = env.root.to_str().unwrap().to_string();
+    let served = env.dir.path().join("s3");
+    std::fs::create_dir(&served).unwrap();
+    let server = S3Server::start(&served);
+    let bucket = server.create_bucket("bkt");
+    let names: [&[u8]; 7] = [
+        b"back\\slash",
+        b"pct%41#1",
+        b"sp ace/and+plus",
+        "quote\"'<>|*?=&;日本語".as_bytes(),
+        b"curly{}[]^`~",
+        b"a.b/.hidden",
+        &[b'L'; 200],
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let content = noise(i as u64, 1000 + i);
+        put_file(
+            &env.root.join(std::ffi::OsStr::from_bytes(name)),
+            &content,
+            1_600_000_000,
+        );
+        put_file(
+            &bucket.join(std::ffi::OsStr::from_bytes(name)),
+            &content,
+            1_600_000_000,
+        );
+    }
+    put_file(
+        &env.root.join(std::ffi::OsStr::from_bytes(b"caf\xe9")),
+        b"latin-1",
+        1_600_000_000,
+    );
+    let mut c = vouch_cmd(&env.index, &server.env());
+    c.args(["audit", &root, "--remote", "s3://bkt", "--mode", "deep"]);
+    let (code, doc, err) = run_json(c);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(counter(&doc, "verified"), names.len() as u64);
+    let missing: Vec<_> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "missing")
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert_eq!(missing[0].0, "caf\\xe9");
+    assert!(missing[0].1.contains("not UTF-8"), "{missing:?}");
+
+    // A key with a newline: object_store refuses to parse the listing.
+    put_file(&bucket.join("new\nline"), b"x", 1_600_000_000);
+    let before = std::fs::read(&env.index).unwrap();
+    let mut c = vouch_cmd(&env.index, &server.env());
+    c.args(["audit", &root, "--remote", "s3://bkt", "--mode", "deep"]);
+    let (code, _, err) = run_json(c);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("s3://bkt"), "{err}");
+    assert_eq!(
+        std::fs::read(&env.index).unwrap(),
+        before,
+        "index untouched"
+    );
+}

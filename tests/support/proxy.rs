@@ -592,7 +592,8 @@ async fn serve(state: Arc<State>, client: TcpStream) {
                 let _ = client_w.write_all(&resp.raw).await;
                 let _ = client_w.write_all(&body.raw[..n]).await;
                 let _ = client_w.flush().await;
-                set_log(n as u64, false);
+                // A body shorter than the cut went out whole before the reset.
+                set_log(n as u64, n == body.raw.len());
                 // Give the bytes a moment to leave, then reset.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 if let Ok(stream) = client_r.into_inner().reunite(client_w) {
@@ -606,7 +607,7 @@ async fn serve(state: Arc<State>, client: TcpStream) {
                 let _ = client_w.write_all(&resp.raw).await;
                 let _ = client_w.write_all(&body.raw[..n]).await;
                 let _ = client_w.flush().await;
-                set_log(n as u64, false);
+                set_log(n as u64, n == body.raw.len());
                 // Stall until the client gives up: wait for its EOF.
                 let mut sink = [0u8; 1024];
                 loop {
