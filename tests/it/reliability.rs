@@ -1712,3 +1712,120 @@ fn hostile_remote_odd_keys_on_s3() {
         "index untouched"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Bad input: exit 2, one clear line, the index byte for byte as it was.
+
+#[test]
+fn bad_input_is_one_clear_line_exit_2_and_leaves_the_index_untouched() {
+    let env = Env::new();
+    let root = env.root.to_str().unwrap().to_string();
+    for i in 0..3000u64 {
+        put_file(
+            &env.root.join(format!("d{}/f{i:04}", i % 10)),
+            &noise(i, 64),
+            1_600_000_000,
+        );
+    }
+    let backup = env.dir.path().join("backup");
+    std::fs::create_dir(&backup).unwrap();
+    scan_json(&env.index, &env.root);
+    assert!(!PathBuf::from(format!("{}-wal", env.index.display())).exists());
+    let valid = std::fs::read(&env.index).unwrap();
+    let page = 4096;
+    assert!(
+        valid.len() > 40 * page,
+        "a multi-page index: {}",
+        valid.len()
+    );
+
+    let newer = {
+        let copy = env.dir.path().join("newer.sqlite3");
+        std::fs::write(&copy, &valid).unwrap();
+        let conn = Connection::open(&copy).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        std::fs::read(&copy).unwrap()
+    };
+    let mid = (valid.len() / 2 / page) * page;
+    let mut garbage = valid.clone();
+    garbage[mid..mid + page].copy_from_slice(&noise(1, page));
+    let mut zero_header = valid.clone();
+    zero_header[..100].fill(0);
+    let variants: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "truncated to half",
+            valid[..valid.len() / 2].to_vec(),
+            "corrupt",
+        ),
+        (
+            "short by one page",
+            valid[..valid.len() - page].to_vec(),
+            "corrupt",
+        ),
+        ("a page of garbage in the middle", garbage, "corrupt"),
+        ("zeroed header", zero_header, "not a vouch index"),
+        (
+            "not a database",
+            b"my thesis, not an index".to_vec(),
+            "not a vouch index",
+        ),
+        ("from a newer vouch", newer, "newer than this vouch"),
+    ];
+    for (what, bytes, says) in &variants {
+        for cmd in ["scan", "audit"] {
+            let index = env.dir.path().join("bad.sqlite3");
+            copy_index(Path::new("/nonexistent-index"), &index);
+            std::fs::write(&index, bytes).unwrap();
+            let mut c = vouch_cmd(&index, &[]);
+            c.args([cmd, &root]);
+            if cmd == "audit" {
+                c.arg("--remote").arg(&backup);
+            }
+            let out = c.output().unwrap();
+            let err = stderr_of(&out);
+            assert_eq!(out.status.code(), Some(2), "{what}, {cmd}: {err}");
+            assert_eq!(err.lines().count(), 1, "{what}, {cmd}: {err}");
+            assert!(err.contains(says), "{what}, {cmd}: {err}");
+            assert!(
+                err.contains("bad.sqlite3"),
+                "{what}, {cmd}: names the index: {err}"
+            );
+            assert!(
+                std::fs::read(&index).unwrap() == *bytes,
+                "{what}, {cmd}: the index file was modified"
+            );
+        }
+    }
+
+    // Remotes that cannot be used: refused before the index is touched.
+    let served = env.dir.path().join("s3");
+    std::fs::create_dir(&served).unwrap();
+    let mut server = S3Server::start(&served);
+    server.create_bucket("real");
+    let envs = server.env();
+    let remotes = [
+        ("ftp://host/x", "unknown scheme"),
+        ("/no/such/backup/dir", "does not exist"),
+        ("s3://no-such-bucket/x", "s3://no-such-bucket/x"),
+        ("gs://", "no bucket"),
+    ];
+    let check = |remote: &str, says: &str| {
+        let mut c = vouch_cmd(&env.index, &envs);
+        c.args(["audit", &root, "--retries", "1", "--remote", remote]);
+        let out = c.output().unwrap();
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{remote}: {err}");
+        assert_eq!(err.lines().count(), 1, "{remote}: {err}");
+        assert!(err.contains(says), "{remote}: {err}");
+        assert!(
+            std::fs::read(&env.index).unwrap() == valid,
+            "{remote}: the index was modified"
+        );
+    };
+    for (remote, says) in remotes {
+        check(remote, says);
+    }
+    server.stop();
+    check("s3://real/x", "s3://real/x");
+}
