@@ -1829,3 +1829,613 @@ fn bad_input_is_one_clear_line_exit_2_and_leaves_the_index_untouched() {
     server.stop();
     check("s3://real/x", "s3://real/x");
 }
+
+// ---------------------------------------------------------------------------
+// Read-only: vouch never writes to the tree or to the remote.
+
+/// Every entry under `dir`: relative path -> (mode, mtime ns, content of a
+/// file or target of a link).
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u32, i128, Vec<u8>)> {
+    use std::os::unix::ffi::OsStringExt;
+    use std::os::unix::fs::MetadataExt;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&d).unwrap();
+        let mtime = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+        let content = if meta.is_file() {
+            std::fs::read(&d).unwrap()
+        } else if meta.file_type().is_symlink() {
+            std::fs::read_link(&d).unwrap().into_os_string().into_vec()
+        } else {
+            Vec::new()
+        };
+        out.insert(d.strip_prefix(dir).unwrap().to_path_buf(), (meta.mode(), mtime, content));
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+    out
+}
+
+/// chmod -R a-w (files 0444, directories 0555).
+fn make_read_only(dir: &Path) {
+    let meta = std::fs::symlink_metadata(dir).unwrap();
+    if meta.is_dir() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            make_read_only(&e.unwrap().path());
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    } else if meta.is_file() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o444)).unwrap();
+    }
+}
+
+#[test]
+fn read_only_scan_and_audits_only_read_the_tree_and_the_bucket() {
+    let env = Env::new();
+    let root = env.root.to_str().unwrap().to_string();
+    let served = env.dir.path().join("s3");
+    std::fs::create_dir(&served).unwrap();
+    let server = S3Server::start(&served);
+    let bucket = server.create_bucket("bkt");
+    for i in 0..30u64 {
+        let rel = format!("d{}/sub{}/f{i}", i % 3, i % 2);
+        let content = noise(i, 3000 + i as usize);
+        put_file(&env.root.join(&rel), &content, 1_600_000_000);
+        if i != 7 {
+            let mut copy = content.clone();
+            if i == 11 {
+                copy[5] ^= 1;
+            }
+            put_file(&bucket.join(&rel), &copy, 1_600_000_000);
+        }
+    }
+    std::os::unix::fs::symlink("d0", env.root.join("link")).unwrap();
+    make_read_only(&env.root);
+    open_up(env.dir.path());
+    let tree_before = snapshot(&env.root);
+    let bucket_before = snapshot(&served);
+
+    let proxy = Proxy::start(&server.endpoint);
+    let envs = crate::support::s3::aws_env(&proxy.endpoint, &server.access_key, &server.secret_key);
+    let run = |args: &[&str]| {
+        let mut c = vouch_cmd_as_nobody(&env.index, &envs);
+        c.args(args);
+        run_json(c)
+    };
+    let (code, doc, err) = run(&["scan", &root, "--md5"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(counter(&doc, "added"), 31);
+    for mode in ["quick", "deep", "scrub"] {
+        let (code, doc, err) = run(&["audit", &root, "--remote", "s3://bkt", "--mode", mode]);
+        assert_eq!(code, 1, "{mode}: {err}");
+        assert_eq!(counter(&doc, "missing"), 1, "{mode}");
+        if mode != "quick" {
+            assert_eq!(counter(&doc, "corrupt"), 1, "{mode}");
+        }
+    }
+    let ops = proxy.ops();
+    assert!(ops.contains("LIST") && ops.contains("GET"), "{ops:?}");
+    assert!(
+        ops.iter().all(|op| ["GET", "HEAD", "LIST"].contains(op)),
+        "the S3 server saw more than reads: {ops:?} ({:?})",
+        proxy.requests().iter().map(|l| format!("{} {}", l.method, l.target)).collect::<Vec<_>>()
+    );
+    assert!(snapshot(&env.root) == tree_before, "the tree changed (bytes, modes or mtimes)");
+    assert!(snapshot(&served) == bucket_before, "the bucket changed");
+    // Leave the temp dir removable.
+    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(&env.root).status();
+}
+
+// ---------------------------------------------------------------------------
+// Model checks of the audit core and the Merkle folder.
+
+mod model {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+    use vouch::audit::{Decision, Mode, Pair, decide, merge_join};
+    use vouch::index::{Entry, EntryKind, RemoteRow, Stat};
+    use vouch::merkle::{DirHash, Folder};
+
+    // The model world: a piece of content is a small id; several share a
+    // size, so equal sizes do not imply equal content.
+    fn size_of(c: u8) -> u64 {
+        (u64::from(c) / 2 + 1) * 10
+    }
+    fn b3(c: u8) -> [u8; 32] {
+        *blake3::hash(&[c]).as_bytes()
+    }
+    /// The MD5 of content `c` (synthetic: only compared, never computed).
+    fn md5(c: u8) -> [u8; 16] {
+        [0xA0 | c; 16]
+    }
+
+    #[derive(Debug, Clone)]
+    struct LocalSpec {
+        content: u8,
+        hashed: bool,
+        md5_known: bool,
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Etag {
+        None,
+        /// A single-part upload: the ETag is the content's MD5.
+        Md5,
+        /// Multipart: `md5-of-md5s-N`, never the content's MD5.
+        Multipart,
+        /// SSE-KMS: looks like an MD5 but is not one.
+        Sse,
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Cache {
+        /// Never read.
+        None,
+        /// Read in full at the current fingerprint.
+        Current,
+        /// Read when the object was other content, at another fingerprint.
+        Stale(u8),
+        /// Read at the current fingerprint but marked untrustworthy (a read
+        /// that raced a rewrite without an ETag).
+        Racy,
+        /// A recorded size that is not the listed one.
+        OtherSize,
+    }
+
+    #[derive(Debug, Clone)]
+    struct RemoteSpec {
+        content: u8,
+        etag: Etag,
+        version: Option<u8>,
+        last_modified: i64,
+        cache: Cache,
+    }
+
+    fn local_spec() -> impl Strategy<Value = LocalSpec> {
+        (0u8..6, prop::bool::weighted(0.9), any::<bool>()).prop_map(|(content, hashed, md5_known)| {
+            LocalSpec {
+                content,
+                hashed,
+                md5_known,
+            }
+        })
+    }
+
+    fn remote_spec() -> impl Strategy<Value = RemoteSpec> {
+        let etag = prop_oneof![
+            Just(Etag::None),
+            Just(Etag::Md5),
+            Just(Etag::Multipart),
+            Just(Etag::Sse)
+        ];
+        let cache = prop_oneof![
+            Just(Cache::None),
+            Just(Cache::Current),
+            (0u8..6).prop_map(Cache::Stale),
+            Just(Cache::Racy),
+            Just(Cache::OtherSize),
+        ];
+        (0u8..6, etag, proptest::option::of(0u8..3), 0i64..3, cache).prop_map(
+            |(content, etag, version, last_modified, cache)| RemoteSpec {
+                content,
+                etag,
+                version,
+                last_modified,
+                cache,
+            },
+        )
+    }
+
+    /// Keys from a tiny alphabet with the separator, invalid UTF-8, a
+    /// newline and '/': many are prefixes of one another.
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(
+            prop::sample::select(vec![b'a', b'b', 0u8, 0xff, b'\n', b'/', b'.']),
+            0..4,
+        )
+    }
+
+    fn entry(key: &[u8], l: &LocalSpec) -> Entry {
+        Entry {
+            id: 1,
+            path: key.to_vec(),
+            kind: EntryKind::File,
+            stat: Stat {
+                size: size_of(l.content),
+                mtime_ns: 1,
+                ctime_ns: 1,
+                inode: 1,
+            },
+            blake3: l.hashed.then(|| b3(l.content)),
+            md5: (l.hashed && l.md5_known).then(|| md5(l.content)),
+            sha256: None,
+            target: None,
+            since_run: 1,
+        }
+    }
+
+    fn remote_row(key: &[u8], r: &RemoteSpec) -> RemoteRow {
+        let etag = match r.etag {
+            Etag::None => None,
+            Etag::Md5 => Some(format!("\"{}\"", hex::encode(md5(r.content)))),
+            Etag::Multipart => Some(format!("\"{}-3\"", hex::encode(md5(r.content)))),
+            Etag::Sse => Some(format!("\"{}\"", hex::encode([0xE0 | r.content; 16]))),
+        };
+        let mut row = RemoteRow {
+            key: key.to_vec(),
+            size: size_of(r.content),
+            etag,
+            version: r.version.map(|v| format!("v{v}")),
+            last_modified: r.last_modified,
+            verified_blake3: None,
+            verified_fingerprint: None,
+            verified_size: None,
+            verified_at: None,
+        };
+        let current = row.listed().fingerprint();
+        match r.cache {
+            Cache::None => {}
+            Cache::Current => {
+                row.verified_blake3 = Some(b3(r.content));
+                row.verified_fingerprint = Some(current);
+                row.verified_size = Some(row.size);
+                row.verified_at = Some(1);
+            }
+            Cache::Stale(then) => {
+                row.verified_blake3 = Some(b3(then));
+                row.verified_fingerprint = Some(format!("etag:\"stale-{then}\""));
+                row.verified_size = Some(size_of(then));
+                row.verified_at = Some(1);
+            }
+            Cache::Racy => {
+                row.verified_blake3 = Some(b3(r.content));
+                row.verified_fingerprint = Some(format!("{current}:racy"));
+                row.verified_size = Some(row.size);
+                row.verified_at = Some(1);
+            }
+            Cache::OtherSize => {
+                row.verified_blake3 = Some(b3(r.content));
+                row.verified_fingerprint = Some(current);
+                row.verified_size = Some(row.size + 1);
+                row.verified_at = Some(1);
+            }
+        }
+        row
+    }
+
+    /// The outcome of one key, as the reference sees it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Outcome {
+        Missing,
+        Extra,
+        SizeMismatch,
+        Verified { by_md5: bool },
+        Corrupt,
+        Unverified,
+        Read,
+    }
+
+    /// The reference: what is provable in the model world, written
+    /// independently of `decide`.
+    fn reference(l: &LocalSpec, r: &RemoteSpec, mode: Mode, scrub: bool) -> Outcome {
+        if size_of(l.content) != size_of(r.content) {
+            return Outcome::SizeMismatch;
+        }
+        if !l.hashed {
+            return Outcome::Unverified;
+        }
+        if scrub {
+            return Outcome::Read;
+        }
+        if matches!(r.cache, Cache::Current) {
+            return if r.content == l.content {
+                Outcome::Verified { by_md5: false }
+            } else {
+                Outcome::Corrupt
+            };
+        }
+        if matches!(r.etag, Etag::Md5) && l.md5_known && r.content == l.content {
+            return Outcome::Verified { by_md5: true };
+        }
+        if mode == Mode::Deep {
+            Outcome::Read
+        } else {
+            Outcome::Unverified
+        }
+    }
+
+    fn outcome_of(d: Decision) -> Outcome {
+        match d {
+            Decision::Verified { by_md5 } => Outcome::Verified { by_md5 },
+            Decision::Corrupt { .. } => Outcome::Corrupt,
+            Decision::Unverified(_) => Outcome::Unverified,
+            Decision::Read => Outcome::Read,
+        }
+    }
+
+    fn mode() -> impl Strategy<Value = Mode> {
+        prop_oneof![Just(Mode::Quick), Just(Mode::Deep), Just(Mode::Scrub)]
+    }
+
+    /// A sorted listing with some keys repeated (a misbehaving listing).
+    fn with_repeats<T: Clone>(items: Vec<T>, repeat: &[bool]) -> Vec<T> {
+        let mut out = Vec::new();
+        for (i, it) in items.into_iter().enumerate() {
+            if repeat.get(i).copied().unwrap_or(false) {
+                out.push(it.clone());
+            }
+            out.push(it);
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// merge_join + decide against the reference: exactly one outcome
+        /// per key, in key order, and `verified` only when the content is
+        /// proven equal.
+        #[test]
+        fn model_audit_core_matches_the_reference(
+            locals in prop::collection::btree_map(key(), local_spec(), 0..12),
+            remotes in prop::collection::btree_map(key(), remote_spec(), 0..12),
+            local_repeats in prop::collection::vec(prop::bool::weighted(0.1), 12),
+            remote_repeats in prop::collection::vec(prop::bool::weighted(0.2), 12),
+            mode in mode(),
+            scrub in prop::collection::vec(any::<bool>(), 12),
+        ) {
+            let scrubbed: BTreeSet<Vec<u8>> = remotes
+                .keys()
+                .zip(&scrub)
+                .filter(|(_, s)| **s && mode == Mode::Scrub)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let local_rows: Vec<Entry> = locals.iter().map(|(k, l)| entry(k, l)).collect();
+            let remote_rows: Vec<RemoteRow> = remotes.iter().map(|(k, r)| remote_row(k, r)).collect();
+            let local_rows = with_repeats(local_rows, &local_repeats);
+            let remote_rows = with_repeats(remote_rows, &remote_repeats);
+
+            let mut got: Vec<(Vec<u8>, Outcome)> = Vec::new();
+            merge_join(
+                local_rows.into_iter().map(Ok),
+                remote_rows.into_iter().map(Ok),
+                |pair| {
+                    got.push(match pair {
+                        Pair::LocalOnly(l) => (l.path, Outcome::Missing),
+                        Pair::RemoteOnly(r) => (r.key, Outcome::Extra),
+                        Pair::Both(l, r) => {
+                            let o = if l.stat.size != r.size {
+                                Outcome::SizeMismatch
+                            } else {
+                                outcome_of(decide(&l, &r, mode, scrubbed.contains(&r.key)))
+                            };
+                            (l.path, o)
+                        }
+                    });
+                    Ok(())
+                },
+            )
+            .unwrap();
+
+            let keys: BTreeSet<&Vec<u8>> = locals.keys().chain(remotes.keys()).collect();
+            let want: Vec<(Vec<u8>, Outcome)> = keys
+                .into_iter()
+                .map(|k| {
+                    let o = match (locals.get(k), remotes.get(k)) {
+                        (Some(_), None) => Outcome::Missing,
+                        (None, Some(_)) => Outcome::Extra,
+                        (Some(l), Some(r)) => reference(l, r, mode, scrubbed.contains(k)),
+                        (None, None) => unreachable!(),
+                    };
+                    (k.clone(), o)
+                })
+                .collect();
+            prop_assert_eq!(&got, &want);
+            // The rule that matters most, stated on its own.
+            for (k, o) in &got {
+                if let Outcome::Verified { .. } = o {
+                    prop_assert_eq!(locals[k].content, remotes[k].content);
+                }
+                if *o == Outcome::Corrupt {
+                    prop_assert_ne!(locals[k].content, remotes[k].content);
+                }
+            }
+        }
+
+        /// Input out of key order is an error, never a wrong pairing.
+        #[test]
+        fn model_merge_join_refuses_unsorted_input(
+            keys in prop::collection::btree_set(key(), 2..8),
+            swap in any::<prop::sample::Index>(),
+            remote_side in any::<bool>(),
+        ) {
+            let mut keys: Vec<Vec<u8>> = keys.into_iter().collect();
+            let i = swap.index(keys.len() - 1);
+            keys.swap(i, i + 1);
+            let l = LocalSpec { content: 0, hashed: true, md5_known: false };
+            let r = RemoteSpec { content: 0, etag: Etag::None, version: None, last_modified: 0, cache: Cache::None };
+            let sorted_other: Vec<Vec<u8>> = Vec::new();
+            let result = if remote_side {
+                merge_join(
+                    sorted_other.iter().map(|k| Ok(entry(k, &l))),
+                    keys.iter().map(|k| Ok(remote_row(k, &r))),
+                    |_| Ok(()),
+                )
+            } else {
+                merge_join(
+                    keys.iter().map(|k| Ok(entry(k, &l))),
+                    sorted_other.iter().map(|k| Ok(remote_row(k, &r))),
+                    |_| Ok(()),
+                )
+            };
+            prop_assert!(result.is_err());
+        }
+    }
+
+    // --- Merkle ---------------------------------------------------------
+
+    /// A tree: files (path -> (kind, size, hash byte)) and empty dirs.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Tree {
+        files: BTreeMap<Vec<String>, (EntryKind, u64, u8)>,
+        empty_dirs: BTreeSet<Vec<String>>,
+    }
+
+    fn component() -> impl Strategy<Value = String> {
+        prop::sample::select(vec!["a", "b", "a.b", "a-", "a b"]).prop_map(str::to_string)
+    }
+
+    fn tree() -> impl Strategy<Value = Tree> {
+        let file = (
+            prop::collection::vec(component(), 1..4),
+            prop_oneof![Just(EntryKind::File), Just(EntryKind::Symlink)],
+            0u64..3,
+            0u8..3,
+        );
+        (
+            prop::collection::vec(file, 0..8),
+            prop::collection::vec(prop::collection::vec(component(), 1..3), 0..3),
+        )
+            .prop_map(|(files, dirs)| {
+                let mut t = Tree {
+                    files: BTreeMap::new(),
+                    empty_dirs: BTreeSet::new(),
+                };
+                for (path, kind, size, hash) in files {
+                    // A path cannot be both a file and a directory.
+                    let clash = t.files.keys().any(|p| p.starts_with(&path) || path.starts_with(p));
+                    if !clash {
+                        t.files.insert(path, (kind, size, hash));
+                    }
+                }
+                for d in dirs {
+                    let clash = t.files.keys().any(|p| p.starts_with(&d) || d.starts_with(p));
+                    if !clash {
+                        t.empty_dirs.insert(d);
+                    }
+                }
+                // An "empty" dir that holds another empty dir is not empty.
+                let all = t.empty_dirs.clone();
+                t.empty_dirs.retain(|d| !all.iter().any(|o| o.len() > d.len() && o.starts_with(d)));
+                t
+            })
+    }
+
+    fn key_of(path: &[String]) -> Vec<u8> {
+        vouch::paths::key_from_slash(path.join("/").as_bytes())
+    }
+
+    /// Every directory of the tree (implied by files, or empty).
+    fn dirs_of(t: &Tree) -> BTreeSet<Vec<String>> {
+        let mut dirs = BTreeSet::new();
+        for p in t.files.keys().chain(&t.empty_dirs) {
+            for n in 1..p.len() {
+                dirs.insert(p[..n].to_vec());
+            }
+        }
+        dirs.extend(t.empty_dirs.iter().cloned());
+        dirs
+    }
+
+    /// The root hash, with directories given explicitly where `explicit`
+    /// says so (empty ones always: nothing implies them).
+    fn root_of(t: &Tree, explicit: &dyn Fn(&[String]) -> bool) -> DirHash {
+        let mut entries: Vec<(Vec<u8>, EntryKind, u64, Option<[u8; 32]>)> = Vec::new();
+        for (p, (kind, size, h)) in &t.files {
+            entries.push((key_of(p), *kind, *size, Some([*h; 32])));
+        }
+        for d in dirs_of(t) {
+            if t.empty_dirs.contains(&d) || explicit(&d) {
+                entries.push((key_of(&d), EntryKind::Dir, 0, None));
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut folder = Folder::new(|_| {});
+        for (k, kind, size, h) in &entries {
+            folder.push(k, *kind, *size, h.as_ref());
+        }
+        folder.finish()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Equal roots if and only if equal trees; explicit and implicit
+        /// directories give the same root.
+        #[test]
+        fn model_merkle_root_equal_iff_trees_equal(
+            a in tree(),
+            b in tree(),
+            pick in prop::collection::vec(any::<bool>(), 16),
+        ) {
+            let implicit = |_: &[String]| false;
+            let explicit = |_: &[String]| true;
+            let some = |d: &[String]| pick[d.len() * 3 % 16] ^ (d.last().map_or(0, |c| c.len()) % 2 == 0);
+            let ra = root_of(&a, &implicit);
+            prop_assert_eq!(&ra, &root_of(&a, &explicit));
+            prop_assert_eq!(&ra, &root_of(&a, &some));
+            let rb = root_of(&b, &some);
+            prop_assert_eq!(ra.hash == rb.hash, a == b, "{:?} vs {:?}", a, b);
+            let file_bytes: u64 = a
+                .files
+                .values()
+                .filter(|(k, _, _)| *k == EntryKind::File)
+                .map(|(_, s, _)| s)
+                .sum();
+            prop_assert_eq!(ra.size, file_bytes);
+            prop_assert_eq!(ra.files, a.files.len() as u64);
+        }
+
+        /// Any single change anywhere changes the root.
+        #[test]
+        fn model_merkle_any_change_changes_the_root(
+            t in tree(),
+            which in any::<prop::sample::Index>(),
+            change in 0u8..5,
+        ) {
+            let before = root_of(&t, &|_| false).hash;
+            let mut u = t.clone();
+            if t.files.is_empty() {
+                u.files.insert(vec!["new".into()], (EntryKind::File, 0, 0));
+            } else {
+                let (p, (kind, size, h)) = t.files.iter().nth(which.index(t.files.len())).unwrap();
+                let (p, kind, size, h) = (p.clone(), *kind, *size, *h);
+                match change {
+                    0 => { u.files.insert(p, (kind, size + 1, h)); }
+                    1 => { u.files.insert(p, (kind, size, h + 1)); }
+                    2 => {
+                        let other = if kind == EntryKind::File { EntryKind::Symlink } else { EntryKind::File };
+                        u.files.insert(p, (other, size, h));
+                    }
+                    3 => {
+                        u.files.remove(&p);
+                        let mut q = p.clone();
+                        q.last_mut().unwrap().push('~');
+                        u.files.insert(q, (kind, size, h));
+                    }
+                    _ => {
+                        u.files.remove(&p);
+                        if p.len() > 1 && !u.files.keys().any(|o| o.starts_with(&p[..p.len() - 1])) {
+                            // Its directory stays, now empty.
+                            u.empty_dirs.insert(p[..p.len() - 1].to_vec());
+                        }
+                    }
+                }
+            }
+            prop_assert_ne!(before, root_of(&u, &|_| false).hash);
+        }
+
+        /// Escaping round-trips any byte string.
+        #[test]
+        fn model_path_escaping_round_trips(bytes in prop::collection::vec(any::<u8>(), 0..40)) {
+            let shown = vouch::paths::escape_bytes(&bytes);
+            prop_assert!(!shown.contains('\n') && !shown.contains('\r'));
+            prop_assert_eq!(vouch::paths::unescape(&shown), Some(bytes));
+        }
+    }
+}
