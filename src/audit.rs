@@ -678,7 +678,8 @@ fn merge(
             })?;
             let mut f = Finding::new(Kind::Missing, local.path.clone())
                 .local(crate::scan::describe(&local.stat, local.blake3.as_ref()));
-            if std::str::from_utf8(&local.path).is_err() {
+            // A directory remote holds any name; an object store only UTF-8.
+            if std::str::from_utf8(&local.path).is_err() && !remote_id.starts_with("file://") {
                 f = f.detail("the name is not UTF-8, so no object key can hold it");
             }
             send(Event::Finding(f))

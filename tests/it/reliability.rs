@@ -90,7 +90,9 @@ fn integrity_check(index: &Path) -> String {
 }
 
 /// The current manifest: path -> (kind, size, blake3), files and symlinks.
-fn manifest(index: &Path) -> BTreeMap<Vec<u8>, (i64, i64, Option<Vec<u8>>)> {
+type Manifest = BTreeMap<Vec<u8>, (i64, i64, Option<Vec<u8>>)>;
+
+fn manifest(index: &Path) -> Manifest {
     let conn = ro_conn(index);
     let mut stmt = conn
         .prepare(
@@ -960,6 +962,14 @@ fn hostile_tree_odd_names_deep_nesting_loops_specials_and_denied_entries() {
             1_600_000_000,
         );
     }
+    // The backup is hostile too: symlink loops, a link out of it, a FIFO
+    // and a socket. None is an object; none is followed or opened.
+    std::os::unix::fs::symlink("loop-b", backup.join("loop-a")).unwrap();
+    std::os::unix::fs::symlink("loop-a", backup.join("loop-b")).unwrap();
+    std::os::unix::fs::symlink(".", backup.join("self")).unwrap();
+    std::os::unix::fs::symlink(&env.root, backup.join("out")).unwrap();
+    mkfifo(&backup.join("fifo"));
+    drop(std::os::unix::net::UnixListener::bind(backup.join("sock")).unwrap());
     let mut c = vouch_cmd(&env.index, &[]);
     c.args(["audit", &root, "--no-scan", "--mode", "deep", "--remote"])
         .arg(&backup);
@@ -1217,7 +1227,7 @@ fn hostile_tree_file_appended_while_hashed_is_never_stored_half_read() {
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && len < pattern.len() {
                 i += 1;
-                if i % 50 == 0 {
+                if i.is_multiple_of(50) {
                     std::thread::sleep(Duration::from_millis(150));
                 }
                 let n = (64 << 10).min(pattern.len() - len);
@@ -1367,7 +1377,8 @@ fn hostile_remote_faults_never_yield_a_false_ok() {
     let corrupt: Check = |o| o.as_ref().is_some_and(|(k, _)| k == "corrupt");
     // (name, fault, times, extra args, expected victim outcome, GETs of the
     // victim expected (None: any)).
-    let cases: Vec<(&str, Fault, Times, Vec<&str>, Check, Option<usize>)> = vec![
+    type Case<'a> = (&'a str, Fault, Times, Vec<&'a str>, Check, Option<usize>);
+    let cases: Vec<Case> = vec![
         (
             "503 SlowDown twice then OK",
             Fault::Status(503),
@@ -1850,7 +1861,10 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u32, i128, Vec<u8>)> {
         } else {
             Vec::new()
         };
-        out.insert(d.strip_prefix(dir).unwrap().to_path_buf(), (meta.mode(), mtime, content));
+        out.insert(
+            d.strip_prefix(dir).unwrap().to_path_buf(),
+            (meta.mode(), mtime, content),
+        );
         if meta.is_dir() {
             for e in std::fs::read_dir(&d).unwrap() {
                 stack.push(e.unwrap().path());
@@ -1922,12 +1936,22 @@ fn read_only_scan_and_audits_only_read_the_tree_and_the_bucket() {
     assert!(
         ops.iter().all(|op| ["GET", "HEAD", "LIST"].contains(op)),
         "the S3 server saw more than reads: {ops:?} ({:?})",
-        proxy.requests().iter().map(|l| format!("{} {}", l.method, l.target)).collect::<Vec<_>>()
+        proxy
+            .requests()
+            .iter()
+            .map(|l| format!("{} {}", l.method, l.target))
+            .collect::<Vec<_>>()
     );
-    assert!(snapshot(&env.root) == tree_before, "the tree changed (bytes, modes or mtimes)");
+    assert!(
+        snapshot(&env.root) == tree_before,
+        "the tree changed (bytes, modes or mtimes)"
+    );
     assert!(snapshot(&served) == bucket_before, "the bucket changed");
     // Leave the temp dir removable.
-    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(&env.root).status();
+    let _ = Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(&env.root)
+        .status();
 }
 
 // ---------------------------------------------------------------------------
@@ -1997,13 +2021,13 @@ mod model {
     }
 
     fn local_spec() -> impl Strategy<Value = LocalSpec> {
-        (0u8..6, prop::bool::weighted(0.9), any::<bool>()).prop_map(|(content, hashed, md5_known)| {
-            LocalSpec {
+        (0u8..6, prop::bool::weighted(0.9), any::<bool>()).prop_map(
+            |(content, hashed, md5_known)| LocalSpec {
                 content,
                 hashed,
                 md5_known,
-            }
-        })
+            },
+        )
     }
 
     fn remote_spec() -> impl Strategy<Value = RemoteSpec> {
@@ -2308,20 +2332,27 @@ mod model {
                 };
                 for (path, kind, size, hash) in files {
                     // A path cannot be both a file and a directory.
-                    let clash = t.files.keys().any(|p| p.starts_with(&path) || path.starts_with(p));
+                    let clash = t
+                        .files
+                        .keys()
+                        .any(|p| p.starts_with(&path) || path.starts_with(p));
                     if !clash {
                         t.files.insert(path, (kind, size, hash));
                     }
                 }
                 for d in dirs {
-                    let clash = t.files.keys().any(|p| p.starts_with(&d) || d.starts_with(p));
+                    let clash = t
+                        .files
+                        .keys()
+                        .any(|p| p.starts_with(&d) || d.starts_with(p));
                     if !clash {
                         t.empty_dirs.insert(d);
                     }
                 }
                 // An "empty" dir that holds another empty dir is not empty.
                 let all = t.empty_dirs.clone();
-                t.empty_dirs.retain(|d| !all.iter().any(|o| o.len() > d.len() && o.starts_with(d)));
+                t.empty_dirs
+                    .retain(|d| !all.iter().any(|o| o.len() > d.len() && o.starts_with(d)));
                 t
             })
     }
@@ -2345,7 +2376,8 @@ mod model {
     /// The root hash, with directories given explicitly where `explicit`
     /// says so (empty ones always: nothing implies them).
     fn root_of(t: &Tree, explicit: &dyn Fn(&[String]) -> bool) -> DirHash {
-        let mut entries: Vec<(Vec<u8>, EntryKind, u64, Option<[u8; 32]>)> = Vec::new();
+        type Row = (Vec<u8>, EntryKind, u64, Option<[u8; 32]>);
+        let mut entries: Vec<Row> = Vec::new();
         for (p, (kind, size, h)) in &t.files {
             entries.push((key_of(p), *kind, *size, Some([*h; 32])));
         }
@@ -2375,7 +2407,9 @@ mod model {
         ) {
             let implicit = |_: &[String]| false;
             let explicit = |_: &[String]| true;
-            let some = |d: &[String]| pick[d.len() * 3 % 16] ^ (d.last().map_or(0, |c| c.len()) % 2 == 0);
+            let some = |d: &[String]| {
+                pick[d.len() * 3 % 16] ^ d.last().map_or(0, |c| c.len()).is_multiple_of(2)
+            };
             let ra = root_of(&a, &implicit);
             prop_assert_eq!(&ra, &root_of(&a, &explicit));
             prop_assert_eq!(&ra, &root_of(&a, &some));

@@ -63,6 +63,9 @@ pub struct Logged {
     pub complete: bool,
 }
 
+/// Rewrites a response body.
+pub type Rewriter = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
+
 /// What to do to a matching request.
 #[derive(Clone)]
 pub enum Fault {
@@ -81,7 +84,7 @@ pub enum Fault {
     /// a close-delimited body that looks complete to the client.
     ShortBodyNoLength { missing: usize },
     /// Replace the (de-chunked) body.
-    Rewrite(Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>),
+    Rewrite(Rewriter),
     /// Run this before forwarding (e.g. delete the object upstream).
     Hook(Arc<dyn Fn() + Send + Sync>),
 }
