@@ -12,6 +12,11 @@
 //! from the open descriptor, and any difference (size, mtime, ctime,
 //! inode, or a byte count other than the size) retries, then fails as
 //! "changed while being hashed". A stored hash is never a guess.
+//!
+//! The path may have been swapped since the walk: it is opened without
+//! following a symlink and without blocking on a FIFO, and must still be a
+//! regular file. At most one byte more than its size is read, so a file
+//! that grows faster than it is read cannot hold the scan.
 
 use std::cell::RefCell;
 use std::fs::File;

@@ -1,11 +1,20 @@
 //! The backup side: one adapter over `object_store` for every backend.
 //!
-//! `s3://bucket/prefix` (AWS or any S3-compatible server), `gs://…`,
-//! `az://…`, `file:///abs/path` and a plain path all go through the same
-//! `ObjectStore` trait, so the audit has one code path. Credentials and
-//! endpoints come from the standard environment (`AWS_*`, `GOOGLE_*`,
-//! `AZURE_*`) plus `--endpoint`. vouch only lists and reads: no method here
-//! writes to a remote.
+//! `s3://bucket/prefix` (AWS or any S3-compatible server), `gs://…` and
+//! `az://…` go through the same `ObjectStore` trait, so the audit has one
+//! code path. Credentials and endpoints come from the standard environment
+//! (`AWS_*`, `GOOGLE_*`, `AZURE_*`) plus `--endpoint`; an object store is
+//! listed once when it is opened, so a missing bucket or an unreachable
+//! endpoint fails before the index is touched. vouch only lists and reads:
+//! no method here writes to a remote.
+//!
+//! A directory (`file:///abs/path` or a plain path) is the exception: it
+//! is walked and read directly, because `object_store`'s local store fails
+//! a whole listing on one file name that is not UTF-8 or holds a control
+//! character, and follows symlinks. Here every name is a key exactly as
+//! the local walk records it, symlinks and special files are not objects,
+//! and a read is pinned to the listed ETag (inode, mtime, size) like an S3
+//! read.
 //!
 //! A local file `a/b.jpg` under ROOT corresponds to the object
 //! `prefix/a/b.jpg`. Listed keys are converted to the index's key form

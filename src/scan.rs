@@ -15,6 +15,10 @@
 //! run changed nothing). A file whose mtime is too close to the scan start
 //! to be trusted ("racily clean", as git calls it) is stored so that the
 //! next scan hashes it again.
+//!
+//! Changes are reported against the last scan whose report was delivered
+//! (see `delivered_scan`): what an interrupted scan committed is trusted,
+//! not hashed again, and reported by the next run.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

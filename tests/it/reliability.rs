@@ -430,7 +430,9 @@ fn scan_json(index: &Path, root: &Path) -> Value {
 fn crash_kill_9_during_scan_resumes_without_losing_or_rehashing_anything() {
     let env = Env::new();
     let root = env.root.to_str().unwrap().to_string();
-    big_tree(&env.root, 20, 1000);
+    // 12,000 files: the first scan commits in three batches (4,096 writes
+    // each), the rescan in two.
+    big_tree(&env.root, 12, 1000);
     let base = env.dir.path().join("base.sqlite3");
     let work = env.dir.path().join("work.sqlite3");
     let reference_idx = env.dir.path().join("reference.sqlite3");
@@ -443,8 +445,8 @@ fn crash_kill_9_during_scan_resumes_without_losing_or_rehashing_anything() {
             None
         } else {
             scan_json(&base, &env.root);
-            for d in 0..20 {
-                for f in (0..1000).step_by(3) {
+            for d in 0..12 {
+                for f in (0..1000).step_by(2) {
                     let p = env.root.join(format!("d{d:02}/f{f:04}"));
                     let content = noise(9_000_000 + (d * 1000 + f) as u64, 2048);
                     put_file(&p, &content, 1_600_000_100);
