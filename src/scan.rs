@@ -246,13 +246,15 @@ pub fn scan(
 
 /// The last run that scanned this root, and its Merkle root if it
 /// finished. A later interrupted scan counts (with no root), so its partial
-/// writes are never mistaken for an unchanged tree.
+/// writes are never mistaken for an unchanged tree. The audit half of an
+/// audit (the run with a remote) scans nothing: it is not the previous
+/// scan, whose findings carry their `first_seen` over.
 fn last_scan_run(index: &Index, root_id: i64) -> Result<Option<(i64, Option<[u8; 32]>)>> {
     use rusqlite::OptionalExtension;
     Ok(index
         .conn
         .query_row(
-            "SELECT id, merkle_root FROM runs WHERE root_id = ?1 AND command IN ('scan', 'audit') ORDER BY id DESC LIMIT 1",
+            "SELECT id, merkle_root FROM runs WHERE root_id = ?1 AND command IN ('scan', 'audit') AND remote IS NULL ORDER BY id DESC LIMIT 1",
             [root_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

@@ -2475,3 +2475,39 @@ mod model {
         }
     }
 }
+
+#[test]
+fn hostile_tree_a_denied_file_keeps_its_first_seen_across_nightly_audits() {
+    // A discrepancy that persists keeps the time it was first seen, also
+    // when each night's run is an audit (a scan, then the audit proper).
+    let env = Env::new();
+    let root = env.root.to_str().unwrap().to_string();
+    put_file(&env.root.join("fine"), b"fine", 1_600_000_000);
+    let secret = env.root.join("secret");
+    put_file(&secret, b"no access", 1_600_000_000);
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let backup = env.dir.path().join("backup");
+    put_file(&backup.join("fine"), b"fine", 1_600_000_000);
+    open_up(env.dir.path());
+    let first_seen = || {
+        let mut c = vouch_cmd_as_nobody(&env.index, &[]);
+        c.args(["audit", &root, "--remote"]).arg(&backup);
+        let (code, doc, err) = run_json(c);
+        assert_eq!(code, 1, "{err}");
+        let f = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["kind"] == "unreadable")
+            .unwrap_or_else(|| panic!("no unreadable finding: {doc}"))
+            .clone();
+        f["first_seen"].as_str().unwrap().to_string()
+    };
+    let night1 = first_seen();
+    std::thread::sleep(Duration::from_millis(1100));
+    let night2 = first_seen();
+    assert_eq!(
+        night1, night2,
+        "first_seen restarted although the discrepancy persisted"
+    );
+}
