@@ -125,14 +125,17 @@ pub enum Pair {
     Both(Entry, RemoteRow),
 }
 
-/// Merge-joins two streams sorted by key into pairs. A key repeated on
-/// either side (a misbehaving listing) is paired once; the repeat is
-/// passed to `repeat`.
+/// Merge-joins two streams sorted by key into pairs: exactly one pair per
+/// distinct key. A key repeated on either side (a misbehaving listing) is
+/// paired once, with its first row; input out of key order is an error,
+/// never a wrong pairing (which would read as `missing` plus `extra`).
 pub fn merge_join(
-    mut locals: impl Iterator<Item = Result<Entry>>,
-    mut remotes: impl Iterator<Item = Result<RemoteRow>>,
+    locals: impl Iterator<Item = Result<Entry>>,
+    remotes: impl Iterator<Item = Result<RemoteRow>>,
     mut on: impl FnMut(Pair) -> Result<()>,
 ) -> Result<()> {
+    let mut locals = sorted_unique(locals, |e: &Entry| &e.path, "manifest");
+    let mut remotes = sorted_unique(remotes, |r: &RemoteRow| &r.key, "listing");
     let mut l = locals.next().transpose()?;
     let mut r = remotes.next().transpose()?;
     loop {
@@ -161,6 +164,35 @@ pub fn merge_join(
             }
         }
     }
+}
+
+/// Passes on items in strictly increasing key order: drops a repeat of
+/// the previous key, and turns a step backwards into an error.
+fn sorted_unique<T>(
+    items: impl Iterator<Item = Result<T>>,
+    key: fn(&T) -> &Vec<u8>,
+    side: &'static str,
+) -> impl Iterator<Item = Result<T>> {
+    let mut last: Option<Vec<u8>> = None;
+    items.filter_map(move |item| {
+        let t = match item {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
+        let k = key(&t);
+        match &last {
+            Some(prev) if k == prev => None,
+            Some(prev) if k < prev => Some(Err(anyhow!(
+                "the {side} is out of key order at {} (after {})",
+                crate::paths::display(k),
+                crate::paths::display(prev)
+            ))),
+            _ => {
+                last = Some(k.clone());
+                Some(Ok(t))
+            }
+        }
+    })
 }
 
 /// What an audit found, with the counters its summary prints.
@@ -775,7 +807,8 @@ fn merge(
             })?;
             let mut f = Finding::new(Kind::Missing, local.path.clone())
                 .local(crate::scan::describe(&local.stat, local.blake3.as_ref()));
-            if std::str::from_utf8(&local.path).is_err() {
+            // A directory remote holds any name; an object store only UTF-8.
+            if std::str::from_utf8(&local.path).is_err() && !remote_id.starts_with("file://") {
                 f = f.detail("the name is not UTF-8, so no object key can hold it");
             }
             send(Event::Finding(f))

@@ -625,6 +625,7 @@ fn cmd_audit(common: &Common, args: &AuditArgs, job: &mut Job) -> Result<Outcome
                 },
                 progress: show_progress(common),
                 shrink_threshold: Some(args.shrink_threshold),
+                command: Some("audit".into()),
                 ..Default::default()
             };
             Some(scan::scan(&mut index, &root, &opts, sink)?)

@@ -12,6 +12,11 @@
 //! from the open descriptor, and any difference (size, mtime, ctime,
 //! inode, or a byte count other than the size) retries, then fails as
 //! "changed while being hashed". A stored hash is never a guess.
+//!
+//! The path may have been swapped since the walk: it is opened without
+//! following a symlink and without blocking on a FIFO, and must still be a
+//! regular file. At most one byte more than its size is read, so a file
+//! that grows faster than it is read cannot hold the scan.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -44,6 +49,9 @@ pub enum HashError {
     Vanished,
     /// The file kept changing while it was read.
     Changed,
+    /// The path is no longer a regular file (replaced by a symlink, a FIFO
+    /// or a device since the walk): never opened through, never read.
+    NotAFile,
     Io(io::Error),
 }
 
@@ -52,6 +60,9 @@ impl std::fmt::Display for HashError {
         match self {
             HashError::Vanished => f.write_str("vanished during the scan"),
             HashError::Changed => f.write_str("changed while being hashed"),
+            HashError::NotAFile => {
+                f.write_str("no longer a regular file (replaced during the scan)")
+            }
             HashError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -68,23 +79,30 @@ thread_local! {
 }
 
 fn open_for_hashing(path: &Path) -> io::Result<File> {
-    // O_NOATIME keeps the scan from touching access times; it is refused
-    // for files we do not own, so fall back to a plain open.
+    // The walk saw a regular file, but the path may have been swapped
+    // since: O_NOFOLLOW refuses a symlink (to /dev/zero, out of the tree),
+    // O_NONBLOCK keeps the open of a FIFO from blocking for ever (the
+    // caller then checks the type). O_NOATIME keeps the scan from touching
+    // access times; it is refused for files we do not own, so fall back
+    // without it.
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
     match std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc_o_noatime())
+        .custom_flags(flags | libc_o_noatime())
         .open(path)
     {
         Ok(f) => Ok(f),
-        Err(e) if e.raw_os_error() == Some(1) => File::open(path),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(path),
         Err(e) => Err(e),
     }
 }
 
 const fn libc_o_noatime() -> i32 {
-    // O_NOATIME on Linux (all architectures vouch builds for).
     if cfg!(target_os = "linux") {
-        0o1000000
+        libc::O_NOATIME
     } else {
         0
     }
@@ -94,13 +112,22 @@ const fn libc_o_noatime() -> i32 {
 /// to and the digests.
 pub fn hash_file(path: &Path, want: Want) -> Result<(Stat, Digests), HashError> {
     for _ in 0..ATTEMPTS {
-        let mut file = match open_for_hashing(path) {
+        let file = match open_for_hashing(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(HashError::Vanished),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(HashError::NotAFile),
             Err(e) => return Err(HashError::Io(e)),
         };
-        let before = stat_of(&file.metadata().map_err(HashError::Io)?);
-        let (digests, read) = hash_reader(&mut file, before.size, want).map_err(HashError::Io)?;
+        let meta = file.metadata().map_err(HashError::Io)?;
+        if !meta.is_file() {
+            return Err(HashError::NotAFile);
+        }
+        let before = stat_of(&meta);
+        // Read at most one byte more than the size: enough to see growth,
+        // and a file growing faster than it is read cannot keep us here.
+        let mut bounded = (&file).take(before.size.saturating_add(1));
+        let (digests, read) =
+            hash_reader(&mut bounded, before.size, want).map_err(HashError::Io)?;
         let after = stat_of(&file.metadata().map_err(HashError::Io)?);
         if before == after && read == before.size {
             return Ok((before, digests));

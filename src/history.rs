@@ -48,7 +48,9 @@ pub fn report(
         }
         Ok(())
     };
-    if run.command == "scan" && kind.is_none_or(|k| !k.is_discrepancy()) {
+    // A run without a remote scanned (a `scan`, or the first half of an
+    // `audit`): its changes are in the manifest's history.
+    if run.remote.is_none() && kind.is_none_or(|k| !k.is_discrepancy()) {
         for f in scan_changes(index, &run)? {
             emit(f, sink)?;
         }

@@ -334,6 +334,9 @@ impl Index {
     fn check_and_migrate(&mut self) -> Result<()> {
         let version = self.validate()?;
         self.conn.busy_timeout(Duration::from_secs(30))?;
+        if version > 0 {
+            self.quick_check()?;
+        }
         self.conn
             .pragma_update(None, "journal_mode", "WAL")
             .with_context(|| format!("cannot set WAL mode on {}", self.path.display()))?;
@@ -350,6 +353,25 @@ impl Index {
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;
         tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Refuses, before anything is written, an index with damaged pages: a
+    /// run on it would commit its own writes (and checkpoint them into the
+    /// file) before it stumbled on the damage part-way. A structural check
+    /// reads every page once: about 0.2 s per million entries.
+    fn quick_check(&self) -> Result<()> {
+        let shown = self.path.display();
+        let verdict: String = self
+            .conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(|e| anyhow!("index {shown} is corrupt: {e}"))?;
+        if verdict != "ok" {
+            bail!(
+                "index {shown} is corrupt ({}); move it aside (vouch then starts a new one) or restore it from a backup",
+                verdict.replace('\n', " ")
+            );
+        }
         Ok(())
     }
 
@@ -608,7 +630,12 @@ impl<'c> Batch<'c> {
         if old.since_run == run_id {
             self.update_entry(old.id, new)
         } else {
-            self.close_entry(old.id, run_id)?;
+            // Close without counting a write: a batch commit between the
+            // close and the insert would leave, after a crash, no current
+            // row for the path (and the next run would call it new).
+            self.conn
+                .prepare_cached("UPDATE entries SET until_run = ?2 WHERE id = ?1")?
+                .execute(params![old.id, run_id])?;
             self.insert_entry(root_id, run_id, new).map(|_| ())
         }
     }

@@ -1,11 +1,20 @@
 //! The backup side: one adapter over `object_store` for every backend.
 //!
-//! `s3://bucket/prefix` (AWS or any S3-compatible server), `gs://…`,
-//! `az://…`, `file:///abs/path` and a plain path all go through the same
-//! `ObjectStore` trait, so the audit has one code path. Credentials and
-//! endpoints come from the standard environment (`AWS_*`, `GOOGLE_*`,
-//! `AZURE_*`) plus `--endpoint`. vouch only lists and reads: no method here
-//! writes to a remote.
+//! `s3://bucket/prefix` (AWS or any S3-compatible server), `gs://…` and
+//! `az://…` go through the same `ObjectStore` trait, so the audit has one
+//! code path. Credentials and endpoints come from the standard environment
+//! (`AWS_*`, `GOOGLE_*`, `AZURE_*`) plus `--endpoint`; an object store is
+//! listed once when it is opened, so a missing bucket or an unreachable
+//! endpoint fails before the index is touched. vouch only lists and reads:
+//! no method here writes to a remote.
+//!
+//! A directory (`file:///abs/path` or a plain path) is the exception: it
+//! is walked and read directly, because `object_store`'s local store fails
+//! a whole listing on one file name that is not UTF-8 or holds a control
+//! character, and follows symlinks. Here every name is a key exactly as
+//! the local walk records it, symlinks and special files are not objects,
+//! and a read is pinned to the listed ETag (inode, mtime, size) like an S3
+//! read.
 //!
 //! A local file `a/b.jpg` under ROOT corresponds to the object
 //! `prefix/a/b.jpg`. Listed keys are converted to the index's key form
@@ -50,6 +59,9 @@ pub struct Remote {
     pub prefix: Path,
     /// The canonical name of this remote, as the index records it.
     pub id: String,
+    /// For a directory remote, the directory: listed and read natively
+    /// (see [`Remote::list`]), not through `store`.
+    pub dir: Option<std::path::PathBuf>,
 }
 
 /// One listed object.
@@ -141,12 +153,13 @@ fn retry_config(opts: &RemoteOptions) -> RetryConfig {
 /// Opens the remote named by `url`: a URL or a plain directory path.
 pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
     let parsed = url::Url::parse(url);
+    let mut dir = None;
     let (store, prefix, id): (Arc<dyn ObjectStore>, Path, String) = match parsed {
         Ok(u) if u.scheme() == "file" => {
             let path = u
                 .to_file_path()
                 .map_err(|_| anyhow!("remote {url}: not a local file URL"))?;
-            open_dir(&path, url)?
+            open_dir(&path, url, &mut dir)?
         }
         Ok(u) if u.scheme().len() > 1 => {
             let bucket = u.host_str().unwrap_or_default();
@@ -202,15 +215,51 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                     "remote {url}: unknown scheme {other:?} (use s3://, gs://, az://, file:// or a directory path)"
                 ),
             };
+            probe(&store, &prefix, url)?;
             (store, prefix, identity(url, opts)?)
         }
         // A plain path (also `C:`-like one-letter "schemes" never occur on Unix).
-        _ => open_dir(FsPath::new(url), url)?,
+        _ => open_dir(FsPath::new(url), url, &mut dir)?,
     };
-    Ok(Remote { store, prefix, id })
+    Ok(Remote {
+        store,
+        prefix,
+        id,
+        dir,
+    })
 }
 
-fn open_dir(path: &FsPath, url: &str) -> Result<(Arc<dyn ObjectStore>, Path, String)> {
+/// Lists the first page of an object store before anything else happens,
+/// so that a bucket that does not exist, refused credentials or an
+/// unreachable endpoint fail the command before it opens the index or
+/// scans the tree (which then stay exactly as they were).
+fn probe(store: &Arc<dyn ObjectStore>, prefix: &Path, url: &str) -> Result<()> {
+    let first = std::thread::scope(|s| {
+        // A thread of its own: the caller may already be inside a runtime.
+        s.spawn(|| -> Result<()> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            rt.block_on(async {
+                let prefix = (!prefix.as_ref().is_empty()).then_some(prefix);
+                match store.list(prefix).next().await {
+                    Some(Err(e)) => Err(anyhow!("{e}")),
+                    _ => Ok(()),
+                }
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| Err(anyhow!("the listing panicked")))
+    });
+    first.with_context(|| format!("remote {url} cannot be listed"))
+}
+
+fn open_dir(
+    path: &FsPath,
+    url: &str,
+    dir: &mut Option<std::path::PathBuf>,
+) -> Result<(Arc<dyn ObjectStore>, Path, String)> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("remote {url} does not exist or cannot be read"))?;
     if !meta.is_dir() {
@@ -220,6 +269,7 @@ fn open_dir(path: &FsPath, url: &str) -> Result<(Arc<dyn ObjectStore>, Path, Str
         std::fs::canonicalize(path).with_context(|| format!("cannot resolve remote {url}"))?;
     let store = object_store::local::LocalFileSystem::new_with_prefix(&abs)
         .map_err(|e| anyhow!("remote {url}: {e}"))?;
+    *dir = Some(abs.clone());
     Ok((
         Arc::new(store),
         Path::default(),
@@ -261,9 +311,105 @@ pub fn identity(url: &str, opts: &RemoteOptions) -> Result<String> {
     }
 }
 
+/// The ETag of a file in a directory remote: the form `object_store`'s
+/// local store gives (inode, mtime in microseconds, size), so cached
+/// verifications stay valid. Any rewrite (a new inode, or a new mtime or
+/// size) changes it.
+fn dir_etag(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .unwrap_or_default()
+        .as_micros();
+    format!("\"{:x}-{mtime:x}-{:x}\"", meta.ino(), meta.len())
+}
+
+/// Lists a directory remote natively: any file name (not UTF-8, control
+/// characters, `#` suffixes) is a key exactly as it is, as the local walk
+/// records it, where `object_store`'s local store fails the whole listing
+/// on one such name. Symlinks are not followed (a loop cannot hang the
+/// listing, a link cannot reach outside the backup) and are not objects;
+/// nor are FIFOs, sockets or devices.
+fn list_dir(dir: std::path::PathBuf, id: String) -> BoxStream<'static, Result<Listed>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Listed>>(1024);
+    std::thread::spawn(move || {
+        for entry in walkdir::WalkDir::new(&dir).min_depth(1).follow_links(false) {
+            let item = entry
+                .map_err(|e| anyhow!("listing {id} failed: {e}"))
+                .and_then(|e| {
+                    if !e.file_type().is_file() {
+                        return Ok(None);
+                    }
+                    let meta = e
+                        .metadata()
+                        .map_err(|err| anyhow!("listing {id} failed: {err}"))?;
+                    use std::os::unix::fs::MetadataExt;
+                    Ok(Some(Listed {
+                        key: paths::key_of(&dir, e.path()),
+                        size: meta.len(),
+                        etag: Some(dir_etag(&meta)),
+                        version: None,
+                        last_modified: meta.mtime(),
+                    }))
+                });
+            let stop = item.is_err();
+            if let Some(item) = item.transpose()
+                && tx.blocking_send(item).is_err()
+            {
+                return; // the reader went away
+            }
+            if stop {
+                return;
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) }).boxed()
+}
+
+/// Hashes one file of a directory remote, pinned to `etag` like an S3
+/// read: a file replaced or rewritten before or while it is read is
+/// `Changed`, never a hash of something else.
+fn read_dir_file(path: &FsPath, etag: Option<&str>) -> Result<([u8; 32], u64), ReadError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ReadError::NotFound,
+            _ if e.raw_os_error() == Some(libc::ELOOP) => ReadError::Changed,
+            _ => ReadError::Other(e.to_string()),
+        })?;
+    let before = file
+        .metadata()
+        .map_err(|e| ReadError::Other(e.to_string()))?;
+    if !before.is_file() {
+        return Err(ReadError::Changed);
+    }
+    if etag.is_some_and(|t| t != dir_etag(&before)) {
+        return Err(ReadError::Changed);
+    }
+    let mut bounded = (&file).take(before.len().saturating_add(1));
+    let (digests, n) = crate::hash::hash_reader(&mut bounded, before.len(), Default::default())
+        .map_err(|e| ReadError::Other(e.to_string()))?;
+    let after = file
+        .metadata()
+        .map_err(|e| ReadError::Other(e.to_string()))?;
+    if dir_etag(&after) != dir_etag(&before) {
+        return Err(ReadError::Changed);
+    }
+    Ok((digests.blake3, n))
+}
+
 impl Remote {
     /// Lists every object under the prefix (in no particular order).
     pub fn list(&self) -> BoxStream<'static, Result<Listed>> {
+        if let Some(dir) = &self.dir {
+            return list_dir(dir.clone(), self.id.clone());
+        }
         let prefix = self.prefix.clone();
         let strip = if prefix.as_ref().is_empty() {
             String::new()
@@ -308,6 +454,13 @@ impl Remote {
         key: &[u8],
         etag: Option<&str>,
     ) -> Result<([u8; 32], u64), ReadError> {
+        if let Some(dir) = &self.dir {
+            let path = paths::fs_path(dir, key);
+            let etag = etag.map(str::to_string);
+            return tokio::task::spawn_blocking(move || read_dir_file(&path, etag.as_deref()))
+                .await
+                .map_err(|e| ReadError::Other(e.to_string()))?;
+        }
         let location = self.location(key)?;
         let options = GetOptions {
             if_match: etag.map(str::to_string),

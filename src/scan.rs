@@ -15,6 +15,10 @@
 //! run changed nothing). A file whose mtime is too close to the scan start
 //! to be trusted ("racily clean", as git calls it) is stored so that the
 //! next scan hashes it again.
+//!
+//! Changes are reported against the last scan whose report was delivered
+//! (see `delivered_scan`): what an interrupted scan committed is trusted,
+//! not hashed again, and reported by the next run.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -168,6 +172,9 @@ pub fn scan(
         .unwrap_or(0);
     let root_id = index.root_id(root)?;
     let previous_scan = last_scan_run(index, root_id)?;
+    // Changes are reported against the last scan whose report was
+    // delivered, even when scans after it were interrupted.
+    let baseline = delivered_scan(index, root_id)?;
     let command = opts.command.as_deref().unwrap_or("scan");
     let run_id = index.begin_run(Some(root_id), command, None, opts.label.as_deref())?;
     let prev_findings_run = previous_scan.as_ref().map(|r| r.0);
@@ -226,6 +233,15 @@ pub fn scan(
         result?;
         batch.commit()
     })?;
+    carry_over_interrupted(
+        index,
+        root_id,
+        run_id,
+        baseline,
+        opts.shrink_threshold,
+        &mut summary,
+        sink,
+    )?;
     progress.finish_and_clear();
 
     summary.merkle_root = match previous_scan {
@@ -262,6 +278,168 @@ fn last_scan_run(index: &Index, root_id: i64) -> Result<Option<(i64, Option<[u8;
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?)
+}
+
+/// The last scan of this root whose report reached its reader: a finished
+/// `vouch scan`, or the scan an audit runs first (recorded as an `audit`
+/// run without a remote) when the audit itself (the next run) finished
+/// without failing; otherwise its report never came out.
+fn delivered_scan(index: &Index, root_id: i64) -> Result<Option<i64>> {
+    use rusqlite::OptionalExtension;
+    Ok(index
+        .conn
+        .query_row(
+            "SELECT s.id FROM runs s WHERE s.root_id = ?1 AND s.merkle_root IS NOT NULL
+               AND (s.command = 'scan' OR EXISTS (SELECT 1 FROM runs a WHERE a.id = s.id + 1
+                   AND a.root_id = s.root_id AND a.remote IS NOT NULL
+                   AND a.finished_at IS NOT NULL AND a.status != 'failed'))
+             ORDER BY s.id DESC LIMIT 1",
+            [root_id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Reports the changes that scans since `baseline` (the last delivered
+/// scan, see [`delivered_scan`]) committed but never reported (a killed
+/// scan; a killed or failed audit after its scan): their output died with
+/// them, and this run trusts their rows (it does not hash those files
+/// again), so without this their `added`, `modified` and `deleted` would be
+/// lost. Every scan between `baseline` and `run_id` is such a scan, so
+/// "written by an undelivered run" is `since_run` or `until_run` in that
+/// open interval. Paths this run changed again were already reported by it
+/// (against the undelivered run's row).
+fn carry_over_interrupted(
+    index: &mut Index,
+    root_id: i64,
+    run_id: i64,
+    baseline: Option<i64>,
+    shrink_threshold: Option<f64>,
+    summary: &mut ScanSummary,
+    sink: &mut dyn Sink,
+) -> Result<()> {
+    use rusqlite::OptionalExtension;
+    let b = baseline.unwrap_or(0);
+    let interrupted: i64 = index.conn.query_row(
+        "SELECT count(*) FROM runs WHERE root_id = ?1 AND id > ?2 AND id < ?3 AND remote IS NULL",
+        rusqlite::params![root_id, b, run_id],
+        |r| r.get(0),
+    )?;
+    if interrupted == 0 {
+        return Ok(());
+    }
+    let mut findings = Vec::new();
+    {
+        let conn = &index.conn;
+        let mut current = conn.prepare(&format!(
+            "{SELECT_ENTRY} WHERE root_id = ?1 AND until_run IS NULL AND since_run > ?2 AND since_run < ?3 ORDER BY path"
+        ))?;
+        let mut before = conn.prepare(&format!(
+            "{SELECT_ENTRY} WHERE root_id = ?1 AND path = ?2 AND since_run <= ?3 AND until_run > ?3 AND until_run < ?4"
+        ))?;
+        let rows = current
+            .query_map(rusqlite::params![root_id, b, run_id], index::entry_from_row)?
+            .collect::<rusqlite::Result<Vec<Entry>>>()?;
+        for new in rows {
+            let old = before
+                .query_row(
+                    rusqlite::params![root_id, new.path, b, run_id],
+                    index::entry_from_row,
+                )
+                .optional()?;
+            let local = describe(&new.stat, new.blake3.as_ref());
+            let is_dir = new.kind == EntryKind::Dir;
+            let f = match &old {
+                None if is_dir => None,
+                None => {
+                    summary.added += 1;
+                    Some(Finding::new(Kind::Added, new.path.clone()).local(local))
+                }
+                Some(o) if o.kind == EntryKind::Dir && is_dir => None,
+                Some(_) if is_dir => {
+                    summary.deleted += 1;
+                    Some(
+                        Finding::new(Kind::Deleted, new.path.clone())
+                            .detail("replaced by a directory"),
+                    )
+                }
+                Some(o) if o.kind == EntryKind::Dir => {
+                    summary.added += 1;
+                    Some(Finding::new(Kind::Added, new.path.clone()).local(local))
+                }
+                Some(o)
+                    if o.kind == new.kind
+                        && o.stat.size == new.stat.size
+                        && o.blake3 == new.blake3
+                        && o.target == new.target =>
+                {
+                    None
+                }
+                Some(o) => {
+                    summary.modified += 1;
+                    let shrunk = (new.kind == EntryKind::File)
+                        .then(|| shrunk_finding(shrink_threshold, o, &new.path, &new.stat))
+                        .flatten();
+                    if let Some(shrunk) = shrunk {
+                        summary.shrunk += 1;
+                        findings.push(shrunk.local(local.clone()));
+                    }
+                    let mut f = Finding::new(Kind::Modified, new.path.clone()).local(local);
+                    if o.kind != new.kind {
+                        f = f.detail(format!("{} became a {}", o.kind.name(), new.kind.name()));
+                    }
+                    Some(f)
+                }
+            };
+            if let Some(f) = f {
+                // This run counted the file as unchanged.
+                summary.unchanged = summary.unchanged.saturating_sub(1);
+                findings.push(f);
+            }
+        }
+        let mut gone = conn.prepare(&format!(
+            "{SELECT_ENTRY} e WHERE root_id = ?1 AND kind != 2 AND since_run <= ?2 AND until_run > ?2 AND until_run < ?3
+             AND NOT EXISTS (SELECT 1 FROM entries c WHERE c.root_id = e.root_id AND c.path = e.path
+                             AND (c.until_run IS NULL OR c.until_run = ?3))
+             ORDER BY path"
+        ))?;
+        let rows = gone
+            .query_map(rusqlite::params![root_id, b, run_id], index::entry_from_row)?
+            .collect::<rusqlite::Result<Vec<Entry>>>()?;
+        for old in rows {
+            summary.deleted += 1;
+            findings.push(
+                Finding::new(Kind::Deleted, old.path.clone())
+                    .local(describe(&old.stat, old.blake3.as_ref())),
+            );
+        }
+    }
+    let prev = last_scan_run(index, root_id)?.map(|r| r.0);
+    let mut batch = index.batch()?;
+    for f in &mut findings {
+        if f.kind.is_discrepancy() {
+            f.first_seen = first_seen(batch.conn(), prev, f)?;
+            batch.insert_finding(run_id, f)?;
+        }
+        sink.finding(f)?;
+    }
+    batch.commit()
+}
+
+/// `shrunk` when a regular file of at least [`SHRUNK_MIN_SIZE`] bytes lost
+/// more than `threshold` of its size.
+fn shrunk_finding(threshold: Option<f64>, old: &Entry, path: &[u8], new: &Stat) -> Option<Finding> {
+    let t = threshold?;
+    let shrank = old.kind == EntryKind::File
+        && old.stat.size >= SHRUNK_MIN_SIZE
+        && (new.size as f64) < (old.stat.size as f64) * (1.0 - t);
+    shrank.then(|| {
+        let pct = 100.0 * (1.0 - new.size as f64 / old.stat.size as f64);
+        Finding::new(Kind::Shrunk, path.to_vec()).detail(format!(
+            "shrank from {} to {} bytes (-{pct:.1}%) since the previous scan",
+            old.stat.size, new.size
+        ))
+    })
 }
 
 /// The walker: merge-joins the sorted walk with the sorted manifest.
@@ -518,6 +696,21 @@ fn write_events(
                 apply_change(batch, ctx, summary, new, old, &mut report)?;
             }
             Event::Hashed { key, old, result } => match result {
+                // Deleted since the walk saw it: a deletion (of a known
+                // file) like any other, not an I/O error.
+                Err(HashError::Vanished) => {
+                    if let Some(old) = old {
+                        *structural += 1;
+                        batch.close_entry(old.id, ctx.run_id)?;
+                        summary.deleted += 1;
+                        report(
+                            batch,
+                            Finding::new(Kind::Deleted, key)
+                                .local(describe(&old.stat, old.blake3.as_ref()))
+                                .detail("vanished during the scan"),
+                        )?;
+                    }
+                }
                 Err(e) => {
                     summary.files += 1;
                     summary.unreadable += 1;
@@ -642,24 +835,12 @@ fn apply_change(
                     if o.kind != new.kind {
                         f = f.detail(format!("{} became a {}", o.kind.name(), new.kind.name()));
                     }
-                    let shrank = ctx.shrink_threshold.is_some_and(|t| {
-                        o.kind == EntryKind::File
-                            && new.kind == EntryKind::File
-                            && o.stat.size >= SHRUNK_MIN_SIZE
-                            && (new.stat.size as f64) < (o.stat.size as f64) * (1.0 - t)
-                    });
-                    if shrank {
+                    let shrunk = (new.kind == EntryKind::File)
+                        .then(|| shrunk_finding(ctx.shrink_threshold, o, &new.path, &new.stat))
+                        .flatten();
+                    if let Some(shrunk) = shrunk {
                         summary.shrunk += 1;
-                        let pct = 100.0 * (1.0 - new.stat.size as f64 / o.stat.size as f64);
-                        report(
-                            batch,
-                            Finding::new(Kind::Shrunk, new.path.clone())
-                                .local(local)
-                                .detail(format!(
-                                    "shrank from {} to {} bytes (-{pct:.1}%) since the previous scan",
-                                    o.stat.size, new.stat.size
-                                )),
-                        )?;
+                        report(batch, shrunk.local(local))?;
                     }
                     Some(f)
                 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::support::moto::MotoServer;
+use crate::support::proxy::{Fault, Op, Proxy, Times};
 use crate::support::s3::S3Server;
 use crate::*;
 
@@ -410,10 +411,24 @@ fn an_audit_killed_half_way_resumes_without_reading_again() {
         .map(|(k, v)| (k.as_str(), v.as_slice()))
         .collect();
     moto.put_objects("bkt", &refs);
+    // Reads slowed a little (through the fault proxy), so that reading
+    // spans several batch commits (one per 500 ms) and the kill lands
+    // mid-way however fast the machine.
+    let proxy = Proxy::start(&moto.endpoint);
+    proxy.on(
+        Some(Op::Get),
+        "/bkt/p/",
+        Times::All,
+        Fault::Delay(Duration::from_millis(8)),
+    );
     let backup = Backup {
         folder: PathBuf::new(),
         url: "s3://bkt/p".into(),
-        env: moto.env(),
+        env: crate::support::s3::aws_env(
+            &proxy.endpoint,
+            crate::support::s3::ACCESS_KEY,
+            crate::support::s3::SECRET_KEY,
+        ),
         server: None,
     };
     assert_eq!(audit(&env, &backup, &[]).0, 0);
