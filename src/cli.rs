@@ -119,6 +119,12 @@ pub enum Command {
     Scan(ScanArgs),
     /// Scan ROOT, then diff its manifest against a remote (S3, GCS, Azure, a directory)
     Audit(AuditArgs),
+    /// Compare two trees, snapshots (@NAME, @RUN) or manifest files
+    Diff(DiffArgs),
+    /// Write a portable manifest of ROOT (--format b3sum|sha256sum|bagit|json)
+    Export(ExportArgs),
+    /// Check ROOT against an exported manifest (b3sum, sha256sum or json)
+    Verify(VerifyArgs),
     /// Re-print the findings of a past run from the index
     Report(ReportArgs),
     /// List past runs with their counters
@@ -132,12 +138,6 @@ pub enum Command {
     },
     /// Print the man page (roff)
     Man,
-    /// Compare two trees, snapshots (@NAME, @RUN) or manifest files
-    Diff(DiffArgs),
-    /// Write a portable manifest of ROOT (--format b3sum|sha256sum|bagit|json)
-    Export(ExportArgs),
-    /// Check ROOT against an exported manifest (b3sum, sha256sum or json)
-    Verify(VerifyArgs),
 }
 
 #[derive(Debug, Args)]
