@@ -221,6 +221,13 @@ impl Sink for Report {
                 }
             }
         }
+        self.publish()
+    }
+}
+
+impl Report {
+    /// Flushes, and with `--output` moves the finished file into place.
+    fn publish(&mut self) -> Result<()> {
         self.out.flush()?;
         if let Some((tmp, path)) = self.output.take() {
             std::fs::rename(&tmp, &path)
@@ -228,9 +235,7 @@ impl Sink for Report {
         }
         Ok(())
     }
-}
 
-impl Report {
     /// Marks the run as failing (exit 1) even without a discrepancy kind —
     /// `unverified` under `--strict`, a diff that cannot prove two trees
     /// identical — so `--quiet` still prints its summary.
@@ -262,12 +267,7 @@ impl Report {
             ])?,
             Format::Table => {}
         }
-        self.out.flush()?;
-        if let Some((tmp, path)) = self.output.take() {
-            std::fs::rename(&tmp, &path)
-                .with_context(|| format!("cannot move report into {}", path.display()))?;
-        }
-        Ok(())
+        self.publish()
     }
 }
 
