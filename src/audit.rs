@@ -545,10 +545,7 @@ fn audit_run(
                           mut f: Finding|
          -> Result<()> {
             *summary.counts.entry(f.kind).or_default() += 1;
-            if f.kind.is_discrepancy() {
-                f.first_seen = crate::scan::first_seen(batch.conn(), prev_run, &f)?;
-                batch.insert_finding(run_id, &f)?;
-            }
+            batch.record_finding(run_id, prev_run, &mut f)?;
             sink.finding(&f)
         };
         let within = |summary: &mut AuditSummary, at: i64, size: u64| {

@@ -640,6 +640,34 @@ impl<'c> Batch<'c> {
         }
     }
 
+    /// Stores a discrepancy of run `run_id`. Its `first_seen` carries over
+    /// from `prev_run` when that run reported the same kind at the same
+    /// path; otherwise it is first seen now. Changes (added, modified,
+    /// deleted) and `unverified` are not stored: they are derived from
+    /// `entries` or counted in the summary.
+    pub fn record_finding(
+        &mut self,
+        run_id: i64,
+        prev_run: Option<i64>,
+        f: &mut crate::finding::Finding,
+    ) -> Result<()> {
+        if !f.kind.is_discrepancy() {
+            return Ok(());
+        }
+        let carried: Option<Option<i64>> = match prev_run {
+            Some(run) => self
+                .conn
+                .prepare_cached(
+                    "SELECT first_seen FROM findings WHERE run_id = ?1 AND path = ?2 AND kind = ?3 LIMIT 1",
+                )?
+                .query_row(params![run, f.path, f.kind.name()], |r| r.get(0))
+                .optional()?,
+            None => None,
+        };
+        f.first_seen = Some(carried.flatten().unwrap_or_else(now_unix));
+        self.insert_finding(run_id, f)
+    }
+
     pub fn insert_finding(&mut self, run_id: i64, f: &crate::finding::Finding) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO findings(run_id, kind, path, local, remote, detail, first_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

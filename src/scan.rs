@@ -193,6 +193,14 @@ pub fn scan(
     let want = opts.want;
     let rehash = opts.rehash;
 
+    let ctx = WriteCtx {
+        root_id,
+        run_id,
+        start_ns,
+        rehash,
+        prev_findings_run,
+        shrink_threshold: opts.shrink_threshold,
+    };
     std::thread::scope(|scope| -> Result<()> {
         let walker_events = event_tx.clone();
         scope.spawn(move || {
@@ -215,14 +223,7 @@ pub fn scan(
         let result = write_events(
             &mut batch,
             &event_rx,
-            WriteCtx {
-                root_id,
-                run_id,
-                start_ns,
-                rehash,
-                prev_findings_run,
-                shrink_threshold: opts.shrink_threshold,
-            },
+            ctx,
             &mut summary,
             &mut structural_changes,
             sink,
@@ -233,15 +234,7 @@ pub fn scan(
         result?;
         batch.commit()
     })?;
-    carry_over_interrupted(
-        index,
-        root_id,
-        run_id,
-        baseline,
-        opts.shrink_threshold,
-        &mut summary,
-        sink,
-    )?;
+    carry_over_interrupted(index, ctx, baseline, &mut summary, sink)?;
     progress.finish_and_clear();
 
     summary.merkle_root = match previous_scan {
@@ -311,14 +304,19 @@ fn delivered_scan(index: &Index, root_id: i64) -> Result<Option<i64>> {
 /// (against the undelivered run's row).
 fn carry_over_interrupted(
     index: &mut Index,
-    root_id: i64,
-    run_id: i64,
+    ctx: WriteCtx,
     baseline: Option<i64>,
-    shrink_threshold: Option<f64>,
     summary: &mut ScanSummary,
     sink: &mut dyn Sink,
 ) -> Result<()> {
     use rusqlite::OptionalExtension;
+    let WriteCtx {
+        root_id,
+        run_id,
+        prev_findings_run,
+        shrink_threshold,
+        ..
+    } = ctx;
     let b = baseline.unwrap_or(0);
     let interrupted: i64 = index.conn.query_row(
         "SELECT count(*) FROM runs WHERE root_id = ?1 AND id > ?2 AND id < ?3 AND remote IS NULL",
@@ -414,13 +412,9 @@ fn carry_over_interrupted(
             );
         }
     }
-    let prev = last_scan_run(index, root_id)?.map(|r| r.0);
     let mut batch = index.batch()?;
     for f in &mut findings {
-        if f.kind.is_discrepancy() {
-            f.first_seen = first_seen(batch.conn(), prev, f)?;
-            batch.insert_finding(run_id, f)?;
-        }
+        batch.record_finding(run_id, prev_findings_run, f)?;
         sink.finding(f)?;
     }
     batch.commit()
@@ -653,10 +647,7 @@ fn write_events(
     progress: &indicatif::ProgressBar,
 ) -> Result<()> {
     let mut report = |batch: &mut Batch<'_>, mut f: Finding| -> Result<()> {
-        if f.kind.is_discrepancy() {
-            f.first_seen = first_seen(batch.conn(), ctx.prev_findings_run, &f)?;
-            batch.insert_finding(ctx.run_id, &f)?;
-        }
+        batch.record_finding(ctx.run_id, ctx.prev_findings_run, &mut f)?;
         sink.finding(&f)
     };
     let count_file = |summary: &mut ScanSummary, kind: EntryKind| match kind {
@@ -869,22 +860,6 @@ pub fn describe(stat: &Stat, blake3: Option<&[u8; 32]>) -> Value {
         );
     }
     Value::Object(m)
-}
-
-/// When the same discrepancy was already reported by the previous run,
-/// its `first_seen` carries over; otherwise it is first seen now.
-pub fn first_seen(conn: &Connection, prev_run: Option<i64>, f: &Finding) -> Result<Option<i64>> {
-    use rusqlite::OptionalExtension;
-    let carried: Option<Option<i64>> = match prev_run {
-        Some(run) => conn
-            .prepare_cached(
-                "SELECT first_seen FROM findings WHERE run_id = ?1 AND path = ?2 AND kind = ?3 LIMIT 1",
-            )?
-            .query_row(rusqlite::params![run, f.path, f.kind.name()], |r| r.get(0))
-            .optional()?,
-        None => None,
-    };
-    Ok(Some(carried.flatten().unwrap_or_else(index::now_unix)))
 }
 
 /// Folds the current manifest into Merkle hashes, stores every directory
