@@ -140,3 +140,29 @@ pub fn is_root() -> bool {
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)
 }
+
+/// Opens the workspace to `nobody` and runs vouch as that user (tests run
+/// as root, and root reads everything).
+pub fn vouch_as_nobody(env: &Env, args: &[&str]) -> std::process::Output {
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(
+            p,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(m),
+        )
+        .unwrap()
+    };
+    mode(env.dir.path(), 0o777);
+    for entry in std::fs::read_dir(env.dir.path()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            mode(&p, 0o666);
+        }
+    }
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(assert_cmd::cargo::cargo_bin("vouch"))
+        .arg("--index")
+        .arg(&env.index)
+        .args(args);
+    cmd.output().unwrap()
+}

@@ -701,26 +701,6 @@ fn a_run_that_did_not_finish_a_scan_is_not_a_snapshot() {
     );
 }
 
-/// Opens the workspace to `nobody` and runs vouch as that user.
-fn vouch_as_nobody(env: &Env, args: &[&str]) -> std::process::Output {
-    let mode =
-        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
-    mode(env.dir.path(), 0o777);
-    for entry in std::fs::read_dir(env.dir.path()).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_file() {
-            mode(&p, 0o666);
-        }
-    }
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(assert_cmd::cargo::cargo_bin("vouch"))
-        .arg("--index")
-        .arg(&env.index)
-        .args(args);
-    cmd.output().unwrap()
-}
-
 #[test]
 fn a_snapshot_with_an_unreadable_file_is_never_identical_by_its_root() {
     let env = Env::new();

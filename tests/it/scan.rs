@@ -201,21 +201,6 @@ fn fifos_are_skipped_and_counted() {
     assert_eq!(counter(&doc, "special_skipped"), 1);
 }
 
-/// Runs `vouch scan` as `nobody` (root reads everything), with the temp
-/// workspace opened up so nobody can use it.
-fn scan_as_nobody(env: &Env) -> std::process::Output {
-    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("vouch");
-    let mut cmd = std::process::Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(bin)
-        .arg("--index")
-        .arg(&env.index)
-        .args(["--format", "json", "scan"])
-        .arg(&env.root);
-    cmd.output().unwrap()
-}
-
 #[test]
 fn an_unreadable_file_is_a_finding_and_the_scan_goes_on() {
     let env = Env::new();
@@ -232,7 +217,10 @@ fn an_unreadable_file_is_a_finding_and_the_scan_goes_on() {
             let mode = if p.is_dir() { 0o777 } else { 0o644 };
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
         }
-        scan_as_nobody(&env)
+        vouch_as_nobody(
+            &env,
+            &["--format", "json", "scan", env.root.to_str().unwrap()],
+        )
     } else {
         env.vouch()
             .args(["--format", "json", "scan"])
@@ -278,7 +266,10 @@ fn an_unreadable_directory_keeps_its_manifest_rather_than_deleting_it() {
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
             }
         }
-        scan_as_nobody(&env)
+        vouch_as_nobody(
+            &env,
+            &["--format", "json", "scan", env.root.to_str().unwrap()],
+        )
     } else {
         env.vouch()
             .args(["--format", "json", "scan"])
