@@ -5,6 +5,7 @@
 mod support;
 
 mod audit;
+mod inventory;
 mod migrate;
 mod reliability;
 mod reports;
