@@ -222,3 +222,42 @@ pub fn tamper(path: &Path) {
     data[i] ^= 0x20;
     std::fs::write(path, data).unwrap();
 }
+
+/// Uploads the report into `spec.destination_bucket` on a moto server
+/// (the bucket must exist). Returns the `s3://` URL of the config folder.
+pub fn put_moto(moto: &super::moto::MotoServer, spec: &Spec) -> String {
+    let files = render(spec);
+    let objects: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(k, d)| (k.as_str(), d.as_slice()))
+        .collect();
+    moto.put_objects(&spec.destination_bucket, &objects);
+    format!("s3://{}/{}/", spec.destination_bucket, spec.config_key())
+}
+
+/// The objects of a moto bucket as an inventory would list them (the
+/// server's own ETags, sizes and times), in key order.
+pub fn objects_of(moto: &super::moto::MotoServer, bucket: &str) -> Vec<InvObject> {
+    let out = moto.boto3(
+        "import json\n\
+         p = s3.get_paginator('list_objects_v2')\n\
+         rows = []\n\
+         for page in p.paginate(Bucket=args[0]):\n    \
+             for o in page.get('Contents', []):\n        \
+                 rows.append([o['Key'], o['Size'], o['ETag'].strip('\"'), int(o['LastModified'].timestamp())])\n\
+         print(json.dumps(rows))",
+        &[bucket],
+        b"",
+    );
+    let rows: Vec<(String, u64, String, i64)> = serde_json::from_str(&out).unwrap();
+    rows.into_iter()
+        .map(|(key, size, etag, last_modified)| InvObject {
+            multipart: etag.contains('-'),
+            key: key.into_bytes(),
+            size,
+            etag,
+            last_modified,
+            storage_class: "STANDARD".into(),
+        })
+        .collect()
+}
