@@ -88,7 +88,7 @@ fn gen(dir: &str, rows: u64, bucket: &str, per_file: u64) {
 fn parse(url: &str, shards: u64) {
     let started = Instant::now();
     let cpu0 = cpu_seconds();
-    let inv = vouch::inventory::Inventory::open(url, &Default::default()).unwrap_or_else(|e| {
+    let inv = vouch::engine::inventory::Inventory::open(url, &Default::default()).unwrap_or_else(|e| {
         eprintln!("{e:#}");
         std::process::exit(2)
     });
@@ -98,7 +98,7 @@ fn parse(url: &str, shards: u64) {
         .for_each_row(|r| {
             bytes += r.size;
             if shards > 1 {
-                per[(vouch::shard::key_hash(&r.key) % shards) as usize] += 1;
+                per[(vouch::engine::shard::key_hash(&r.key) % shards) as usize] += 1;
             }
             Ok(())
         })
@@ -124,7 +124,7 @@ fn parse(url: &str, shards: u64) {
             .fold(0.0, f64::max);
         println!(
             "keys per shard (hash {}, N={shards}): {per:?}, worst deviation from the mean {:.3}%",
-            vouch::shard::HASH_NAME,
+            vouch::engine::shard::HASH_NAME,
             worst * 100.0
         );
     }

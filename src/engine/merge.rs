@@ -24,10 +24,12 @@ use serde::Deserializer as _;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value, json};
 
-use crate::finding::{Finding, Kind};
-use crate::health::{self, Policy, Totals};
-use crate::report::Sink;
-use crate::shard::Shard;
+use crate::engine::audit::fraction;
+use crate::engine::audit::health::{self, Policy};
+use crate::engine::shard::Shard;
+use crate::model::{Finding, Kind};
+use crate::out::Sink;
+use crate::store::Coverage;
 
 /// One shard report: its name (for messages) and how to read it.
 pub struct Source {
@@ -60,8 +62,7 @@ impl Source {
 pub fn local_sources(args: &[PathBuf]) -> Result<Vec<Source>> {
     let mut out = Vec::new();
     for a in args {
-        let meta =
-            std::fs::metadata(a).with_context(|| format!("cannot read {}", a.display()))?;
+        let meta = std::fs::metadata(a).with_context(|| format!("cannot read {}", a.display()))?;
         if meta.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(a)
                 .with_context(|| format!("cannot list {}", a.display()))?
@@ -148,9 +149,7 @@ fn read_report(
     if is_document {
         let mut de = serde_json::Deserializer::from_reader(reader);
         let head = de
-            .deserialize_map(DocVisitor {
-                on_finding,
-            })
+            .deserialize_map(DocVisitor { on_finding })
             .map_err(|e| anyhow!("{name}: not a complete vouch JSON report: {e}"))?;
         de.end()
             .map_err(|e| anyhow!("{name}: trailing data after the report: {e}"))?;
@@ -261,15 +260,12 @@ pub fn finding_from_json(v: Value) -> Result<Finding> {
         .get("path")
         .and_then(Value::as_str)
         .ok_or_else(|| anyhow!("a {kind_name} finding without a path"))?;
-    let bytes = crate::paths::unescape(path)
+    let bytes = crate::model::paths::unescape(path)
         .ok_or_else(|| anyhow!("malformed escape in path {path:?}"))?;
-    let mut f = Finding::new(kind, crate::paths::key_from_slash(&bytes));
+    let mut f = Finding::new(kind, crate::model::paths::key_from_slash(&bytes));
     f.local = m.remove("local");
     f.remote = m.remove("remote");
-    f.detail = m
-        .get("detail")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    f.detail = m.get("detail").and_then(Value::as_str).map(str::to_string);
     if let Some(t) = m.get("first_seen").and_then(Value::as_str) {
         let t = humantime::parse_rfc3339_weak(t).map_err(|e| anyhow!("first_seen {t:?}: {e}"))?;
         f.first_seen = Some(
@@ -341,7 +337,10 @@ pub fn merge(sources: &[Source], opts: &MergeOptions, sink: &mut dyn Sink) -> Re
     for src in sources {
         let head = read_report((src.open)()?, &src.name, None)?;
         if let Some(e) = head.error {
-            bail!("{}: this shard failed ({e}); run it again before merging", src.name);
+            bail!(
+                "{}: this shard failed ({e}); run it again before merging",
+                src.name
+            );
         }
         let summary = head.summary.ok_or_else(|| {
             anyhow!(
@@ -419,11 +418,11 @@ pub fn merge(sources: &[Source], opts: &MergeOptions, sink: &mut dyn Sink) -> Re
         heads.push(summary);
     }
     let (id, _) = first.expect("at least one report");
-    if id.hash != crate::shard::HASH_NAME {
+    if id.hash != crate::engine::shard::HASH_NAME {
         bail!(
             "the shards used hash {}, this vouch knows {}: merge with the vouch that ran them",
             id.hash,
-            crate::shard::HASH_NAME
+            crate::engine::shard::HASH_NAME
         );
     }
     let missing: Vec<String> = (0..id.count)
@@ -452,7 +451,8 @@ pub fn merge(sources: &[Source], opts: &MergeOptions, sink: &mut dyn Sink) -> Re
     let policy_of = |h: &Map<String, Value>| {
         let p = h.get("policy");
         (
-            p.and_then(|p| p.get("min_coverage")).and_then(Value::as_f64),
+            p.and_then(|p| p.get("min_coverage"))
+                .and_then(Value::as_f64),
             p.and_then(|p| p.get("max_age_s")).and_then(Value::as_i64),
         )
     };
@@ -462,7 +462,7 @@ pub fn merge(sources: &[Source], opts: &MergeOptions, sink: &mut dyn Sink) -> Re
         max_age: opts.max_age.or(max_age),
     };
     let name0 = &sources[0].name;
-    let totals = Totals {
+    let totals = Coverage {
         local_files: get_u64(&summary, "local_files", name0)?,
         local_bytes: get_u64(&summary, "local_bytes", name0)?,
         held_files: get_u64(&summary, "held_files", name0)?,
@@ -503,7 +503,11 @@ pub fn merge(sources: &[Source], opts: &MergeOptions, sink: &mut dyn Sink) -> Re
         read_report((src.open)()?, &src.name, Some(&mut pass))?;
     }
     for (kind, delta) in counts {
-        let n = summary.get(kind.name()).and_then(Value::as_u64).unwrap_or(0) as i64 + delta;
+        let n = summary
+            .get(kind.name())
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as i64
+            + delta;
         summary.insert(kind.name().into(), json!(n.max(0)));
     }
 
@@ -524,19 +528,19 @@ pub fn merge(sources: &[Source], opts: &MergeOptions, sink: &mut dyn Sink) -> Re
     summary.remove("shard");
     summary.insert(
         "coverage_files".into(),
-        json!(health::fraction(totals.held_files, totals.local_files)),
+        json!(fraction(totals.held_files, totals.local_files)),
     );
     summary.insert(
         "coverage_bytes".into(),
-        json!(health::fraction(totals.held_bytes, totals.local_bytes)),
+        json!(fraction(totals.held_bytes, totals.local_bytes)),
     );
     if let Some(t) = totals.newest {
-        summary.insert("newest_object".into(), json!(crate::report::format_time(t)));
+        summary.insert("newest_object".into(), json!(crate::model::format_time(t)));
     }
     if let Some(Value::Object(within)) = summary.get_mut("verified_within") {
         for v in within.values_mut() {
             if let Some(b) = v.get("bytes").and_then(Value::as_u64) {
-                v["fraction_of_local_bytes"] = json!(health::fraction(b, totals.local_bytes));
+                v["fraction_of_local_bytes"] = json!(fraction(b, totals.local_bytes));
             }
         }
     }
@@ -588,7 +592,7 @@ mod tests {
             "held_files": 5, "held_bytes": 50, "remote_objects": 5, "remote_bytes": 50,
             "coverage_files": 0.8333, "newest_object": format!("2026-03-0{}T00:00:00Z", k + 1),
             "elapsed_ms": 10 * (k + 1),
-            "shard": {"index": k, "count": n, "hash": crate::shard::HASH_NAME},
+            "shard": {"index": k, "count": n, "hash": crate::engine::shard::HASH_NAME},
             "listing": {"source": "list"},
         });
         for (key, v) in extra.as_object().unwrap() {
@@ -627,7 +631,12 @@ mod tests {
         let low = json!({"kind": "low_coverage", "path": "", "detail": "shard alone"});
         let docs = vec![
             report(0, 2, &[low.clone(), missing], json!({"low_coverage": 1})),
-            report(1, 2, &[], json!({"local_files": 4, "local_bytes": 40, "held_files": 4, "held_bytes": 40, "remote_objects": 4})),
+            report(
+                1,
+                2,
+                &[],
+                json!({"local_files": 4, "local_bytes": 40, "held_files": 4, "held_bytes": 40, "remote_objects": 4}),
+            ),
         ];
         let (m, findings) = run(docs).unwrap();
         let s = &m.summary;
@@ -651,20 +660,29 @@ mod tests {
 
     #[test]
     fn a_missing_or_duplicate_shard_is_named() {
-        let e = run(vec![report(0, 3, &[], json!({})), report(2, 3, &[], json!({}))])
-            .unwrap_err()
-            .to_string();
+        let e = run(vec![
+            report(0, 3, &[], json!({})),
+            report(2, 3, &[], json!({})),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("shard 1/3 missing"), "{e}");
-        let e = run(vec![report(0, 2, &[], json!({})), report(0, 2, &[], json!({}))])
-            .unwrap_err()
-            .to_string();
+        let e = run(vec![
+            report(0, 2, &[], json!({})),
+            report(0, 2, &[], json!({})),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("shard 0/2 appears twice: shard0.json and shard1.json"),
             "{e}"
         );
-        let e = run(vec![report(0, 2, &[], json!({})), report(1, 3, &[], json!({}))])
-            .unwrap_err()
-            .to_string();
+        let e = run(vec![
+            report(0, 2, &[], json!({})),
+            report(1, 3, &[], json!({})),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("shard count N = 3 differs from 2"), "{e}");
         let inv = json!({"listing": {"source": "inventory", "md5": "aa"}});
         let e = run(vec![report(0, 2, &[], json!({})), report(1, 2, &[], inv)])
@@ -675,10 +693,15 @@ mod tests {
         let e = run(vec![report(0, 2, &[], json!({})), failed])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("shard1.json: this shard failed (remote unreachable)"), "{e}");
-        let e = run(vec![r#"{"findings":[{"kind":"missing","path":"x"}"#.to_string()])
-            .unwrap_err()
-            .to_string();
+        assert!(
+            e.contains("shard1.json: this shard failed (remote unreachable)"),
+            "{e}"
+        );
+        let e = run(vec![
+            r#"{"findings":[{"kind":"missing","path":"x"}"#.to_string(),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("not a complete vouch JSON report"), "{e}");
     }
 

@@ -75,10 +75,10 @@ impl Shard {
         if self.count <= 1 {
             return true;
         }
-        if !key.contains(&crate::paths::SEP) {
+        if !key.contains(&crate::model::paths::SEP) {
             return self.owns(key);
         }
-        self.owns(&crate::paths::slash_bytes(key))
+        self.owns(&crate::model::paths::slash_bytes(key))
     }
 
     /// What a shard report says about its shard.

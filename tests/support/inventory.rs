@@ -140,7 +140,13 @@ pub fn render(spec: &Spec) -> Vec<(String, Vec<u8>)> {
             f.push(marker.to_string());
         }
         if marker {
-            f.extend(["".into(), time(o.last_modified), "".into(), "".into(), "".into()]);
+            f.extend([
+                "".into(),
+                time(o.last_modified),
+                "".into(),
+                "".into(),
+                "".into(),
+            ]);
         } else {
             f.extend([
                 o.size.to_string(),

@@ -35,8 +35,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use md5::{Digest, Md5};
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{Value, json};
 
 pub use manifest::{Column, DataFile, FileFormat, Manifest};
@@ -97,7 +97,7 @@ const DATED_TRIES: usize = 3;
 impl Inventory {
     /// Finds, reads and verifies the report named by `url` (see the module
     /// docs). Must not be called from inside an async runtime.
-    pub fn open(url: &str, opts: &crate::remote::RemoteOptions) -> Result<Inventory> {
+    pub fn open(url: &str, opts: &crate::engine::remote::RemoteOptions) -> Result<Inventory> {
         match url::Url::parse(url) {
             Ok(u) if u.scheme() == "file" => {
                 let p = u
@@ -173,11 +173,11 @@ impl Inventory {
     fn open_store(
         u: &url::Url,
         url: &str,
-        opts: &crate::remote::RemoteOptions,
+        opts: &crate::engine::remote::RemoteOptions,
     ) -> Result<Inventory> {
         let bucket = u.host_str().unwrap_or_default();
         let base = format!("{}://{bucket}", u.scheme());
-        let remote = crate::remote::open(&base, opts)
+        let remote = crate::engine::remote::open(&base, opts)
             .with_context(|| format!("inventory {url} cannot be read"))?;
         let store = remote.store;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -256,7 +256,7 @@ impl Inventory {
         json!({
             "manifest": self.location,
             "md5": hex::encode(self.manifest.md5),
-            "created": crate::report::format_time(self.created()),
+            "created": crate::model::format_time(self.created()),
             "source_bucket": self.manifest.source_bucket,
             "data_files": self.manifest.files.len(),
         })

@@ -1,29 +1,47 @@
-//! Whole-backup findings from whole-backup counters: `remote_empty`,
-//! `low_coverage`, and `stale` for a backup (or an inventory) that stopped
-//! being written.
+//! Coverage and freshness of the whole backup: the headline a report
+//! leads with (`remote_empty`, `low_coverage`, `stale`), decided before any
+//! per-file line instead of burying an empty backup in N `missing` lines.
 //!
-//! One pure function, so an audit (which counts from its index) and
+//! The checks are one pure function of whole-backup counters
+//! ([`backup_findings`]), so an audit (which counts from its index) and
 //! `vouch merge` (which adds up the counters of N shard reports, since no
 //! single shard can tell whether the whole backup is empty or covered)
 //! decide the same way with the same words.
 
+use anyhow::Result;
 use serde_json::json;
 
-use crate::finding::{Finding, Kind};
+use super::{AuditOptions, fraction};
+use crate::model::{Finding, Kind, format_time, now_unix};
+use crate::store::{Coverage, Index};
 
-/// The counters the checks need, over the whole audited tree.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Totals {
-    /// Regular files of the manifest, and their bytes.
-    pub local_files: u64,
-    pub local_bytes: u64,
-    /// Of those, the ones the remote holds at the same size.
-    pub held_files: u64,
-    pub held_bytes: u64,
-    /// Objects under the prefix.
-    pub objects: u64,
-    /// Newest last-modified time under the prefix (Unix seconds).
-    pub newest: Option<i64>,
+/// Whole-backup findings, decided before any per-file line.
+pub(super) struct Health {
+    pub(super) held_files: u64,
+    pub(super) held_bytes: u64,
+    pub(super) newest: Option<i64>,
+    pub(super) findings: Vec<Finding>,
+}
+
+/// Coverage and freshness of the whole backup, from the index.
+pub(super) fn backup_health(
+    index: &Index,
+    root_id: i64,
+    remote: &str,
+    run_id: i64,
+    opts: &AuditOptions,
+) -> Result<Health> {
+    let totals = index.coverage(root_id, remote, run_id)?;
+    let policy = Policy {
+        min_coverage: opts.min_coverage,
+        max_age: opts.max_age,
+    };
+    Ok(Health {
+        held_files: totals.held_files,
+        held_bytes: totals.held_bytes,
+        newest: totals.newest,
+        findings: backup_findings(&totals, &policy, now_unix()),
+    })
 }
 
 /// The thresholds.
@@ -34,21 +52,12 @@ pub struct Policy {
     pub max_age: Option<i64>,
 }
 
-/// A fraction rounded to 4 decimals (1.0 of nothing).
-pub fn fraction(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        1.0
-    } else {
-        ((part as f64 / whole as f64) * 10_000.0).round() / 10_000.0
-    }
-}
-
 fn age_text(secs: i64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(secs.max(0) as u64)).to_string()
 }
 
 /// The whole-backup findings, in the order a report leads with them.
-pub fn backup_findings(t: &Totals, policy: &Policy, now: i64) -> Vec<Finding> {
+pub fn backup_findings(t: &Coverage, policy: &Policy, now: i64) -> Vec<Finding> {
     let mut findings = Vec::new();
     let (local_files, local_bytes) = (t.local_files, t.local_bytes);
     let (held_files, held_bytes) = (t.held_files, t.held_bytes);
@@ -84,7 +93,7 @@ pub fn backup_findings(t: &Totals, policy: &Policy, now: i64) -> Vec<Finding> {
         if age > max {
             findings.push(
                 Finding::new(Kind::Stale, Vec::new())
-                    .remote(json!({ "newest_object": crate::report::format_time(t) }))
+                    .remote(json!({ "newest_object": format_time(t) }))
                     .detail(format!(
                         "the newest object is {} old, over --max-age {}: has the backup job stopped?",
                         age_text(age),
@@ -110,7 +119,7 @@ pub fn inventory_finding(
         Finding::new(Kind::Stale, Vec::new())
             .remote(json!({
                 "inventory": manifest,
-                "created": crate::report::format_time(created),
+                "created": format_time(created),
             }))
             .detail(format!(
                 "the inventory report is {} old, over --max-age {}: is the inventory still delivered?",
@@ -129,6 +138,7 @@ pub fn is_backup_wide(f: &Finding) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Kind;
 
     const P: Policy = Policy {
         min_coverage: 0.99,
@@ -141,13 +151,13 @@ mod tests {
 
     #[test]
     fn empty_low_and_stale() {
-        let t = Totals {
+        let t = Coverage {
             local_files: 10,
             local_bytes: 100,
             ..Default::default()
         };
         assert_eq!(kinds(&backup_findings(&t, &P, 0)), [Kind::RemoteEmpty]);
-        let t = Totals {
+        let t = Coverage {
             held_files: 9,
             held_bytes: 99,
             objects: 9,
@@ -158,7 +168,7 @@ mod tests {
             kinds(&backup_findings(&t, &P, 3601)),
             [Kind::LowCoverage, Kind::Stale]
         );
-        let t = Totals {
+        let t = Coverage {
             held_files: 10,
             held_bytes: 100,
             ..t

@@ -1,0 +1,619 @@
+//! `vouch audit`: diff the manifest of ROOT against a remote.
+//!
+//! 1. The remote is listed and the listing cached in the index
+//!    (`remote_objects`), so it can be read back sorted by key.
+//! 2. A merger thread merge-joins two sorted streams, the manifest and the
+//!    listing, on its own read connection: memory does not grow with the
+//!    number of objects. Each pair gets exactly one outcome ([`decide`]).
+//! 3. Objects that need their bytes read are streamed through BLAKE3,
+//!    `--jobs` at a time, on a tokio runtime.
+//! 4. The calling thread owns the index connection: it records what was
+//!    read (so an interrupted audit never reads it again) and reports.
+//!
+//! The rule that matters most: an object counts as verified only when its
+//! bytes were hashed in full at its current ETag (this run or an earlier
+//! one), or its single-part MD5 ETag equals the file's MD5. Anything else
+//! that merely looks right is `unverified`, never a match.
+
+mod decide;
+pub mod health;
+mod merger;
+mod reads;
+
+pub use decide::{Decision, decide};
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use serde_json::{Map, Value, json};
+
+use crate::engine::inventory::Inventory;
+use crate::engine::remote::Remote;
+use crate::engine::shard::Shard;
+use crate::model::{Entry, Finding, Kind, ReadError, RemoteRow, format_time, now_unix, paths};
+use crate::out::{Progress, Sink};
+use crate::store::{Batch, Index};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Listing only: sizes, cached verifications and MD5 ETags decide.
+    Quick,
+    /// Read every object not yet verified at its current ETag.
+    Deep,
+    /// Quick, plus re-read the least recently verified objects up to
+    /// `--scrub-budget` bytes.
+    Scrub,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Quick => "quick",
+            Mode::Deep => "deep",
+            Mode::Scrub => "scrub",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    pub mode: Mode,
+    pub scrub_budget: u64,
+    pub jobs: usize,
+    pub strict: bool,
+    /// Below this fraction of the manifest's files or bytes held by the
+    /// remote, report `low_coverage` (or `remote_empty`).
+    pub min_coverage: f64,
+    /// Report `stale` for a backup older than this many seconds.
+    pub max_age: Option<i64>,
+    /// Only the keys of this shard (`--shard K/N`). A shard reports no
+    /// whole-backup findings: `vouch merge` decides those on the whole.
+    pub shard: Option<Shard>,
+    /// With an inventory as the listing: a file changed less than this
+    /// many seconds before the report was taken (or after) is not judged
+    /// by it.
+    pub inventory_grace: i64,
+}
+
+/// The default `--inventory-grace`: an inventory lists what the bucket
+/// held at some point while the report was being produced.
+pub const DEFAULT_INVENTORY_GRACE: i64 = 3600;
+
+/// What an audit found, with the counters its summary prints.
+#[derive(Debug, Clone, Default)]
+pub struct AuditSummary {
+    pub run_id: i64,
+    pub counts: BTreeMap<Kind, u64>,
+    pub local_files: u64,
+    pub local_bytes: u64,
+    pub remote_objects: u64,
+    pub remote_bytes: u64,
+    pub verified: u64,
+    pub verified_bytes: u64,
+    pub verified_by_md5: u64,
+    pub bytes_read: u64,
+    pub objects_read: u64,
+    pub symlinks_skipped: u64,
+    /// Files (and bytes) of the manifest present on the remote at the
+    /// same size.
+    pub held_files: u64,
+    pub held_bytes: u64,
+    /// Newest last-modified time under the prefix.
+    pub newest_object: Option<i64>,
+    /// Objects (and bytes) whose last full read is at most N days old.
+    pub verified_within: BTreeMap<u32, (u64, u64)>,
+    /// Archived objects (GLACIER, DEEP_ARCHIVE) a deep or scrub read
+    /// skipped.
+    pub archived_not_read: u64,
+    /// What was listed: `{"source": "list"}` or the inventory snapshot.
+    pub listing: Value,
+    pub shard: Option<Shard>,
+    pub min_coverage: f64,
+    pub max_age: Option<i64>,
+    pub elapsed_ms: u64,
+}
+
+const WITHIN_DAYS: [u32; 3] = [1, 7, 30];
+
+impl AuditSummary {
+    pub fn count(&self, kind: Kind) -> u64 {
+        self.counts.get(&kind).copied().unwrap_or(0)
+    }
+
+    pub fn discrepancies(&self, strict: bool) -> u64 {
+        self.counts
+            .iter()
+            .filter(|(k, _)| k.is_discrepancy() || (strict && **k == Kind::Unverified))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub fn to_json(&self, root: &Path, remote: &str, mode: Mode) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("command".into(), json!("audit"));
+        m.insert("root".into(), json!(root.display().to_string()));
+        m.insert("remote".into(), json!(remote));
+        m.insert("mode".into(), json!(mode.name()));
+        m.insert("run".into(), json!(self.run_id));
+        for kind in [
+            Kind::Missing,
+            Kind::Extra,
+            Kind::SizeMismatch,
+            Kind::Corrupt,
+            Kind::Unreadable,
+            Kind::Unverified,
+        ] {
+            m.insert(kind.name().into(), json!(self.count(kind)));
+        }
+        for kind in Kind::ALL {
+            if self.count(kind) > 0 && !m.contains_key(kind.name()) {
+                m.insert(kind.name().into(), json!(self.count(kind)));
+            }
+        }
+        m.insert("verified".into(), json!(self.verified));
+        m.insert("verified_bytes".into(), json!(self.verified_bytes));
+        m.insert("verified_by_md5".into(), json!(self.verified_by_md5));
+        m.insert("objects_read".into(), json!(self.objects_read));
+        m.insert("bytes_read".into(), json!(self.bytes_read));
+        m.insert("local_files".into(), json!(self.local_files));
+        m.insert("local_bytes".into(), json!(self.local_bytes));
+        m.insert("remote_objects".into(), json!(self.remote_objects));
+        m.insert("remote_bytes".into(), json!(self.remote_bytes));
+        m.insert("symlinks_skipped".into(), json!(self.symlinks_skipped));
+        if self.archived_not_read > 0 {
+            m.insert("archived_not_read".into(), json!(self.archived_not_read));
+        }
+        m.insert("held_files".into(), json!(self.held_files));
+        m.insert("held_bytes".into(), json!(self.held_bytes));
+        m.insert(
+            "coverage_files".into(),
+            json!(fraction(self.held_files, self.local_files)),
+        );
+        m.insert(
+            "coverage_bytes".into(),
+            json!(fraction(self.held_bytes, self.local_bytes)),
+        );
+        if let Some(t) = self.newest_object {
+            m.insert("newest_object".into(), json!(format_time(t)));
+        }
+        let mut within = Map::new();
+        for (days, (objects, bytes)) in &self.verified_within {
+            within.insert(
+                format!("{days}d"),
+                json!({
+                    "objects": objects,
+                    "bytes": bytes,
+                    "fraction_of_local_bytes": fraction(*bytes, self.local_bytes),
+                }),
+            );
+        }
+        m.insert("verified_within".into(), Value::Object(within));
+        if !self.listing.is_null() {
+            m.insert("listing".into(), self.listing.clone());
+        }
+        if let Some(s) = self.shard {
+            m.insert("shard".into(), s.to_json());
+            // What `vouch merge` needs to decide the whole-backup checks.
+            m.insert(
+                "policy".into(),
+                json!({ "min_coverage": self.min_coverage, "max_age_s": self.max_age }),
+            );
+        }
+        m.insert("elapsed_ms".into(), json!(self.elapsed_ms));
+        m
+    }
+}
+
+pub fn fraction(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        1.0
+    } else {
+        ((part as f64 / whole as f64) * 10_000.0).round() / 10_000.0
+    }
+}
+
+/// What the merger needs to decide each pair.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Policy {
+    mode: Mode,
+    max_age: Option<i64>,
+    /// With an inventory: its creation time minus the grace. A file
+    /// changed since cannot be judged by the inventory.
+    listed_before: Option<i64>,
+}
+
+/// An object whose bytes must be read.
+#[derive(Debug)]
+pub(crate) struct ReadTask {
+    local: Entry,
+    remote: RemoteRow,
+}
+
+pub(crate) enum Event {
+    Finding(Finding),
+    Verified {
+        size: u64,
+        verified_at: Option<i64>,
+        by_md5: Option<(Vec<u8>, [u8; 32], String)>,
+    },
+    Read {
+        task: Box<ReadTask>,
+        result: Result<([u8; 32], u64), ReadError>,
+    },
+    Counted {
+        local: Option<u64>,
+        remote: Option<u64>,
+    },
+    SymlinkSkipped,
+    ArchivedNotRead,
+    Failed(anyhow::Error),
+}
+
+/// Audits the manifest of `root_id` against `remote`, listed by a LIST of
+/// the prefix, or read from `inventory` when given.
+#[allow(clippy::too_many_arguments)]
+pub fn audit(
+    index: &mut Index,
+    root: &Path,
+    root_id: i64,
+    remote: &Remote,
+    inventory: Option<&Inventory>,
+    opts: &AuditOptions,
+    sink: &mut dyn Sink,
+    progress: &dyn Progress,
+) -> Result<AuditSummary> {
+    let prev_run = index.last_audit_run(root_id, &remote.id)?;
+    let run_id = index.begin_run(Some(root_id), "audit", Some(&remote.id), None)?;
+    match audit_run(
+        index, root_id, remote, inventory, opts, sink, progress, run_id, prev_run,
+    ) {
+        Ok(summary) => {
+            let bad = summary.discrepancies(opts.strict) > 0;
+            index.finish_run(
+                run_id,
+                if bad { "findings" } else { "ok" },
+                Some(i64::from(bad)),
+                None,
+                &Value::Object(summary.to_json(root, &remote.id, opts.mode)).to_string(),
+            )?;
+            Ok(summary)
+        }
+        Err(e) => {
+            let error = json!({ "error": format!("{e:#}") }).to_string();
+            let _ = index.finish_run(run_id, "failed", Some(2), None, &error);
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn audit_run(
+    index: &mut Index,
+    root_id: i64,
+    remote: &Remote,
+    inventory: Option<&Inventory>,
+    opts: &AuditOptions,
+    sink: &mut dyn Sink,
+    progress: &dyn Progress,
+    run_id: i64,
+    prev_run: Option<i64>,
+) -> Result<AuditSummary> {
+    let started = Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    progress.begin("auditing");
+
+    // 1. List the remote into the index.
+    let (listing_started, listing) = match inventory {
+        Some(inv) => {
+            let mut snapshot = inv.to_json();
+            let read = inventory_into_index(index, remote, inv, run_id, opts.shard, progress)?;
+            snapshot["source"] = json!("inventory");
+            snapshot["age_s"] = json!(now_unix() - inv.created());
+            snapshot["rows"] = json!(read.rows);
+            (inv.created(), snapshot)
+        }
+        None => {
+            let started = now_unix();
+            list_into_index(index, remote, run_id, opts.shard, &runtime, progress)?;
+            (started, json!({ "source": "list" }))
+        }
+    };
+
+    // Whole-backup findings (a shard leaves them to `vouch merge`), and
+    // what a scrub re-reads.
+    let mut health = health::backup_health(index, root_id, &remote.id, run_id, opts)?;
+    if let Some(inv) = inventory
+        && let Some(f) = health::inventory_finding(
+            &inv.location,
+            inv.created(),
+            &health::Policy {
+                min_coverage: opts.min_coverage,
+                max_age: opts.max_age,
+            },
+            now_unix(),
+        )
+    {
+        health.findings.push(f);
+    }
+    if opts.shard.is_some() {
+        health.findings.clear();
+    }
+    let scrub = if opts.mode == Mode::Scrub {
+        index.scrub_selection(root_id, &remote.id, run_id, opts.scrub_budget)?
+    } else {
+        HashSet::new()
+    };
+
+    // 2-4. Merge (a thread), read (the runtime), record (this thread).
+    let mut recorder = Recorder {
+        summary: AuditSummary {
+            run_id,
+            held_files: health.held_files,
+            held_bytes: health.held_bytes,
+            newest_object: health.newest,
+            listing,
+            shard: opts.shard,
+            min_coverage: opts.min_coverage,
+            max_age: opts.max_age,
+            ..Default::default()
+        },
+        run_id,
+        prev_run,
+        remote_id: &remote.id,
+        listing_started,
+        now: now_unix(),
+        sink,
+        progress,
+    };
+    let policy = Policy {
+        mode: opts.mode,
+        max_age: opts.max_age,
+        listed_before: inventory.map(|inv| inv.created() - opts.inventory_grace),
+    };
+    let (event_tx, event_rx) = mpsc::channel::<Event>();
+    let (read_tx, read_rx) = tokio::sync::mpsc::channel::<ReadTask>(opts.jobs.max(1) * 4);
+    let index_path = index.path().to_path_buf();
+    let jobs = opts.jobs.max(1);
+    std::thread::scope(|scope| -> Result<()> {
+        let merger_events = event_tx.clone();
+        let scrub = &scrub;
+        let remote_id = remote.id.clone();
+        scope.spawn(move || {
+            if let Err(e) = merger::merge(
+                &index_path,
+                root_id,
+                &remote_id,
+                run_id,
+                policy,
+                scrub,
+                read_tx,
+                &merger_events,
+            ) {
+                let _ = merger_events.send(Event::Failed(e));
+            }
+        });
+        let reader_events = event_tx;
+        let handle = runtime.handle().clone();
+        scope.spawn(move || {
+            handle.block_on(reads::read_objects(remote, read_rx, jobs, reader_events));
+        });
+        let mut batch = index.batch()?;
+        for f in health.findings {
+            recorder.report(&mut batch, f)?;
+        }
+        let result = recorder.record(&mut batch, &event_rx);
+        batch.commit()?;
+        result
+    })?;
+    progress.end();
+    let mut summary = recorder.summary;
+    summary.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(summary)
+}
+
+/// Lists the remote into the index (`remote_objects`), skipping directory
+/// markers and other shards' keys, and forgets objects the listing no
+/// longer returns.
+fn list_into_index(
+    index: &mut Index,
+    remote: &Remote,
+    run_id: i64,
+    shard: Option<Shard>,
+    runtime: &tokio::runtime::Runtime,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut batch = index.batch()?;
+    runtime.block_on(async {
+        let mut stream = remote.list();
+        let mut n = 0u64;
+        while let Some(item) = stream.next().await {
+            let obj = item?;
+            if obj.key.last() == Some(&paths::SEP) || obj.key.is_empty() {
+                continue; // a "directory marker" object
+            }
+            if shard.is_some_and(|s| !s.owns_stored(&obj.key)) {
+                continue;
+            }
+            batch.upsert_listed(&remote.id, &obj, run_id)?;
+            n += 1;
+            progress.status(&format!("{n} objects listed"));
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    batch.commit()?;
+    index.prune_remote(&remote.id, run_id)?;
+    Ok(())
+}
+
+/// Reads the inventory's rows under the remote's prefix (and in this
+/// shard) into the index, as a listing would have listed them. The
+/// inventory must be of the remote's bucket.
+fn inventory_into_index(
+    index: &mut Index,
+    remote: &Remote,
+    inv: &Inventory,
+    run_id: i64,
+    shard: Option<Shard>,
+    progress: &dyn Progress,
+) -> Result<crate::engine::inventory::ReadStats> {
+    if let Some(bucket) = remote.bucket()
+        && bucket != inv.manifest.source_bucket
+    {
+        anyhow::bail!(
+            "the inventory {} lists bucket {}, not the remote's bucket {bucket}",
+            inv.location,
+            inv.manifest.source_bucket
+        );
+    }
+    let prefix = remote.prefix.as_ref().as_bytes().to_vec();
+    let mut batch = index.batch()?;
+    let mut n = 0u64;
+    let stats = inv.for_each_row(|row| {
+        let rel = if prefix.is_empty() {
+            &row.key[..]
+        } else {
+            match row.key.strip_prefix(&prefix[..]) {
+                Some(rest) if rest.first() == Some(&b'/') => &rest[1..],
+                _ => return Ok(()),
+            }
+        };
+        let key = paths::key_from_slash(rel);
+        if key.last() == Some(&paths::SEP) || key.is_empty() {
+            return Ok(()); // a "directory marker" object
+        }
+        if shard.is_some_and(|s| !s.owns(rel)) {
+            return Ok(());
+        }
+        let obj = crate::model::Listed {
+            key,
+            size: row.size,
+            etag: row.etag.clone(),
+            version: row.version.clone(),
+            last_modified: row.last_modified,
+            storage_class: row.storage_class.clone(),
+        };
+        batch.upsert_listed(&remote.id, &obj, run_id)?;
+        n += 1;
+        if n.is_multiple_of(4096) {
+            progress.status(&format!("{n} objects read from the inventory"));
+        }
+        Ok(())
+    })?;
+    batch.commit()?;
+    index.prune_remote(&remote.id, run_id)?;
+    Ok(stats)
+}
+
+/// The recorder: applies what the merger and the readers send, in the
+/// index's write transaction, and reports each finding.
+struct Recorder<'a> {
+    summary: AuditSummary,
+    run_id: i64,
+    prev_run: Option<i64>,
+    remote_id: &'a str,
+    listing_started: i64,
+    now: i64,
+    sink: &'a mut dyn Sink,
+    progress: &'a dyn Progress,
+}
+
+impl Recorder<'_> {
+    fn report(&mut self, batch: &mut Batch<'_>, mut f: Finding) -> Result<()> {
+        *self.summary.counts.entry(f.kind).or_default() += 1;
+        batch.record_finding(self.run_id, self.prev_run, &mut f)?;
+        self.sink.finding(&f)
+    }
+
+    /// Counts an object whose last full read was at `at`.
+    fn read_within(&mut self, at: i64, size: u64) {
+        for days in WITHIN_DAYS {
+            if self.now - at <= i64::from(days) * 86_400 {
+                let e = self.summary.verified_within.entry(days).or_default();
+                e.0 += 1;
+                e.1 += size;
+            }
+        }
+    }
+
+    /// Records events until the merger and the readers are done, or one
+    /// of them fails.
+    fn record(&mut self, batch: &mut Batch<'_>, events: &mpsc::Receiver<Event>) -> Result<()> {
+        for event in events.iter() {
+            self.progress.advance(1);
+            match event {
+                Event::Failed(e) => return Err(e),
+                Event::Counted { local, remote } => {
+                    if let Some(size) = local {
+                        self.summary.local_files += 1;
+                        self.summary.local_bytes += size;
+                    }
+                    if let Some(size) = remote {
+                        self.summary.remote_objects += 1;
+                        self.summary.remote_bytes += size;
+                    }
+                }
+                Event::SymlinkSkipped => self.summary.symlinks_skipped += 1,
+                Event::ArchivedNotRead => self.summary.archived_not_read += 1,
+                Event::Finding(f) => self.report(batch, f)?,
+                Event::Verified {
+                    size,
+                    verified_at,
+                    by_md5,
+                } => {
+                    self.summary.verified += 1;
+                    self.summary.verified_bytes += size;
+                    if let Some((key, blake3, fingerprint)) = by_md5 {
+                        self.summary.verified_by_md5 += 1;
+                        batch.record_read(self.remote_id, &key, &blake3, &fingerprint, size)?;
+                    }
+                    if let Some(at) = verified_at {
+                        self.read_within(at, size);
+                    }
+                }
+                Event::Read { task, result } => {
+                    let f = reads::settle_read(
+                        batch,
+                        self.remote_id,
+                        &task,
+                        result,
+                        self.listing_started,
+                        &mut self.summary,
+                    )?;
+                    if f.is_none() {
+                        self.read_within(self.now, task.remote.size);
+                    }
+                    self.progress.bytes("read", self.summary.bytes_read);
+                    if let Some(f) = f {
+                        self.report(batch, f)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn describe_remote(r: &RemoteRow) -> Value {
+    let mut m = Map::new();
+    m.insert("size".into(), json!(r.size));
+    if let Some(e) = &r.etag {
+        m.insert("etag".into(), json!(e));
+    }
+    if let Some(v) = &r.version {
+        m.insert("version".into(), json!(v));
+    }
+    m.insert("last_modified".into(), json!(format_time(r.last_modified)));
+    if let Some(c) = &r.storage_class {
+        m.insert("storage_class".into(), json!(c));
+    }
+    Value::Object(m)
+}
