@@ -26,7 +26,7 @@ fn cpu_seconds() -> f64 {
     t(u.ru_utime) + t(u.ru_stime)
 }
 
-fn gen(dir: &str, rows: u64, bucket: &str, per_file: u64) {
+fn generate(dir: &str, rows: u64, bucket: &str, per_file: u64) {
     let config = format!("inv/{bucket}/daily");
     let created: u64 = 1_772_331_720_000; // 2026-03-01T02:22:00Z
     let data_dir = std::path::Path::new(dir).join(&config).join("data");
@@ -42,7 +42,10 @@ fn gen(dir: &str, rows: u64, bucket: &str, per_file: u64) {
         while i < end {
             line.clear();
             use std::fmt::Write as _;
-            let etag = format!("{:032x}", (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c));
+            let etag = format!(
+                "{:032x}",
+                (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c)
+            );
             write!(
                 line,
                 "\"{bucket}\",\"d{}/f{i}.bin\",\"1024\",\"2026-02-{:02}T{:02}:{:02}:00.000Z\",\"{etag}\",\"STANDARD\",\"false\",\"\",\"SSE-S3\",\"\"\n",
@@ -88,10 +91,11 @@ fn gen(dir: &str, rows: u64, bucket: &str, per_file: u64) {
 fn parse(url: &str, shards: u64) {
     let started = Instant::now();
     let cpu0 = cpu_seconds();
-    let inv = vouch::engine::inventory::Inventory::open(url, &Default::default()).unwrap_or_else(|e| {
-        eprintln!("{e:#}");
-        std::process::exit(2)
-    });
+    let inv =
+        vouch::engine::inventory::Inventory::open(url, &Default::default()).unwrap_or_else(|e| {
+            eprintln!("{e:#}");
+            std::process::exit(2)
+        });
     let mut per = vec![0u64; shards.max(1) as usize];
     let mut bytes = 0u64;
     let stats = inv
@@ -133,18 +137,21 @@ fn parse(url: &str, shards: u64) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("gen") if args.len() >= 3 => gen(
+        Some("gen") if args.len() >= 3 => generate(
             &args[1],
             args[2].parse().expect("ROWS"),
             args.get(3).map_or("bench-bucket", String::as_str),
-            args.get(4).map_or(1_000_000, |s| s.parse().expect("ROWS_PER_FILE")),
+            args.get(4)
+                .map_or(1_000_000, |s| s.parse().expect("ROWS_PER_FILE")),
         ),
         Some("parse") if args.len() >= 2 => parse(
             &args[1],
             args.get(2).map_or(1, |s| s.parse().expect("SHARDS")),
         ),
         _ => {
-            eprintln!("usage: inventory gen DIR ROWS [BUCKET] [ROWS_PER_FILE] | parse MANIFEST [SHARDS]");
+            eprintln!(
+                "usage: inventory gen DIR ROWS [BUCKET] [ROWS_PER_FILE] | parse MANIFEST [SHARDS]"
+            );
             std::process::exit(2);
         }
     }
