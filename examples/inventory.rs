@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example inventory -- gen DIR ROWS [BUCKET] [ROWS_PER_FILE]
+//! cargo run --release --example inventory -- tree ROOT DIR BUCKET PREFIX
 //! cargo run --release --example inventory -- parse MANIFEST_OR_FOLDER [SHARDS]
 //! ```
 //!
@@ -10,7 +11,8 @@
 //! data files, form-URL-encoded keys, the full default column set) into
 //! DIR as a copy of the destination bucket, with keys
 //! `d{i % 1000}/f{i}.bin` of 1 KiB each; it prints the path of
-//! manifest.json. `parse` reads a report through vouch's reader (MD5
+//! manifest.json. `tree` writes the report of a bucket holding the local
+//! tree ROOT under PREFIX (real MD5 ETags). `parse` reads a report through vouch's reader (MD5
 //! checks included) and prints rows, seconds, rows/s and CPU seconds; with
 //! SHARDS it also counts the keys per shard.
 
@@ -28,7 +30,6 @@ fn cpu_seconds() -> f64 {
 
 fn generate(dir: &str, rows: u64, bucket: &str, per_file: u64) {
     let config = format!("inv/{bucket}/daily");
-    let created: u64 = 1_772_331_720_000; // 2026-03-01T02:22:00Z
     let data_dir = std::path::Path::new(dir).join(&config).join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
     let mut files = Vec::new();
@@ -65,6 +66,13 @@ fn generate(dir: &str, rows: u64, bucket: &str, per_file: u64) {
         }));
         n += 1;
     }
+    write_manifest(dir, &config, bucket, files);
+}
+
+/// manifest.json and manifest.checksum of a report taken 2026-03-01T02:22Z;
+/// prints the path of manifest.json.
+fn write_manifest(dir: &str, config: &str, bucket: &str, files: Vec<serde_json::Value>) {
+    let created: u64 = 1_772_331_720_000;
     let manifest = serde_json::json!({
         "sourceBucket": bucket,
         "destinationBucket": "arn:aws:s3:::inventory-dest",
@@ -76,7 +84,7 @@ fn generate(dir: &str, rows: u64, bucket: &str, per_file: u64) {
     });
     let manifest = serde_json::to_vec_pretty(&manifest).unwrap();
     let dated = std::path::Path::new(dir)
-        .join(&config)
+        .join(config)
         .join("2026-03-01T02-22Z");
     std::fs::create_dir_all(&dated).unwrap();
     std::fs::write(
@@ -86,6 +94,62 @@ fn generate(dir: &str, rows: u64, bucket: &str, per_file: u64) {
     .unwrap();
     std::fs::write(dated.join("manifest.json"), &manifest).unwrap();
     println!("{}", dated.join("manifest.json").display());
+}
+
+/// Form-URL-encodes a key as S3 Inventory does (space as `+`).
+fn encode_key(key: &[u8]) -> String {
+    let mut s = String::new();
+    for &b in key {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                s.push(b as char)
+            }
+            b' ' => s.push('+'),
+            _ => s.push_str(&format!("%{b:02X}")),
+        }
+    }
+    s
+}
+
+/// An inventory of a local tree as a bucket `BUCKET` holding it under
+/// `PREFIX/` (real MD5 ETags, so a quick audit with --md5 verifies).
+fn tree(root: &str, dir: &str, bucket: &str, prefix: &str) {
+    use std::os::unix::ffi::OsStrExt;
+    let config = format!("inv/{bucket}/daily");
+    let data_dir = std::path::Path::new(dir).join(&config).join("data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut n = 0u64;
+    for e in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let e = e.unwrap();
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let rel = e.path().strip_prefix(root).unwrap();
+        let mut key = if prefix.is_empty() {
+            Vec::new()
+        } else {
+            format!("{prefix}/").into_bytes()
+        };
+        key.extend_from_slice(rel.as_os_str().as_bytes());
+        let data = std::fs::read(e.path()).unwrap();
+        writeln!(
+            gz,
+            "\"{bucket}\",\"{}\",\"{}\",\"2026-02-01T00:00:00.000Z\",\"{}\",\"STANDARD\",\"false\",\"\",\"SSE-S3\",\"\"",
+            encode_key(&key),
+            data.len(),
+            hex::encode(Md5::digest(&data))
+        )
+        .unwrap();
+        n += 1;
+    }
+    let data = gz.finish().unwrap();
+    let key = format!("{config}/data/00000-tree.csv.gz");
+    std::fs::write(std::path::Path::new(dir).join(&key), &data).unwrap();
+    write_manifest(dir, &config, bucket, vec![serde_json::json!({
+        "key": key, "size": data.len(), "MD5checksum": hex::encode(Md5::digest(&data)),
+    })]);
+    eprintln!("{n} objects");
 }
 
 fn parse(url: &str, shards: u64) {
@@ -144,6 +208,7 @@ fn main() {
             args.get(4)
                 .map_or(1_000_000, |s| s.parse().expect("ROWS_PER_FILE")),
         ),
+        Some("tree") if args.len() >= 5 => tree(&args[1], &args[2], &args[3], &args[4]),
         Some("parse") if args.len() >= 2 => parse(
             &args[1],
             args.get(2).map_or(1, |s| s.parse().expect("SHARDS")),
