@@ -47,9 +47,9 @@ fn generate(dir: &str, rows: u64, bucket: &str, per_file: u64) {
                 "{:032x}",
                 (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c)
             );
-            write!(
+            writeln!(
                 line,
-                "\"{bucket}\",\"d{}/f{i}.bin\",\"1024\",\"2026-02-{:02}T{:02}:{:02}:00.000Z\",\"{etag}\",\"STANDARD\",\"false\",\"\",\"SSE-S3\",\"\"\n",
+                "\"{bucket}\",\"d{}/f{i}.bin\",\"1024\",\"2026-02-{:02}T{:02}:{:02}:00.000Z\",\"{etag}\",\"STANDARD\",\"false\",\"\",\"SSE-S3\",\"\"",
                 i % 1000,
                 1 + i % 28,
                 i % 24,
@@ -146,9 +146,14 @@ fn tree(root: &str, dir: &str, bucket: &str, prefix: &str) {
     let data = gz.finish().unwrap();
     let key = format!("{config}/data/00000-tree.csv.gz");
     std::fs::write(std::path::Path::new(dir).join(&key), &data).unwrap();
-    write_manifest(dir, &config, bucket, vec![serde_json::json!({
-        "key": key, "size": data.len(), "MD5checksum": hex::encode(Md5::digest(&data)),
-    })]);
+    write_manifest(
+        dir,
+        &config,
+        bucket,
+        vec![serde_json::json!({
+            "key": key, "size": data.len(), "MD5checksum": hex::encode(Md5::digest(&data)),
+        })],
+    );
     eprintln!("{n} objects");
 }
 
@@ -201,7 +206,7 @@ fn parse(url: &str, shards: u64) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("gen") if args.len() >= 3 => generate(
+        Some("generate") if args.len() >= 3 => generate(
             &args[1],
             args[2].parse().expect("ROWS"),
             args.get(3).map_or("bench-bucket", String::as_str),
@@ -215,7 +220,7 @@ fn main() {
         ),
         _ => {
             eprintln!(
-                "usage: inventory gen DIR ROWS [BUCKET] [ROWS_PER_FILE] | parse MANIFEST [SHARDS]"
+                "usage: inventory generate DIR ROWS [BUCKET] [ROWS_PER_FILE] | tree ROOT DIR BUCKET PREFIX | parse MANIFEST [SHARDS]"
             );
             std::process::exit(2);
         }

@@ -289,7 +289,15 @@ struct Identity {
 }
 
 /// Counters that are not summed.
-const NOT_SUMMED: [&str; 4] = ["run", "elapsed_ms", "merkle_root", "newest_object"];
+const NOT_SUMMED: [&str; 7] = [
+    "run",
+    "elapsed_ms",
+    "merkle_root",
+    "newest_object",
+    "listing",
+    "policy",
+    "shard",
+];
 
 /// Adds `b`'s whole-number counters into `a`, recursively; the first
 /// report's text and flags stand.
@@ -367,7 +375,15 @@ pub fn merge(sources: &[Source], opts: &MergeOptions, sink: &mut dyn Sink) -> Re
             command: text("command"),
             remote: text("remote"),
             mode: text("mode"),
-            listing: summary.get("listing").cloned().unwrap_or(Value::Null),
+            // The snapshot's identity only: each shard read it at its own
+            // time (`age_s` differs), but it must be the same report.
+            listing: summary.get("listing").map_or(Value::Null, |l| {
+                json!({
+                    "source": l.get("source"),
+                    "manifest": l.get("manifest"),
+                    "md5": l.get("md5"),
+                })
+            }),
         };
         match &first {
             None => first = Some((id.clone(), src.name.clone())),
@@ -474,9 +490,9 @@ pub fn merge(sources: &[Source], opts: &MergeOptions, sink: &mut dyn Sink) -> Re
             .max(),
     };
     let mut whole = health::backup_findings(&totals, &policy, opts.now);
-    if let Some(created) = parse_time(id.listing.get("created")) {
-        let manifest = id
-            .listing
+    let listing = heads[0].get("listing").cloned().unwrap_or(Value::Null);
+    if let Some(created) = parse_time(listing.get("created")) {
+        let manifest = listing
             .get("manifest")
             .and_then(Value::as_str)
             .unwrap_or("?");
@@ -525,7 +541,12 @@ pub fn merge(sources: &[Source], opts: &MergeOptions, sink: &mut dyn Sink) -> Re
         "shards".into(),
         json!({ "count": id.count, "hash": id.hash, "reports": by_index.values().collect::<Vec<_>>() }),
     );
-    summary.remove("shard");
+    if let Value::Object(mut l) = listing {
+        if let Some(created) = parse_time(l.get("created")) {
+            l.insert("age_s".into(), json!(opts.now - created));
+        }
+        summary.insert("listing".into(), Value::Object(l));
+    }
     summary.insert(
         "coverage_files".into(),
         json!(fraction(totals.held_files, totals.local_files)),
@@ -684,7 +705,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("shard count N = 3 differs from 2"), "{e}");
-        let inv = json!({"listing": {"source": "inventory", "md5": "aa"}});
+        let inv = json!({"listing": {"source": "inventory", "md5": "aa", "age_s": 1}});
         let e = run(vec![report(0, 2, &[], json!({})), report(1, 2, &[], inv)])
             .unwrap_err()
             .to_string();
@@ -703,6 +724,20 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("not a complete vouch JSON report"), "{e}");
+    }
+
+    #[test]
+    fn shards_of_one_inventory_merge_whatever_their_age() {
+        let inv = |age: u64| {
+            json!({"listing": {"source": "inventory", "manifest": "m", "md5": "aa",
+                "created": "2026-03-01T00:00:00Z", "age_s": age, "rows": 100}})
+        };
+        let (m, findings) =
+            run(vec![report(0, 2, &[], inv(10)), report(1, 2, &[], inv(99))]).unwrap();
+        let l = &m.summary["listing"];
+        assert_eq!(l["rows"], 100, "not summed");
+        assert_eq!(l["age_s"], 1_772_400_000 - 1_772_323_200);
+        assert!(findings.iter().all(|f| f.kind != Kind::Stale));
     }
 
     #[test]

@@ -3,10 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::support::inventory::{InvObject, Spec, write_dir};
 use crate::*;
 
 /// A tree of 60 files, a directory backup with every kind of discrepancy.
 fn setup(env: &Env) -> PathBuf {
+    setup_listed(env).0
+}
+
+/// [`setup`], and the backup's objects as an inventory lists them.
+fn setup_listed(env: &Env) -> (PathBuf, Vec<InvObject>) {
+    let mut objects = Vec::new();
     let backup = env.dir.path().join("backup");
     for i in 0..60u32 {
         let rel = format!("d{}/f{i:02}.txt", i % 4);
@@ -16,15 +23,20 @@ fn setup(env: &Env) -> PathBuf {
             0 => {} // missing from the backup
             1 => {
                 Env::write_in(&backup, &rel, b"short");
+                objects.push(InvObject::of(&rel, b"short", 1_600_000_000));
             }
             _ => {
                 Env::write_in(&backup, &rel, content.as_bytes());
+                objects.push(InvObject::of(&rel, content.as_bytes(), 1_600_000_000));
             }
         }
     }
     Env::write_in(&backup, "extra-1", b"x");
     Env::write_in(&backup, "d2/extra-2", b"y");
-    backup
+    objects.push(InvObject::of("extra-1", b"x", 1_600_000_000));
+    objects.push(InvObject::of("d2/extra-2", b"y", 1_600_000_000));
+    objects.sort_by(|a, b| a.key.cmp(&b.key));
+    (backup, objects)
 }
 
 fn audit(env: &Env, index: &Path, backup: &Path, extra: &[&str]) -> (i32, Value, String) {
@@ -189,4 +201,65 @@ fn shard_arguments_and_indexes_are_checked() {
     }
     let (code, _, err) = audit(&env, &index, &backup, &["--shard", "1/4"]);
     assert!(code <= 1, "{err}");
+}
+
+#[test]
+fn inventory_shards_merge_into_the_unsharded_inventory_audit() {
+    let env = Env::new();
+    let (backup, objects) = setup_listed(&env);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let dest = env.dir.path().join("dest");
+    let spec = Spec::new("bkt", now + 3 * 3600, objects);
+    write_dir(&dest, &spec);
+    let inv = dest.join(spec.config_key());
+    let inv = inv.to_str().unwrap();
+    let (code, whole, err) = audit(
+        &env,
+        &env.dir.path().join("all.sqlite3"),
+        &backup,
+        &["--inventory", inv, "--md5"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(whole["summary"]["listing"]["rows"], 56);
+    let reports = env.dir.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    for k in 0..3 {
+        let out = reports.join(format!("shard-{k}.jsonl"));
+        let (code, _, err) = audit(
+            &env,
+            &env.dir.path().join(format!("s{k}.sqlite3")),
+            &backup,
+            &[
+                "--inventory",
+                inv,
+                "--md5",
+                "--shard",
+                &format!("{k}/3"),
+                "--format",
+                "jsonl",
+                "--output",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(code <= 1, "{err}");
+    }
+    let out = env
+        .vouch()
+        .args(["merge", reports.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let merged: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(findings(&merged), findings(&whole));
+    for c in SUMMED {
+        assert_eq!(counter(&merged, c), counter(&whole, c), "{c}");
+    }
+    assert_eq!(merged["summary"]["listing"]["rows"], 56);
+    assert_eq!(
+        merged["summary"]["listing"]["md5"],
+        whole["summary"]["listing"]["md5"]
+    );
 }

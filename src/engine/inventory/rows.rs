@@ -117,12 +117,10 @@ fn fill(row: &mut Row, record: &csv::ByteRecord, columns: &[Column]) -> Result<b
     for (field, column) in record.iter().zip(columns) {
         match column {
             Column::Key => url_decode(field, &mut row.key)?,
-            Column::Size => {
-                if !field.is_empty() {
-                    size = Some(parse_u64(field).ok_or_else(|| {
-                        anyhow!("Size {:?} is not a number", String::from_utf8_lossy(field))
-                    })?);
-                }
+            Column::Size if !field.is_empty() => {
+                size = Some(parse_u64(field).ok_or_else(|| {
+                    anyhow!("Size {:?} is not a number", String::from_utf8_lossy(field))
+                })?);
             }
             Column::ETag if !field.is_empty() => {
                 let t = std::str::from_utf8(field).map_err(|_| anyhow!("ETag is not text"))?;
