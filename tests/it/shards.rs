@@ -227,7 +227,7 @@ fn inventory_shards_merge_into_the_unsharded_inventory_audit() {
     let reports = env.dir.path().join("reports");
     std::fs::create_dir(&reports).unwrap();
     for k in 0..3 {
-        let out = reports.join(format!("shard-{k}.jsonl"));
+        let out = reports.join(format!("shard-{k}.json"));
         let (code, _, err) = audit(
             &env,
             &env.dir.path().join(format!("s{k}.sqlite3")),
@@ -238,8 +238,6 @@ fn inventory_shards_merge_into_the_unsharded_inventory_audit() {
                 "--md5",
                 "--shard",
                 &format!("{k}/3"),
-                "--format",
-                "jsonl",
                 "--output",
                 out.to_str().unwrap(),
             ],
