@@ -14,6 +14,6 @@ OUT=${OUT:-$STATE/reports/$(date -u +%Y-%m-%dT%H%M)}
 mkdir -p "$OUT"
 seq 1 "$N" | parallel -j "$N" --halt never \
     vouch audit "$ROOT" --remote "$REMOTE" ${INVENTORY:+--inventory "$INVENTORY"} \
-        --shard "auto/$N" --index "$STATE/shard-{#}.sqlite3" --quiet \
+        --shard "auto/$N" --index "$STATE/shard-{#}.sqlite3" \
         --format json --output "$OUT/shard-{#}.json"
 exec vouch merge "$OUT" --format table --metrics "$STATE/vouch.prom"
