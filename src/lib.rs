@@ -33,6 +33,8 @@ pub mod scan;
 pub mod snapshot;
 pub mod verify;
 pub mod walk;
+#[path = "engine/checks/mod.rs"]
+pub mod checks;
 
 /// The outcome of a command, mapped by `main` to the process exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
