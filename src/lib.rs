@@ -16,6 +16,8 @@
 
 pub mod alert;
 pub mod audit;
+#[path = "engine/checks/mod.rs"]
+pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod diff;
@@ -33,8 +35,6 @@ pub mod scan;
 pub mod snapshot;
 pub mod verify;
 pub mod walk;
-#[path = "engine/checks/mod.rs"]
-pub mod checks;
 
 /// The outcome of a command, mapped by `main` to the process exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

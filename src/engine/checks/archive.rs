@@ -124,7 +124,10 @@ pub(super) fn tar<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Report>
                     n(size)
                 )
             } else {
-                format!("tar archive ends at byte {} inside a header: the archive was cut off", n(size))
+                format!(
+                    "tar archive ends at byte {} inside a header: the archive was cut off",
+                    n(size)
+                )
             }));
         }
         if h.iter().all(|&b| b == 0) {
@@ -150,7 +153,9 @@ pub(super) fn tar<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Report>
         }
         let kind = h[156];
         let Some(header_size) = octal(&h[124..136]) else {
-            return done(Verdict::Undecided(format!("unreadable size field at byte {pos}")));
+            return done(Verdict::Undecided(format!(
+                "unreadable size field at byte {pos}"
+            )));
         };
         let name = entry_name(&h);
         let data = match kind {
@@ -221,7 +226,9 @@ pub(super) fn zip<R: Read + Seek>(src: &mut Source<'_, R>, level: Level) -> io::
     let mut i = tail.len().saturating_sub(22) as isize;
     while i >= 0 {
         let at = i as usize;
-        if tail[at..].starts_with(b"PK\x05\x06") && le16(&tail, at + 20) as usize == tail.len() - at - 22 {
+        if tail[at..].starts_with(b"PK\x05\x06")
+            && le16(&tail, at + 20) as usize == tail.len() - at - 22
+        {
             eocd = Some(at);
             break;
         }
@@ -243,9 +250,14 @@ pub(super) fn zip<R: Read + Seek>(src: &mut Source<'_, R>, level: Level) -> io::
     let mut cd_limit = eocd_pos;
     let mut zip64 = false;
     if entries == 0xffff || cd_size == 0xffff_ffff || cd_offset == 0xffff_ffff {
-        let loc = eocd_pos.checked_sub(20).map(|p| src.read_at(p, 20)).transpose()?;
+        let loc = eocd_pos
+            .checked_sub(20)
+            .map(|p| src.read_at(p, 20))
+            .transpose()?;
         let Some(loc) = loc.filter(|l| l.starts_with(b"PK\x06\x07")) else {
-            return done(Verdict::Undecided("zip32 limits reached without a zip64 locator".into()));
+            return done(Verdict::Undecided(
+                "zip32 limits reached without a zip64 locator".into(),
+            ));
         };
         let rec_at = le64(&loc, 8);
         let rec = src.read_at(rec_at, 56)?;
@@ -271,7 +283,9 @@ pub(super) fn zip<R: Read + Seek>(src: &mut Source<'_, R>, level: Level) -> io::
         )));
     }
     if cd_size > 256 << 20 {
-        return done(Verdict::Undecided("a central directory over 256 MiB".into()));
+        return done(Verdict::Undecided(
+            "a central directory over 256 MiB".into(),
+        ));
     }
     let cd = src.read_at(cd_offset, cd_size as usize)?;
     let mut list = Vec::new();
@@ -392,7 +406,12 @@ fn zip_entry_crc<R: Read + Seek>(
                 hasher.update(&buf[..got]);
                 total += got as u64;
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
+                ) =>
+            {
                 return Ok(Some(Verdict::Damaged(format!(
                     "zip entry '{}' cannot be decompressed: its data is corrupt",
                     entry.name

@@ -138,7 +138,9 @@ pub(super) fn gzip<R: Read + Seek>(src: &mut Source<'_, R>, level: Level) -> io:
                 level,
             ));
         }
-        Header::Strange(why) => return Ok(Report::new(Format::Gzip, Verdict::Undecided(why), level)),
+        Header::Strange(why) => {
+            return Ok(Report::new(Format::Gzip, Verdict::Undecided(why), level));
+        }
     };
     // The smallest member: header, an empty deflate block (2 bytes), trailer.
     if size < header + 2 + 8 {
@@ -167,7 +169,9 @@ pub(super) fn gzip<R: Read + Seek>(src: &mut Source<'_, R>, level: Level) -> io:
     }
     Ok(Report::new(
         Format::Gzip,
-        Verdict::Undecided("a gzip stream's end is only proven by decompressing it (--checks full)".into()),
+        Verdict::Undecided(
+            "a gzip stream's end is only proven by decompressing it (--checks full)".into(),
+        ),
         level,
     ))
 }
@@ -271,7 +275,10 @@ pub(super) fn zstd<R: Read + Seek>(src: &mut Source<'_, R>, level: Level) -> io:
                             n(size)
                         ));
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Other || e.kind() == io::ErrorKind::InvalidData => {
+                    Err(e)
+                        if e.kind() == io::ErrorKind::Other
+                            || e.kind() == io::ErrorKind::InvalidData =>
+                    {
                         break Verdict::Damaged(format!("zstd data is corrupt: {e}"));
                     }
                     Err(e) => return Err(e),
@@ -353,7 +360,10 @@ fn zstd_walk<R: Read + Seek>(src: &mut Source<'_, R>, size: u64) -> io::Result<V
         loop {
             let bh = src.read_at(pos, 3)?;
             if bh.len() < 3 {
-                return Ok(cut(&format!("frame {}: a block header is missing", frames + 1)));
+                return Ok(cut(&format!(
+                    "frame {}: a block header is missing",
+                    frames + 1
+                )));
             }
             let v = u32::from_le_bytes([bh[0], bh[1], bh[2], 0]);
             let last = v & 1 != 0;
@@ -399,7 +409,9 @@ pub(super) fn xz<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Report> 
         )));
     }
     if crc32fast::hash(&head[6..8]).to_le_bytes() != head[8..12] {
-        return done(Verdict::Damaged("xz stream header fails its CRC32: the file is corrupt".into()));
+        return done(Verdict::Damaged(
+            "xz stream header fails its CRC32: the file is corrupt".into(),
+        ));
     }
     // Stream padding: zero bytes in multiples of four at the end.
     let (start, tail) = src.tail(64 * 1024)?;
@@ -408,7 +420,9 @@ pub(super) fn xz<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Report> 
         end -= 4;
     }
     if end < 12 || start + (end as u64) < 24 {
-        return done(Verdict::Undecided("too short for an xz stream footer".into()));
+        return done(Verdict::Undecided(
+            "too short for an xz stream footer".into(),
+        ));
     }
     let footer = &tail[end - 12..end];
     if &footer[10..12] != b"YZ" {
@@ -418,15 +432,22 @@ pub(super) fn xz<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Report> 
         )));
     }
     if crc32fast::hash(&footer[4..10]).to_le_bytes() != footer[0..4] {
-        return done(Verdict::Damaged("xz stream footer fails its CRC32: the file is corrupt".into()));
+        return done(Verdict::Damaged(
+            "xz stream footer fails its CRC32: the file is corrupt".into(),
+        ));
     }
-    let backward = (u32::from_le_bytes([footer[4], footer[5], footer[6], footer[7]]) as u64 + 1) * 4;
+    let backward =
+        (u32::from_le_bytes([footer[4], footer[5], footer[6], footer[7]]) as u64 + 1) * 4;
     let footer_at = start + end as u64 - 12;
     let Some(index_at) = footer_at.checked_sub(backward) else {
-        return done(Verdict::Damaged("xz footer points before the start of the file".into()));
+        return done(Verdict::Damaged(
+            "xz footer points before the start of the file".into(),
+        ));
     };
     if index_at < 12 {
-        return done(Verdict::Damaged("xz footer points before the start of the file".into()));
+        return done(Verdict::Damaged(
+            "xz footer points before the start of the file".into(),
+        ));
     }
     let ind = src.read_at(index_at, 1)?;
     if ind.first() != Some(&0) {

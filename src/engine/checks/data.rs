@@ -25,7 +25,9 @@ pub(super) fn sqlite<R: Read + Seek>(src: &mut Source<'_, R>, head: &[u8]) -> io
     }
     let pages = be32(head, 28);
     if pages == 0 || be32(head, 24) != be32(head, 92) {
-        return done(Verdict::Undecided("the header's page count is not maintained".into()));
+        return done(Verdict::Undecided(
+            "the header's page count is not maintained".into(),
+        ));
     }
     let want = page * pages;
     if size < want {

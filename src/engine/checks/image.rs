@@ -159,7 +159,9 @@ pub(super) fn png<R: Read + Seek>(src: &mut Source<'_, R>, level: Level) -> io::
         }
         let name = printable(kind);
         if first && kind != b"IHDR" {
-            return done(Verdict::Damaged("PNG does not start with its IHDR chunk: the image is corrupt".into()));
+            return done(Verdict::Damaged(
+                "PNG does not start with its IHDR chunk: the image is corrupt".into(),
+            ));
         }
         first = false;
         let end = pos + 8 + len + 4;
@@ -223,7 +225,10 @@ pub(super) fn isobmff<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Rep
     while pos < size {
         let h = src.read_at(pos, 16)?;
         if h.len() < 8 {
-            return done(Verdict::Undecided(format!("{} stray bytes after the last box", h.len())));
+            return done(Verdict::Undecided(format!(
+                "{} stray bytes after the last box",
+                h.len()
+            )));
         }
         let kind = &h[4..8];
         if !kind.iter().all(|&b| b.is_ascii_graphic() || b == b' ') {
@@ -245,7 +250,9 @@ pub(super) fn isobmff<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Rep
             len = u64::from_be_bytes(h[8..16].try_into().expect("8 bytes"));
         }
         if len < 8 {
-            return done(Verdict::Undecided(format!("box '{name}' at byte {pos} is too short")));
+            return done(Verdict::Undecided(format!(
+                "box '{name}' at byte {pos} is too short"
+            )));
         }
         if pos.saturating_add(len) > size {
             return done(Verdict::Damaged(format!(

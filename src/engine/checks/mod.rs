@@ -256,13 +256,14 @@ impl Report {
 /// The empty-backup rule: a complete dump with no table data whose previous
 /// version had data. Returns the detail of the `damaged` finding.
 pub fn empty_dump_detail(report: &Report, previous_had_data: bool) -> Option<String> {
-    if !previous_had_data || !report.format.is_dump() || report.verdict != Verdict::Sound {
+    let format = report.inner.unwrap_or(report.format);
+    if !previous_had_data || !format.is_dump() || report.verdict != Verdict::Sound {
         return None;
     }
     if report.table_data != Some(false) {
         return None;
     }
-    let what = match report.format {
+    let what = match format {
         Format::PgCustom => "no TABLE DATA entry",
         Format::MysqlDump | Format::MariadbDump => "no INSERT statement",
         _ => "no COPY or INSERT statement",
@@ -482,7 +483,7 @@ pub(crate) fn n(v: u64) -> String {
     let s = v.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -237,7 +237,9 @@ fn walk<R: Read + Seek>(
             }
             let (state, pos) = r.offset()?;
             if !matches!(state, POS_NOT_SET | POS_SET | NO_DATA) {
-                return Err(Stop::Strange(format!("unexpected data offset flag {state}")));
+                return Err(Stop::Strange(format!(
+                    "unexpected data offset flag {state}"
+                )));
             }
             list.insert(
                 id,
@@ -254,43 +256,37 @@ fn walk<R: Read + Seek>(
         int_size = r.int_size;
     }
 
-    let with_data: Vec<(&i64, &Entry)> = entries.iter().filter(|(_, e)| e.state != NO_DATA).collect();
-    report.table_data = Some(entries.values().any(|e| e.desc == "TABLE DATA" && e.state != NO_DATA));
+    let with_data: Vec<(&i64, &Entry)> =
+        entries.iter().filter(|(_, e)| e.state != NO_DATA).collect();
+    report.table_data = Some(
+        entries
+            .values()
+            .any(|e| e.desc == "TABLE DATA" && e.state != NO_DATA),
+    );
     if with_data.is_empty() {
         if data_start < size {
-            return Err(Stop::Strange("bytes after a table of contents without data".into()));
+            return Err(Stop::Strange(
+                "bytes after a table of contents without data".into(),
+            ));
         }
         return Ok(Verdict::Sound);
     }
     let all_set = with_data.iter().all(|(_, e)| e.state == POS_SET);
-    if all_set {
-        for (id, e) in &with_data {
-            if e.pos >= size {
-                return Ok(Verdict::Damaged(format!(
-                    "pg_dump custom archive is cut off at byte {}: the data of {} '{}' should start at byte {}",
-                    n(size),
-                    e.desc.to_lowercase(),
-                    e.tag,
-                    n(e.pos)
-                )));
-            }
-            if e.pos < data_start {
-                return Err(Stop::Strange(format!("data offset of entry {id} inside the TOC")));
-            }
-        }
+    if all_set && with_data.iter().any(|(_, e)| e.pos < data_start) {
+        return Err(Stop::Strange(
+            "a data offset inside the table of contents".into(),
+        ));
     }
     if level == Level::Full || !all_set {
         // Walk every block from the end of the TOC.
         let mut seen = 0usize;
         let mut pos = data_start;
         while pos < size {
-            let (end, id) = match walk_block(src, pos, size, &entries, int_size)? {
-                Ok(v) => v,
+            match walk_block(src, pos, size, &entries, int_size)? {
+                Ok((end, _)) => pos = end,
                 Err(v) => return Ok(v),
-            };
-            let _ = id;
+            }
             seen += 1;
-            pos = end;
         }
         if seen < with_data.len() {
             return Ok(Verdict::Damaged(format!(
@@ -300,25 +296,38 @@ fn walk<R: Read + Seek>(
                 with_data.len()
             )));
         }
-        Ok(Verdict::Sound)
-    } else {
-        // Offsets are known: check each block header, walk the last block
-        // to its end, which must be the end of the file.
-        let mut by_pos: Vec<(&i64, &Entry)> = with_data;
-        by_pos.sort_by_key(|(_, e)| e.pos);
-        for (id, e) in &by_pos {
-            let head = src.read_at(e.pos, 1 + 1 + 16)?;
-            if head.len() < 2 || !matches!(head[0], BLK_DATA | BLK_BLOBS) {
-                return Err(Stop::Strange(format!("no data block header at byte {}", e.pos)));
-            }
-            let _ = id;
-        }
-        let (_, last) = by_pos[by_pos.len() - 1];
-        match walk_block(src, last.pos, size, &entries, int_size)? {
-            Ok((end, _)) if end == size => Ok(Verdict::Sound),
-            Ok(_) => Err(Stop::Strange("bytes after the last data block".into())),
-            Err(v) => Ok(v),
-        }
+        return Ok(Verdict::Sound);
+    }
+    // Offsets are known: walk the last block that starts inside the file;
+    // it must end where the next one starts, or at the end of the file.
+    let mut by_pos = with_data;
+    by_pos.sort_by_key(|(_, e)| e.pos);
+    let inside = by_pos.partition_point(|(_, e)| e.pos < size);
+    let missing = by_pos.get(inside);
+    if inside == 0 {
+        let (_, e) = by_pos[0];
+        return Ok(Verdict::Damaged(format!(
+            "pg_dump custom archive is cut off at byte {}: the data of {} '{}' should start at byte {}",
+            n(size),
+            e.desc.to_lowercase(),
+            e.tag,
+            n(e.pos)
+        )));
+    }
+    let (_, last) = by_pos[inside - 1];
+    match walk_block(src, last.pos, size, &entries, int_size)? {
+        Err(v) => Ok(v),
+        Ok((end, _)) => match missing {
+            None if end == size => Ok(Verdict::Sound),
+            None => Err(Stop::Strange("bytes after the last data block".into())),
+            Some((_, e)) => Ok(Verdict::Damaged(format!(
+                "pg_dump custom archive is cut off at byte {}: the data of {} '{}' should start at byte {}",
+                n(size),
+                e.desc.to_lowercase(),
+                e.tag,
+                n(e.pos)
+            ))),
+        },
     }
 }
 
@@ -356,7 +365,9 @@ fn walk_block<R: Read + Seek>(
         Err(e) => return Err(e),
     };
     let Some(entry) = entries.get(&id) else {
-        return Err(Stop::Strange(format!("data block at byte {pos} names unknown entry {id}")));
+        return Err(Stop::Strange(format!(
+            "data block at byte {pos} names unknown entry {id}"
+        )));
     };
     let what = format!("{} '{}'", entry.desc.to_lowercase(), entry.tag);
     let chunks = |r: &mut Reader<_>| -> Result<(), Stop> {
@@ -382,7 +393,11 @@ fn walk_block<R: Read + Seek>(
                 chunks(&mut r)?;
             }
         })(),
-        other => return Err(Stop::Strange(format!("unknown data block type {other} at byte {pos}"))),
+        other => {
+            return Err(Stop::Strange(format!(
+                "unknown data block type {other} at byte {pos}"
+            )));
+        }
     };
     match res {
         Ok(()) => Ok(Ok((r.pos, id))),

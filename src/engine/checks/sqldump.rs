@@ -84,7 +84,8 @@ fn has_trailer(format: Format, tail: &[u8]) -> bool {
             return true;
         }
         let trimmed = line.trim_ascii();
-        let allowed = trimmed.is_empty() || trimmed.starts_with(b"--") || trimmed.starts_with(b"\\");
+        let allowed =
+            trimmed.is_empty() || trimmed.starts_with(b"--") || trimmed.starts_with(b"\\");
         if !allowed {
             return false;
         }
@@ -164,7 +165,11 @@ fn trailer_verdict(format: Format, tail: &[u8], total: u64, inside: Option<&str>
         " mid-line"
     };
     let at = match inside {
-        Some(what) => format!("{what} holds {} output that ends{mid} at byte {}", tool(format), n(total)),
+        Some(what) => format!(
+            "{what} holds {} output that ends{mid} at byte {}",
+            tool(format),
+            n(total)
+        ),
         None => format!("{} output ends{mid} at byte {}", tool(format), n(total)),
     };
     Verdict::Damaged(format!(
