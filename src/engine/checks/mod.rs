@@ -36,11 +36,12 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How deep to look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Level {
     /// No structural checks.
     None,
-    /// Headers, trailers and structure: cheap.
+    /// Headers, trailers and structure: cheap (the default).
+    #[default]
     Fast,
     /// Also decompress and verify every checksum: reads every byte.
     Full,
