@@ -12,7 +12,9 @@ use std::time::Duration;
 use anyhow::{Result, anyhow, bail};
 use clap::{CommandFactory, ValueEnum};
 
-use super::{AuditArgs, ChecksArg, Cli, Command, Common, FormatArg, ManifestFormatArg, ModeArg, config};
+use super::{
+    AuditArgs, ChecksArg, Cli, Command, Common, FormatArg, ManifestFormatArg, ModeArg, config,
+};
 use crate::commands::audit::AuditSettings;
 use crate::commands::diff::DiffSettings;
 use crate::commands::export::ExportSettings;

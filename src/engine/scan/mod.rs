@@ -219,7 +219,9 @@ pub fn scan(
         prev_findings_run,
         shrink_threshold: opts.shrink_threshold,
     };
-    let budget = opts.checks_budget.map_or_else(Budget::unlimited, Budget::new);
+    let budget = opts
+        .checks_budget
+        .map_or_else(Budget::unlimited, Budget::new);
     let checks_level = opts.checks;
     std::thread::scope(|scope| -> Result<()> {
         let walker_events = event_tx.clone();

@@ -172,7 +172,10 @@ pub(super) fn write_events(
                         sha256: digests.sha256,
                         target: None,
                     };
-                    let old_id = old.as_ref().filter(|o| o.kind == EntryKind::File).map(|o| o.id);
+                    let old_id = old
+                        .as_ref()
+                        .filter(|o| o.kind == EntryKind::File)
+                        .map(|o| o.id);
                     let id = apply_change(batch, ctx, summary, new, old, &mut report)?;
                     if let Some(check) = check {
                         summary.checked += 1;
