@@ -256,3 +256,84 @@ fn checks_none_checks_nothing_and_bad_levels_are_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_named_audit_takes_checks_from_the_config_file_and_every_format_lists_damage() {
+    let env = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    // Large enough that the fast check cannot prove a gzip's end.
+    let big: Vec<u8> = (0..2_000_000u32)
+        .flat_map(|i| (i.wrapping_mul(2_654_435_761) >> 7).to_le_bytes())
+        .collect();
+    let gz = gzip(tmp.path(), &big);
+    assert!(gz.len() > 5 << 20, "{}", gz.len());
+    env.write("cut.gz", &gz[..gz.len() - 1000]);
+    let backup = mirror(&env);
+    let prom = env.dir.path().join("v.prom");
+    let config = env.dir.path().join("vouch.toml");
+    let write_config = |checks: &str, index: &Path| {
+        std::fs::write(
+            &config,
+            format!(
+                "index = {:?}\n\n[audit.logs]\nroot = {:?}\nremote = {:?}\nchecks = {checks:?}\nchecks_budget = \"1G\"\nmetrics = {:?}\n",
+                index, env.root, backup, prom
+            ),
+        )
+        .unwrap();
+    };
+    let run = |format: &str| {
+        let mut cmd = assert_cmd::Command::cargo_bin("vouch").unwrap();
+        cmd.env_remove("VOUCH_INDEX")
+            .args(["run", "logs", "--format", format, "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    // fast: the gzip is too large to prove anything without decompressing.
+    write_config("fast", &env.index);
+    let out = run("json");
+    assert_eq!(out.status.code(), Some(0), "{}", super::stderr_of(&out));
+    // full (on a fresh index: an unchanged file is not checked again).
+    write_config("full", &env.dir.path().join("second.sqlite3"));
+    let out = run("jsonl");
+    assert_eq!(out.status.code(), Some(1), "{}", super::stderr_of(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"damaged\"") && l.contains("cut.gz"))
+        .unwrap();
+    let f: Value = serde_json::from_str(line).unwrap();
+    let want = format!(
+        "gzip stream ends at byte {} before its trailer: the file was cut off",
+        {
+            let s = (gz.len() - 1000).to_string();
+            let mut o = String::new();
+            for (i, c) in s.chars().enumerate() {
+                if i > 0 && (s.len() - i) % 3 == 0 {
+                    o.push(',');
+                }
+                o.push(c);
+            }
+            o
+        }
+    );
+    assert_eq!(f["detail"], want.as_str());
+    let prom_text = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        prom_text.contains("vouch_findings{")
+            && prom_text
+                .lines()
+                .any(|l| l.contains("kind=\"damaged\"") && l.trim_end().ends_with(" 1")),
+        "{prom_text}"
+    );
+    // The same finding in the other formats (the index remembers it).
+    for format in ["csv", "table"] {
+        let out = run(format);
+        assert_eq!(out.status.code(), Some(1));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("damaged") && text.contains(&want),
+            "{format}: {text}"
+        );
+    }
+}
