@@ -71,6 +71,19 @@ fn damaged(doc: &Value) -> Vec<(String, String)> {
     v
 }
 
+/// A byte offset as the details print it: 73400320 -> "73,400,320".
+fn sep(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn lines(n: usize) -> Vec<u8> {
     (0..n)
         .flat_map(|i| format!("{i}\tcustomer {i}\tc{i}@example.com\n").into_bytes())
@@ -105,17 +118,6 @@ fn broken_files_audit_as_damaged_though_the_backup_matches() {
     let dump_cut = dump.len() / 2;
     let gz_cut = gz.len() / 2;
     let jpg_cut = jpg.len() - 100 * 1024;
-    let sep = |n: usize| {
-        let s = n.to_string();
-        let mut out = String::new();
-        for (i, c) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i) % 3 == 0 {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        out
-    };
     let mid = if dump[dump_cut - 1] == b'\n' {
         ""
     } else {
@@ -305,17 +307,7 @@ fn a_named_audit_takes_checks_from_the_config_file_and_every_format_lists_damage
     let f: Value = serde_json::from_str(line).unwrap();
     let want = format!(
         "gzip stream ends at byte {} before its trailer: the file was cut off",
-        {
-            let s = (gz.len() - 1000).to_string();
-            let mut o = String::new();
-            for (i, c) in s.chars().enumerate() {
-                if i > 0 && (s.len() - i) % 3 == 0 {
-                    o.push(',');
-                }
-                o.push(c);
-            }
-            o
-        }
+        sep(gz.len() - 1000)
     );
     assert_eq!(f["detail"], want.as_str());
     let prom_text = std::fs::read_to_string(&prom).unwrap();
