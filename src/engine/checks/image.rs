@@ -15,10 +15,18 @@ use std::io::{self, BufRead, BufReader, Read, Seek};
 
 use super::{Format, Level, Report, Source, Verdict, n, printable};
 
-pub(super) fn jpeg<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Report> {
+pub(super) fn jpeg<R: Read + Seek>(src: &mut Source<'_, R>, level: Level) -> io::Result<Report> {
     let size = src.size();
+    // Fast, for the common file that ends with EOI: walk only the segments
+    // up to the first scan. A cut-off file cannot end with FF D9 unless it
+    // was cut right after an EOI inside a header segment (an embedded
+    // thumbnail), and the header walk catches that one; a file with
+    // trailing data or without a final EOI gets the whole walk.
+    let (_, tail) = src.tail(2)?;
+    let header_only = level == Level::Fast && tail == [0xff, 0xd9];
     let stream = src.stream_from(2)?;
-    let mut r = BufReader::with_capacity(256 * 1024, stream);
+    let cap = if header_only { 16 * 1024 } else { 256 * 1024 };
+    let mut r = BufReader::with_capacity(cap, stream);
     let mut pos = 2u64;
     let cut = |pos: u64| {
         Verdict::Damaged(format!(
@@ -100,6 +108,9 @@ pub(super) fn jpeg<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Report
         }
         if marker != 0xda {
             continue;
+        }
+        if header_only && pos + 2 <= size {
+            return Ok(Report::new(Format::Jpeg, Verdict::Sound, Level::Fast));
         }
         // Entropy-coded data: up to the next marker that is not a stuffed
         // zero or a restart marker.

@@ -311,7 +311,7 @@ pub fn check<R: Read + Seek>(
         Format::Bzip2 => compressed::bzip2(&mut src)?,
         Format::Tar => archive::tar(&mut src)?,
         Format::Zip => archive::zip(&mut src, level)?,
-        Format::Jpeg => image::jpeg(&mut src)?,
+        Format::Jpeg => image::jpeg(&mut src, level)?,
         Format::Png => image::png(&mut src, level)?,
         Format::Webp => image::webp(&mut src)?,
         Format::IsoBmff => image::isobmff(&mut src)?,

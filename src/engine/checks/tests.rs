@@ -651,11 +651,20 @@ fn jpeg_healthy_truncated_and_with_trailing_data() {
             Format::Jpeg,
             "no end-of-image marker",
         );
+        sound(&j, Level::Full, Format::Jpeg);
+        damaged(cut, Level::Full, Format::Jpeg, "no end-of-image marker");
         // Trailing data after EOI (a motion photo, a thumbnail) is fine.
-        sound(
-            &[j.clone(), noise(300 * 1024)].concat(),
+        let trailing = [j.clone(), noise(300 * 1024)].concat();
+        sound(&trailing, Level::Fast, Format::Jpeg);
+        sound(&trailing, Level::Full, Format::Jpeg);
+        // Cut inside the headers, then bytes that happen to end in FF D9:
+        // the fast walk trusts a final EOI only when the headers are whole.
+        let header_cut = [&j[..200], &[0xff, 0xd9][..]].concat();
+        damaged(
+            &header_cut,
             Level::Fast,
             Format::Jpeg,
+            "no end-of-image marker",
         );
     }
     // A header segment with an impossible length.
