@@ -173,6 +173,7 @@ pub(super) fn tar<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Report>
                     "entry '{name}' is a GNU sparse or multi-volume entry"
                 )));
             }
+            b'x' | b'g' | b'L' | b'K' => header_size,
             _ => next_size.take().unwrap_or(header_size),
         };
         let data_start = pos + BLOCK;
@@ -233,6 +234,21 @@ pub(super) fn zip<R: Read + Seek>(src: &mut Source<'_, R>, level: Level) -> io::
             break;
         }
         i -= 1;
+    }
+    if eocd.is_none() {
+        // Junk after the record (unzip tolerates it): the last signature
+        // whose comment fits in what follows.
+        let mut i = tail.len().saturating_sub(22) as isize;
+        while i >= 0 {
+            let at = i as usize;
+            if tail[at..].starts_with(b"PK\x05\x06")
+                && le16(&tail, at + 20) as usize <= tail.len() - at - 22
+            {
+                eocd = Some(at);
+                break;
+            }
+            i -= 1;
+        }
     }
     let Some(e) = eocd else {
         return done(Verdict::Damaged(format!(

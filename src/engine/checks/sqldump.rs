@@ -216,7 +216,9 @@ pub(super) fn check<R: Read + Seek>(
     };
     {
         let mut stream = src.stream_from(0)?;
-        let mut buf = vec![0u8; 1 << 20];
+        // Small reads: the first data statement is usually in the first
+        // tens of KiB, after the schema.
+        let mut buf = vec![0u8; 64 * 1024];
         while !scan.has_data() && scan.total() < limit {
             let got = stream.read(&mut buf)?;
             if got == 0 {

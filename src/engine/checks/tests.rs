@@ -592,6 +592,12 @@ fn zip_healthy_truncated_and_corrupt() {
         panic!("{:?}", r.verdict)
     };
     assert!(d.starts_with("zip entry 'src/a.txt'"), "{d}");
+    // Junk after the end record (unzip tolerates it) is not damage.
+    sound(
+        &[z.clone(), b"junk after the end".to_vec()].concat(),
+        Level::Fast,
+        Format::Zip,
+    );
     // A zip with a comment.
     fs::write(dir.path().join("c"), "a comment\n").unwrap();
     run(dir.path(), "sh", &["-c", "zip -q -z a.zip < c"]);
