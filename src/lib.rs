@@ -27,6 +27,8 @@ pub mod index;
 pub mod manifest;
 pub mod merkle;
 pub mod paths;
+#[path = "engine/proof/mod.rs"]
+pub mod proof;
 pub mod remote;
 pub mod report;
 pub mod scan;
