@@ -6,6 +6,7 @@ mod support;
 
 mod audit;
 mod migrate;
+mod proof;
 mod reliability;
 mod reports;
 mod scan;

@@ -301,11 +301,18 @@ fn evidence(facts: &Facts) -> Vec<Evidence> {
             // Untyped: either reading is possible (moto keeps the
             // composite of a copied multipart object under a single-part
             // ETag, without its `-N`).
+            // The likelier reading first: it is the one a mismatch names.
+            ChecksumType::Unknown if multipart => vec![composite(None), full],
             ChecksumType::Unknown => vec![full, composite(None)],
         };
         out.push(Evidence {
             readings,
-            decisive: true,
+            // An untyped value on a single-part object may still be a
+            // composite over parts nobody can name (moto keeps a copied
+            // multipart object's composite that way): its mismatch alone
+            // proves nothing. On a multipart object both readings are
+            // computed over the observed part sizes.
+            decisive: s.kind != ChecksumType::Unknown || multipart,
             remote: s.display(),
         });
     }
@@ -384,7 +391,10 @@ pub fn next(facts: &Facts, local: &Digests) -> Next {
             "the store keeps no checksum for this object and its ETag is not an MD5".into(),
         ));
     }
+    // The first evidence that did not match, and whether any mismatch
+    // was certain.
     let mut mismatch: Option<Verdict> = None;
+    let mut certain: Option<Verdict> = None;
     let mut undecided: Vec<String> = Vec::new();
     for e in &all {
         // Every reading's local value, or the first thing missing.
@@ -406,19 +416,24 @@ pub fn next(facts: &Facts, local: &Digests) -> Next {
                 }
             }
         }
+        // Part sizes first, so that one pass computes every reading.
+        if let Some(n @ Next::PartSizes { .. }) = &needs {
+            return n.clone();
+        }
         if !missing.is_empty() {
             return Next::Compute(missing);
         }
-        // Any reading that matches proves the content.
+        // Any reading that matches proves the content, unless certain
+        // evidence before it said otherwise.
         for r in &e.readings {
             if let Some(v) = r.local(local)
                 && v == r.expected
             {
-                if mismatch.is_some() {
+                if let Some(c) = &certain {
                     return Next::Done(Verdict::Undecided(format!(
                         "the store's checksums disagree: its {} matches the file, {}; read it (--mode deep) to know",
                         r.method.name(),
-                        describe(mismatch.as_ref().expect("checked"))
+                        describe(c)
                     )));
                 }
                 return Next::Done(Verdict::Proven {
@@ -450,29 +465,36 @@ pub fn next(facts: &Facts, local: &Digests) -> Next {
         }
         let first = &e.readings[0];
         let local_value = first.local(local).expect("computed above");
-        if e.decisive {
-            if mismatch.is_none() {
-                mismatch = Some(Verdict::Mismatch {
-                    method: first.method.clone(),
-                    layout: first.layout.clone().and_then(Result::ok).map(|(l, _)| l),
-                    local: first.local_display(&local_value),
-                    remote: e.remote.clone(),
-                });
-            }
-        } else {
-            undecided.push(format!(
-                "the ETag is not the file's {} (it may not be an MD5: an encrypted upload?)",
-                if first.method == Method::Md5Etag {
-                    "MD5"
-                } else {
-                    "multipart MD5"
+        let this = Verdict::Mismatch {
+            method: first.method.clone(),
+            layout: first.layout.clone().and_then(Result::ok).map(|(l, _)| l),
+            local: first.local_display(&local_value),
+            remote: e.remote.clone(),
+        };
+        if e.decisive && certain.is_none() {
+            certain = Some(this.clone());
+        }
+        if mismatch.is_none() {
+            mismatch = Some(this);
+        }
+        if !e.decisive {
+            undecided.push(match first.method {
+                Method::Md5Etag | Method::MultipartEtag => {
+                    "the ETag is not the file's MD5 (it may not be an MD5: an encrypted upload?)"
+                        .to_string()
                 }
-            ));
+                _ => format!(
+                    "the store's {} (of unstated type) does not match the file",
+                    first.method.name()
+                ),
+            });
         }
     }
-    Next::Done(match mismatch {
-        Some(m) => m,
-        None => Verdict::Undecided(undecided.join("; ")),
+    // Every evidence failed; a mismatch needs at least one certain one.
+    // The strongest evidence is the one named.
+    Next::Done(match (certain, mismatch) {
+        (Some(_), Some(m)) => m,
+        _ => Verdict::Undecided(undecided.join("; ")),
     })
 }
 

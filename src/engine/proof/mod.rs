@@ -95,8 +95,7 @@ where
         local,
         bytes_hashed,
     };
-    // The first evidence's digests in one pass (the common case ends there).
-    let mut want = local.missing(&ladder::first_want(&facts));
+    let mut want = Want::default();
     for _round in 0..8 {
         if !want.is_empty() {
             match read(want.clone()).await {
