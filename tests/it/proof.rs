@@ -255,3 +255,180 @@ fn stored_checksums_and_etags_prove_and_disprove_content_on_moto() {
     }
     let _ = Method::Md5Etag;
 }
+
+/// Runs one object through the ladder against `prober`.
+fn prove_one(prober: &Prober, key: &str, data: &[u8], dir: &std::path::Path) -> (Verdict, u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let file = dir.join(key.replace('/', "_"));
+    std::fs::write(&file, data).unwrap();
+    let location = ObjPath::from(key);
+    let target = Target {
+        location: &location,
+        size: data.len() as u64,
+        etag: None,
+        version: None,
+    };
+    let before = prober.requests();
+    let local = Digests {
+        blake3: *blake3::hash(data).as_bytes(),
+        size: data.len() as u64,
+        ..Default::default()
+    };
+    let proof = rt
+        .block_on(vouch::proof::prove(
+            prober,
+            &target,
+            None,
+            local,
+            vouch::proof::read_file(file),
+        ))
+        .unwrap_or_else(|e| panic!("{key}: {e}"));
+    (proof.verdict, prober.requests() - before)
+}
+
+#[test]
+fn gcs_crc32c_and_md5_prove_and_disprove_on_fake_gcs_server() {
+    let gcs = crate::support::emulators::gcs();
+    gcs.gcs_create_bucket("proofs");
+    let good = content(30_000, 1);
+    let mut bad = good.clone();
+    bad[100] ^= 1;
+    gcs.gcs_put("proofs", "p/good", &good);
+    let meta = gcs.gcs_put("proofs", "p/bad", &bad);
+    assert!(meta["crc32c"].is_string(), "{meta}");
+    let store = object_store::gcp::GoogleCloudStorageBuilder::new()
+        .with_bucket_name("proofs")
+        .with_base_url(&gcs.endpoint)
+        .with_skip_signature(true)
+        .build()
+        .unwrap();
+    let prober = Prober::new(
+        Backend::Gcs {
+            store: Arc::new(store),
+            base_url: gcs.endpoint.clone(),
+            bucket: "proofs".into(),
+            anonymous: true,
+        },
+        2,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (v, requests) = prove_one(&prober, "p/good", &good, dir.path());
+    // The strongest of the two: MD5 over CRC32C.
+    assert!(
+        matches!(
+            &v,
+            Verdict::Proven {
+                method: Method::Full(Algo::Md5),
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    assert_eq!(requests, 1);
+    let (v, _) = prove_one(&prober, "p/bad", &good, dir.path());
+    match v {
+        Verdict::Mismatch { method, remote, .. } => {
+            assert_eq!(method, Method::Full(Algo::Md5));
+            assert_eq!(remote, meta["md5Hash"].as_str().unwrap());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn azure_content_md5_proves_and_disproves_on_azurite() {
+    use crate::support::emulators::{AZURE_ACCOUNT, AZURE_KEY, azurite};
+    use object_store::ObjectStoreExt as _;
+    let az = azurite();
+    let store = object_store::azure::MicrosoftAzureBuilder::new()
+        .with_account(AZURE_ACCOUNT)
+        .with_access_key(AZURE_KEY)
+        .with_container_name("proofs")
+        .with_endpoint(format!("{}/{AZURE_ACCOUNT}", az.endpoint))
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let store = Arc::new(store);
+    let good = content(30_000, 2);
+    let mut bad = good.clone();
+    bad[7] ^= 1;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        create_container(&az.endpoint, "proofs").await;
+        store
+            .put(&ObjPath::from("p/good"), good.clone().into())
+            .await
+            .unwrap();
+        store
+            .put(&ObjPath::from("p/bad"), bad.clone().into())
+            .await
+            .unwrap();
+    });
+    let prober = Prober::new(Backend::Azure(store), 2, Duration::from_secs(30)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (v, requests) = prove_one(&prober, "p/good", &good, dir.path());
+    assert!(
+        matches!(
+            &v,
+            Verdict::Proven {
+                method: Method::Full(Algo::Md5),
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    assert_eq!(requests, 1);
+    let (v, _) = prove_one(&prober, "p/bad", &good, dir.path());
+    assert!(
+        matches!(
+            &v,
+            Verdict::Mismatch {
+                method: Method::Full(Algo::Md5),
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+}
+
+/// Creates a container on Azurite through a SAS-less shared-key request
+/// (object_store does not create containers): Python signs it.
+async fn create_container(endpoint: &str, name: &str) {
+    let script = format!(
+        r#"
+import base64, hmac, hashlib, urllib.request as u, email.utils
+acct, key = {acct:?}, {key:?}
+date = email.utils.formatdate(usegmt=True)
+ver = '2023-11-03'
+res = '/' + acct + '/' + acct + '/' + {name:?} + '\nrestype:container'
+sts = 'PUT\n\n\n\n\napplication/octet-stream\n\n\n\n\n\n\n' + 'x-ms-date:' + date + '\nx-ms-version:' + ver + '\n' + res
+sig = base64.b64encode(hmac.new(base64.b64decode(key), sts.encode(), hashlib.sha256).digest()).decode()
+r = u.Request({endpoint:?} + '/' + acct + '/' + {name:?} + '?restype=container', method='PUT', data=b'',
+    headers={{'x-ms-date': date, 'x-ms-version': ver, 'Authorization': 'SharedKey ' + acct + ':' + sig, 'Content-Type': 'application/octet-stream'}})
+try:
+    u.urlopen(r)
+except u.HTTPError as e:
+    if e.code != 409: raise
+"#,
+        acct = crate::support::emulators::AZURE_ACCOUNT,
+        key = crate::support::emulators::AZURE_KEY,
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cannot create container: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

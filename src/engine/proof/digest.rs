@@ -62,7 +62,7 @@ impl Algo {
     }
 
     /// Length of the digest in bytes.
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             Algo::Crc64Nvme => 8,
             Algo::Crc32 | Algo::Crc32c => 4,

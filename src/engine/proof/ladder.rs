@@ -54,7 +54,7 @@ impl Stored {
             _ => (value.trim(), None),
         };
         let decoded = super::digest::unb64(b)?;
-        if decoded.len() != algo.len() {
+        if decoded.len() != algo.digest_len() {
             return None;
         }
         let kind = match (kind, parts) {
