@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::path::Path as ObjPath;
-use vouch::proof::digest::{Algo, Digests, Layout};
-use vouch::proof::ladder::{Method, Verdict};
-use vouch::proof::probe::{Backend, Prober, Target};
+use vouch::engine::proof::digest::{Algo, Digests, Layout};
+use vouch::engine::proof::ladder::{Method, Verdict};
+use vouch::engine::proof::probe::{Backend, Prober, Target};
 
 use crate::support::moto::MotoServer;
 use crate::support::s3::{ACCESS_KEY, SECRET_KEY};
@@ -152,12 +152,12 @@ fn stored_checksums_and_etags_prove_and_disprove_content_on_moto() {
             ..Default::default()
         };
         let proof = rt
-            .block_on(vouch::proof::prove(
+            .block_on(vouch::engine::proof::prove(
                 &prober,
                 &target,
                 None,
                 local,
-                vouch::proof::read_file(dir.path().join(k)),
+                vouch::engine::proof::read_file(dir.path().join(k)),
             ))
             .unwrap_or_else(|e| panic!("{k}: {e}"));
         outcome.insert(*k, (proof, prober.requests() - before));
@@ -225,7 +225,7 @@ fn stored_checksums_and_etags_prove_and_disprove_content_on_moto() {
         Verdict::Mismatch { local, remote, .. } => {
             assert_eq!(
                 local,
-                &vouch::proof::digest::b64(&Algo::Sha256.digest(&files["sha256_single_bad"]))
+                &vouch::engine::proof::digest::b64(&Algo::Sha256.digest(&files["sha256_single_bad"]))
             );
             assert_ne!(local, remote);
         }
@@ -278,12 +278,12 @@ fn prove_one(prober: &Prober, key: &str, data: &[u8], dir: &std::path::Path) -> 
         ..Default::default()
     };
     let proof = rt
-        .block_on(vouch::proof::prove(
+        .block_on(vouch::engine::proof::prove(
             prober,
             &target,
             None,
             local,
-            vouch::proof::read_file(file),
+            vouch::engine::proof::read_file(file),
         ))
         .unwrap_or_else(|e| panic!("{key}: {e}"));
     (proof.verdict, prober.requests() - before)

@@ -26,8 +26,7 @@ use std::path::Path;
 
 use md5::Digest as _;
 
-use crate::index::Stat;
-use crate::walk::stat_of;
+use crate::model::Stat;
 
 /// Which digests to compute beside BLAKE3.
 #[derive(Debug, Clone, Copy, Default)]
@@ -122,13 +121,13 @@ pub fn hash_file(path: &Path, want: Want) -> Result<(Stat, Digests), HashError> 
         if !meta.is_file() {
             return Err(HashError::NotAFile);
         }
-        let before = stat_of(&meta);
+        let before = Stat::of(&meta);
         // Read at most one byte more than the size: enough to see growth,
         // and a file growing faster than it is read cannot keep us here.
         let mut bounded = (&file).take(before.size.saturating_add(1));
         let (digests, read) =
             hash_reader(&mut bounded, before.size, want).map_err(HashError::Io)?;
-        let after = stat_of(&file.metadata().map_err(HashError::Io)?);
+        let after = Stat::of(&file.metadata().map_err(HashError::Io)?);
         if before == after && read == before.size {
             return Ok((before, digests));
         }
