@@ -28,6 +28,8 @@ pub struct AuditSettings {
     pub no_scan: bool,
     pub strict: bool,
     pub md5: bool,
+    /// Prove content from the store's checksums (HEAD requests).
+    pub head: bool,
     pub retries: usize,
     pub timeout: Duration,
     pub min_coverage: f64,
@@ -96,6 +98,7 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
             strict: s.strict,
             min_coverage: s.min_coverage,
             max_age: s.max_age.map(|a| a as i64),
+            head: s.head,
         };
         let summary = audit::audit(
             &mut index,

@@ -29,7 +29,7 @@ impl Index {
 /// An open write transaction that commits every [`BATCH_OPS`] writes or
 /// [`BATCH_AGE`], whichever comes first.
 pub struct Batch<'c> {
-    conn: &'c Connection,
+    pub(super) conn: &'c Connection,
     ops: usize,
     started: Instant,
 }

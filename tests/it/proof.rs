@@ -92,9 +92,9 @@ fn prober(moto: &MotoServer, bucket: &str) -> Prober {
     Prober::new(Backend::S3(Arc::new(store)), 2, Duration::from_secs(30)).unwrap()
 }
 
-#[test]
-fn stored_checksums_and_etags_prove_and_disprove_content_on_moto() {
-    let dir = tempfile::tempdir().unwrap();
+/// The bucket's intended content per key: `<key>.other` files (same size,
+/// one bit flipped) replace it on the store for the `_bad` keys.
+fn bucket_files() -> BTreeMap<&'static str, Vec<u8>> {
     let big = content(11 << 20, 1); // three upload_file parts of 5 MiB
     let mut files: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
     files.insert("upload_file_multipart", big);
@@ -120,16 +120,29 @@ fn stored_checksums_and_etags_prove_and_disprove_content_on_moto() {
         files.insert(k, content(10_000, 10 + i as u32));
     }
     files.insert("copy", files["upload_file_multipart"].clone());
-    for (k, data) in &files {
-        std::fs::write(dir.path().join(k), data).unwrap();
+    files
+}
+
+/// Writes `files` into `dir` (with the `.other` variants) and the bucket
+/// `bkt` on `moto` from them, the ways users write objects.
+fn write_bucket(moto: &MotoServer, files: &BTreeMap<&str, Vec<u8>>, dir: &std::path::Path) {
+    for (k, data) in files {
+        std::fs::write(dir.join(k), data).unwrap();
         if k.ends_with("_bad") {
             let mut other = data.clone();
             other[5_000] ^= 0x40; // one bit, same size
-            std::fs::write(dir.path().join(format!("{k}.other")), other).unwrap();
+            std::fs::write(dir.join(format!("{k}.other")), other).unwrap();
         }
     }
+    moto.boto3(WRITE, &["bkt", dir.to_str().unwrap()], b"");
+}
+
+#[test]
+fn stored_checksums_and_etags_prove_and_disprove_content_on_moto() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = bucket_files();
     let moto = MotoServer::start();
-    moto.boto3(WRITE, &["bkt", dir.path().to_str().unwrap()], b"");
+    write_bucket(&moto, &files, dir.path());
 
     let prober = prober(&moto, "bkt");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -209,7 +222,8 @@ fn stored_checksums_and_etags_prove_and_disprove_content_on_moto() {
     // Parts of 4096, 5000, 904: equal parts are assumed from part 1, fail,
     // and every part's size is asked for.
     assert_eq!(method("unequal_parts"), "multipart-etag");
-    assert_eq!(requests("unequal_parts"), 2 + 3);
+    // (HEAD, part 1, the three parts, and the object pinned again.)
+    assert_eq!(requests("unequal_parts"), 2 + 3 + 1);
     // moto's copy keeps the composite CRC32 of its three-part source
     // under a single-part ETag and no type: that value cannot be read
     // (nor taken as damage); the copy's MD5 ETag proves it.
@@ -225,7 +239,9 @@ fn stored_checksums_and_etags_prove_and_disprove_content_on_moto() {
         Verdict::Mismatch { local, remote, .. } => {
             assert_eq!(
                 local,
-                &vouch::engine::proof::digest::b64(&Algo::Sha256.digest(&files["sha256_single_bad"]))
+                &vouch::engine::proof::digest::b64(
+                    &Algo::Sha256.digest(&files["sha256_single_bad"])
+                )
             );
             assert_ne!(local, remote);
         }
@@ -431,4 +447,141 @@ except u.HTTPError as e:
         "cannot create container: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `vouch audit` with `--format json` against `url`, in `env`.
+fn audit_json(
+    env: &crate::Env,
+    url: &str,
+    vars: &[(String, String)],
+    args: &[&str],
+) -> (i32, serde_json::Value) {
+    let out = env
+        .vouch()
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .arg("audit")
+        .arg(&env.root)
+        .args(["--remote", url, "--format", "json", "--retries", "1"])
+        .args(args)
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "audit {args:?} exit {code}: {e}: stderr {}",
+            crate::stderr_of(&out)
+        )
+    });
+    (code, doc)
+}
+
+fn audit_findings(doc: &serde_json::Value) -> Vec<(String, String)> {
+    crate::findings(doc)
+        .into_iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "added" | "modified" | "deleted"))
+        .collect()
+}
+
+fn proven_by(doc: &serde_json::Value) -> BTreeMap<String, u64> {
+    doc["summary"]["proven_by"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no proven_by: {}", doc["summary"]))
+        .iter()
+        .map(|(k, v)| (k.clone(), v["objects"].as_u64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_quick_audit_proves_a_bucket_written_by_boto3_without_downloading_it() {
+    let env = crate::Env::new();
+    let files = bucket_files();
+    for (k, data) in &files {
+        env.write(k, data);
+    }
+    let staging = tempfile::tempdir().unwrap();
+    let moto = MotoServer::start();
+    write_bucket(&moto, &files, staging.path());
+    let vars = moto.env();
+
+    let (code, doc) = audit_json(&env, "s3://bkt", &vars, &[]);
+    assert_eq!(code, 1, "{doc}");
+    let expected_corrupt = [
+        ("crc64_full_bad", "crc64nvme"),
+        ("crc32c_composite_bad", "crc32c-composite"),
+        ("sha256_single_bad", "sha256"),
+        ("plain_bad", "md5-etag"),
+        ("plain_multipart_bad", "multipart-etag"),
+    ];
+    let mut want: Vec<(&str, &str)> = expected_corrupt
+        .iter()
+        .map(|(k, _)| ("corrupt", *k))
+        .collect();
+    want.push(("unverified", "kms"));
+    assert_eq!(
+        audit_findings(&doc),
+        crate::pairs(&want),
+        "{}",
+        doc["findings"]
+    );
+    // Each corrupt finding names its method and both checksums.
+    for f in doc["findings"].as_array().unwrap() {
+        if f["kind"] == "corrupt" {
+            let key = f["path"].as_str().unwrap();
+            let method = expected_corrupt.iter().find(|(k, _)| *k == key).unwrap().1;
+            assert_eq!(f["remote"]["method"], method, "{f}");
+            assert_ne!(f["remote"]["checksum"], f["local"]["checksum"], "{f}");
+            assert!(f["detail"].as_str().unwrap().contains(method), "{f}");
+        }
+    }
+    let by = proven_by(&doc);
+    let expected: BTreeMap<String, u64> = [
+        ("crc64nvme", 1),
+        ("crc32", 1),
+        ("crc32-composite", 1),
+        ("crc32c-composite", 1),
+        ("sha256", 1),
+        ("md5-etag", 3), // plain, copy, wrong_stored_sha256
+        ("multipart-etag", 2),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(by, expected);
+    assert_eq!(crate::counter(&doc, "verified"), 10);
+    assert_eq!(crate::counter(&doc, "bytes_downloaded"), 0);
+    assert_eq!(crate::counter(&doc, "objects_read"), 0);
+    let first_requests = crate::counter(&doc, "requests");
+    assert!(first_requests >= files.len() as u64, "{first_requests}");
+
+    // Nothing changed: the second quick audit makes no request and reads
+    // no local byte, and concludes the same.
+    let (code2, doc2) = audit_json(&env, "s3://bkt", &vars, &[]);
+    assert_eq!(code2, 1);
+    assert_eq!(audit_findings(&doc2), audit_findings(&doc));
+    assert_eq!(proven_by(&doc2), expected);
+    assert_eq!(crate::counter(&doc2, "requests"), 0);
+    assert_eq!(crate::counter(&doc2, "local_bytes_hashed"), 0);
+
+    // --no-head: listing only, as before the ladder.
+    let (code3, doc3) = audit_json(&env, "s3://bkt", &vars, &["--no-head"]);
+    assert_eq!(code3, 0, "unverified is not a discrepancy");
+    assert_eq!(crate::counter(&doc3, "requests"), 0);
+    assert_eq!(crate::counter(&doc3, "verified"), 0);
+    assert_eq!(crate::counter(&doc3, "unverified"), files.len() as u64);
+
+    // An object replaced by other bytes of the same size is asked again
+    // (its ETag changed) and disproven.
+    let mut other = files["crc64_full"].clone();
+    other[0] ^= 1;
+    moto.boto3(
+        "s3.put_object(Bucket='bkt', Key='crc64_full', Body=data, ChecksumAlgorithm='CRC64NVME')",
+        &[],
+        &other,
+    );
+    let (_, doc4) = audit_json(&env, "s3://bkt", &vars, &[]);
+    assert!(
+        audit_findings(&doc4).contains(&("corrupt".to_string(), "crc64_full".to_string())),
+        "{doc4}"
+    );
+    assert!(crate::counter(&doc4, "requests") >= 1);
 }

@@ -17,6 +17,7 @@
 pub mod digest;
 pub mod ladder;
 pub mod probe;
+pub mod record;
 
 use digest::{DigestError, Digests, Layout, Want};
 use ladder::{Facts, Next, Parts, Verdict};

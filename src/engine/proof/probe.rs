@@ -159,6 +159,11 @@ impl Prober {
         if out.iter().sum::<u64>() != t.size {
             return Err(ProbeError::Changed);
         }
+        // Part requests are not pinned (a part's ETag is not the
+        // object's on every store): the object, pinned again, must be the
+        // one listed, or these sizes may be another version's and could
+        // turn into a false mismatch.
+        self.s3_head(t, None).await?;
         Ok(out)
     }
 
@@ -179,7 +184,7 @@ impl Prober {
         if let Some(v) = t.version {
             opts = opts.with_query([("versionId", v.to_string())]);
         }
-        if let Some(e) = t.etag {
+        if let Some(e) = t.etag.filter(|_| part.is_none()) {
             let quoted = if e.starts_with('"') {
                 e.to_string()
             } else {
