@@ -585,3 +585,119 @@ fn a_quick_audit_proves_a_bucket_written_by_boto3_without_downloading_it() {
     );
     assert!(crate::counter(&doc4, "requests") >= 1);
 }
+
+#[test]
+fn gs_audits_work_end_to_end_on_fake_gcs_server() {
+    let gcs = crate::support::emulators::gcs();
+    gcs.gcs_create_bucket("e2e");
+    let env = crate::Env::new();
+    let good = content(40_000, 3);
+    let other = content(40_000, 4);
+    env.write("a", &good);
+    env.write("b", &good);
+    env.write("c", b"never uploaded");
+    gcs.gcs_put("e2e", "p/a", &good);
+    gcs.gcs_put("e2e", "p/b", &other);
+    gcs.gcs_put("e2e", "p/d", b"extra");
+    let vars = crate::support::emulators::gcs_env(gcs);
+
+    let (code, doc) = audit_json(&env, "gs://e2e/p", &vars, &["--min-coverage", "0"]);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(
+        audit_findings(&doc),
+        crate::pairs(&[("corrupt", "b"), ("missing", "c"), ("extra", "d")])
+    );
+    assert_eq!(proven_by(&doc), BTreeMap::from([("md5".to_string(), 1)]));
+    assert_eq!(crate::counter(&doc, "bytes_downloaded"), 0);
+    let b = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "b")
+        .unwrap();
+    assert_eq!(b["remote"]["method"], "md5");
+
+    let (_, doc) = audit_json(&env, "gs://e2e/p", &vars, &["--min-coverage", "0"]);
+    assert_eq!(
+        crate::counter(&doc, "requests"),
+        0,
+        "second run: no request"
+    );
+
+    // Deep reads through the same store.
+    let (code, doc) = audit_json(
+        &env,
+        "gs://e2e/p",
+        &vars,
+        &["--mode", "deep", "--min-coverage", "0"],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        audit_findings(&doc),
+        crate::pairs(&[("corrupt", "b"), ("missing", "c"), ("extra", "d")])
+    );
+    assert_eq!(crate::counter(&doc, "objects_read"), 2);
+}
+
+#[test]
+fn az_audits_work_end_to_end_on_azurite() {
+    use crate::support::emulators::{AZURE_ACCOUNT, AZURE_KEY, azure_env, azurite};
+    use object_store::ObjectStoreExt as _;
+    let az = azurite();
+    let store = object_store::azure::MicrosoftAzureBuilder::new()
+        .with_account(AZURE_ACCOUNT)
+        .with_access_key(AZURE_KEY)
+        .with_container_name("e2e")
+        .with_endpoint(format!("{}/{AZURE_ACCOUNT}", az.endpoint))
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let env = crate::Env::new();
+    let good = content(40_000, 5);
+    let other = content(40_000, 6);
+    env.write("a", &good);
+    env.write("b", &good);
+    env.write("c", b"never uploaded");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        create_container(&az.endpoint, "e2e").await;
+        store
+            .put(&ObjPath::from("p/a"), good.clone().into())
+            .await
+            .unwrap();
+        store
+            .put(&ObjPath::from("p/b"), other.clone().into())
+            .await
+            .unwrap();
+        store
+            .put(&ObjPath::from("p/d"), b"extra".to_vec().into())
+            .await
+            .unwrap();
+    });
+    let vars = azure_env(az);
+
+    let (code, doc) = audit_json(&env, "az://e2e/p", &vars, &["--min-coverage", "0"]);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(
+        audit_findings(&doc),
+        crate::pairs(&[("corrupt", "b"), ("missing", "c"), ("extra", "d")])
+    );
+    assert_eq!(proven_by(&doc), BTreeMap::from([("md5".to_string(), 1)]));
+    assert_eq!(crate::counter(&doc, "bytes_downloaded"), 0);
+
+    let (code, doc) = audit_json(
+        &env,
+        "az://e2e/p",
+        &vars,
+        &["--mode", "deep", "--min-coverage", "0"],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        audit_findings(&doc),
+        crate::pairs(&[("corrupt", "b"), ("missing", "c"), ("extra", "d")])
+    );
+    assert_eq!(crate::counter(&doc, "objects_read"), 2);
+}
