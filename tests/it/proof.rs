@@ -613,9 +613,9 @@ fn gs_audits_work_end_to_end_on_fake_gcs_server() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f["path"] == "b")
+        .find(|f| f["path"] == "b" && f["kind"] == "corrupt")
         .unwrap();
-    assert_eq!(b["remote"]["method"], "md5");
+    assert_eq!(b["remote"]["method"], "md5", "{b}");
 
     let (_, doc) = audit_json(&env, "gs://e2e/p", &vars, &["--min-coverage", "0"]);
     assert_eq!(
