@@ -89,30 +89,7 @@ fn walkdir(root: &Path) -> Vec<PathBuf> {
 }
 
 fn audit(env: &Env, backup: &Backup, args: &[&str]) -> (i32, Value) {
-    let out = env
-        .vouch()
-        .envs(backup.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .arg("audit")
-        .arg(&env.root)
-        .args([
-            "--remote",
-            &backup.url,
-            "--format",
-            "json",
-            "--retries",
-            "1",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "audit {args:?} exit {code}: {e}: stderr {}",
-            stderr_of(&out)
-        )
-    });
-    (code, doc)
+    crate::audit_json(env, &backup.url, &backup.env, args)
 }
 
 /// Only the audit's own findings (not the scan's added/modified lines).

@@ -449,32 +449,6 @@ except u.HTTPError as e:
     );
 }
 
-/// `vouch audit` with `--format json` against `url`, in `env`.
-fn audit_json(
-    env: &crate::Env,
-    url: &str,
-    vars: &[(String, String)],
-    args: &[&str],
-) -> (i32, serde_json::Value) {
-    let out = env
-        .vouch()
-        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .arg("audit")
-        .arg(&env.root)
-        .args(["--remote", url, "--format", "json", "--retries", "1"])
-        .args(args)
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "audit {args:?} exit {code}: {e}: stderr {}",
-            crate::stderr_of(&out)
-        )
-    });
-    (code, doc)
-}
-
 fn audit_findings(doc: &serde_json::Value) -> Vec<(String, String)> {
     crate::findings(doc)
         .into_iter()
@@ -503,7 +477,7 @@ fn a_quick_audit_proves_a_bucket_written_by_boto3_without_downloading_it() {
     write_bucket(&moto, &files, staging.path());
     let vars = moto.env();
 
-    let (code, doc) = audit_json(&env, "s3://bkt", &vars, &[]);
+    let (code, doc) = crate::audit_json(&env, "s3://bkt", &vars, &[]);
     assert_eq!(code, 1, "{doc}");
     let expected_corrupt = [
         ("crc64_full_bad", "crc64nvme"),
@@ -555,7 +529,7 @@ fn a_quick_audit_proves_a_bucket_written_by_boto3_without_downloading_it() {
 
     // Nothing changed: the second quick audit makes no request and reads
     // no local byte, and concludes the same.
-    let (code2, doc2) = audit_json(&env, "s3://bkt", &vars, &[]);
+    let (code2, doc2) = crate::audit_json(&env, "s3://bkt", &vars, &[]);
     assert_eq!(code2, 1);
     assert_eq!(audit_findings(&doc2), audit_findings(&doc));
     assert_eq!(proven_by(&doc2), expected);
@@ -563,7 +537,7 @@ fn a_quick_audit_proves_a_bucket_written_by_boto3_without_downloading_it() {
     assert_eq!(crate::counter(&doc2, "local_bytes_hashed"), 0);
 
     // --no-head: listing only, as before the ladder.
-    let (code3, doc3) = audit_json(&env, "s3://bkt", &vars, &["--no-head"]);
+    let (code3, doc3) = crate::audit_json(&env, "s3://bkt", &vars, &["--no-head"]);
     assert_eq!(code3, 0, "unverified is not a discrepancy");
     assert_eq!(crate::counter(&doc3, "requests"), 0);
     assert_eq!(crate::counter(&doc3, "verified"), 0);
@@ -578,7 +552,7 @@ fn a_quick_audit_proves_a_bucket_written_by_boto3_without_downloading_it() {
         &[],
         &other,
     );
-    let (_, doc4) = audit_json(&env, "s3://bkt", &vars, &[]);
+    let (_, doc4) = crate::audit_json(&env, "s3://bkt", &vars, &[]);
     assert!(
         audit_findings(&doc4).contains(&("corrupt".to_string(), "crc64_full".to_string())),
         "{doc4}"
@@ -600,13 +574,18 @@ fn gs_audits_work_end_to_end_on_fake_gcs_server() {
     gcs.gcs_put("e2e", "p/b", &other);
     gcs.gcs_put("e2e", "p/d", b"extra");
     let vars = crate::support::emulators::gcs_env(gcs);
+    audits_end_to_end(&env, "gs://e2e/p", &vars);
+}
 
-    let (code, doc) = audit_json(&env, "gs://e2e/p", &vars, &["--min-coverage", "0"]);
+/// The same tree and backup on every store: `a` intact, `b` other bytes
+/// of the same size, `c` missing, `d` extra. Quick proves `a` by the
+/// store's MD5 and `b` corrupt by it without downloading; a second quick
+/// run asks nothing; deep reads both and agrees.
+fn audits_end_to_end(env: &crate::Env, url: &str, vars: &[(String, String)]) {
+    let expected = crate::pairs(&[("corrupt", "b"), ("missing", "c"), ("extra", "d")]);
+    let (code, doc) = crate::audit_json(env, url, vars, &["--min-coverage", "0"]);
     assert_eq!(code, 1, "{doc}");
-    assert_eq!(
-        audit_findings(&doc),
-        crate::pairs(&[("corrupt", "b"), ("missing", "c"), ("extra", "d")])
-    );
+    assert_eq!(audit_findings(&doc), expected);
     assert_eq!(proven_by(&doc), BTreeMap::from([("md5".to_string(), 1)]));
     assert_eq!(crate::counter(&doc, "bytes_downloaded"), 0);
     let b = doc["findings"]
@@ -617,25 +596,17 @@ fn gs_audits_work_end_to_end_on_fake_gcs_server() {
         .unwrap();
     assert_eq!(b["remote"]["method"], "md5", "{b}");
 
-    let (_, doc) = audit_json(&env, "gs://e2e/p", &vars, &["--min-coverage", "0"]);
+    let (_, doc) = crate::audit_json(env, url, vars, &["--min-coverage", "0"]);
     assert_eq!(
         crate::counter(&doc, "requests"),
         0,
         "second run: no request"
     );
+    assert_eq!(audit_findings(&doc), expected);
 
-    // Deep reads through the same store.
-    let (code, doc) = audit_json(
-        &env,
-        "gs://e2e/p",
-        &vars,
-        &["--mode", "deep", "--min-coverage", "0"],
-    );
+    let (code, doc) = crate::audit_json(env, url, vars, &["--mode", "deep", "--min-coverage", "0"]);
     assert_eq!(code, 1);
-    assert_eq!(
-        audit_findings(&doc),
-        crate::pairs(&[("corrupt", "b"), ("missing", "c"), ("extra", "d")])
-    );
+    assert_eq!(audit_findings(&doc), expected);
     assert_eq!(crate::counter(&doc, "objects_read"), 2);
 }
 
@@ -678,26 +649,5 @@ fn az_audits_work_end_to_end_on_azurite() {
             .unwrap();
     });
     let vars = azure_env(az);
-
-    let (code, doc) = audit_json(&env, "az://e2e/p", &vars, &["--min-coverage", "0"]);
-    assert_eq!(code, 1, "{doc}");
-    assert_eq!(
-        audit_findings(&doc),
-        crate::pairs(&[("corrupt", "b"), ("missing", "c"), ("extra", "d")])
-    );
-    assert_eq!(proven_by(&doc), BTreeMap::from([("md5".to_string(), 1)]));
-    assert_eq!(crate::counter(&doc, "bytes_downloaded"), 0);
-
-    let (code, doc) = audit_json(
-        &env,
-        "az://e2e/p",
-        &vars,
-        &["--mode", "deep", "--min-coverage", "0"],
-    );
-    assert_eq!(code, 1);
-    assert_eq!(
-        audit_findings(&doc),
-        crate::pairs(&[("corrupt", "b"), ("missing", "c"), ("extra", "d")])
-    );
-    assert_eq!(crate::counter(&doc, "objects_read"), 2);
+    audits_end_to_end(&env, "az://e2e/p", &vars);
 }

@@ -11,20 +11,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::moto::free_port;
+
 pub struct Emulator {
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
     pub port: u16,
     /// Kept so the pipe stays open as long as the binary runs.
     _child: Mutex<Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts `program args` under a watchdog shell; waits until its port

@@ -544,6 +544,14 @@ impl Recorder<'_> {
     }
 }
 
+/// The tasks a channel delivers, as a stream (for `for_each_concurrent`).
+fn queue<T: Send>(tasks: tokio::sync::mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
+    futures::stream::unfold(
+        tasks,
+        |mut rx| async move { rx.recv().await.map(|t| (t, rx)) },
+    )
+}
+
 pub fn describe_remote(r: &RemoteRow) -> Value {
     let mut m = Map::new();
     m.insert("size".into(), json!(r.size));

@@ -349,13 +349,7 @@ fn evidence(facts: &Facts) -> Vec<Evidence> {
 
 /// The MD5 of a single-part ETag (32 hex digits).
 pub fn single_md5(etag: &str) -> Option<[u8; 16]> {
-    let t = etag.trim_matches('"');
-    if t.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    hex::decode_to_slice(t, &mut out).ok()?;
-    Some(out)
+    crate::model::etag_md5(etag)
 }
 
 /// The hash and part count of a multipart ETag (`<32 hex>-N`).
