@@ -16,6 +16,7 @@ pub mod join;
 pub mod manifest;
 pub mod merge;
 pub mod merkle;
+pub mod proof;
 pub mod remote;
 pub mod scan;
 pub mod shard;
