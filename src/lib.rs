@@ -25,6 +25,8 @@ pub mod hash;
 pub mod history;
 pub mod index;
 pub mod manifest;
+#[path = "engine/mapped.rs"]
+pub mod mapped;
 pub mod merkle;
 pub mod paths;
 pub mod remote;
