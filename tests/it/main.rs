@@ -5,6 +5,7 @@
 mod support;
 
 mod audit;
+mod large_files;
 mod migrate;
 mod reliability;
 mod reports;
