@@ -1,46 +1,46 @@
 //! vouch: an integrity auditor for files and object stores.
 //!
-//! Data flows one way through one module per stage:
+//! # Layout
+//!
+//! Five layers; a module imports only from its own layer or below, so data
+//! and control flow one way and the compiler keeps it so (a lower layer
+//! cannot name a higher one without a cycle that `scripts/test` refuses):
 //!
 //! ```text
-//! walk ─▶ hash ─▶ index (SQLite) ─▶ merkle roots
-//!                       │
-//! remote listing ───────┴▶ audit (merge-join) ─▶ findings ─▶ report
+//! main.rs    parse → resolve → dispatch → ExitCode (BrokenPipe → 0)
+//!   cli/       clap types, the config file, and one settings resolver
+//!              (flag > env > config file > default) for every command
+//!   commands/  one file per subcommand: resolved settings in, Outcome out;
+//!              opens the index, builds sinks and progress, calls engines
+//!   engine/    walk, hash, merkle, remote, join (one merge-join), scan/,
+//!              audit/, snapshot, manifest, compare, export — no clap, no
+//!              indicatif, no environment, no stdout: a progress reporter
+//!              and a sink are handed in
+//!   store/     the SQLite index: every SQL string and the only `rusqlite`
+//!   out/       sinks (one type per format), the atomic file writer,
+//!              progress (a bar on a terminal, nothing otherwise), alerts
+//!   model/     plain data: keys, findings, entries, runs, remote objects
 //! ```
 //!
-//! `scan` drives walk → hash → index → merkle; `audit` adds the remote side.
-//! `diff`, `verify` and `export` read finished scans back as snapshots
-//! (`snapshot`) and portable manifests (`manifest`).
-//! The binary (`src/main.rs`) only parses arguments and maps the outcome to
-//! an exit status: 0 clean, 1 discrepancies, 2 trouble.
+//! Data flows one way through the engines:
+//!
+//! ```text
+//! walk ─▶ hash ─▶ store (SQLite) ─▶ merkle roots
+//!                       │
+//! remote listing ───────┴▶ audit (merge-join) ─▶ findings ─▶ sink
+//! ```
+//!
+//! Where a change goes: a new finding kind → `model::finding`; a new
+//! column or query → `store`; a new output format → `out`; a new rule for
+//! deciding a pair → `engine::audit::decide`; a new flag → `cli` (the
+//! resolver gives it a default once, for the command line and the config
+//! file alike) and the command's settings struct.
 
-pub mod alert;
-pub mod audit;
 pub mod cli;
-pub mod config;
-pub mod diff;
-pub mod export;
-pub mod finding;
-pub mod hash;
-pub mod history;
-pub mod index;
-pub mod manifest;
-#[path = "engine/mapped.rs"]
-pub mod mapped;
-pub mod merkle;
-pub mod paths;
-pub mod remote;
-pub mod report;
-pub mod scan;
-pub mod snapshot;
-pub mod verify;
-pub mod walk;
+pub mod commands;
+pub mod engine;
+pub mod model;
+pub mod out;
+pub mod store;
 
-/// The outcome of a command, mapped by `main` to the process exit status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// No discrepancy (exit 0).
-    Clean,
-    /// At least one discrepancy (exit 1).
-    Discrepancies,
-}
+pub use model::Outcome;

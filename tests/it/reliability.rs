@@ -864,9 +864,12 @@ fn hostile_tree(root: &Path) -> Files {
 fn assert_manifest_hashes(index: &Path, files: &Files) {
     let m = manifest(index);
     for (rel, content) in files {
-        let key = vouch::paths::key_from_slash(rel);
+        let key = vouch::model::paths::key_from_slash(rel);
         let (kind, size, hash) = m.get(&key).unwrap_or_else(|| {
-            panic!("{} is not in the manifest", vouch::paths::escape_bytes(rel))
+            panic!(
+                "{} is not in the manifest",
+                vouch::model::paths::escape_bytes(rel)
+            )
         });
         assert_eq!(*kind, 0);
         assert_eq!(*size as usize, content.len());
@@ -874,7 +877,7 @@ fn assert_manifest_hashes(index: &Path, files: &Files) {
             hash.as_deref(),
             Some(blake3::hash(content).as_bytes().as_slice()),
             "{}",
-            vouch::paths::escape_bytes(rel)
+            vouch::model::paths::escape_bytes(rel)
         );
     }
 }
@@ -939,7 +942,7 @@ fn hostile_tree_odd_names_deep_nesting_loops_specials_and_denied_entries() {
         assert!(shown.contains(expected), "{expected} not in {shown:?}");
     }
     for p in &shown {
-        assert!(vouch::paths::unescape(p).is_some(), "{p}");
+        assert!(vouch::model::paths::unescape(p).is_some(), "{p}");
     }
 
     // A rescan trusts everything it hashed, reads nothing, loses nothing.
@@ -1963,9 +1966,10 @@ mod model {
     use std::collections::{BTreeMap, BTreeSet};
 
     use proptest::prelude::*;
-    use vouch::audit::{Decision, Mode, Pair, decide, merge_join};
-    use vouch::index::{Entry, EntryKind, RemoteRow, Stat};
-    use vouch::merkle::{DirHash, Folder};
+    use vouch::engine::audit::{Decision, Mode, decide};
+    use vouch::engine::join::{Pair, merge_join};
+    use vouch::engine::merkle::{DirHash, Folder};
+    use vouch::model::{Entry, EntryKind, RemoteRow, Stat};
 
     // The model world: a piece of content is a small id; several share a
     // size, so equal sizes do not imply equal content.
@@ -2360,7 +2364,7 @@ mod model {
     }
 
     fn key_of(path: &[String]) -> Vec<u8> {
-        vouch::paths::key_from_slash(path.join("/").as_bytes())
+        vouch::model::paths::key_from_slash(path.join("/").as_bytes())
     }
 
     /// Every directory of the tree (implied by files, or empty).
@@ -2469,9 +2473,9 @@ mod model {
         /// Escaping round-trips any byte string.
         #[test]
         fn model_path_escaping_round_trips(bytes in prop::collection::vec(any::<u8>(), 0..40)) {
-            let shown = vouch::paths::escape_bytes(&bytes);
+            let shown = vouch::model::paths::escape_bytes(&bytes);
             prop_assert!(!shown.contains('\n') && !shown.contains('\r'));
-            prop_assert_eq!(vouch::paths::unescape(&shown), Some(bytes));
+            prop_assert_eq!(vouch::model::paths::unescape(&shown), Some(bytes));
         }
     }
 }

@@ -754,3 +754,33 @@ fn quiet_still_speaks_when_strict_fails_on_unverified_alone() {
         "a failing run is never silent: {text:?}"
     );
 }
+
+/// `vouch … | head -1`: the reader closes the pipe after one line; vouch
+/// stops writing and exits 0 without a word on stderr (like ripgrep),
+/// not 2 with an I/O error, and never a panic.
+#[test]
+fn a_closed_pipe_ends_the_run_quietly_with_status_0() {
+    let env = Env::new();
+    for i in 0..3000 {
+        Env::write_in(&env.root, format!("d{}/f{i}", i % 30), b"x");
+    }
+    let bin = assert_cmd::cargo::cargo_bin("vouch");
+    let mut child = std::process::Command::new(bin)
+        .arg("--index")
+        .arg(&env.index)
+        .args(["--format", "jsonl", "scan"])
+        .arg(&env.root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(first.contains("\"kind\":\"added\""), "{first}");
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(err, "");
+}

@@ -29,14 +29,14 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::hash;
-use crate::index::EntryKind;
-use crate::merkle::{DirHash, Folder};
-use crate::paths;
-use crate::snapshot::{Data, Node, Source, manifest_describe};
+use crate::engine::hash;
+use crate::engine::merkle::{DirHash, Folder};
+use crate::engine::snapshot::{Data, Source, manifest_describe};
+use crate::model::paths;
+use crate::model::{EntryKind, Node};
 
 /// The manifest formats vouch reads (and, with `bagit`, writes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManifestFormat {
     /// `b3sum` output: BLAKE3 per regular file.
     B3sum,

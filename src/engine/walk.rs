@@ -9,11 +9,10 @@
 //! sockets and devices are skipped and counted: reading one would block or
 //! be meaningless.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::index::{EntryKind, Stat};
-use crate::paths;
+use crate::model::paths;
+use crate::model::{EntryKind, Stat};
 
 /// One thing the walk found.
 #[derive(Debug)]
@@ -37,16 +36,6 @@ pub enum Item {
         is_dir: bool,
         error: String,
     },
-}
-
-/// The stat fields vouch compares, from any metadata.
-pub fn stat_of(meta: &std::fs::Metadata) -> Stat {
-    Stat {
-        size: meta.len(),
-        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-        inode: meta.ino(),
-    }
 }
 
 /// Walks `root` in key order, yielding every entry including ROOT itself
@@ -175,7 +164,7 @@ fn entry_item(key: Vec<u8>, path: PathBuf, meta: std::fs::Metadata) -> Item {
         // FIFOs, sockets, block and character devices.
         return Item::Special { key };
     };
-    let mut stat = stat_of(&meta);
+    let mut stat = Stat::of(&meta);
     if kind == EntryKind::Dir {
         // A directory's own size and times change with its contents; only
         // its existence and its Merkle hash matter.

@@ -16,44 +16,68 @@
 //! `b3sum --check` users keep it) is left out of the comparison rather
 //! than reported as `extra`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde_json::{Map, Value, json};
 
-use crate::diff::{self, CompareOptions, DiffSummary, Names, RunContext};
-use crate::index::Index;
-use crate::manifest;
-use crate::paths;
-use crate::report::Sink;
-use crate::scan;
+use super::diff::{needs_sha256, scan_source};
+use super::{Context, finish_comparison, with_report};
+use crate::engine::compare::{CompareOptions, DiffSummary, Names, compare};
+use crate::engine::manifest::{self, ManifestFormat};
+use crate::engine::scan;
+use crate::model::{Outcome, paths};
+use crate::out::{Progress, Sink};
 
-pub const NAMES: Names = Names {
+/// Resolved settings of `vouch verify`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifySettings {
+    pub root: PathBuf,
+    pub manifest: PathBuf,
+    pub rehash: bool,
+    pub manifest_format: Option<ManifestFormat>,
+}
+
+pub fn run(ctx: &Context, s: &VerifySettings) -> Result<Outcome> {
+    let progress = ctx.progress();
+    with_report(ctx, |sink| {
+        let (summary, json) = run_verify(ctx, s, sink, progress.as_ref())?;
+        finish_comparison(sink, summary.identical(), &json)
+    })
+}
+
+const NAMES: Names = Names {
     a: "the manifest",
     b: "the tree",
 };
 
 /// Verifies `root` against `manifest_path`.
-pub fn run_verify(
-    ctx: &RunContext,
-    root: &Path,
-    manifest_path: &Path,
+fn run_verify(
+    ctx: &Context,
+    s: &VerifySettings,
     sink: &mut dyn Sink,
+    progress: &dyn Progress,
 ) -> Result<(DiffSummary, Map<String, Value>)> {
-    let root = scan::resolve_root(root)?;
-    let expected = manifest::load(manifest_path, ctx.manifest_format)?;
+    let manifest_path: &Path = &s.manifest;
+    let root = scan::resolve_root(&s.root)?;
+    let expected = manifest::load(manifest_path, s.manifest_format)?;
     let ignore_b = std::fs::canonicalize(manifest_path)
         .ok()
         .filter(|m| m.starts_with(&root))
         .map(|m| paths::key_of(&root, &m));
-    let mut index = Index::open(&ctx.index, ctx.wait)?;
-    let (tree, scanned) = diff::scan_source(&mut index, &root, ctx, diff::needs_sha256(&expected))?;
+    let mut index = ctx.open_index()?;
+    let (tree, scanned) = scan_source(
+        &mut index,
+        &root,
+        s.rehash,
+        needs_sha256(&expected),
+        progress,
+    )?;
     let opts = CompareOptions {
         names: NAMES,
-        progress: ctx.progress,
         ignore_b,
     };
-    let summary = diff::compare(&expected, &tree, Some(&index.conn), &opts, sink)?;
+    let summary = compare(&expected, &tree, Some(&index), &opts, sink, progress)?;
     let mut json = Map::new();
     json.insert("command".into(), json!("verify"));
     json.insert("root".into(), json!(root.display().to_string()));

@@ -41,11 +41,15 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 use sha2::Digest as _;
 
-use crate::diff::{self, RunContext};
-use crate::index::{EntryKind, Index};
-use crate::manifest::{self, JSON_VERSION};
-use crate::paths;
-use crate::snapshot::{Node, Source};
+use crate::engine::manifest::{self, JSON_VERSION};
+use crate::engine::scan::ScanSummary;
+use crate::engine::snapshot::Source;
+use crate::model::EntryKind;
+use crate::model::Node;
+use crate::model::paths;
+use crate::out::Progress;
+use crate::out::atomic::Output;
+use crate::store::Index;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {
@@ -72,7 +76,6 @@ pub struct ExportOptions {
     pub output: Option<PathBuf>,
     /// BagIt: copy the payload instead of hard-linking it.
     pub copy: bool,
-    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -88,39 +91,45 @@ pub struct ExportSummary {
     pub copied: u64,
 }
 
-/// Exports `root` (already resolved).
-pub fn export(
-    index: &mut Index,
-    root: &Path,
-    ctx: &RunContext,
-    opts: &ExportOptions,
-) -> Result<ExportSummary> {
-    let fmt = opts.format;
-    let bag_dir = match (fmt, &opts.output) {
+/// Checks where the export goes before anything is scanned: a bag needs
+/// `--output DIR`, outside ROOT and empty; returns the bag directory and
+/// its temporary sibling.
+pub fn check_output(root: &Path, opts: &ExportOptions) -> Result<Option<(PathBuf, PathBuf)>> {
+    Ok(match (opts.format, &opts.output) {
         (ExportFormat::Bagit, None) => {
             bail!("--format bagit needs --output DIR (the bag to create)")
         }
         (ExportFormat::Bagit, Some(out)) => Some(check_bag_dir(root, out)?),
         _ => None,
-    };
-    let sha256 = matches!(fmt, ExportFormat::Sha256sum | ExportFormat::Bagit);
-    let (source, scan) = diff::scan_source(index, root, ctx, sha256)?;
-    refuse_unsettled(root, &source)?;
+    })
+}
+
+/// Exports the scanned snapshot `source` of `root` (already resolved).
+pub fn export(
+    index: &Index,
+    root: &Path,
+    source: &Source,
+    scan: &ScanSummary,
+    opts: &ExportOptions,
+    progress: &dyn Progress,
+) -> Result<ExportSummary> {
+    let fmt = opts.format;
+    let bag_dir = check_output(root, opts)?;
+    refuse_unsettled(root, source)?;
     let mut summary = ExportSummary {
         run_id: scan.run_id,
         merkle_root: scan.merkle_root,
         ..Default::default()
     };
-    let conn = &index.conn;
     if fmt != ExportFormat::Json {
-        refuse_unrepresentable(&source, conn, fmt)?;
+        refuse_unrepresentable(source, index, fmt)?;
     }
-    let progress = crate::cli::progress_bar(ctx.progress, "exporting");
+    progress.begin("exporting");
     match fmt {
         ExportFormat::B3sum | ExportFormat::Sha256sum => {
             let mut out = Output::open(opts.output.as_deref())?;
-            each_node(&source, conn, &mut summary, |n, _| {
-                progress.inc(1);
+            each_node(source, index, &mut summary, |n, _| {
+                progress.advance(1);
                 if n.kind != EntryKind::File {
                     return Ok(());
                 }
@@ -150,7 +159,7 @@ pub fn export(
                 ),
                 (
                     "created",
-                    json!(crate::report::format_time(crate::index::now_unix())),
+                    json!(crate::model::format_time(crate::model::now_unix())),
                 ),
                 ("root", json!(paths::escape_bytes(&root_bytes(root)))),
                 ("run", json!(scan.run_id)),
@@ -158,8 +167,8 @@ pub fn export(
             ]);
             write!(out, "{},\"entries\":[", head.trim_end_matches('}'))?;
             let mut first = true;
-            each_node(&source, conn, &mut summary, |n, _| {
-                progress.inc(1);
+            each_node(source, index, &mut summary, |n, _| {
+                progress.advance(1);
                 let sep = if first { "\n" } else { ",\n" };
                 first = false;
                 write!(out, "{sep}{}", manifest::json_entry(n))?;
@@ -176,46 +185,17 @@ pub fn export(
             let (dest, partial) = bag_dir.expect("checked");
             write_bag(
                 root,
-                &source,
-                conn,
+                source,
+                index,
                 &dest,
                 &partial,
                 opts.copy,
                 &mut summary,
-                &progress,
+                progress,
             )?;
         }
     }
-    progress.finish_and_clear();
-    if !opts.quiet {
-        let to = opts
-            .output
-            .as_ref()
-            .map_or("stdout".to_string(), |p| p.display().to_string());
-        let mut line = format!(
-            "vouch: exported {} files ({} bytes) of {} as {} to {to}; merkle root {}",
-            summary.files,
-            summary.bytes,
-            root.display(),
-            fmt.name(),
-            hex::encode(summary.merkle_root)
-        );
-        if fmt == ExportFormat::Bagit {
-            line.push_str(&format!(
-                "; {} hard-linked, {} copied",
-                summary.linked, summary.copied
-            ));
-        }
-        eprintln!("{line}");
-        if fmt != ExportFormat::Json && (summary.symlinks > 0 || summary.empty_dirs > 0) {
-            eprintln!(
-                "vouch: warning: {} symlinks and {} empty directories are not in the {} manifest (it lists regular files; --format json keeps them)",
-                summary.symlinks,
-                summary.empty_dirs,
-                fmt.name()
-            );
-        }
-    }
+    progress.end();
     Ok(summary)
 }
 
@@ -260,14 +240,10 @@ fn unrepresentable(key: &[u8], fmt: ExportFormat) -> Option<&'static str> {
 
 /// Checksum lists and BagIt manifests hold UTF-8 names only; refuse the
 /// export up front rather than write a manifest that skips a file.
-fn refuse_unrepresentable(
-    source: &Source,
-    conn: &rusqlite::Connection,
-    fmt: ExportFormat,
-) -> Result<()> {
+fn refuse_unrepresentable(source: &Source, index: &Index, fmt: ExportFormat) -> Result<()> {
     let mut bad: Vec<(Vec<u8>, &str)> = Vec::new();
     let mut n = 0u64;
-    let mut cursor = source.cursor(Some(conn))?;
+    let mut cursor = source.cursor(Some(index))?;
     while let Some(node) = cursor.next_node()? {
         if node.kind != EntryKind::File {
             continue;
@@ -298,11 +274,11 @@ fn refuse_unrepresentable(
 /// node and whether it is an empty directory.
 fn each_node(
     source: &Source,
-    conn: &rusqlite::Connection,
+    index: &Index,
     summary: &mut ExportSummary,
     mut f: impl FnMut(&Node, bool) -> Result<()>,
 ) -> Result<()> {
-    let mut cursor = source.cursor(Some(conn))?;
+    let mut cursor = source.cursor(Some(index))?;
     while let Some(node) = cursor.next_node()? {
         let empty_dir = node.kind == EntryKind::Dir
             && !cursor
@@ -324,79 +300,6 @@ fn each_node(
         f(&node, empty_dir)?;
     }
     Ok(())
-}
-
-/// Stdout, or a file written to a temporary name and renamed into place.
-enum Output {
-    Stdout(BufWriter<io::Stdout>),
-    File {
-        w: Option<BufWriter<File>>,
-        tmp: PathBuf,
-        path: PathBuf,
-    },
-}
-
-impl Output {
-    fn open(path: Option<&Path>) -> Result<Output> {
-        Ok(match path {
-            None => Output::Stdout(BufWriter::new(io::stdout())),
-            Some(path) => {
-                let mut tmp = path.as_os_str().to_owned();
-                tmp.push(".partial");
-                let tmp = PathBuf::from(tmp);
-                let f = File::create(&tmp)
-                    .with_context(|| format!("cannot write {}", tmp.display()))?;
-                Output::File {
-                    w: Some(BufWriter::new(f)),
-                    tmp,
-                    path: path.to_path_buf(),
-                }
-            }
-        })
-    }
-
-    fn commit(mut self) -> Result<()> {
-        match &mut self {
-            Output::Stdout(w) => w.flush()?,
-            Output::File { w, tmp, path } => {
-                let f = w
-                    .take()
-                    .expect("open")
-                    .into_inner()
-                    .map_err(|e| e.into_error())?;
-                f.sync_all()?;
-                std::fs::rename(&*tmp, &*path)
-                    .with_context(|| format!("cannot move the manifest into {}", path.display()))?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Write for Output {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Output::Stdout(w) => w.write(buf),
-            Output::File { w, .. } => w.as_mut().expect("open").write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Output::Stdout(w) => w.flush(),
-            Output::File { w, .. } => w.as_mut().expect("open").flush(),
-        }
-    }
-}
-
-impl Drop for Output {
-    fn drop(&mut self) {
-        if let Output::File {
-            w: Some(_), tmp, ..
-        } = self
-        {
-            let _ = std::fs::remove_file(tmp);
-        }
-    }
 }
 
 // ---------------------------------------------------------------- BagIt
@@ -453,12 +356,12 @@ fn bag_path(key: &[u8]) -> String {
 fn write_bag(
     root: &Path,
     source: &Source,
-    conn: &rusqlite::Connection,
+    index: &Index,
     dest: &Path,
     partial: &Path,
     copy: bool,
     summary: &mut ExportSummary,
-    progress: &indicatif::ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<()> {
     if partial.exists() {
         std::fs::remove_dir_all(partial).with_context(|| {
@@ -473,8 +376,8 @@ fn write_bag(
     let result = (|| -> Result<()> {
         let mut manifest = BufWriter::new(File::create(partial.join("manifest-sha256.txt"))?);
         let (mut linked, mut copied) = (0u64, 0u64);
-        each_node(source, conn, summary, |n, _| {
-            progress.inc(1);
+        each_node(source, index, summary, |n, _| {
+            progress.advance(1);
             let to = paths::fs_path(&data, &n.key);
             match n.kind {
                 EntryKind::Dir => {
@@ -513,7 +416,7 @@ fn write_bag(
             partial.join("bagit.txt"),
             "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
         )?;
-        let today = &crate::report::format_time(crate::index::now_unix())[..10];
+        let today = &crate::model::format_time(crate::model::now_unix())[..10];
         std::fs::write(
             partial.join("bag-info.txt"),
             format!(
@@ -556,8 +459,8 @@ fn place_payload(from: &Path, to: &Path, n: &Node, sha: &[u8; 32], copy: bool) -
         let before = std::fs::symlink_metadata(from)
             .with_context(|| format!("cannot stat {}", from.display()))?;
         if std::fs::hard_link(from, to).is_ok() {
-            let placed = crate::walk::stat_of(&std::fs::symlink_metadata(to)?);
-            let before = crate::walk::stat_of(&before);
+            let placed = crate::model::Stat::of(&std::fs::symlink_metadata(to)?);
+            let before = crate::model::Stat::of(&before);
             // Unchanged since the scan (ctime included, as the scan trusts
             // it) and the link is to that same inode: the hash holds.
             if Some(before) == n.stat && placed.inode == before.inode && placed.size == before.size

@@ -1,7 +1,7 @@
 //! `vouch diff A B`: compare two trees, snapshots or manifests, and prove
 //! them identical with as little reading as possible.
 //!
-//! Each operand becomes a [`Source`] (see [`crate::snapshot`]): a directory
+//! Each operand becomes a [`Source`] (see [`crate::engine::snapshot`]): a directory
 //! is first scanned incrementally into the index (through [`scan::scan`],
 //! so only changed files are hashed) and read back as the snapshot of that
 //! scan; `@NAME`/`@N` is a pinned snapshot; a file is an exported manifest.
@@ -41,22 +41,15 @@
 //! `remote` B.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context as _, Result, bail};
-use rusqlite::{Connection, params};
+use anyhow::Result;
 use serde_json::{Map, Value, json};
 
-use crate::finding::{Finding, Kind};
-use crate::hash::Want;
-use crate::index::{EntryKind, Index, LockWait};
-use crate::manifest::{self, ManifestFormat};
-use crate::paths;
-use crate::report::Sink;
-use crate::scan::{self, ScanOptions, ScanSummary};
-use crate::snapshot::{self, Cursor, Data, Node, Source, past_subtree};
+use crate::engine::snapshot::{Cursor, Source, past_subtree};
+use crate::model::{EntryKind, Finding, Kind, Node, paths};
+use crate::out::{Progress, Sink};
+use crate::store::Index;
 
 /// How the two sides are named in details (`A`/`B`, or for verify
 /// `the manifest`/`the tree`).
@@ -71,7 +64,6 @@ pub const AB: Names = Names { a: "A", b: "B" };
 #[derive(Debug, Clone)]
 pub struct CompareOptions {
     pub names: Names,
-    pub progress: bool,
     /// A key of B to leave out (a manifest file that lives in the tree it
     /// describes).
     pub ignore_b: Option<Vec<u8>>,
@@ -155,9 +147,10 @@ enum Side {
 pub fn compare(
     a: &Source,
     b: &Source,
-    conn: Option<&Connection>,
+    index: Option<&Index>,
     opts: &CompareOptions,
     sink: &mut dyn Sink,
+    progress: &dyn Progress,
 ) -> Result<DiffSummary> {
     let started = Instant::now();
     let mut summary = DiffSummary {
@@ -192,7 +185,7 @@ pub fn compare(
         Some("a side has no directory hashes")
     };
     summary.decided_by = if prune { "merkle_tree" } else { "entries" };
-    let progress = crate::cli::progress_bar(opts.progress, "comparing");
+    progress.begin("comparing");
     let mut engine = Engine {
         a,
         b,
@@ -206,10 +199,10 @@ pub fn compare(
         files_seen_a: 0,
         dirs_seen_a: 0,
     };
-    let mut ca = a.cursor(conn)?;
-    let mut cb = b.cursor(conn)?;
+    let mut ca = a.cursor(index)?;
+    let mut cb = b.cursor(index)?;
     loop {
-        progress.inc(1);
+        progress.advance(1);
         if let Some(skip) = &opts.ignore_b
             && cb.peek()?.is_some_and(|n| &n.key == skip)
         {
@@ -253,7 +246,7 @@ pub fn compare(
             }
         }
     }
-    progress.finish_and_clear();
+    progress.end();
     engine.finish()?;
     let mut summary = engine.summary;
     summary.files_skipped = a.total_files.saturating_sub(engine.files_seen_a);
@@ -638,203 +631,11 @@ pub fn content_eq(a: &Node, b: &Node) -> Option<bool> {
     shared.then_some(true)
 }
 
-// ---------------------------------------------------------------- commands
-
-/// One operand of `diff`.
-#[derive(Debug, Clone)]
-pub enum Operand {
-    /// `@NAME` or `@N` (without the `@`).
-    Snapshot(String),
-    /// A directory, resolved.
-    Dir(PathBuf),
-    /// A manifest file.
-    Manifest(PathBuf),
-}
-
-/// `@…` is a snapshot; an existing directory is a tree; a file a manifest.
-/// (A directory whose name starts with `@` can be given as `./@name`.)
-pub fn parse_operand(text: &OsStr) -> Result<Operand> {
-    use std::os::unix::ffi::OsStrExt;
-    if let Some(rest) = text.as_bytes().strip_prefix(b"@") {
-        let Ok(spec) = std::str::from_utf8(rest) else {
-            bail!("{}: a snapshot name must be UTF-8", text.to_string_lossy());
-        };
-        if spec.is_empty() {
-            bail!("`@` needs a snapshot label or run number, e.g. @before or @12");
-        }
-        return Ok(Operand::Snapshot(spec.to_string()));
-    }
-    let path = Path::new(text);
-    let meta = std::fs::metadata(path).with_context(|| {
-        format!(
-            "{} is neither a directory, a manifest file nor an @snapshot",
-            path.display()
-        )
-    })?;
-    if meta.is_dir() {
-        Ok(Operand::Dir(scan::resolve_root(path)?))
-    } else {
-        Ok(Operand::Manifest(path.to_path_buf()))
-    }
-}
-
-/// Settings `diff` and `verify` share.
-#[derive(Debug, Clone)]
-pub struct RunContext {
-    pub index: PathBuf,
-    pub wait: LockWait,
-    pub progress: bool,
-    pub rehash: bool,
-    pub manifest_format: Option<ManifestFormat>,
-}
-
-/// A sink for the scans diff/verify/export run first: their discrepancies
-/// are stored with the run and come back as the snapshot's unsettled paths;
-/// their changes (added/modified/deleted) are not this command's business.
-pub struct Discard;
-
-impl Sink for Discard {
-    fn finding(&mut self, _: &Finding) -> Result<()> {
-        Ok(())
-    }
-    fn finish(&mut self, _: &Map<String, Value>) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// True when comparing with `m` needs SHA-256 of the other side.
-pub fn needs_sha256(m: &Source) -> bool {
-    match &m.data {
-        Data::Memory(nodes) => nodes
-            .iter()
-            .any(|n| n.kind == EntryKind::File && n.blake3.is_none() && n.sha256.is_some()),
-        Data::Run { .. } => false,
-    }
-}
-
-/// Scans `root` (incrementally) and returns it as a source.
-pub fn scan_source(
-    index: &mut Index,
-    root: &Path,
-    ctx: &RunContext,
-    sha256: bool,
-) -> Result<(Source, ScanSummary)> {
-    let opts = ScanOptions {
-        rehash: ctx.rehash,
-        want: Want { md5: false, sha256 },
-        progress: ctx.progress,
-        // `command: None` records the run as a scan, so the next `vouch
-        // scan` of this root knows the manifest moved on (see
-        // scan::last_scan_run).
-        ..Default::default()
-    };
-    let summary = scan::scan(index, root, &opts, &mut Discard)?;
-    let run = index
-        .run(summary.run_id)?
-        .context("the scan's run vanished from the index")?;
-    let mut source = snapshot::run_source(index, &run, "directory")?;
-    source
-        .describe
-        .insert("path".into(), json!(root.display().to_string()));
-    Ok((source, summary))
-}
-
-/// Refuses a snapshot that lacks SHA-256 for some file when the other side
-/// only has SHA-256: its files cannot be re-read to compute it.
-fn require_sha256(index: &Index, source: &Source, shown: &str) -> Result<()> {
-    let Data::Run { root_id, run_id } = source.data else {
-        return Ok(());
-    };
-    let n: i64 = index.conn.query_row(
-        "SELECT count(*) FROM entries WHERE root_id = ?1 AND since_run <= ?2 AND (until_run IS NULL OR until_run > ?2) AND kind = 0 AND sha256 IS NULL",
-        params![root_id, run_id],
-        |r| r.get(0),
-    )?;
-    if n > 0 {
-        bail!(
-            "{shown} has no SHA-256 for {n} files and the other side has only SHA-256; compare against the directory itself, or take the snapshot with `vouch scan ROOT --sha256`"
-        );
-    }
-    Ok(())
-}
-
-/// `vouch diff A B`.
-pub fn run_diff(
-    ctx: &RunContext,
-    a: &OsStr,
-    b: &OsStr,
-    sink: &mut dyn Sink,
-) -> Result<(DiffSummary, Map<String, Value>)> {
-    let ops = [parse_operand(a)?, parse_operand(b)?];
-    let mut manifests: [Option<Source>; 2] = [None, None];
-    for (i, op) in ops.iter().enumerate() {
-        if let Operand::Manifest(p) = op {
-            manifests[i] = Some(manifest::load(p, ctx.manifest_format)?);
-        }
-    }
-    if let [Some(x), Some(y)] = &manifests
-        && x.files_only
-        && y.files_only
-        && needs_sha256(x) != needs_sha256(y)
-    {
-        bail!("a b3sum list and a sha256sum list share no hash; nothing can be compared");
-    }
-    let sha256 = manifests.iter().flatten().any(needs_sha256);
-    let has_dir = ops.iter().any(|o| matches!(o, Operand::Dir(_)));
-    let has_snapshot = ops.iter().any(|o| matches!(o, Operand::Snapshot(_)));
-    let mut index = if has_dir {
-        Some(Index::open(&ctx.index, ctx.wait)?)
-    } else if has_snapshot {
-        Some(Index::open_read_only(&ctx.index)?)
-    } else {
-        None
-    };
-    let mut sources = Vec::new();
-    let mut scans: [Option<ScanSummary>; 2] = [None, None];
-    for (i, op) in ops.iter().enumerate() {
-        let source = match op {
-            Operand::Manifest(_) => manifests[i].take().expect("loaded"),
-            Operand::Dir(root) => {
-                let index = index.as_mut().expect("opened");
-                let (s, summary) = scan_source(index, root, ctx, sha256)?;
-                scans[i] = Some(summary);
-                s
-            }
-            Operand::Snapshot(spec) => {
-                let index = index.as_ref().expect("opened");
-                let run = snapshot::resolve_run(index, spec)?;
-                let s = snapshot::run_source(index, &run, "snapshot")?;
-                if sha256 {
-                    require_sha256(index, &s, &format!("@{spec}"))?;
-                }
-                s
-            }
-        };
-        sources.push(source);
-    }
-    let opts = CompareOptions {
-        names: AB,
-        progress: ctx.progress,
-        ignore_b: None,
-    };
-    let conn = index.as_ref().map(|i| &i.conn);
-    let summary = compare(&sources[0], &sources[1], conn, &opts, sink)?;
-    let mut json = Map::new();
-    json.insert("command".into(), json!("diff"));
-    json.insert("a".into(), Value::Object(sources[0].describe.clone()));
-    json.insert("b".into(), Value::Object(sources[1].describe.clone()));
-    json.extend(summary.to_json());
-    for (i, name) in ["scan_a", "scan_b"].into_iter().enumerate() {
-        if let (Some(s), Operand::Dir(root)) = (&scans[i], &ops[i]) {
-            json.insert(name.into(), Value::Object(s.to_json(root)));
-        }
-    }
-    Ok((summary, json))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::snapshot::Data;
+    use crate::out::Silent;
 
     fn file(path: &str, size: u64, fill: u8) -> Node {
         Node {
@@ -883,10 +684,9 @@ mod tests {
         let mut sink = Collect(Vec::new());
         let opts = CompareOptions {
             names: AB,
-            progress: false,
             ignore_b: None,
         };
-        let s = compare(&source(a), &source(b), None, &opts, &mut sink).unwrap();
+        let s = compare(&source(a), &source(b), None, &opts, &mut sink, &Silent).unwrap();
         sink.0.sort();
         (sink.0, s)
     }

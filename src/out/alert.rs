@@ -3,20 +3,19 @@
 //! A nightly audit nobody watches must page someone when it finds damage
 //! *or* cannot run at all, and a monitor must be able to tell the two
 //! apart. Metrics are written in Prometheus text format for
-//! node_exporter's textfile collector, atomically (a temp file renamed into
-//! place), so the collector never reads half a file. Notifications post
+//! node_exporter's textfile collector, atomically (see
+//! [`crate::out::atomic`]), so the collector never reads half a file. Notifications post
 //! `{"text": ...}`, the incoming-webhook shape Slack and Mattermost accept.
 //! A failed notification is reported on stderr and never changes the
 //! run's result.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use serde_json::{Map, Value, json};
 
-use crate::finding::Kind;
+use crate::model::Kind;
 
 /// What a finished (or failed) run reports to monitors.
 #[derive(Debug, Clone)]
@@ -194,24 +193,8 @@ impl RunOutcome {
     }
 }
 
-/// Writes `text` to `path` atomically: a sibling temp file, fsynced, then
-/// renamed over the old one.
-pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write metrics into {}", dir.display()))?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .map_err(|e| anyhow!("cannot write metrics file {}: {}", path.display(), e.error))?;
-    Ok(())
-}
-
 pub fn write_metrics(path: &Path, outcome: &RunOutcome) -> Result<()> {
-    write_atomically(path, &outcome.metrics_text())
+    crate::out::atomic::write_atomically(path, outcome.metrics_text().as_bytes())
 }
 
 /// Posts the notification; returns an error to report, never to fail on.

@@ -12,8 +12,8 @@
 //! Directories absent from the input (a manifest that lists only files)
 //! are opened implicitly.
 
-use crate::index::EntryKind;
-use crate::paths;
+use crate::model::EntryKind;
+use crate::model::paths;
 
 /// Domain separation for directory hashes; bump the version if the
 /// encoding below ever changes.
@@ -182,7 +182,7 @@ impl<F: FnMut(DirHash)> Folder<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::paths::key_from_slash;
+    use crate::model::paths::key_from_slash;
 
     fn root_of(entries: &[(&str, EntryKind, u64, u8)]) -> (DirHash, Vec<Vec<u8>>) {
         let mut dirs = Vec::new();

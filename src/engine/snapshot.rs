@@ -27,55 +27,10 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use anyhow::{Result, bail};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
-use crate::finding::Kind;
-use crate::index::{EntryKind, Index, Run, Stat};
-use crate::paths;
-
-/// One entry of a snapshot or manifest. For a directory, `blake3` is its
-/// Merkle hash and `size` the total bytes of regular files below.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Node {
-    pub key: Vec<u8>,
-    pub kind: EntryKind,
-    /// Unknown in checksum lists (b3sum/sha256sum lines carry no size).
-    pub size: Option<u64>,
-    pub blake3: Option<[u8; 32]>,
-    pub sha256: Option<[u8; 32]>,
-    pub md5: Option<[u8; 16]>,
-    pub target: Option<Vec<u8>>,
-    /// The metadata the scan saw (snapshots only): lets export trust a
-    /// file it links or copies without reading it again.
-    pub stat: Option<Stat>,
-}
-
-impl Node {
-    /// The `local`/`remote` object of a finding.
-    pub fn describe(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("kind".into(), json!(self.kind.name()));
-        if let Some(s) = self.size {
-            m.insert("size".into(), json!(s));
-        }
-        let hash_name = if self.kind == EntryKind::Dir {
-            "merkle"
-        } else {
-            "blake3"
-        };
-        if let Some(h) = &self.blake3 {
-            m.insert(hash_name.into(), json!(hex::encode(h)));
-        }
-        if let Some(h) = &self.sha256 {
-            m.insert("sha256".into(), json!(hex::encode(h)));
-        }
-        if let Some(t) = &self.target {
-            m.insert("target".into(), json!(paths::escape_bytes(t)));
-        }
-        Value::Object(m)
-    }
-}
+use crate::model::{Kind, Node, Run, format_time, paths};
+use crate::store::Index;
 
 /// A path a snapshot could not vouch for, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,14 +105,14 @@ impl Source {
     }
 
     /// A cursor over the nodes, ROOT itself excluded.
-    pub fn cursor<'a>(&'a self, conn: Option<&'a Connection>) -> Result<Cursor<'a>> {
+    pub fn cursor<'a>(&'a self, index: Option<&'a Index>) -> Result<Cursor<'a>> {
         Ok(match &self.data {
             Data::Run { root_id, run_id } => {
-                let Some(conn) = conn else {
+                let Some(index) = index else {
                     bail!("internal: a snapshot cursor needs the index");
                 };
                 Cursor::Db(DbCursor {
-                    conn,
+                    index,
                     root_id: *root_id,
                     run_id: *run_id,
                     buf: VecDeque::new(),
@@ -236,7 +191,7 @@ impl Cursor<'_> {
 
 /// Reads a run's manifest from the index in key-ordered pages.
 pub struct DbCursor<'a> {
-    conn: &'a Connection,
+    index: &'a Index,
     root_id: i64,
     run_id: i64,
     buf: VecDeque<Node>,
@@ -247,11 +202,6 @@ pub struct DbCursor<'a> {
     page: usize,
 }
 
-const SNAPSHOT_COLUMNS: &str =
-    "SELECT path, kind, size, blake3, md5, sha256, target, mtime_ns, ctime_ns, inode FROM entries";
-const SNAPSHOT_AT: &str =
-    "root_id = ?1 AND since_run <= ?2 AND (until_run IS NULL OR until_run > ?2)";
-
 impl DbCursor<'_> {
     fn peek(&mut self) -> Result<Option<&Node>> {
         if self.buf.is_empty() && !self.done {
@@ -261,25 +211,17 @@ impl DbCursor<'_> {
     }
 
     fn fill(&mut self) -> Result<()> {
-        let op = if self.inclusive { ">=" } else { ">" };
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "{SNAPSHOT_COLUMNS} WHERE {SNAPSHOT_AT} AND path {op} ?3 ORDER BY path LIMIT ?4"
-        ))?;
-        let mut rows = stmt.query(params![
+        let nodes = self.index.snapshot_page(
             self.root_id,
             self.run_id,
-            self.lower,
-            self.page as i64
-        ])?;
-        let mut n = 0;
-        while let Some(row) = rows.next()? {
-            let node = node_from_row(row)?;
-            n += 1;
-            self.buf.push_back(node);
-        }
-        if n < self.page {
+            &self.lower,
+            self.inclusive,
+            self.page,
+        )?;
+        if nodes.len() < self.page {
             self.done = true;
         }
+        self.buf.extend(nodes);
         if let Some(last) = self.buf.back() {
             self.lower = last.key.clone();
             self.inclusive = false;
@@ -287,26 +229,6 @@ impl DbCursor<'_> {
         self.page = (self.page * 2).min(MAX_PAGE);
         Ok(())
     }
-}
-
-fn node_from_row(row: &rusqlite::Row<'_>) -> Result<Node> {
-    let kind = EntryKind::from_i64(row.get(1)?)?;
-    let size = row.get::<_, i64>(2)? as u64;
-    Ok(Node {
-        key: row.get(0)?,
-        kind,
-        size: Some(size),
-        stat: Some(Stat {
-            size,
-            mtime_ns: row.get(7)?,
-            ctime_ns: row.get(8)?,
-            inode: row.get::<_, i64>(9)? as u64,
-        }),
-        blake3: row.get(3)?,
-        md5: row.get(4)?,
-        sha256: row.get(5)?,
-        target: row.get(6)?,
-    })
 }
 
 /// Resolves `@NAME` or `@N` (without the `@`) to a finished scan run.
@@ -321,21 +243,12 @@ pub fn resolve_run(index: &Index, spec: &str) -> Result<Run> {
             None => bail!("{shown}: the index has no run {id}"),
         }
     } else {
-        let id: Option<i64> = index
-            .conn
-            .query_row("SELECT id FROM runs WHERE label = ?1", [spec], |r| r.get(0))
-            .optional()?;
-        match id {
+        match index.run_labelled(spec)? {
             Some(id) => index
                 .run(id)?
                 .ok_or_else(|| anyhow::anyhow!("{shown}: run {id} vanished"))?,
             None => {
-                let mut stmt = index
-                    .conn
-                    .prepare("SELECT label FROM runs WHERE label IS NOT NULL ORDER BY id")?;
-                let labels: Vec<String> = stmt
-                    .query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
+                let labels = index.labels()?;
                 if labels.is_empty() {
                     bail!(
                         "no snapshot is labelled {spec:?} (no run has a label yet; pin one with `vouch scan ROOT --label NAME`)"
@@ -362,38 +275,19 @@ pub fn resolve_run(index: &Index, spec: &str) -> Result<Run> {
 /// Builds the source for a finished scan run.
 pub fn run_source(index: &Index, run: &Run, kind: &str) -> Result<Source> {
     let root_bytes = run.root.clone().unwrap_or_default();
-    let root_id: i64 =
-        index
-            .conn
-            .query_row("SELECT id FROM roots WHERE path = ?1", [&root_bytes], |r| {
-                r.get(0)
-            })?;
+    let root_id = index.root_id_of_bytes(&root_bytes)?;
     let mut unsettled = BTreeMap::new();
-    {
-        let mut stmt = index.conn.prepare(
-            "SELECT path, kind, detail FROM findings WHERE run_id = ?1 AND kind IN ('unreadable', 'corrupt')",
-        )?;
-        let mut rows = stmt.query([run.id])?;
-        while let Some(row) = rows.next()? {
-            let path: Vec<u8> = row.get(0)?;
-            let kind: String = row.get(1)?;
-            let detail: Option<String> = row.get(2)?;
-            let kind = Kind::from_name(&kind).unwrap_or(Kind::Unreadable);
-            let detail = match (kind, detail) {
-                (Kind::Corrupt, Some(d)) => format!("content changed on disk: {d}"),
-                (_, Some(d)) => d,
-                (_, None) => "could not be read".into(),
-            };
-            unsettled.insert(path, Unsettled { kind, detail });
-        }
+    for (path, kind, detail) in index.unsettled_of_run(run.id)? {
+        let detail = match (kind, detail) {
+            (Kind::Corrupt, Some(d)) => format!("content changed on disk: {d}"),
+            (_, Some(d)) => d,
+            (_, None) => "could not be read".into(),
+        };
+        unsettled.insert(path, Unsettled { kind, detail });
     }
     // A file with no content hash would make equal roots prove nothing
     // about it. Scans never store one today; refuse to trust one anyway.
-    let unhashed: bool = index.conn.query_row(
-        &format!("SELECT EXISTS(SELECT 1 FROM entries WHERE {SNAPSHOT_AT} AND kind != 2 AND blake3 IS NULL)"),
-        params![root_id, run.id],
-        |r| r.get(0),
-    )?;
+    let unhashed = index.has_unhashed(root_id, run.id)?;
     let (total_files, total_dirs) = run_totals(index, run, root_id)?;
     let mut describe = Map::new();
     describe.insert("kind".into(), json!(kind));
@@ -406,7 +300,7 @@ pub fn run_source(index: &Index, run: &Run, kind: &str) -> Result<Source> {
         describe.insert("merkle_root".into(), json!(hex::encode(h)));
     }
     if let Some(t) = run.finished_at {
-        describe.insert("taken".into(), json!(crate::report::format_time(t)));
+        describe.insert("taken".into(), json!(format_time(t)));
     }
     Ok(Source {
         describe,
@@ -443,14 +337,7 @@ fn run_totals(index: &Index, run: &Run, root_id: i64) -> Result<(u64, u64)> {
     if let Some(t) = from_summary {
         return Ok(t);
     }
-    let (files, dirs): (i64, i64) = index.conn.query_row(
-        &format!(
-            "SELECT COALESCE(SUM(kind != 2), 0), COALESCE(SUM(kind = 2 AND path != x''), 0) FROM entries WHERE {SNAPSHOT_AT}"
-        ),
-        params![root_id, run.id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    Ok((files as u64, dirs as u64))
+    index.count_at_run(root_id, run.id)
 }
 
 /// The path a manifest source was read from, for messages.

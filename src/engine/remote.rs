@@ -30,7 +30,7 @@ use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ClientConfigKey, GetOptions, ObjectStore, RetryConfig};
 
-use crate::paths;
+use crate::model::{Listed, ReadError, paths};
 
 /// How patient to be with a remote.
 #[derive(Debug, Clone)]
@@ -62,64 +62,6 @@ pub struct Remote {
     /// For a directory remote, the directory: listed and read natively
     /// (see [`Remote::list`]), not through `store`.
     pub dir: Option<std::path::PathBuf>,
-}
-
-/// One listed object.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Listed {
-    /// Index key relative to the prefix.
-    pub key: Vec<u8>,
-    pub size: u64,
-    pub etag: Option<String>,
-    pub version: Option<String>,
-    /// Unix seconds.
-    pub last_modified: i64,
-}
-
-impl Listed {
-    /// What identifies this exact content version: the ETag, else the
-    /// version id, else size and modification time. A cached verification
-    /// is valid only while the fingerprint is unchanged.
-    pub fn fingerprint(&self) -> String {
-        match (&self.etag, &self.version) {
-            (Some(e), _) => format!("etag:{e}"),
-            (None, Some(v)) => format!("version:{v}"),
-            (None, None) => format!("mtime:{}:{}", self.size, self.last_modified),
-        }
-    }
-}
-
-/// Why an object could not be read.
-#[derive(Debug)]
-pub enum ReadError {
-    /// Gone since it was listed.
-    NotFound,
-    /// Replaced since it was listed (the ETag no longer matches).
-    Changed,
-    Other(String),
-}
-
-impl std::fmt::Display for ReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadError::NotFound => f.write_str("deleted after it was listed"),
-            ReadError::Changed => f.write_str("replaced while the audit ran"),
-            ReadError::Other(e) => f.write_str(e),
-        }
-    }
-}
-
-/// The single-part MD5 an S3 ETag carries, if it has that form (32 hex
-/// digits, no `-N` multipart suffix). Only a hint: with SSE-KMS or SSE-C
-/// the ETag is not an MD5 even when it looks like one.
-pub fn etag_md5(etag: &str) -> Option<[u8; 16]> {
-    let t = etag.trim_matches('"');
-    if t.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    hex::decode_to_slice(t, &mut out).ok()?;
-    Some(out)
 }
 
 /// Timeouts, as config keys: set one by one so they do not replace the
@@ -393,8 +335,9 @@ fn read_dir_file(path: &FsPath, etag: Option<&str>) -> Result<([u8; 32], u64), R
         return Err(ReadError::Changed);
     }
     let mut bounded = (&file).take(before.len().saturating_add(1));
-    let (digests, n) = crate::hash::hash_reader(&mut bounded, before.len(), Default::default())
-        .map_err(|e| ReadError::Other(e.to_string()))?;
+    let (digests, n) =
+        crate::engine::hash::hash_reader(&mut bounded, before.len(), Default::default())
+            .map_err(|e| ReadError::Other(e.to_string()))?;
     let after = file
         .metadata()
         .map_err(|e| ReadError::Other(e.to_string()))?;
@@ -494,14 +437,6 @@ fn read_error(e: object_store::Error) -> ReadError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_plain_32_hex_etags_carry_an_md5() {
-        assert!(etag_md5("\"5d41402abc4b2a76b9719d911017c592\"").is_some());
-        assert!(etag_md5("5d41402abc4b2a76b9719d911017c592").is_some());
-        assert!(etag_md5("\"5d41402abc4b2a76b9719d911017c592-3\"").is_none());
-        assert!(etag_md5("\"zz41402abc4b2a76b9719d911017c592\"").is_none());
-    }
 
     #[test]
     fn unknown_schemes_and_missing_directories_are_refused() {

@@ -11,7 +11,7 @@
 //! per busy thread is mapped at a time.
 //!
 //! A truncated file must not kill the run (live database folders truncate
-//! files routinely): maps are made through [`crate::mapped`], whose SIGBUS
+//! files routinely): maps are made through [`crate::engine::mapped`], whose SIGBUS
 //! handler replaces the pages past the new end by zeros and flags the map.
 //! A flagged hash is thrown away and the file hashed again with `read()`,
 //! which sees a short read or an I/O error for what it is. When a file
@@ -42,10 +42,8 @@ use blake3::hazmat::{
 };
 use md5::Digest as _;
 
-use crate::mapped::Map;
-
-use crate::index::Stat;
-use crate::walk::stat_of;
+use crate::engine::mapped::Map;
+use crate::model::Stat;
 
 /// Which digests to compute beside BLAKE3.
 #[derive(Debug, Clone, Copy, Default)]
@@ -149,7 +147,7 @@ pub fn hash_file(path: &Path, want: Want) -> Result<(Stat, Digests), HashError> 
         if !meta.is_file() {
             return Err(HashError::NotAFile);
         }
-        let before = stat_of(&meta);
+        let before = Stat::of(&meta);
         let mapped = if map && before.size >= MAP_MIN {
             match hash_mapped(&file, before.size, want, WINDOW) {
                 Ok(Mapped::Hashed(d)) => Some((d, before.size)),
@@ -179,7 +177,7 @@ pub fn hash_file(path: &Path, want: Want) -> Result<(Stat, Digests), HashError> 
                 hash_reader(&mut bounded, before.size, want).map_err(HashError::Io)?
             }
         };
-        let after = stat_of(&file.metadata().map_err(HashError::Io)?);
+        let after = Stat::of(&file.metadata().map_err(HashError::Io)?);
         if before == after && read == before.size {
             return Ok((before, digests));
         }

@@ -1,0 +1,387 @@
+//! The command line: clap types, the config file, and the one resolver
+//! that turns both into the settings each command takes.
+//!
+//! Raw arguments ([`Cli`]) become resolved settings in
+//! [`settings::resolve`], in the manner of ripgrep's `HiArgs`: a flag over
+//! the environment over the config file over the default, each default
+//! written once. `vouch audit` and each `[audit.NAME]` of `vouch run` go
+//! through the same [`settings::resolve_audit`], so a flag added once works
+//! in both.
+
+pub mod config;
+pub mod settings;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use crate::model::Kind;
+
+#[derive(Debug, Parser)]
+#[command(name = "vouch", version, about = "Integrity auditor for files and object stores", long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct Common {
+    /// The SQLite index [default: $XDG_DATA_HOME/vouch/index.sqlite3]
+    #[arg(long, global = true, env = "VOUCH_INDEX", value_name = "PATH")]
+    pub index: Option<PathBuf>,
+    /// Output format: table (the default), json, jsonl or csv for reports;
+    /// for `export`, the manifest written: b3sum, sha256sum, bagit or json
+    #[arg(long = "format", global = true, value_enum, value_name = "FORMAT")]
+    pub format_arg: Option<FormatArg>,
+    /// Write the report to FILE (atomically) instead of stdout
+    #[arg(long, global = true, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Print nothing on a clean run; only discrepancies otherwise
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Worker threads for hashing [default: number of cores]
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Wait for another run holding the index lock instead of failing
+    #[arg(long, global = true)]
+    pub wait: bool,
+}
+
+/// Every value `--format` takes. It names the format of what a command
+/// writes: a report for most commands, a manifest for `export` (so
+/// `vouch export ROOT --format b3sum` reads as the design has it, and
+/// `json` means vouch's json manifest there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    Table,
+    Json,
+    Jsonl,
+    Csv,
+    B3sum,
+    Sha256sum,
+    Bagit,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Update the manifest of ROOT (incremental)
+    Scan(ScanArgs),
+    /// Scan ROOT, then diff its manifest against a remote (S3, GCS, Azure, a directory)
+    Audit(AuditArgs),
+    /// Compare two trees, snapshots (@NAME, @RUN) or manifest files
+    Diff(DiffArgs),
+    /// Write a portable manifest of ROOT (--format b3sum|sha256sum|bagit|json)
+    Export(ExportArgs),
+    /// Check ROOT against an exported manifest (b3sum, sha256sum or json)
+    Verify(VerifyArgs),
+    /// Re-print the findings of a past run from the index
+    Report(ReportArgs),
+    /// List past runs with their counters
+    History,
+    /// Run named audits from the config file (for cron)
+    Run(RunArgs),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// A directory (scanned first), a snapshot (@NAME or @RUN) or a manifest file
+    pub a: std::ffi::OsString,
+    /// Compared with A: a directory, a snapshot or a manifest file
+    pub b: std::ffi::OsString,
+    /// Hash every file of a directory operand again, trusting no metadata
+    #[arg(long)]
+    pub rehash: bool,
+    /// The kind of a checksum-list operand, when its name does not tell
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub manifest_format: Option<ManifestFormatArg>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The tree to export (scanned first)
+    pub root: PathBuf,
+    /// BagIt: copy the payload instead of hard-linking it
+    #[arg(long)]
+    pub copy: bool,
+    /// Hash every file again before exporting, trusting no metadata
+    #[arg(long)]
+    pub rehash: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The tree to check (read only; its manifest is recorded in the index)
+    pub root: PathBuf,
+    /// The manifest: b3sum, sha256sum or vouch json
+    #[arg(long, value_name = "FILE")]
+    pub manifest: PathBuf,
+    /// Hash every file again, trusting no metadata
+    #[arg(long)]
+    pub rehash: bool,
+    /// The kind of a checksum list, when its name does not tell
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub manifest_format: Option<ManifestFormatArg>,
+}
+
+/// Where a monitored run reports besides its output.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AlertArgs {
+    /// Write Prometheus metrics to FILE (atomically; for node_exporter's textfile collector)
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// POST {"text": ...} to URL when the run finds discrepancies or fails
+    #[arg(long, value_name = "URL")]
+    pub notify: Option<String>,
+    /// Notify on every run, clean ones too
+    #[arg(long, requires = "notify")]
+    pub notify_always: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ScanArgs {
+    /// The tree to scan
+    pub root: PathBuf,
+    /// Hash every file again and report content that changed while its
+    /// metadata did not (bit rot) as `corrupt`
+    #[arg(long)]
+    pub rehash: bool,
+    /// Also record each file's MD5 (lets a quick audit verify S3 single-part ETags)
+    #[arg(long)]
+    pub md5: bool,
+    /// Also record each file's SHA-256 (for sha256sum and BagIt exports)
+    #[arg(long)]
+    pub sha256: bool,
+    /// Pin this run's manifest as a named snapshot (`@NAME`)
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
+    /// Report `shrunk` when a file (of 1 KiB or more) loses more than this fraction of its size
+    #[arg(long, value_name = "FRACTION", default_value = "0.5")]
+    pub shrink_threshold: Fraction,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
+}
+
+/// The options of one audit: `vouch audit`'s flags, and equally the keys of
+/// an `[audit.NAME]` section of the config file (unknown keys are errors).
+/// Options with a default are `None` here; [`settings::resolve_audit`]
+/// gives each its default, once.
+#[derive(Debug, Args, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditArgs {
+    /// The tree whose manifest is audited
+    #[arg(required = true, value_name = "ROOT")]
+    pub root: Option<PathBuf>,
+    /// The backup: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix,
+    /// file:///abs/path or a directory path
+    #[arg(long, value_name = "URL", required = true)]
+    pub remote: Option<String>,
+    /// Endpoint of an S3-compatible server (else AWS_ENDPOINT_URL)
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// quick: listing only; deep: read every object not yet verified;
+    /// scrub: quick plus re-reads up to --scrub-budget [default: quick]
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Bytes to re-read per scrub run (e.g. 50G) [default: 10G]
+    #[arg(long, value_name = "SIZE")]
+    pub scrub_budget: Option<Size>,
+    /// Objects downloaded at once [default: 16]
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Audit the manifest as it is, without scanning ROOT first
+    #[arg(long)]
+    #[serde(default)]
+    pub no_scan: bool,
+    /// Count `unverified` objects as discrepancies (exit 1)
+    #[arg(long)]
+    #[serde(default)]
+    pub strict: bool,
+    /// Record MD5s while scanning, so single-part S3 ETags verify without downloads
+    #[arg(long)]
+    #[serde(default)]
+    pub md5: bool,
+    /// Retries of a failed request (exponential backoff) [default: 4]
+    #[arg(long, value_name = "N")]
+    pub retries: Option<usize>,
+    /// Seconds to wait for any network read before giving up on it [default: 60]
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Report `low_coverage` when the remote holds less than this fraction
+    /// of the manifest's files or bytes (`remote_empty` when it holds
+    /// nothing) [default: 0.99]
+    #[arg(long, value_name = "FRACTION")]
+    pub min_coverage: Option<Fraction>,
+    /// Report `shrunk` when a file (of 1 KiB or more) loses more than this
+    /// fraction of its size [default: 0.5]
+    #[arg(long, value_name = "FRACTION")]
+    pub shrink_threshold: Option<Fraction>,
+    /// Report `stale` when the newest object, or a file's copy relative to
+    /// the file, is older than this (e.g. 26h, 7d)
+    #[arg(long, value_name = "AGE")]
+    pub max_age: Option<Age>,
+    /// Write Prometheus metrics to FILE (atomically; for node_exporter's textfile collector)
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// POST {"text": ...} to URL when the run finds discrepancies or fails
+    #[arg(long, value_name = "URL")]
+    pub notify: Option<String>,
+    /// Notify on every run, clean ones too
+    #[arg(long, requires = "notify")]
+    #[serde(default)]
+    pub notify_always: bool,
+    /// (config file only) write this audit's report to a file
+    #[arg(skip)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run to show [default: the latest finished run]
+    #[arg(long, value_name = "N")]
+    pub run: Option<i64>,
+    /// Only findings of this kind
+    #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+    pub kind: Option<Kind>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The named audit (an [audit.NAME] section of the config file)
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Run every named audit, in name order
+    #[arg(long)]
+    pub all: bool,
+    /// The config file [default: $XDG_CONFIG_HOME/vouch/vouch.toml]
+    #[arg(long, value_name = "FILE", env = "VOUCH_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// `--mode` and `mode = "…"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeArg {
+    /// Listing only: sizes, cached verifications and MD5 ETags decide.
+    Quick,
+    /// Read every object not yet verified at its current ETag.
+    Deep,
+    /// Quick, plus re-read the least recently verified objects up to
+    /// `--scrub-budget` bytes.
+    Scrub,
+}
+
+/// `--manifest-format`: the kind of a checksum list, when its name does
+/// not tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ManifestFormatArg {
+    /// `b3sum` output: BLAKE3 per regular file.
+    B3sum,
+    /// `sha256sum` output: SHA-256 per regular file.
+    Sha256sum,
+    /// vouch's json manifest (`vouch export --format json`).
+    Json,
+}
+
+/// A byte size: `1024`, `64K`, `500MiB`, `10G`, `2TB` (powers of 1024), on
+/// the command line and in the config file alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+/// A fraction between 0 and 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fraction(pub f64);
+
+/// An age like `26h` or `7d`, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Age(pub u64);
+
+impl std::str::FromStr for Size {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Size, String> {
+        parse_size(text).map(Size)
+    }
+}
+
+impl std::str::FromStr for Fraction {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Fraction, String> {
+        match text.parse::<f64>() {
+            Ok(f) if (0.0..=1.0).contains(&f) => Ok(Fraction(f)),
+            _ => Err(format!("{text:?} is not a fraction between 0 and 1")),
+        }
+    }
+}
+
+impl std::str::FromStr for Age {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Age, String> {
+        humantime::parse_duration(text)
+            .map(|d| Age(d.as_secs()))
+            .map_err(|e| format!("{text:?} is not an age (e.g. 26h, 7d): {e}"))
+    }
+}
+
+/// The config file holds sizes and ages as strings, fractions as numbers;
+/// each is checked by the same parser as on the command line.
+macro_rules! deserialize_via_from_str {
+    ($t:ty, $expect:literal) => {
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
+                #[derive(Deserialize)]
+                #[serde(untagged)]
+                enum Raw {
+                    Text(String),
+                    Int(u64),
+                    Float(f64),
+                }
+                let text = match Raw::deserialize(d)? {
+                    Raw::Text(t) => t,
+                    Raw::Int(n) => n.to_string(),
+                    Raw::Float(f) => f.to_string(),
+                };
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+deserialize_via_from_str!(Size, "a size");
+deserialize_via_from_str!(Fraction, "a fraction");
+deserialize_via_from_str!(Age, "an age");
+
+/// Parses a byte size: `1024`, `64K`, `500MiB`, `10G`, `2TB` (powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 500M, 10G)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(format!("{text:?} has an unknown unit (use K, M, G or T)")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+fn parse_kind(text: &str) -> Result<Kind, String> {
+    Kind::from_name(text).ok_or_else(|| {
+        let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+        format!("unknown kind {text:?} (one of {})", names.join(", "))
+    })
+}

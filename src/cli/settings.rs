@@ -1,0 +1,323 @@
+//! The settings resolver: raw arguments, the environment and the config
+//! file in, the settings of one command out (flag > env > config file >
+//! default). Every default is written here once.
+//!
+//! This is the only place that reads the environment for settings
+//! (`VOUCH_INDEX` and `VOUCH_CONFIG` through clap, `XDG_*` and `HOME` for
+//! the default paths).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use clap::{CommandFactory, ValueEnum};
+
+use super::{AuditArgs, Cli, Command, Common, FormatArg, ManifestFormatArg, ModeArg, config};
+use crate::commands::audit::AuditSettings;
+use crate::commands::diff::DiffSettings;
+use crate::commands::export::ExportSettings;
+use crate::commands::run::NamedAudit;
+use crate::commands::scan::ScanSettings;
+use crate::commands::verify::VerifySettings;
+use crate::commands::{Alerts, Context, Invocation};
+use crate::engine::audit::Mode;
+use crate::engine::export::ExportFormat;
+use crate::engine::manifest::ManifestFormat;
+use crate::out::Format;
+
+/// The defaults of an audit, in one place.
+const DEFAULT_SCRUB_BUDGET: u64 = 10 << 30;
+const DEFAULT_JOBS: usize = 16;
+const DEFAULT_RETRIES: usize = 4;
+const DEFAULT_TIMEOUT_SECS: u64 = 60;
+const DEFAULT_MIN_COVERAGE: f64 = 0.99;
+const DEFAULT_SHRINK_THRESHOLD: f64 = 0.5;
+
+/// Resolves the command line into a context and an invocation.
+pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
+    let export = matches!(cli.command, Command::Export(_));
+    let ctx = context(&cli.common, export)?;
+    let inv = match cli.command {
+        Command::Scan(a) => Invocation::Scan(ScanSettings {
+            root: a.root,
+            rehash: a.rehash,
+            md5: a.md5,
+            sha256: a.sha256,
+            label: a.label,
+            shrink_threshold: a.shrink_threshold.0,
+            alerts: Alerts {
+                metrics: a.alerts.metrics,
+                notify: a.alerts.notify,
+                notify_always: a.alerts.notify_always,
+            },
+        }),
+        Command::Audit(a) => Invocation::Audit(resolve_audit(&a)?),
+        Command::Diff(a) => Invocation::Diff(DiffSettings {
+            a: a.a,
+            b: a.b,
+            rehash: a.rehash,
+            manifest_format: a.manifest_format.map(manifest_format),
+        }),
+        Command::Export(a) => Invocation::Export(ExportSettings {
+            root: a.root,
+            format: export_format(&cli.common)?,
+            copy: a.copy,
+            rehash: a.rehash,
+        }),
+        Command::Verify(a) => Invocation::Verify(VerifySettings {
+            root: a.root,
+            manifest: a.manifest,
+            rehash: a.rehash,
+            manifest_format: a.manifest_format.map(manifest_format),
+        }),
+        Command::Report(a) => Invocation::Report {
+            run: a.run,
+            kind: a.kind,
+        },
+        Command::History => Invocation::History,
+        Command::Run(a) => {
+            let path = a.config.clone().unwrap_or_else(default_config_path);
+            Invocation::Run(resolve_run(&ctx, &cli.common, &path, a.name.as_deref())?)
+        }
+        Command::Completions { shell } => {
+            let mut out = std::io::stdout();
+            clap_complete::generate(shell, &mut Cli::command(), "vouch", &mut out);
+            Invocation::Done
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Invocation::Done
+        }
+    };
+    Ok((ctx, inv))
+}
+
+fn context(common: &Common, export: bool) -> Result<Context> {
+    Ok(Context {
+        index: common.index.clone().unwrap_or_else(default_index_path),
+        wait: common.wait,
+        format: if export {
+            Format::Table
+        } else {
+            report_format(common)?
+        },
+        output: common.output.clone(),
+        quiet: common.quiet,
+        threads: common.threads,
+    })
+}
+
+/// The settings of one audit, from `vouch audit`'s flags or a config
+/// section alike: every default is applied here, once.
+pub fn resolve_audit(a: &AuditArgs) -> Result<AuditSettings> {
+    let (Some(root), Some(remote)) = (&a.root, &a.remote) else {
+        bail!("an audit needs a root and a remote");
+    };
+    Ok(AuditSettings {
+        root: root.clone(),
+        remote: remote.clone(),
+        endpoint: a.endpoint.clone(),
+        mode: match a.mode.unwrap_or(ModeArg::Quick) {
+            ModeArg::Quick => Mode::Quick,
+            ModeArg::Deep => Mode::Deep,
+            ModeArg::Scrub => Mode::Scrub,
+        },
+        scrub_budget: a.scrub_budget.map_or(DEFAULT_SCRUB_BUDGET, |s| s.0),
+        jobs: a.jobs.unwrap_or(DEFAULT_JOBS),
+        no_scan: a.no_scan,
+        strict: a.strict,
+        md5: a.md5,
+        retries: a.retries.unwrap_or(DEFAULT_RETRIES),
+        timeout: Duration::from_secs(a.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS)),
+        min_coverage: a.min_coverage.map_or(DEFAULT_MIN_COVERAGE, |f| f.0),
+        shrink_threshold: a.shrink_threshold.map_or(DEFAULT_SHRINK_THRESHOLD, |f| f.0),
+        max_age: a.max_age.map(|a| a.0),
+        alerts: Alerts {
+            metrics: a.metrics.clone(),
+            notify: a.notify.clone(),
+            notify_always: a.notify_always,
+        },
+    })
+}
+
+/// The named audits of `vouch run`, each with its own context: the
+/// config file's `index` unless `--index` (or `VOUCH_INDEX`) is given, and
+/// the section's `output` over `--output`.
+fn resolve_run(
+    ctx: &Context,
+    common: &Common,
+    path: &std::path::Path,
+    name: Option<&str>,
+) -> Result<Vec<NamedAudit>> {
+    let cfg = config::load(path)?;
+    let names: Vec<String> = match name {
+        Some(name) => {
+            if !cfg.audit.contains_key(name) {
+                let known: Vec<&str> = cfg.audit.keys().map(String::as_str).collect();
+                bail!(
+                    "config {} has no [audit.{name}] (known: {})",
+                    path.display(),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+            }
+            vec![name.to_string()]
+        }
+        None => cfg.audit.keys().cloned().collect(),
+    };
+    if names.is_empty() {
+        bail!("config {} defines no [audit.NAME] section", path.display());
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let a = &cfg.audit[&name];
+            let mut job_ctx = ctx.clone();
+            if common.index.is_none()
+                && let Some(index) = &cfg.index
+            {
+                job_ctx.index = index.clone();
+            }
+            if a.output.is_some() {
+                job_ctx.output = a.output.clone();
+            }
+            let settings = resolve_audit(a)
+                .map_err(|e| anyhow!("config {}: [audit.{name}] {e}", path.display()))?;
+            Ok(NamedAudit {
+                name,
+                ctx: job_ctx,
+                settings,
+            })
+        })
+        .collect()
+}
+
+/// The report format; the export-only values are refused.
+fn report_format(common: &Common) -> Result<Format> {
+    Ok(match common.format_arg {
+        None | Some(FormatArg::Table) => Format::Table,
+        Some(FormatArg::Json) => Format::Json,
+        Some(FormatArg::Jsonl) => Format::Jsonl,
+        Some(FormatArg::Csv) => Format::Csv,
+        Some(f @ (FormatArg::B3sum | FormatArg::Sha256sum | FormatArg::Bagit)) => {
+            bail!(
+                "--format {} is a manifest format, for `vouch export`; reports are table, json, jsonl or csv",
+                f.to_possible_value()
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default()
+            )
+        }
+    })
+}
+
+/// The manifest format of `export`.
+fn export_format(common: &Common) -> Result<ExportFormat> {
+    Ok(match common.format_arg {
+        Some(FormatArg::B3sum) => ExportFormat::B3sum,
+        Some(FormatArg::Sha256sum) => ExportFormat::Sha256sum,
+        Some(FormatArg::Bagit) => ExportFormat::Bagit,
+        Some(FormatArg::Json) => ExportFormat::Json,
+        _ => bail!("vouch export needs --format b3sum, sha256sum, bagit or json"),
+    })
+}
+
+fn manifest_format(f: ManifestFormatArg) -> ManifestFormat {
+    match f {
+        ManifestFormatArg::B3sum => ManifestFormat::B3sum,
+        ManifestFormatArg::Sha256sum => ManifestFormat::Sha256sum,
+        ManifestFormatArg::Json => ManifestFormat::Json,
+    }
+}
+
+/// `$XDG_DATA_HOME/vouch/index.sqlite3` (else `~/.local/share/…`).
+pub fn default_index_path() -> PathBuf {
+    xdg_dir("XDG_DATA_HOME", ".local/share")
+        .join("vouch")
+        .join("index.sqlite3")
+}
+
+/// `$XDG_CONFIG_HOME/vouch/vouch.toml` (else `~/.config/…`).
+pub fn default_config_path() -> PathBuf {
+    xdg_dir("XDG_CONFIG_HOME", ".config")
+        .join("vouch")
+        .join("vouch.toml")
+}
+
+fn xdg_dir(var: &str, under_home: &str) -> PathBuf {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(under_home)))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `vouch run` and `vouch audit` resolve through one function: the
+    /// same audit written both ways gives the same settings, defaults
+    /// included.
+    #[test]
+    fn a_config_audit_and_the_same_command_line_resolve_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("vouch.toml");
+        std::fs::write(
+            &cfg,
+            "[audit.photos]\nroot = \"/srv/photos\"\nremote = \"s3://b/photos\"\nmode = \"scrub\"\nscrub_budget = \"50G\"\nmd5 = true\nmax_age = \"26h\"\nmin_coverage = 0.9\n",
+        )
+        .unwrap();
+        let from_file = Cli::parse_from([
+            "vouch",
+            "--index",
+            "/tmp/i.sqlite3",
+            "run",
+            "photos",
+            "--config",
+            cfg.to_str().unwrap(),
+        ]);
+        let from_flags = Cli::parse_from([
+            "vouch",
+            "--index",
+            "/tmp/i.sqlite3",
+            "audit",
+            "/srv/photos",
+            "--remote",
+            "s3://b/photos",
+            "--mode",
+            "scrub",
+            "--scrub-budget",
+            "50G",
+            "--md5",
+            "--max-age",
+            "26h",
+            "--min-coverage",
+            "0.9",
+        ]);
+        let (ctx_a, Invocation::Run(runs)) = resolve(from_file).unwrap() else {
+            panic!("not a run");
+        };
+        let (ctx_b, Invocation::Audit(flags)) = resolve(from_flags).unwrap() else {
+            panic!("not an audit");
+        };
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].settings, flags);
+        assert_eq!(runs[0].ctx, ctx_b);
+        assert_eq!(ctx_a, ctx_b);
+        assert_eq!(flags.scrub_budget, 50 << 30);
+        assert_eq!(flags.max_age, Some(26 * 3600));
+        assert_eq!(flags.jobs, DEFAULT_JOBS);
+        // A bare audit gets every default from the same place.
+        let bare = Cli::parse_from(["vouch", "audit", "/r", "--remote", "/b"]);
+        let (_, Invocation::Audit(bare)) = resolve(bare).unwrap() else {
+            panic!("not an audit");
+        };
+        assert_eq!(bare.mode, Mode::Quick);
+        assert_eq!(bare.timeout, Duration::from_secs(DEFAULT_TIMEOUT_SECS));
+        assert_eq!(bare.min_coverage, DEFAULT_MIN_COVERAGE);
+    }
+}

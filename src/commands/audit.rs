@@ -1,0 +1,137 @@
+//! `vouch audit ROOT --remote URL`: scan ROOT, then diff its manifest
+//! against the remote. `vouch run` runs the same function per named audit.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use serde_json::{Value, json};
+
+use super::{Alerts, Context, monitored, with_report};
+use crate::engine::audit::{self, AuditOptions, Mode};
+use crate::engine::hash::Want;
+use crate::engine::remote::{self, RemoteOptions};
+use crate::engine::scan::{self, ScanOptions};
+use crate::model::{Kind, Outcome};
+use crate::out::Sink;
+
+/// Resolved settings of one audit, from the command line or a config
+/// section alike (see `cli::settings`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditSettings {
+    pub root: PathBuf,
+    pub remote: String,
+    pub endpoint: Option<String>,
+    pub mode: Mode,
+    pub scrub_budget: u64,
+    pub jobs: usize,
+    pub no_scan: bool,
+    pub strict: bool,
+    pub md5: bool,
+    pub retries: usize,
+    pub timeout: Duration,
+    pub min_coverage: f64,
+    pub shrink_threshold: f64,
+    /// Seconds.
+    pub max_age: Option<u64>,
+    pub alerts: Alerts,
+}
+
+/// Runs one audit; `name` is the config section's, for `vouch run`.
+pub fn run(ctx: &Context, s: &AuditSettings, name: Option<&str>) -> Result<Outcome> {
+    monitored(ctx, &s.alerts, name, |job| audit(ctx, s, job))
+}
+
+fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outcome> {
+    job.command = "audit".into();
+    job.root = Some(s.root.display().to_string());
+    job.remote = Some(s.remote.clone());
+    let root = scan::resolve_root(&s.root)?;
+    job.root = Some(root.display().to_string());
+    if s.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    let remote_opts = RemoteOptions {
+        endpoint: s.endpoint.clone(),
+        retries: s.retries,
+        timeout: s.timeout.max(Duration::from_secs(1)),
+    };
+    job.remote = remote::identity(&s.remote, &remote_opts).ok();
+    let remote = remote::open(&s.remote, &remote_opts)?;
+    let mut index = ctx.open_index()?;
+    let progress = ctx.progress();
+    with_report(ctx, |sink| {
+        let scanned = if s.no_scan {
+            None
+        } else {
+            let opts = ScanOptions {
+                want: Want {
+                    md5: s.md5,
+                    sha256: false,
+                },
+                shrink_threshold: Some(s.shrink_threshold),
+                command: Some("audit".into()),
+                ..Default::default()
+            };
+            Some(scan::scan(
+                &mut index,
+                &root,
+                &opts,
+                sink,
+                progress.as_ref(),
+            )?)
+        };
+        let root_id = match index.find_root(&root)? {
+            Some(id) if index.last_scan(id)?.is_some() => id,
+            _ => bail!(
+                "no manifest of {} in the index; run `vouch scan {}` first (or drop --no-scan)",
+                root.display(),
+                root.display()
+            ),
+        };
+        let opts = AuditOptions {
+            mode: s.mode,
+            scrub_budget: s.scrub_budget,
+            jobs: s.jobs,
+            strict: s.strict,
+            min_coverage: s.min_coverage,
+            max_age: s.max_age.map(|a| a as i64),
+        };
+        let summary = audit::audit(
+            &mut index,
+            &root,
+            root_id,
+            &remote,
+            &opts,
+            sink,
+            progress.as_ref(),
+        )?;
+        let mut json = summary.to_json(&root, &remote.id, s.mode);
+        let mut bad = summary.discrepancies(s.strict) > 0;
+        if let Some(sc) = &scanned {
+            bad |= sc.discrepancies() > 0;
+            // The scan's discrepancies count in the audit's totals too.
+            for (kind, n) in [
+                (Kind::Unreadable, sc.unreadable),
+                (Kind::Corrupt, sc.corrupt),
+                (Kind::Shrunk, sc.shrunk),
+            ] {
+                if n > 0 {
+                    let total = json.get(kind.name()).and_then(Value::as_u64).unwrap_or(0) + n;
+                    json.insert(kind.name().into(), json!(total));
+                }
+            }
+            json.insert("scan".into(), Value::Object(sc.to_json(&root)));
+        }
+        job.summary = json.clone();
+        if bad {
+            sink.mark_failing();
+        }
+        sink.finish(&json)?;
+        Ok(if bad {
+            Outcome::Discrepancies
+        } else {
+            Outcome::Clean
+        })
+    })
+}

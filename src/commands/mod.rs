@@ -1,0 +1,250 @@
+//! The commands: one file per subcommand, each taking settings the CLI
+//! layer has already resolved (flag > env > config file > default) and
+//! returning an [`Outcome`].
+//!
+//! A command opens the index, picks the report sink and the progress
+//! reporter, and calls the engines; it is the only layer that decides what
+//! is shown on a terminal. Runs that monitors watch (`scan`, `audit`,
+//! `run`) also write metrics and send notifications through
+//! [`monitored`], for failures as much as for findings.
+
+pub mod audit;
+pub mod diff;
+pub mod export;
+pub mod report;
+pub mod run;
+pub mod scan;
+pub mod verify;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Result, anyhow, bail};
+use serde_json::{Map, Value};
+
+use crate::model::{Kind, Outcome, now_unix};
+use crate::out::alert::{self, RunOutcome};
+use crate::out::{Bar, Format, Progress, Report, Silent};
+use crate::store::{Index, LockWait};
+
+/// One command, resolved and ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Invocation {
+    Scan(scan::ScanSettings),
+    Audit(audit::AuditSettings),
+    Diff(diff::DiffSettings),
+    Export(export::ExportSettings),
+    Verify(verify::VerifySettings),
+    Report {
+        run: Option<i64>,
+        kind: Option<Kind>,
+    },
+    History,
+    Run(Vec<run::NamedAudit>),
+    /// Completions and the man page, already printed.
+    Done,
+}
+
+/// Runs a resolved command.
+pub fn dispatch(ctx: &Context, inv: Invocation) -> Result<Outcome> {
+    ctx.start_threads()?;
+    match inv {
+        Invocation::Scan(s) => scan::run(ctx, &s),
+        Invocation::Audit(s) => audit::run(ctx, &s, None),
+        Invocation::Diff(s) => diff::run(ctx, &s),
+        Invocation::Export(s) => export::run(ctx, &s),
+        Invocation::Verify(s) => verify::run(ctx, &s),
+        Invocation::Report { run, kind } => report::run(ctx, run, kind),
+        Invocation::History => report::history(ctx),
+        Invocation::Run(audits) => run::run(&audits),
+        Invocation::Done => Ok(Outcome::Clean),
+    }
+}
+
+/// Settings every command shares, resolved by the CLI layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Context {
+    /// The index file.
+    pub index: PathBuf,
+    /// Wait for the index lock instead of failing.
+    pub wait: bool,
+    /// The report format (export has its own manifest format).
+    pub format: Format,
+    /// `--output FILE`.
+    pub output: Option<PathBuf>,
+    pub quiet: bool,
+    /// Hashing threads; `None` for one per core.
+    pub threads: Option<usize>,
+}
+
+/// Where a monitored run reports besides its output.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Alerts {
+    pub metrics: Option<PathBuf>,
+    pub notify: Option<String>,
+    pub notify_always: bool,
+}
+
+impl Context {
+    fn lock_wait(&self) -> LockWait {
+        if self.wait {
+            LockWait::Yes
+        } else {
+            LockWait::No
+        }
+    }
+
+    /// Opens the index for writing, holding its lock.
+    pub fn open_index(&self) -> Result<Index> {
+        Index::open(&self.index, self.lock_wait())
+    }
+
+    /// Opens the index for reading only (no lock).
+    pub fn read_index(&self) -> Result<Index> {
+        Index::open_read_only(&self.index)
+    }
+
+    /// A spinner on a terminal; nothing for pipes, files, cron and `-q`.
+    pub fn progress(&self) -> Box<dyn Progress> {
+        if !self.quiet && std::io::stderr().is_terminal() {
+            Box::new(Bar::new())
+        } else {
+            Box::new(Silent)
+        }
+    }
+
+    /// The report this command writes.
+    pub fn report(&self) -> Result<Report> {
+        Report::new(self.format, self.quiet, self.output.as_deref())
+    }
+
+    /// Starts the hashing pool with `--threads` workers, once.
+    pub fn start_threads(&self) -> Result<()> {
+        if let Some(n) = self.threads {
+            if n == 0 {
+                bail!("--threads must be at least 1");
+            }
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global()
+                .map_err(|e| anyhow!("cannot start {n} threads: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// An error as one line (object stores put newlines and XML in theirs).
+pub fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+/// Runs `body` with a report, completing the report as failed on error.
+pub fn with_report(
+    ctx: &Context,
+    body: impl FnOnce(&mut Report) -> Result<Outcome>,
+) -> Result<Outcome> {
+    let mut sink = ctx.report()?;
+    let result = body(&mut sink);
+    if let Err(e) = &result {
+        let _ = sink.fail(&one_line(e));
+    }
+    result
+}
+
+/// What a monitored command tells [`monitored`] about itself as it goes,
+/// so that even a run failing half-way reports what it was.
+#[derive(Default)]
+pub struct Job {
+    pub command: String,
+    pub root: Option<String>,
+    pub remote: Option<String>,
+    pub summary: Map<String, Value>,
+}
+
+/// Runs a monitored command: writes metrics and notifies afterwards,
+/// whether it found discrepancies, found none, or failed.
+pub fn monitored(
+    ctx: &Context,
+    alerts: &Alerts,
+    name: Option<&str>,
+    body: impl FnOnce(&mut Job) -> Result<Outcome>,
+) -> Result<Outcome> {
+    let started = Instant::now();
+    let mut job = Job::default();
+    let result = body(&mut job);
+    if alerts.metrics.is_none() && alerts.notify.is_none() {
+        return result;
+    }
+    let exit_code = match &result {
+        Ok(Outcome::Clean) => 0,
+        Ok(Outcome::Discrepancies) => 1,
+        Err(_) => 2,
+    };
+    let mut outcome = RunOutcome {
+        command: job.command.clone(),
+        name: name.map(str::to_string),
+        root: job.root.clone(),
+        remote: job.remote.clone(),
+        exit_code,
+        summary: job.summary,
+        error: result.as_ref().err().map(one_line),
+        elapsed_secs: started.elapsed().as_secs_f64(),
+        finished_unix: now_unix(),
+        last_success_unix: None,
+    };
+    outcome.last_success_unix = if exit_code == 0 {
+        Some(outcome.finished_unix)
+    } else {
+        last_success(ctx, &outcome).ok().flatten()
+    };
+    if let Some(path) = &alerts.metrics
+        && let Err(e) = alert::write_metrics(path, &outcome)
+    {
+        eprintln!("vouch: {}", one_line(&e));
+    }
+    if let Some(url) = &alerts.notify
+        && (exit_code != 0 || alerts.notify_always)
+        && let Err(e) = alert::notify(url, &outcome)
+    {
+        eprintln!("vouch: notification to {url} failed: {}", one_line(&e));
+    }
+    result
+}
+
+/// The last run of the same command, root and remote that exited 0.
+fn last_success(ctx: &Context, o: &RunOutcome) -> Result<Option<i64>> {
+    let index = ctx.read_index()?;
+    index.last_success(&o.command, o.root.as_deref(), o.remote.as_deref())
+}
+
+/// A label must not look like a run number, so `@N` stays unambiguous.
+pub fn validate_label(label: &str) -> Result<()> {
+    if label.is_empty() || label.chars().all(|c| c.is_ascii_digit()) || label.contains('/') {
+        bail!("label {label:?} must be non-empty, not all digits, and contain no '/'");
+    }
+    Ok(())
+}
+
+/// Ends a diff or verify report: exit 0 only when proven identical.
+pub fn finish_comparison(
+    sink: &mut Report,
+    identical: bool,
+    json: &Map<String, Value>,
+) -> Result<Outcome> {
+    use crate::out::Sink;
+    if !identical {
+        sink.mark_failing();
+    }
+    sink.finish(json)?;
+    Ok(if identical {
+        Outcome::Clean
+    } else {
+        Outcome::Discrepancies
+    })
+}
+
+/// `Some(path)` displayed, for messages and metrics labels.
+pub fn shown(path: &Path) -> String {
+    path.display().to_string()
+}

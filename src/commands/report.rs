@@ -1,0 +1,93 @@
+//! `vouch report` and `vouch history`: past runs, read back from the index.
+//!
+//! Nothing here touches a tree or a remote, and the index is opened
+//! read-only (WAL lets this run while another vouch writes). Discrepancies
+//! are stored per run with their `first_seen`; the changes of a scan run
+//! (added, modified, deleted) are not stored twice but derived from the
+//! temporal `entries` table: a row the run opened with no row it closed is
+//! an addition, and so on.
+
+use std::io::Write;
+
+use anyhow::{Result, bail};
+use serde_json::{Map, Value, json};
+
+use super::{Context, with_report};
+use crate::model::{Finding, Kind, Outcome, format_time};
+use crate::out::atomic::Output;
+use crate::out::{Sink, history};
+use crate::store::Index;
+
+/// `vouch report [--run N] [--kind K]`.
+pub fn run(ctx: &Context, run_id: Option<i64>, kind: Option<Kind>) -> Result<Outcome> {
+    let index = ctx.read_index()?;
+    with_report(ctx, |sink| report(&index, run_id, kind, sink))
+}
+
+/// `vouch history`: every run in the index.
+pub fn history(ctx: &Context) -> Result<Outcome> {
+    let index = ctx.read_index()?;
+    let runs = index.runs()?;
+    let mut out = Output::open(ctx.output.as_deref())?;
+    history::history(&runs, ctx.format, &mut out)?;
+    out.flush()?;
+    out.commit()?;
+    Ok(Outcome::Clean)
+}
+
+/// Re-prints the findings of run `run_id` (default: the latest finished
+/// run), optionally only those of one kind. Exit 1 when the listed
+/// findings include a discrepancy.
+pub fn report(
+    index: &Index,
+    run_id: Option<i64>,
+    kind: Option<Kind>,
+    sink: &mut dyn Sink,
+) -> Result<Outcome> {
+    let run = match run_id {
+        Some(id) => match index.run(id)? {
+            Some(run) => run,
+            None => bail!("run {id} is not in index {}", index.path().display()),
+        },
+        None => match index
+            .runs()?
+            .into_iter()
+            .rev()
+            .find(|r| r.finished_at.is_some())
+        {
+            Some(run) => run,
+            None => bail!("index {} holds no finished run", index.path().display()),
+        },
+    };
+    let mut discrepancy = false;
+    let mut emit = |f: Finding, sink: &mut dyn Sink| -> Result<()> {
+        if kind.is_none_or(|k| k == f.kind) {
+            discrepancy |= f.kind.is_discrepancy();
+            sink.finding(&f)?;
+        }
+        Ok(())
+    };
+    // A run without a remote scanned (a `scan`, or the first half of an
+    // `audit`): its changes are in the manifest's history.
+    if run.remote.is_none() && kind.is_none_or(|k| !k.is_discrepancy()) {
+        for f in index.scan_changes(run.id)? {
+            emit(f, sink)?;
+        }
+    }
+    for f in index.findings_of_run(run.id)? {
+        emit(f, sink)?;
+    }
+    let mut summary = match run.summary.as_deref().map(serde_json::from_str::<Value>) {
+        Some(Ok(Value::Object(m))) => m,
+        _ => Map::new(),
+    };
+    summary.insert("run".into(), json!(run.id));
+    summary.insert("status".into(), json!(run.status));
+    summary.insert("started_at".into(), json!(format_time(run.started_at)));
+    sink.finish(&summary)?;
+    Ok(if discrepancy {
+        Outcome::Discrepancies
+    } else {
+        Outcome::Clean
+    })
+}

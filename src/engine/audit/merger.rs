@@ -1,0 +1,144 @@
+//! The audit's merger: one thread that merge-joins the manifest with the
+//! listing (both read from the index in key order) and gives every key
+//! exactly one outcome — a finding, a verification, or a read to make.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::mpsc;
+
+use anyhow::{Result, anyhow};
+use serde_json::json;
+
+use super::decide::{Decision, decide};
+use super::{Event, Policy, ReadTask, describe_remote};
+use crate::engine::join::{Pair, merge_join};
+use crate::engine::scan::describe;
+use crate::model::{EntryKind, Finding, Kind, format_time, now_unix};
+use crate::store::{Index, Rows};
+
+/// The merger: one outcome per key.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn merge(
+    index_path: &Path,
+    root_id: i64,
+    remote_id: &str,
+    run_id: i64,
+    policy: Policy,
+    scrub: &HashSet<Vec<u8>>,
+    reads: tokio::sync::mpsc::Sender<ReadTask>,
+    events: &mpsc::Sender<Event>,
+) -> Result<()> {
+    // Its own read-only connection, in one read transaction, so the
+    // recorder's commits never shift what it reads.
+    let reader = Index::open_read_only(index_path)?;
+    reader.begin_read()?;
+    let locals = reader.current_entries(root_id, Rows::NotDirs);
+    let remotes = reader.listed_objects(remote_id, run_id);
+    let send = |e: Event| events.send(e).map_err(|_| anyhow!("audit writer stopped"));
+    merge_join(locals, remotes, |pair| match pair {
+        Pair::LocalOnly(local) => {
+            if local.kind == EntryKind::Symlink {
+                return send(Event::SymlinkSkipped);
+            }
+            send(Event::Counted {
+                local: Some(local.stat.size),
+                remote: None,
+            })?;
+            let mut f = Finding::new(Kind::Missing, local.path.clone())
+                .local(describe(&local.stat, local.blake3.as_ref()));
+            // A directory remote holds any name; an object store only UTF-8.
+            if std::str::from_utf8(&local.path).is_err() && !remote_id.starts_with("file://") {
+                f = f.detail("the name is not UTF-8, so no object key can hold it");
+            }
+            send(Event::Finding(f))
+        }
+        Pair::RemoteOnly(obj) => {
+            send(Event::Counted {
+                local: None,
+                remote: Some(obj.size),
+            })?;
+            send(Event::Finding(
+                Finding::new(Kind::Extra, obj.key.clone()).remote(describe_remote(&obj)),
+            ))
+        }
+        Pair::Both(local, obj) => {
+            if local.kind == EntryKind::Symlink {
+                // Backup tools differ (rclone and object stores copy the
+                // target, rsync -a the link): a symlink is not audited.
+                return send(Event::SymlinkSkipped);
+            }
+            send(Event::Counted {
+                local: Some(local.stat.size),
+                remote: Some(obj.size),
+            })?;
+            if local.stat.size != obj.size {
+                let detail = if obj.size < local.stat.size {
+                    "the backup copy is shorter (truncated?)"
+                } else {
+                    "the backup copy is longer"
+                };
+                return send(Event::Finding(
+                    Finding::new(Kind::SizeMismatch, local.path.clone())
+                        .local(describe(&local.stat, local.blake3.as_ref()))
+                        .remote(describe_remote(&obj))
+                        .detail(detail),
+                ));
+            }
+            let selected = scrub.contains(&obj.key);
+            let lag = local.stat.mtime_ns.div_euclid(1_000_000_000) - obj.last_modified;
+            match decide(&local, &obj, policy.mode, selected) {
+                Decision::Unverified(_) if policy.max_age.is_some_and(|max| lag > max) => {
+                    send(Event::Finding(
+                        Finding::new(Kind::Stale, local.path.clone())
+                            .local(describe(&local.stat, local.blake3.as_ref()))
+                            .remote(describe_remote(&obj))
+                            .detail(format!(
+                                "the backup copy is {} older than the local file (over --max-age)",
+                                humantime::format_duration(std::time::Duration::from_secs(
+                                    lag as u64
+                                ))
+                            )),
+                    ))
+                }
+                Decision::Verified { by_md5 } => send(Event::Verified {
+                    size: obj.size,
+                    verified_at: if by_md5 {
+                        Some(now_unix())
+                    } else {
+                        obj.verified_at
+                    },
+                    by_md5: by_md5.then(|| {
+                        (
+                            obj.key.clone(),
+                            local.blake3.expect("decide checked"),
+                            obj.listed().fingerprint(),
+                        )
+                    }),
+                }),
+                Decision::Corrupt { remote_blake3 } => {
+                    let mut remote_json = describe_remote(&obj);
+                    remote_json["blake3"] = json!(hex::encode(remote_blake3));
+                    let read_at = obj.verified_at.map(format_time);
+                    send(Event::Finding(
+                        Finding::new(Kind::Corrupt, local.path.clone())
+                            .local(describe(&local.stat, local.blake3.as_ref()))
+                            .remote(remote_json)
+                            .detail(format!(
+                                "same size, different content (object read {}, unchanged since)",
+                                read_at.unwrap_or_else(|| "earlier".into())
+                            )),
+                    ))
+                }
+                Decision::Unverified(why) => send(Event::Finding(
+                    Finding::new(Kind::Unverified, local.path.clone())
+                        .local(describe(&local.stat, local.blake3.as_ref()))
+                        .remote(describe_remote(&obj))
+                        .detail(why),
+                )),
+                Decision::Read => reads
+                    .blocking_send(ReadTask { local, remote: obj })
+                    .map_err(|_| anyhow!("object readers stopped")),
+            }
+        }
+    })
+}

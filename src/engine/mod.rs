@@ -1,0 +1,20 @@
+//! The engines: every stage that reads a tree, a remote or the index and
+//! decides something.
+//!
+//! Engines take resolved options, an open [`crate::store::Index`], a
+//! [`crate::out::Sink`] for findings and a [`crate::out::Progress`] for
+//! progress. They never parse arguments, read the environment, or write to
+//! a terminal, so every command (and every test) drives them the same way.
+
+pub mod audit;
+pub mod compare;
+pub mod export;
+pub mod hash;
+pub mod join;
+pub mod manifest;
+pub mod mapped;
+pub mod merkle;
+pub mod remote;
+pub mod scan;
+pub mod snapshot;
+pub mod walk;

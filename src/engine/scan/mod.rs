@@ -1,0 +1,351 @@
+//! `vouch scan`: bring the manifest of ROOT up to date, incrementally.
+//!
+//! Three stages run at once and hand work on through bounded channels:
+//!
+//! 1. the *walker* (one thread) walks ROOT in key order and merge-joins it
+//!    with the current manifest read from the index (its own read-only
+//!    connection), so neither side is held in memory. Unchanged files
+//!    (same size, mtime, ctime, inode) go no further; changed and new
+//!    files become hash jobs; manifest rows with no file are deletions;
+//! 2. the *hashers* (the rayon pool, `--threads`) hash jobs in parallel;
+//! 3. the *writer* (the calling thread) owns the index connection, applies
+//!    every result in batched transactions, and reports findings.
+//!
+//! A final pass folds the manifest into Merkle hashes (skipped when the
+//! run changed nothing). A file whose mtime is too close to the scan start
+//! to be trusted ("racily clean", as git calls it) is stored so that the
+//! next scan hashes it again.
+//!
+//! Changes are reported against the last scan whose report was delivered
+//! (see `delivered_scan`): what an interrupted scan committed is trusted,
+//! not hashed again, and reported by the next run.
+
+mod walker;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use rayon::iter::{ParallelBridge, ParallelIterator};
+use serde_json::{Map, Value, json};
+
+use crate::engine::hash::{self, Digests, HashError, Want};
+use crate::engine::merkle::{DirHash, Folder};
+use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry, Stat, format_time};
+use crate::out::{Progress, Sink};
+use crate::store::{Index, Rows};
+
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    /// Hash every file, trusting no metadata; report silent changes.
+    pub rehash: bool,
+    pub want: Want,
+    /// Pins this run's manifest under a name (`@NAME`).
+    pub label: Option<String>,
+    /// The command recorded for the run (`scan`, or `audit` when an audit
+    /// scans first).
+    pub command: Option<String>,
+    /// Report `shrunk` when a file of at least [`SHRUNK_MIN_SIZE`] bytes
+    /// loses more than this fraction of its size (0.5 = half).
+    pub shrink_threshold: Option<f64>,
+}
+
+/// Files smaller than this are not checked for shrinking: editing a small
+/// file routinely halves it; an emptied dump is large before it empties.
+pub const SHRUNK_MIN_SIZE: u64 = 1024;
+
+/// What a scan did, with the counters the summary prints.
+#[derive(Debug, Clone, Default)]
+pub struct ScanSummary {
+    pub run_id: i64,
+    pub root_id: i64,
+    pub added: u64,
+    pub modified: u64,
+    pub deleted: u64,
+    pub unchanged: u64,
+    pub unreadable: u64,
+    pub corrupt: u64,
+    pub shrunk: u64,
+    pub special: u64,
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes_hashed: u64,
+    pub merkle_root: [u8; 32],
+    pub elapsed_ms: u64,
+}
+
+impl ScanSummary {
+    pub fn discrepancies(&self) -> u64 {
+        self.unreadable + self.corrupt + self.shrunk
+    }
+
+    pub fn to_json(&self, root: &Path) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("command".into(), json!("scan"));
+        m.insert("root".into(), json!(root.display().to_string()));
+        m.insert("run".into(), json!(self.run_id));
+        m.insert("added".into(), json!(self.added));
+        m.insert("modified".into(), json!(self.modified));
+        m.insert("deleted".into(), json!(self.deleted));
+        m.insert("unchanged".into(), json!(self.unchanged));
+        m.insert("unreadable".into(), json!(self.unreadable));
+        m.insert("corrupt".into(), json!(self.corrupt));
+        m.insert("shrunk".into(), json!(self.shrunk));
+        m.insert("special_skipped".into(), json!(self.special));
+        m.insert("files".into(), json!(self.files));
+        m.insert("dirs".into(), json!(self.dirs));
+        m.insert("bytes_hashed".into(), json!(self.bytes_hashed));
+        m.insert("merkle_root".into(), json!(hex::encode(self.merkle_root)));
+        m.insert("elapsed_ms".into(), json!(self.elapsed_ms));
+        m
+    }
+}
+
+/// Work the walker hands to the hashers.
+pub(crate) struct Job {
+    key: Vec<u8>,
+    path: PathBuf,
+    old: Option<Entry>,
+}
+
+/// What reaches the writer.
+pub(crate) enum Event {
+    /// Entries found unchanged (batched: one message per many entries).
+    Unchanged {
+        files: u64,
+        dirs: u64,
+    },
+    Store {
+        new: NewEntry,
+        old: Option<Entry>,
+    },
+    Hashed {
+        key: Vec<u8>,
+        old: Option<Entry>,
+        result: Result<(Stat, Digests), HashError>,
+    },
+    Deleted(Entry),
+    Unreadable {
+        key: Vec<u8>,
+        error: String,
+    },
+    Special,
+    /// The walker failed as a whole (index read error, order violation).
+    Failed(anyhow::Error),
+}
+
+/// Checks ROOT and returns its canonical absolute path.
+pub fn resolve_root(root: &Path) -> Result<PathBuf> {
+    let meta = std::fs::metadata(root)
+        .with_context(|| format!("root {} does not exist or cannot be read", root.display()))?;
+    if !meta.is_dir() {
+        bail!("root {} is not a directory", root.display());
+    }
+    let canonical = std::fs::canonicalize(root)
+        .with_context(|| format!("cannot resolve root {}", root.display()))?;
+    std::fs::read_dir(&canonical)
+        .with_context(|| format!("cannot list root {}", root.display()))?;
+    Ok(canonical)
+}
+
+/// Nanoseconds of slack under which an mtime is too recent to trust.
+pub(crate) const RACY_WINDOW_NS: i64 = 2_000_000_000;
+/// The ctime stored for a racily clean file: matches no real ctime, so the
+/// next scan hashes the file again.
+pub(crate) const RACY_CTIME: i64 = -1;
+
+/// Scans `root` (already resolved) into `index`, reporting to `sink`.
+pub fn scan(
+    index: &mut Index,
+    root: &Path,
+    opts: &ScanOptions,
+    sink: &mut dyn Sink,
+    progress: &dyn Progress,
+) -> Result<ScanSummary> {
+    let started = Instant::now();
+    let start_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    let root_id = index.root_id(root)?;
+    let previous_scan = index.last_scan_run(root_id)?;
+    // Changes are reported against the last scan whose report was
+    // delivered, even when scans after it were interrupted.
+    let baseline = index.delivered_scan(root_id)?;
+    let command = opts.command.as_deref().unwrap_or("scan");
+    let run_id = index.begin_run(Some(root_id), command, None, opts.label.as_deref())?;
+    let prev_findings_run = previous_scan.as_ref().map(|r| r.0);
+
+    progress.begin("scanning");
+    let mut summary = ScanSummary {
+        run_id,
+        root_id,
+        ..Default::default()
+    };
+    let mut structural_changes = 0u64;
+
+    let (job_tx, job_rx) = sync_channel::<Job>(1024);
+    let (event_tx, event_rx) = sync_channel::<Event>(4096);
+    let index_path = index.path().to_path_buf();
+    let want = opts.want;
+    let rehash = opts.rehash;
+
+    let ctx = writer::WriteCtx {
+        root_id,
+        run_id,
+        start_ns,
+        rehash,
+        prev_findings_run,
+        shrink_threshold: opts.shrink_threshold,
+    };
+    std::thread::scope(|scope| -> Result<()> {
+        let walker_events = event_tx.clone();
+        scope.spawn(move || {
+            if let Err(e) = walker::walk_and_merge(
+                &index_path,
+                root_id,
+                root,
+                rehash,
+                want,
+                job_tx,
+                walker_events.clone(),
+            ) {
+                let _ = walker_events.send(Event::Failed(e));
+            }
+        });
+        let hasher_events = event_tx;
+        scope.spawn(move || hash_jobs(job_rx, hasher_events, want));
+
+        let mut batch = index.batch()?;
+        let result = writer::write_events(
+            &mut batch,
+            &event_rx,
+            ctx,
+            &mut summary,
+            &mut structural_changes,
+            sink,
+            progress,
+        );
+        // Drain so the other stages can finish even after an error.
+        for _ in event_rx.iter() {}
+        result?;
+        batch.commit()
+    })?;
+    writer::carry_over_interrupted(index, ctx, baseline, &mut summary, sink)?;
+    progress.end();
+
+    summary.merkle_root = match previous_scan {
+        Some((_, Some(root_hash))) if structural_changes == 0 => root_hash,
+        _ => fold_merkle(index, root_id, run_id)?,
+    };
+    summary.elapsed_ms = started.elapsed().as_millis() as u64;
+    let status = if summary.discrepancies() > 0 {
+        "findings"
+    } else {
+        "ok"
+    };
+    index.finish_run(
+        run_id,
+        status,
+        Some(if summary.discrepancies() > 0 { 1 } else { 0 }),
+        Some(&summary.merkle_root),
+        &Value::Object(summary.to_json(root)).to_string(),
+    )?;
+    Ok(summary)
+}
+
+/// `shrunk` when a regular file of at least [`SHRUNK_MIN_SIZE`] bytes lost
+/// more than `threshold` of its size.
+pub(crate) fn shrunk_finding(
+    threshold: Option<f64>,
+    old: &Entry,
+    path: &[u8],
+    new: &Stat,
+) -> Option<Finding> {
+    let t = threshold?;
+    let shrank = old.kind == EntryKind::File
+        && old.stat.size >= SHRUNK_MIN_SIZE
+        && (new.size as f64) < (old.stat.size as f64) * (1.0 - t);
+    shrank.then(|| {
+        let pct = 100.0 * (1.0 - new.size as f64 / old.stat.size as f64);
+        Finding::new(Kind::Shrunk, path.to_vec()).detail(format!(
+            "shrank from {} to {} bytes (-{pct:.1}%) since the previous scan",
+            old.stat.size, new.size
+        ))
+    })
+}
+
+/// The hashers: the rayon pool drains the job channel in parallel.
+fn hash_jobs(jobs: Receiver<Job>, events: SyncSender<Event>, want: Want) {
+    jobs.into_iter()
+        .par_bridge()
+        .for_each_with(events, |events, job| {
+            let result = hash::hash_file(&job.path, want);
+            let _ = events.send(Event::Hashed {
+                key: job.key,
+                old: job.old,
+                result,
+            });
+        });
+}
+
+/// The `local` object of a finding: size and hash.
+pub fn describe(stat: &Stat, blake3: Option<&[u8; 32]>) -> Value {
+    let mut m = Map::new();
+    m.insert("size".into(), json!(stat.size));
+    if let Some(h) = blake3 {
+        m.insert("blake3".into(), json!(hex::encode(h)));
+    }
+    if stat.mtime_ns != 0 {
+        m.insert(
+            "mtime".into(),
+            json!(format_time(stat.mtime_ns.div_euclid(1_000_000_000))),
+        );
+    }
+    Value::Object(m)
+}
+
+/// Folds the current manifest into Merkle hashes, stores every directory
+/// hash that changed, and returns the root hash.
+fn fold_merkle(index: &mut Index, root_id: i64, run_id: i64) -> Result<[u8; 32]> {
+    let mut dir_rows: HashMap<Vec<u8>, Entry> = HashMap::new();
+    let mut computed: Vec<DirHash> = Vec::new();
+    let root = {
+        let mut folder = Folder::new(|d: DirHash| computed.push(d));
+        for e in index.current_entries(root_id, Rows::All) {
+            let e = e?;
+            folder.push(&e.path, e.kind, e.stat.size, e.blake3.as_ref());
+            if e.kind == EntryKind::Dir {
+                dir_rows.insert(e.path.clone(), e);
+            }
+        }
+        folder.finish()
+    };
+    let mut batch = index.batch()?;
+    for d in computed {
+        let Some(row) = dir_rows.get(&d.path) else {
+            continue;
+        };
+        if row.blake3 == Some(d.hash) && row.stat.size == d.size {
+            continue;
+        }
+        let new = NewEntry {
+            path: d.path.clone(),
+            kind: EntryKind::Dir,
+            stat: Stat {
+                size: d.size,
+                ..row.stat
+            },
+            blake3: Some(d.hash),
+            md5: None,
+            sha256: None,
+            target: None,
+        };
+        batch.replace_entry(root_id, run_id, row, &new)?;
+    }
+    batch.commit()?;
+    Ok(root.hash)
+}

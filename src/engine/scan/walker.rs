@@ -1,0 +1,182 @@
+//! The scan's walker: one thread that walks ROOT in key order and
+//! merge-joins it with the current manifest, so neither side is held in
+//! memory. Unchanged entries are only counted; changed and new files
+//! become hash jobs; manifest rows with no file any more are deletions.
+
+use std::path::Path;
+use std::sync::mpsc::SyncSender;
+
+use anyhow::{Result, bail};
+
+use super::{Event, Job};
+use crate::engine::hash::{self, Want};
+use crate::engine::walk::{self, Item};
+use crate::model::{Entry, EntryKind, NewEntry, paths};
+use crate::store::{Index, Rows};
+
+/// The walker: merge-joins the sorted walk with the sorted manifest.
+pub(super) fn walk_and_merge(
+    index_path: &Path,
+    root_id: i64,
+    root: &Path,
+    rehash: bool,
+    want: Want,
+    jobs: SyncSender<Job>,
+    events: SyncSender<Event>,
+) -> Result<()> {
+    // Its own read-only connection, in one read transaction: the manifest
+    // as it was when the scan began, whatever the writer commits meanwhile.
+    let reader = Index::open_read_only(index_path)?;
+    reader.begin_read()?;
+    let mut rows = reader.current_entries(root_id, Rows::All);
+    let mut next_old = || -> Result<Option<Entry>> { rows.next().transpose() };
+    let mut head = next_old()?;
+    // Directories whose listing failed: their manifest rows are kept.
+    let mut protected: Vec<Vec<u8>> = Vec::new();
+    let mut last_key: Option<Vec<u8>> = None;
+    let send = |e: Event| {
+        events
+            .send(e)
+            .map_err(|_| anyhow::anyhow!("scan writer stopped"))
+    };
+    // Unchanged entries are only counted: batch them, so a no-change rescan
+    // costs a stat per file and not a thread hand-off per file.
+    let (mut same_files, mut same_dirs) = (0u64, 0u64);
+    let mut unchanged = |kind: EntryKind| -> Result<()> {
+        if kind == EntryKind::Dir {
+            same_dirs += 1;
+        } else {
+            same_files += 1;
+        }
+        if same_files + same_dirs >= 4096 {
+            events
+                .send(Event::Unchanged {
+                    files: std::mem::take(&mut same_files),
+                    dirs: std::mem::take(&mut same_dirs),
+                })
+                .map_err(|_| anyhow::anyhow!("scan writer stopped"))?;
+        }
+        Ok(())
+    };
+
+    for item in walk::walk(root) {
+        let key = match &item {
+            Item::Entry { key, .. } | Item::Special { key } | Item::Unreadable { key, .. } => {
+                key.clone()
+            }
+        };
+        let repeat =
+            matches!(&item, Item::Unreadable { .. }) && last_key.as_deref() == Some(key.as_slice());
+        if !repeat {
+            if let Some(last) = &last_key
+                && key <= *last
+            {
+                bail!(
+                    "walk out of order at {} (after {})",
+                    paths::display(&key),
+                    paths::display(last)
+                );
+            }
+            // Manifest rows before this key have no file any more.
+            while let Some(old) = head.take_if(|o| o.path < key) {
+                if !protected.iter().any(|p| paths::is_inside(&old.path, p)) {
+                    send(Event::Deleted(old))?;
+                }
+                head = next_old()?;
+            }
+            last_key = Some(key.clone());
+        }
+        let old = if repeat {
+            None
+        } else {
+            let matched = head.take_if(|o| o.path == key);
+            if matched.is_some() {
+                head = next_old()?;
+            }
+            matched
+        };
+        match item {
+            Item::Unreadable { key, is_dir, error } => {
+                if is_dir {
+                    protected.push(key.clone());
+                }
+                send(Event::Unreadable { key, error })?;
+            }
+            Item::Special { .. } => {
+                if let Some(old) = old {
+                    send(Event::Deleted(old))?;
+                }
+                send(Event::Special)?;
+            }
+            Item::Entry {
+                key,
+                path,
+                kind,
+                stat,
+                target,
+            } => match kind {
+                EntryKind::Dir => match old {
+                    Some(o) if o.kind == EntryKind::Dir => unchanged(kind)?,
+                    old => send(Event::Store {
+                        new: NewEntry {
+                            path: key,
+                            kind,
+                            stat,
+                            blake3: None,
+                            md5: None,
+                            sha256: None,
+                            target: None,
+                        },
+                        old,
+                    })?,
+                },
+                EntryKind::Symlink => match old {
+                    Some(o) if o.kind == EntryKind::Symlink && o.target == target => {
+                        unchanged(kind)?
+                    }
+                    old => {
+                        let hash = target.as_deref().map(hash::symlink_hash);
+                        send(Event::Store {
+                            new: NewEntry {
+                                path: key,
+                                kind,
+                                stat,
+                                blake3: hash,
+                                md5: None,
+                                sha256: None,
+                                target,
+                            },
+                            old,
+                        })?
+                    }
+                },
+                EntryKind::File => {
+                    let trusted = old.as_ref().is_some_and(|o| {
+                        o.kind == EntryKind::File
+                            && o.stat == stat
+                            && o.blake3.is_some()
+                            && (!want.md5 || o.md5.is_some())
+                            && (!want.sha256 || o.sha256.is_some())
+                    });
+                    if trusted && !rehash {
+                        unchanged(kind)?;
+                    } else {
+                        jobs.send(Job { key, path, old })
+                            .map_err(|_| anyhow::anyhow!("hashers stopped"))?;
+                    }
+                }
+            },
+        }
+    }
+    while let Some(old) = head.take() {
+        if !protected.iter().any(|p| paths::is_inside(&old.path, p)) {
+            send(Event::Deleted(old))?;
+        }
+        head = next_old()?;
+    }
+    send(Event::Unchanged {
+        files: same_files,
+        dirs: same_dirs,
+    })?;
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! The scan's writer: the one thread that owns the index connection while
+//! a scan runs. It applies every event of the walker and the hashers in
+//! batched transactions and reports each change as a finding, then reports
+//! what interrupted scans before it committed but never reported.
+
+use std::sync::mpsc::Receiver;
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::{Event, RACY_CTIME, RACY_WINDOW_NS, ScanSummary, describe, shrunk_finding};
+use crate::engine::hash::HashError;
+use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry};
+use crate::out::{Progress, Sink};
+use crate::store::{Batch, Index};
+
+#[derive(Clone, Copy)]
+pub(super) struct WriteCtx {
+    pub(super) root_id: i64,
+    pub(super) run_id: i64,
+    pub(super) start_ns: i64,
+    pub(super) rehash: bool,
+    pub(super) prev_findings_run: Option<i64>,
+    pub(super) shrink_threshold: Option<f64>,
+}
+
+/// The writer: applies events to the index and reports findings.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write_events(
+    batch: &mut Batch<'_>,
+    events: &Receiver<Event>,
+    ctx: WriteCtx,
+    summary: &mut ScanSummary,
+    structural: &mut u64,
+    sink: &mut dyn Sink,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut report = |batch: &mut Batch<'_>, mut f: Finding| -> Result<()> {
+        batch.record_finding(ctx.run_id, ctx.prev_findings_run, &mut f)?;
+        sink.finding(&f)
+    };
+    let count_file = |summary: &mut ScanSummary, kind: EntryKind| match kind {
+        EntryKind::Dir => summary.dirs += 1,
+        _ => summary.files += 1,
+    };
+    for event in events.iter() {
+        progress.advance(1);
+        match event {
+            Event::Failed(e) => return Err(e),
+            Event::Special => summary.special += 1,
+            Event::Unchanged { files, dirs } => {
+                progress.advance(files + dirs);
+                summary.files += files;
+                summary.unchanged += files;
+                summary.dirs += dirs;
+            }
+            Event::Unreadable { key, error } => {
+                summary.unreadable += 1;
+                report(batch, Finding::new(Kind::Unreadable, key).detail(error))?;
+            }
+            Event::Deleted(old) => {
+                *structural += 1;
+                batch.close_entry(old.id, ctx.run_id)?;
+                if old.kind != EntryKind::Dir {
+                    summary.deleted += 1;
+                    report(
+                        batch,
+                        Finding::new(Kind::Deleted, old.path.clone())
+                            .local(describe(&old.stat, old.blake3.as_ref())),
+                    )?;
+                }
+            }
+            Event::Store { new, old } => {
+                count_file(summary, new.kind);
+                *structural += 1;
+                apply_change(batch, ctx, summary, new, old, &mut report)?;
+            }
+            Event::Hashed { key, old, result } => match result {
+                // Deleted since the walk saw it: a deletion (of a known
+                // file) like any other, not an I/O error.
+                Err(HashError::Vanished) => {
+                    if let Some(old) = old {
+                        *structural += 1;
+                        batch.close_entry(old.id, ctx.run_id)?;
+                        summary.deleted += 1;
+                        report(
+                            batch,
+                            Finding::new(Kind::Deleted, key)
+                                .local(describe(&old.stat, old.blake3.as_ref()))
+                                .detail("vanished during the scan"),
+                        )?;
+                    }
+                }
+                Err(e) => {
+                    summary.files += 1;
+                    summary.unreadable += 1;
+                    report(
+                        batch,
+                        Finding::new(Kind::Unreadable, key).detail(e.to_string()),
+                    )?;
+                }
+                Ok((mut stat, digests)) => {
+                    summary.files += 1;
+                    summary.bytes_hashed += stat.size;
+                    progress.bytes("hashed", summary.bytes_hashed);
+                    if stat.mtime_ns >= ctx.start_ns - RACY_WINDOW_NS {
+                        stat.ctime_ns = RACY_CTIME;
+                    }
+                    let same_content = old.as_ref().is_some_and(|o| {
+                        o.kind == EntryKind::File
+                            && o.stat.size == stat.size
+                            && o.blake3 == Some(digests.blake3)
+                    });
+                    if let Some(o) = old.as_ref().filter(|_| same_content) {
+                        summary.unchanged += 1;
+                        let new = NewEntry {
+                            path: key,
+                            kind: EntryKind::File,
+                            stat,
+                            blake3: Some(digests.blake3),
+                            md5: digests.md5.or(o.md5),
+                            sha256: digests.sha256.or(o.sha256),
+                            target: None,
+                        };
+                        if new.stat != o.stat || new.md5 != o.md5 || new.sha256 != o.sha256 {
+                            batch.update_entry(o.id, &new)?;
+                        }
+                        continue;
+                    }
+                    let silent = old.as_ref().is_some_and(|o| {
+                        ctx.rehash
+                            && o.kind == EntryKind::File
+                            && o.stat.size == stat.size
+                            && o.stat.mtime_ns == stat.mtime_ns
+                            && o.stat.inode == stat.inode
+                            && o.stat.ctime_ns != RACY_CTIME
+                            && o.stat.ctime_ns == stat.ctime_ns
+                    });
+                    if silent {
+                        let o = old.as_ref().expect("checked");
+                        summary.corrupt += 1;
+                        report(
+                            batch,
+                            Finding::new(Kind::Corrupt, key)
+                                .local(json!({
+                                    "size": stat.size,
+                                    "blake3": hex::encode(digests.blake3),
+                                    "indexed_blake3": o.blake3.map(hex::encode),
+                                }))
+                                .detail("content changed but size, mtime, ctime and inode did not (bit rot?); the index keeps the earlier hash"),
+                        )?;
+                        continue;
+                    }
+                    *structural += 1;
+                    let new = NewEntry {
+                        path: key,
+                        kind: EntryKind::File,
+                        stat,
+                        blake3: Some(digests.blake3),
+                        md5: digests.md5,
+                        sha256: digests.sha256,
+                        target: None,
+                    };
+                    apply_change(batch, ctx, summary, new, old, &mut report)?;
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Stores an added or modified entry and reports it as a change.
+fn apply_change(
+    batch: &mut Batch<'_>,
+    ctx: WriteCtx,
+    summary: &mut ScanSummary,
+    new: NewEntry,
+    old: Option<Entry>,
+    report: &mut impl FnMut(&mut Batch<'_>, Finding) -> Result<()>,
+) -> Result<()> {
+    let is_dir = new.kind == EntryKind::Dir;
+    let local = describe(&new.stat, new.blake3.as_ref());
+    let finding = match &old {
+        None => {
+            batch.insert_entry(ctx.root_id, ctx.run_id, &new)?;
+            (!is_dir).then(|| {
+                summary.added += 1;
+                Finding::new(Kind::Added, new.path.clone()).local(local)
+            })
+        }
+        Some(o) => {
+            let was_dir = o.kind == EntryKind::Dir;
+            batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?;
+            match (was_dir, is_dir) {
+                (true, true) => None,
+                (false, true) => {
+                    summary.deleted += 1;
+                    Some(
+                        Finding::new(Kind::Deleted, new.path.clone())
+                            .detail("replaced by a directory"),
+                    )
+                }
+                (true, false) => {
+                    summary.added += 1;
+                    Some(Finding::new(Kind::Added, new.path.clone()).local(local))
+                }
+                (false, false) => {
+                    summary.modified += 1;
+                    let mut f = Finding::new(Kind::Modified, new.path.clone()).local(local.clone());
+                    if o.kind != new.kind {
+                        f = f.detail(format!("{} became a {}", o.kind.name(), new.kind.name()));
+                    }
+                    let shrunk = (new.kind == EntryKind::File)
+                        .then(|| shrunk_finding(ctx.shrink_threshold, o, &new.path, &new.stat))
+                        .flatten();
+                    if let Some(shrunk) = shrunk {
+                        summary.shrunk += 1;
+                        report(batch, shrunk.local(local))?;
+                    }
+                    Some(f)
+                }
+            }
+        }
+    };
+    match finding {
+        Some(f) => report(batch, f),
+        None => Ok(()),
+    }
+}
+
+/// Reports the changes that scans since `baseline` (the last delivered
+/// scan, see [`delivered_scan`]) committed but never reported (a killed
+/// scan; a killed or failed audit after its scan): their output died with
+/// them, and this run trusts their rows (it does not hash those files
+/// again), so without this their `added`, `modified` and `deleted` would be
+/// lost. Every scan between `baseline` and `run_id` is such a scan, so
+/// "written by an undelivered run" is `since_run` or `until_run` in that
+/// open interval. Paths this run changed again were already reported by it
+/// (against the undelivered run's row).
+pub(super) fn carry_over_interrupted(
+    index: &mut Index,
+    ctx: WriteCtx,
+    baseline: Option<i64>,
+    summary: &mut ScanSummary,
+    sink: &mut dyn Sink,
+) -> Result<()> {
+    let WriteCtx {
+        root_id,
+        run_id,
+        prev_findings_run,
+        shrink_threshold,
+        ..
+    } = ctx;
+    let b = baseline.unwrap_or(0);
+    let interrupted = index.scans_between(root_id, b, run_id)?;
+    if interrupted == 0 {
+        return Ok(());
+    }
+    let mut findings = Vec::new();
+    {
+        for new in index.opened_between(root_id, b, run_id)? {
+            let old = index.closed_between(root_id, &new.path, b, run_id)?;
+            let local = describe(&new.stat, new.blake3.as_ref());
+            let is_dir = new.kind == EntryKind::Dir;
+            let f = match &old {
+                None if is_dir => None,
+                None => {
+                    summary.added += 1;
+                    Some(Finding::new(Kind::Added, new.path.clone()).local(local))
+                }
+                Some(o) if o.kind == EntryKind::Dir && is_dir => None,
+                Some(_) if is_dir => {
+                    summary.deleted += 1;
+                    Some(
+                        Finding::new(Kind::Deleted, new.path.clone())
+                            .detail("replaced by a directory"),
+                    )
+                }
+                Some(o) if o.kind == EntryKind::Dir => {
+                    summary.added += 1;
+                    Some(Finding::new(Kind::Added, new.path.clone()).local(local))
+                }
+                Some(o)
+                    if o.kind == new.kind
+                        && o.stat.size == new.stat.size
+                        && o.blake3 == new.blake3
+                        && o.target == new.target =>
+                {
+                    None
+                }
+                Some(o) => {
+                    summary.modified += 1;
+                    let shrunk = (new.kind == EntryKind::File)
+                        .then(|| shrunk_finding(shrink_threshold, o, &new.path, &new.stat))
+                        .flatten();
+                    if let Some(shrunk) = shrunk {
+                        summary.shrunk += 1;
+                        findings.push(shrunk.local(local.clone()));
+                    }
+                    let mut f = Finding::new(Kind::Modified, new.path.clone()).local(local);
+                    if o.kind != new.kind {
+                        f = f.detail(format!("{} became a {}", o.kind.name(), new.kind.name()));
+                    }
+                    Some(f)
+                }
+            };
+            if let Some(f) = f {
+                // This run counted the file as unchanged.
+                summary.unchanged = summary.unchanged.saturating_sub(1);
+                findings.push(f);
+            }
+        }
+        for old in index.gone_between(root_id, b, run_id)? {
+            summary.deleted += 1;
+            findings.push(
+                Finding::new(Kind::Deleted, old.path.clone())
+                    .local(describe(&old.stat, old.blake3.as_ref())),
+            );
+        }
+    }
+    let mut batch = index.batch()?;
+    for f in &mut findings {
+        batch.record_finding(run_id, prev_findings_run, f)?;
+        sink.finding(f)?;
+    }
+    batch.commit()
+}

@@ -1,0 +1,291 @@
+//! The manifest: temporal rows of `entries`, read back as the current
+//! manifest, as the manifest of any finished run, or as the changes a run
+//! made.
+//!
+//! A row is valid from `since_run` until `until_run` (NULL while current);
+//! the manifest as of run N is spelled once, by [`super::at_run`].
+
+use std::collections::VecDeque;
+
+use anyhow::Result;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Map, Value, json};
+
+use super::{DIR, FILE, Index, PAGE, at_run};
+use crate::model::{Entry, EntryKind, Finding, Kind, Node, Stat};
+
+const SELECT_ENTRY: &str = "SELECT id, path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run FROM entries";
+
+/// Reads an entry from a row selected with [`SELECT_ENTRY`]'s columns.
+fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    let kind: i64 = row.get(2)?;
+    Ok(Entry {
+        id: row.get(0)?,
+        path: row.get(1)?,
+        kind: EntryKind::from_i64(kind).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Integer, e.into())
+        })?,
+        stat: Stat {
+            size: row.get::<_, i64>(3)? as u64,
+            mtime_ns: row.get(4)?,
+            ctime_ns: row.get(5)?,
+            inode: row.get::<_, i64>(6)? as u64,
+        },
+        blake3: row.get(7)?,
+        md5: row.get(8)?,
+        sha256: row.get(9)?,
+        target: row.get(10)?,
+        since_run: row.get(11)?,
+    })
+}
+
+const SNAPSHOT_COLUMNS: &str =
+    "SELECT path, kind, size, blake3, md5, sha256, target, mtime_ns, ctime_ns, inode FROM entries";
+
+fn node_from_row(row: &rusqlite::Row<'_>) -> Result<Node> {
+    let kind = EntryKind::from_i64(row.get(1)?)?;
+    let size = row.get::<_, i64>(2)? as u64;
+    Ok(Node {
+        key: row.get(0)?,
+        kind,
+        size: Some(size),
+        stat: Some(Stat {
+            size,
+            mtime_ns: row.get(7)?,
+            ctime_ns: row.get(8)?,
+            inode: row.get::<_, i64>(9)? as u64,
+        }),
+        blake3: row.get(3)?,
+        md5: row.get(4)?,
+        sha256: row.get(5)?,
+        target: row.get(6)?,
+    })
+}
+
+/// Which current rows to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// Every entry, ROOT itself (key `""`) and directories included.
+    All,
+    /// Regular files and symlinks.
+    NotDirs,
+}
+
+impl Index {
+    /// The current manifest of a root, in key order, read a page at a time
+    /// (a read transaction, see [`Index::begin_read`], keeps the pages one
+    /// consistent snapshot).
+    pub fn current_entries(&self, root_id: i64, which: Rows) -> CurrentEntries<'_> {
+        CurrentEntries {
+            conn: &self.conn,
+            root_id,
+            which,
+            after: None,
+            buf: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// One page of the manifest as of run `run_id`: up to `limit` nodes
+    /// with keys after `lower` (or from it, when `inclusive`).
+    pub fn snapshot_page(
+        &self,
+        root_id: i64,
+        run_id: i64,
+        lower: &[u8],
+        inclusive: bool,
+        limit: usize,
+    ) -> Result<Vec<Node>> {
+        let op = if inclusive { ">=" } else { ">" };
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{SNAPSHOT_COLUMNS} WHERE root_id = ?1 AND {} AND path {op} ?3 ORDER BY path LIMIT ?4",
+            at_run(2)
+        ))?;
+        let mut rows = stmt.query(params![root_id, run_id, lower, limit as i64])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(node_from_row(row)?);
+        }
+        Ok(out)
+    }
+
+    /// True when some file of run `run_id`'s manifest has no content hash.
+    pub fn has_unhashed(&self, root_id: i64, run_id: i64) -> Result<bool> {
+        Ok(self.conn.query_row(
+            &format!(
+                "SELECT EXISTS(SELECT 1 FROM entries WHERE root_id = ?1 AND {} AND kind != {DIR} AND blake3 IS NULL)",
+                at_run(2)
+            ),
+            params![root_id, run_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Regular files of run `run_id`'s manifest without a SHA-256.
+    pub fn files_without_sha256(&self, root_id: i64, run_id: i64) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            &format!(
+                "SELECT count(*) FROM entries WHERE root_id = ?1 AND {} AND kind = {FILE} AND sha256 IS NULL",
+                at_run(2)
+            ),
+            params![root_id, run_id],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// Files (with symlinks) and directories of run `run_id`'s manifest,
+    /// ROOT excluded.
+    pub fn count_at_run(&self, root_id: i64, run_id: i64) -> Result<(u64, u64)> {
+        let (files, dirs): (i64, i64) = self.conn.query_row(
+            &format!(
+                "SELECT COALESCE(SUM(kind != {DIR}), 0), COALESCE(SUM(kind = {DIR} AND path != x''), 0) FROM entries WHERE root_id = ?1 AND {}",
+                at_run(2)
+            ),
+            params![root_id, run_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((files as u64, dirs as u64))
+    }
+
+    /// Current rows written by runs strictly between `after` and `before`
+    /// (scans whose report never came out), in key order.
+    pub fn opened_between(&self, root_id: i64, after: i64, before: i64) -> Result<Vec<Entry>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "{SELECT_ENTRY} WHERE root_id = ?1 AND until_run IS NULL AND since_run > ?2 AND since_run < ?3 ORDER BY path"
+        ))?;
+        let rows = stmt
+            .query_map(params![root_id, after, before], entry_from_row)?
+            .collect::<rusqlite::Result<Vec<Entry>>>()?;
+        Ok(rows)
+    }
+
+    /// The row of `path` that was current at run `after` and was closed by
+    /// a run before `before`.
+    pub fn closed_between(
+        &self,
+        root_id: i64,
+        path: &[u8],
+        after: i64,
+        before: i64,
+    ) -> Result<Option<Entry>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "{SELECT_ENTRY} WHERE root_id = ?1 AND path = ?2 AND since_run <= ?3 AND until_run > ?3 AND until_run < ?4"
+            ))?
+            .query_row(params![root_id, path, after, before], entry_from_row)
+            .optional()?)
+    }
+
+    /// Files and symlinks current at run `after`, deleted by a run before
+    /// `before`, with no row at all now (nor one closed by `before`).
+    pub fn gone_between(&self, root_id: i64, after: i64, before: i64) -> Result<Vec<Entry>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "{SELECT_ENTRY} e WHERE root_id = ?1 AND kind != {DIR} AND since_run <= ?2 AND until_run > ?2 AND until_run < ?3
+             AND NOT EXISTS (SELECT 1 FROM entries c WHERE c.root_id = e.root_id AND c.path = e.path
+                             AND (c.until_run IS NULL OR c.until_run = ?3))
+             ORDER BY path"
+        ))?;
+        let rows = stmt
+            .query_map(params![root_id, after, before], entry_from_row)?
+            .collect::<rusqlite::Result<Vec<Entry>>>()?;
+        Ok(rows)
+    }
+
+    /// The added, modified and deleted files of scan run `run_id`, derived
+    /// from the rows it opened and closed.
+    pub fn scan_changes(&self, run_id: i64) -> Result<Vec<Finding>> {
+        let mut out = Vec::new();
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT n.path, n.size, n.blake3,
+                    EXISTS(SELECT 1 FROM entries o WHERE o.root_id = n.root_id AND o.path = n.path
+                           AND o.until_run = n.since_run AND o.kind != {DIR})
+             FROM entries n JOIN runs r ON r.root_id = n.root_id
+             WHERE r.id = ?1 AND n.since_run = ?1 AND n.kind != {DIR} ORDER BY n.path"
+        ))?;
+        let mut rows = stmt.query([run_id])?;
+        while let Some(row) = rows.next()? {
+            let path: Vec<u8> = row.get(0)?;
+            let size: i64 = row.get(1)?;
+            let hash: Option<Vec<u8>> = row.get(2)?;
+            let replaced: bool = row.get(3)?;
+            let mut local = Map::new();
+            local.insert("size".into(), json!(size));
+            if let Some(h) = hash {
+                local.insert("blake3".into(), json!(hex::encode(h)));
+            }
+            let kind = if replaced {
+                Kind::Modified
+            } else {
+                Kind::Added
+            };
+            out.push(Finding::new(kind, path).local(Value::Object(local)));
+        }
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT o.path, o.size FROM entries o JOIN runs r ON r.root_id = o.root_id
+             WHERE r.id = ?1 AND o.until_run = ?1 AND o.kind != {DIR}
+               AND NOT EXISTS(SELECT 1 FROM entries n WHERE n.root_id = o.root_id AND n.path = o.path
+                              AND n.since_run = ?1 AND n.kind != {DIR})
+             ORDER BY o.path"
+        ))?;
+        let mut rows = stmt.query(params![run_id])?;
+        while let Some(row) = rows.next()? {
+            let path: Vec<u8> = row.get(0)?;
+            let size: i64 = row.get(1)?;
+            out.push(Finding::new(Kind::Deleted, path).local(json!({ "size": size })));
+        }
+        Ok(out)
+    }
+}
+
+/// The current manifest of a root in key order, read a page at a time.
+pub struct CurrentEntries<'c> {
+    conn: &'c Connection,
+    root_id: i64,
+    which: Rows,
+    after: Option<Vec<u8>>,
+    buf: VecDeque<Entry>,
+    done: bool,
+}
+
+impl CurrentEntries<'_> {
+    fn fill(&mut self) -> Result<()> {
+        // The first page includes ROOT itself, whose key is empty.
+        let op = if self.after.is_some() { ">" } else { ">=" };
+        let kinds = match self.which {
+            Rows::All => String::new(),
+            Rows::NotDirs => format!("AND kind != {DIR}"),
+        };
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{SELECT_ENTRY} WHERE root_id = ?1 AND until_run IS NULL {kinds} AND path {op} ?2 ORDER BY path LIMIT ?3"
+        ))?;
+        let after = self.after.as_deref().unwrap_or(b"");
+        let rows = stmt.query_map(params![self.root_id, after, PAGE as i64], entry_from_row)?;
+        for row in rows {
+            self.buf.push_back(row?);
+        }
+        if self.buf.len() < PAGE {
+            self.done = true;
+        }
+        if let Some(last) = self.buf.back() {
+            self.after = Some(last.path.clone());
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for CurrentEntries<'_> {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        if self.buf.is_empty()
+            && !self.done
+            && let Err(e) = self.fill()
+        {
+            self.done = true;
+            return Some(Err(e));
+        }
+        self.buf.pop_front().map(Ok)
+    }
+}

@@ -1,0 +1,171 @@
+//! The remote side of the index: the last listing of each remote, and what
+//! vouch proved about each object (`remote_objects`).
+
+use std::collections::{HashSet, VecDeque};
+
+use anyhow::Result;
+use rusqlite::{Connection, params};
+
+use super::{FILE, Index, PAGE};
+use crate::model::RemoteRow;
+
+const SELECT_REMOTE: &str = "SELECT key, size, etag, version, last_modified, verified_blake3, verified_etag, verified_size, verified_at FROM remote_objects";
+
+fn remote_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RemoteRow> {
+    Ok(RemoteRow {
+        key: row.get(0)?,
+        size: row.get::<_, i64>(1)? as u64,
+        etag: row.get(2)?,
+        version: row.get(3)?,
+        last_modified: row.get::<_, Option<i64>>(4)?.unwrap_or(0),
+        verified_blake3: row.get(5)?,
+        verified_fingerprint: row.get(6)?,
+        verified_size: row.get::<_, Option<i64>>(7)?.map(|s| s as u64),
+        verified_at: row.get(8)?,
+    })
+}
+
+/// How much of a root's manifest a listing holds at the right size.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Coverage {
+    pub local_files: u64,
+    pub local_bytes: u64,
+    pub held_files: u64,
+    pub held_bytes: u64,
+    /// Objects listed under the prefix.
+    pub objects: u64,
+    /// Newest last-modified time among them.
+    pub newest: Option<i64>,
+}
+
+impl Index {
+    /// Forgets cached objects the latest complete listing did not return.
+    pub fn prune_remote(&self, remote: &str, run_id: i64) -> Result<usize> {
+        Ok(self.conn.execute(
+            "DELETE FROM remote_objects WHERE remote = ?1 AND seen_run IS NOT ?2",
+            params![remote, run_id],
+        )?)
+    }
+
+    /// The objects listed by run `run_id`, in key order.
+    pub fn listed_objects(&self, remote: &str, run_id: i64) -> RemoteRows<'_> {
+        RemoteRows {
+            conn: &self.conn,
+            remote: remote.to_string(),
+            run_id,
+            after: None,
+            buf: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// Coverage of the current manifest of `root_id` by the listing of run
+    /// `run_id`, and the newest object.
+    pub fn coverage(&self, root_id: i64, remote: &str, run_id: i64) -> Result<Coverage> {
+        let (local_files, local_bytes, held_files, held_bytes): (i64, i64, i64, i64) =
+            self.conn.query_row(
+                &format!(
+                    "SELECT count(*), coalesce(sum(e.size), 0), count(r.key),
+                            coalesce(sum(CASE WHEN r.key IS NOT NULL THEN e.size END), 0)
+                     FROM entries e LEFT JOIN remote_objects r
+                       ON r.remote = ?2 AND r.key = e.path AND r.seen_run = ?3 AND r.size = e.size
+                     WHERE e.root_id = ?1 AND e.until_run IS NULL AND e.kind = {FILE}"
+                ),
+                params![root_id, remote, run_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+        let (objects, newest): (i64, Option<i64>) = self.conn.query_row(
+            "SELECT count(*), max(last_modified) FROM remote_objects WHERE remote = ?1 AND seen_run = ?2",
+            params![remote, run_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(Coverage {
+            local_files: local_files as u64,
+            local_bytes: local_bytes as u64,
+            held_files: held_files as u64,
+            held_bytes: held_bytes as u64,
+            objects: objects as u64,
+            newest,
+        })
+    }
+
+    /// The least recently verified objects (never-read first) that have a
+    /// file of the same size in the manifest, whose sizes add up to at most
+    /// `budget` bytes.
+    pub fn scrub_selection(
+        &self,
+        root_id: i64,
+        remote: &str,
+        run_id: i64,
+        budget: u64,
+    ) -> Result<HashSet<Vec<u8>>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT r.key, r.size FROM remote_objects r
+             JOIN entries e ON e.root_id = ?3 AND e.path = r.key AND e.until_run IS NULL
+                           AND e.kind = {FILE} AND e.size = r.size
+             WHERE r.remote = ?1 AND r.seen_run = ?2
+             ORDER BY r.verified_at IS NOT NULL, r.verified_at, r.key"
+        ))?;
+        let mut rows = stmt.query(params![remote, run_id, root_id])?;
+        let mut chosen = HashSet::new();
+        let mut used = 0u64;
+        while let Some(row) = rows.next()? {
+            let size = row.get::<_, i64>(1)? as u64;
+            if used + size > budget {
+                break;
+            }
+            used += size;
+            chosen.insert(row.get(0)?);
+        }
+        Ok(chosen)
+    }
+}
+
+/// Listed objects in key order, read a page at a time.
+pub struct RemoteRows<'c> {
+    conn: &'c Connection,
+    remote: String,
+    run_id: i64,
+    after: Option<Vec<u8>>,
+    buf: VecDeque<RemoteRow>,
+    done: bool,
+}
+
+impl RemoteRows<'_> {
+    fn fill(&mut self) -> Result<()> {
+        let op = if self.after.is_some() { ">" } else { ">=" };
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{SELECT_REMOTE} WHERE remote = ?1 AND seen_run = ?2 AND key {op} ?3 ORDER BY key LIMIT ?4"
+        ))?;
+        let after = self.after.as_deref().unwrap_or(b"");
+        let rows = stmt.query_map(
+            params![self.remote, self.run_id, after, PAGE as i64],
+            remote_from_row,
+        )?;
+        for row in rows {
+            self.buf.push_back(row?);
+        }
+        if self.buf.len() < PAGE {
+            self.done = true;
+        }
+        if let Some(last) = self.buf.back() {
+            self.after = Some(last.key.clone());
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for RemoteRows<'_> {
+    type Item = Result<RemoteRow>;
+
+    fn next(&mut self) -> Option<Result<RemoteRow>> {
+        if self.buf.is_empty()
+            && !self.done
+            && let Err(e) = self.fill()
+        {
+            self.done = true;
+            return Some(Err(e));
+        }
+        self.buf.pop_front().map(Ok)
+    }
+}
