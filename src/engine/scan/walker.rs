@@ -59,7 +59,7 @@ pub(super) fn walk_and_merge(
         Ok(())
     };
 
-    for item in walk::walk(root) {
+    for item in walk::walk_parallel(root, rayon::current_num_threads()) {
         let key = match &item {
             Item::Entry { key, .. } | Item::Special { key } | Item::Unreadable { key, .. } => {
                 key.clone()
