@@ -349,3 +349,68 @@ fn entry_item(key: Vec<u8>, path: PathBuf, meta: std::fs::Metadata) -> Item {
         target,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(items: impl Iterator<Item = Item>) -> Vec<String> {
+        items
+            .map(|item| match item {
+                Item::Entry {
+                    key,
+                    kind,
+                    stat,
+                    target,
+                    ..
+                } => format!(
+                    "{} {kind:?} {} {} {:?}",
+                    paths::display(&key),
+                    stat.size,
+                    stat.inode,
+                    target
+                ),
+                Item::Special { key } => format!("{} special", paths::display(&key)),
+                Item::Unreadable { key, is_dir, .. } => {
+                    format!("{} unreadable {is_dir}", paths::display(&key))
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn listing_ahead_yields_exactly_the_sequential_walk() {
+        // Wide and deep enough that the read-ahead bounds (directories in
+        // flight, entries held) are reached many times over.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for a in 0..40 {
+            for b in 0..(a % 7) {
+                let d = root.join(format!("d{a:02}/e{b}"));
+                std::fs::create_dir_all(&d).unwrap();
+                for f in 0..(a * 3 % 11) {
+                    std::fs::write(d.join(format!("f{f}")), vec![b'x'; f]).unwrap();
+                }
+            }
+            std::fs::write(root.join(format!("d{a:02}.txt")), b"between").unwrap();
+        }
+        std::fs::create_dir_all(root.join("deep/a/b/c/d/e/f")).unwrap();
+        std::os::unix::fs::symlink("d01", root.join("link-to-dir")).unwrap();
+        std::os::unix::fs::symlink("nowhere", root.join("d03/dangling")).unwrap();
+        let fifo = root.join("d05/pipe");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let sequential = summary(walk(root));
+        assert!(sequential.len() > 300, "{}", sequential.len());
+        for threads in [2, 3, 8] {
+            assert_eq!(
+                summary(walk_parallel(root, threads)),
+                sequential,
+                "{threads} threads"
+            );
+        }
+    }
+}
