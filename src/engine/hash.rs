@@ -150,7 +150,10 @@ pub fn hash_file(path: &Path, want: Want) -> Result<(Stat, Digests), HashError> 
         let before = Stat::of(&meta);
         let mapped = if map && before.size >= MAP_MIN {
             match hash_mapped(&file, before.size, want, WINDOW) {
-                Ok(Mapped::Hashed(d)) => Some((d, before.size)),
+                // A map covers exactly the size; one byte read past it
+                // must find the end, as a bounded read would (a file
+                // system whose sizes lag its content is not trusted).
+                Ok(Mapped::Hashed(d)) => Some((d, before.size + past_end(&file, before.size)?)),
                 // The file shrank under the map (or a page could not be
                 // read): hash it again, by reading, which tells the two
                 // apart.
@@ -183,6 +186,18 @@ pub fn hash_file(path: &Path, want: Want) -> Result<(Stat, Digests), HashError> 
         }
     }
     Err(HashError::Changed)
+}
+
+/// How many bytes (0 or 1) `file` still has at `offset`.
+fn past_end(file: &File, offset: u64) -> Result<u64, HashError> {
+    use std::os::unix::fs::FileExt;
+    loop {
+        match file.read_at(&mut [0u8; 1], offset) {
+            Ok(n) => return Ok(n as u64),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(HashError::Io(e)),
+        }
+    }
 }
 
 /// What hashing a file through maps came to.
