@@ -5,6 +5,7 @@
 mod support;
 
 mod audit;
+mod damage;
 mod large_files;
 mod migrate;
 mod reliability;
