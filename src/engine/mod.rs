@@ -14,6 +14,7 @@ pub mod hash;
 pub mod inventory;
 pub mod join;
 pub mod manifest;
+pub mod mapped;
 pub mod merge;
 pub mod merkle;
 pub mod proof;

@@ -7,6 +7,7 @@ mod support;
 mod audit;
 mod damage;
 mod inventory;
+mod large_files;
 mod migrate;
 mod proof;
 mod reliability;
