@@ -91,6 +91,10 @@ pub enum Command {
     },
     /// Print the man page (roff)
     Man,
+    /// Panic on purpose, in a worker thread and then here: tests that a
+    /// panic is one line on stderr and exit 2
+    #[command(hide = true)]
+    DebugPanic,
 }
 
 #[derive(Debug, Args)]
@@ -169,7 +173,25 @@ pub struct ScanArgs {
     #[arg(long, value_name = "FRACTION", default_value = "0.5")]
     pub shrink_threshold: Fraction,
     #[command(flatten)]
+    pub excludes: ExcludeArgs,
+    #[command(flatten)]
     pub alerts: AlertArgs,
+}
+
+/// What a scan leaves out (`vouch audit` has the same three options, which
+/// its config section takes as well). A `.vouchignore` in any directory of
+/// ROOT applies always.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ExcludeArgs {
+    /// Leave out paths matching GLOB (gitignore syntax: `*.tmp`, `cache/`, `/top`); repeatable
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Compare only files matching GLOB (gitignore syntax); repeatable
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Read exclude globs from FILE, one a line (gitignore syntax); repeatable
+    #[arg(long, value_name = "FILE")]
+    pub exclude_from: Vec<PathBuf>,
 }
 
 /// The options of one audit: `vouch audit`'s flags, and equally the keys of
@@ -207,6 +229,24 @@ pub struct AuditArgs {
     #[arg(long)]
     #[serde(default)]
     pub strict: bool,
+    /// Objects only on the backup are `backup_only`, not `extra`: for a
+    /// backup that keeps more than the source (retention)
+    #[arg(long)]
+    #[serde(default)]
+    pub one_way: bool,
+    /// Leave out paths matching GLOB on both sides (gitignore syntax:
+    /// `*.tmp`, `cache/`, `/top`); repeatable
+    #[arg(long, value_name = "GLOB")]
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Compare only files matching GLOB (gitignore syntax); repeatable
+    #[arg(long, value_name = "GLOB")]
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Read exclude globs from FILE, one a line (gitignore syntax); repeatable
+    #[arg(long, value_name = "FILE")]
+    #[serde(default)]
+    pub exclude_from: Vec<PathBuf>,
     /// Record MD5s while scanning, so single-part S3 ETags verify without downloads
     #[arg(long)]
     #[serde(default)]

@@ -21,6 +21,7 @@ use crate::commands::scan::ScanSettings;
 use crate::commands::verify::VerifySettings;
 use crate::commands::{Alerts, Context, Invocation};
 use crate::engine::audit::Mode;
+use crate::engine::exclude::ExcludeRules;
 use crate::engine::export::ExportFormat;
 use crate::engine::manifest::ManifestFormat;
 use crate::out::Format;
@@ -45,6 +46,11 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
             sha256: a.sha256,
             label: a.label,
             shrink_threshold: a.shrink_threshold.0,
+            excludes: ExcludeRules {
+                exclude: a.excludes.exclude,
+                include: a.excludes.include,
+                exclude_from: a.excludes.exclude_from,
+            },
             alerts: Alerts {
                 metrics: a.alerts.metrics,
                 notify: a.alerts.notify,
@@ -83,6 +89,10 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
             let mut out = std::io::stdout();
             clap_complete::generate(shell, &mut Cli::command(), "vouch", &mut out);
             Invocation::Done
+        }
+        Command::DebugPanic => {
+            let _ = std::thread::spawn(|| panic!("a deliberate panic in a thread")).join();
+            panic!("a deliberate panic\nover two lines");
         }
         Command::Man => {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
@@ -126,6 +136,12 @@ pub fn resolve_audit(a: &AuditArgs) -> Result<AuditSettings> {
         jobs: a.jobs.unwrap_or(DEFAULT_JOBS),
         no_scan: a.no_scan,
         strict: a.strict,
+        one_way: a.one_way,
+        excludes: ExcludeRules {
+            exclude: a.exclude.clone(),
+            include: a.include.clone(),
+            exclude_from: a.exclude_from.clone(),
+        },
         md5: a.md5,
         retries: a.retries.unwrap_or(DEFAULT_RETRIES),
         timeout: Duration::from_secs(a.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS)),

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{Alerts, Context, monitored, with_report};
 use crate::engine::audit::{self, AuditOptions, Mode};
+use crate::engine::exclude::{self, ExcludeRules, Excludes};
 use crate::engine::hash::Want;
 use crate::engine::remote::{self, RemoteOptions};
 use crate::engine::scan::{self, ScanOptions};
@@ -27,6 +28,8 @@ pub struct AuditSettings {
     pub jobs: usize,
     pub no_scan: bool,
     pub strict: bool,
+    pub one_way: bool,
+    pub excludes: ExcludeRules,
     pub md5: bool,
     pub retries: usize,
     pub timeout: Duration,
@@ -51,6 +54,7 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
     if s.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
+    let excludes = Excludes::new(&s.excludes)?;
     let remote_opts = RemoteOptions {
         endpoint: s.endpoint.clone(),
         retries: s.retries,
@@ -71,6 +75,7 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
                 },
                 shrink_threshold: Some(s.shrink_threshold),
                 command: Some("audit".into()),
+                excludes: excludes.clone(),
                 ..Default::default()
             };
             Some(scan::scan(
@@ -89,7 +94,15 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
                 root.display()
             ),
         };
+        // The rules the scan found (its `.vouchignore` files), else those
+        // of the directories the manifest holds.
+        let excludes = match &scanned {
+            Some(sc) => sc.excludes.clone(),
+            None => exclude::with_manifest_files(&index, root_id, &root, excludes)?,
+        };
         let opts = AuditOptions {
+            one_way: s.one_way,
+            excludes,
             mode: s.mode,
             scrub_budget: s.scrub_budget,
             jobs: s.jobs,

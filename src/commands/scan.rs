@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::{Alerts, Context, monitored, validate_label, with_report};
+use crate::engine::exclude::{ExcludeRules, Excludes};
 use crate::engine::hash::Want;
 use crate::engine::scan::{self, ScanOptions};
 use crate::model::Outcome;
@@ -19,6 +20,7 @@ pub struct ScanSettings {
     pub sha256: bool,
     pub label: Option<String>,
     pub shrink_threshold: f64,
+    pub excludes: ExcludeRules,
     pub alerts: Alerts,
 }
 
@@ -31,6 +33,7 @@ pub fn run(ctx: &Context, s: &ScanSettings) -> Result<Outcome> {
         if let Some(label) = &s.label {
             validate_label(label)?;
         }
+        let excludes = Excludes::new(&s.excludes)?;
         let mut index = ctx.open_index()?;
         let progress = ctx.progress();
         with_report(ctx, |sink| {
@@ -43,6 +46,7 @@ pub fn run(ctx: &Context, s: &ScanSettings) -> Result<Outcome> {
                 label: s.label.clone(),
                 command: None,
                 shrink_threshold: Some(s.shrink_threshold),
+                excludes,
             };
             let summary = scan::scan(&mut index, &root, &opts, sink, progress.as_ref())?;
             job.summary = summary.to_json(&root);

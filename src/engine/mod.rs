@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod compare;
+pub mod exclude;
 pub mod export;
 pub mod hash;
 pub mod join;

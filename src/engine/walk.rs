@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::engine::exclude::{Excludes, IGNORE_FILE};
 use crate::model::paths;
 use crate::model::{EntryKind, Stat};
 
@@ -45,9 +46,19 @@ pub enum Item {
 /// open directory (`statx(dirfd, name)`, no path lookup from `/`), then the
 /// directory is closed, so deep trees never hold many descriptors open.
 pub fn walk(root: &Path) -> Walk {
+    walk_excluding(root, Excludes::default())
+}
+
+/// Like [`walk`], leaving out what `excludes` (and every `.vouchignore`
+/// met on the way, which the walk adds to it) excludes: an excluded entry
+/// is not yielded, an excluded directory not entered.
+pub fn walk_excluding(root: &Path, excludes: Excludes) -> Walk {
     let mut walk = Walk {
         stack: Vec::new(),
         pending: std::collections::VecDeque::new(),
+        excludes,
+        excluded: 0,
+        error: None,
     };
     match std::fs::symlink_metadata(root) {
         Ok(meta) => {
@@ -71,6 +82,10 @@ pub struct Walk {
     stack: Vec<Level>,
     /// Items ready to be yielded before anything else.
     pending: std::collections::VecDeque<Item>,
+    excludes: Excludes,
+    excluded: u64,
+    /// A `.vouchignore` that could not be read or parsed: the walk stops.
+    error: Option<anyhow::Error>,
 }
 
 struct Level {
@@ -88,6 +103,13 @@ impl Walk {
         });
         match listing {
             Ok(mut entries) => {
+                if entries.iter().any(|(name, _)| name == IGNORE_FILE)
+                    && let Err(e) = self.excludes.load_dir(&key, &path)
+                {
+                    self.error = Some(e);
+                    self.stack.clear();
+                    return;
+                }
                 entries.sort_unstable_by(|a, b| b.0.cmp(&a.0));
                 self.stack.push(Level { key, path, entries });
             }
@@ -96,6 +118,26 @@ impl Walk {
                 is_dir: true,
                 error: e.to_string(),
             }),
+        }
+    }
+}
+
+impl Walk {
+    /// The rules in force, `.vouchignore` files met so far included.
+    pub fn excludes(&self) -> &Excludes {
+        &self.excludes
+    }
+
+    /// Entries left out so far (an excluded directory counts once).
+    pub fn excluded(&self) -> u64 {
+        self.excluded
+    }
+
+    /// Ends the walk: the rules it found, or the error that stopped it.
+    pub fn finish(self) -> anyhow::Result<Excludes> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.excludes),
         }
     }
 }
@@ -118,6 +160,13 @@ impl Iterator for Walk {
                 key.push(paths::SEP);
             }
             key.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()));
+            if !self.excludes.is_empty() {
+                let is_dir = meta.as_ref().is_ok_and(|m| m.is_dir());
+                if self.excludes.excludes(&key, is_dir) {
+                    self.excluded += 1;
+                    continue;
+                }
+            }
             let path = level.path.join(&name);
             let meta = match meta {
                 Ok(m) => m,

@@ -29,10 +29,12 @@ pub enum Kind {
     Deleted,
     // Present, size matches, content never verified.
     Unverified,
+    // Only on the backup, and the audit is one-way (`--one-way`).
+    BackupOnly,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Missing,
         Kind::Extra,
         Kind::SizeMismatch,
@@ -47,6 +49,7 @@ impl Kind {
         Kind::Modified,
         Kind::Deleted,
         Kind::Unverified,
+        Kind::BackupOnly,
     ];
 
     /// The stable name used in every output format.
@@ -66,6 +69,7 @@ impl Kind {
             Kind::Modified => "modified",
             Kind::Deleted => "deleted",
             Kind::Unverified => "unverified",
+            Kind::BackupOnly => "backup_only",
         }
     }
 
@@ -77,7 +81,7 @@ impl Kind {
     pub fn is_discrepancy(self) -> bool {
         !matches!(
             self,
-            Kind::Added | Kind::Modified | Kind::Deleted | Kind::Unverified
+            Kind::Added | Kind::Modified | Kind::Deleted | Kind::Unverified | Kind::BackupOnly
         )
     }
 }

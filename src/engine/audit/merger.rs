@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::decide::{Decision, decide};
 use super::{Event, Policy, ReadTask, describe_remote};
+use crate::engine::exclude::Excludes;
 use crate::engine::join::{Pair, merge_join};
 use crate::engine::scan::describe;
 use crate::model::{EntryKind, Finding, Kind, format_time, now_unix};
@@ -25,6 +26,7 @@ pub(super) fn merge(
     run_id: i64,
     policy: Policy,
     scrub: &HashSet<Vec<u8>>,
+    excludes: &Excludes,
     reads: tokio::sync::mpsc::Sender<ReadTask>,
     events: &mpsc::Sender<Event>,
 ) -> Result<()> {
@@ -36,6 +38,24 @@ pub(super) fn merge(
     let remotes = reader.listed_objects(remote_id, run_id);
     let send = |e: Event| events.send(e).map_err(|_| anyhow!("audit writer stopped"));
     merge_join(locals, remotes, |pair| match pair {
+        Pair::LocalOnly(local) if excludes.excludes_path(&local.path, false) => {
+            send(Event::Excluded {
+                local: true,
+                remote: false,
+            })
+        }
+        Pair::RemoteOnly(obj) if excludes.excludes_path(&obj.key, false) => {
+            send(Event::Excluded {
+                local: false,
+                remote: true,
+            })
+        }
+        Pair::Both(local, _) if excludes.excludes_path(&local.path, false) => {
+            send(Event::Excluded {
+                local: true,
+                remote: true,
+            })
+        }
         Pair::LocalOnly(local) => {
             if local.kind == EntryKind::Symlink {
                 return send(Event::SymlinkSkipped);
@@ -57,8 +77,13 @@ pub(super) fn merge(
                 local: None,
                 remote: Some(obj.size),
             })?;
+            let kind = if policy.one_way {
+                Kind::BackupOnly
+            } else {
+                Kind::Extra
+            };
             send(Event::Finding(
-                Finding::new(Kind::Extra, obj.key.clone()).remote(describe_remote(&obj)),
+                Finding::new(kind, obj.key.clone()).remote(describe_remote(&obj)),
             ))
         }
         Pair::Both(local, obj) => {

@@ -31,6 +31,7 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
+use crate::engine::exclude::Excludes;
 use crate::engine::remote::Remote;
 use crate::model::{Entry, Finding, Kind, ReadError, RemoteRow, format_time, now_unix, paths};
 use crate::out::{Progress, Sink};
@@ -69,6 +70,11 @@ pub struct AuditOptions {
     pub min_coverage: f64,
     /// Report `stale` for a backup older than this many seconds.
     pub max_age: Option<i64>,
+    /// Objects only on the backup are `backup_only` (not a discrepancy)
+    /// instead of `extra`: a backup that keeps more than the source does.
+    pub one_way: bool,
+    /// Paths left out on both sides.
+    pub excludes: Excludes,
 }
 
 /// What an audit found, with the counters its summary prints.
@@ -86,6 +92,9 @@ pub struct AuditSummary {
     pub bytes_read: u64,
     pub objects_read: u64,
     pub symlinks_skipped: u64,
+    /// Manifest files and listed objects the excludes left out.
+    pub excluded_files: u64,
+    pub excluded_objects: u64,
     /// Files (and bytes) of the manifest present on the remote at the
     /// same size.
     pub held_files: u64,
@@ -144,6 +153,10 @@ impl AuditSummary {
         m.insert("remote_objects".into(), json!(self.remote_objects));
         m.insert("remote_bytes".into(), json!(self.remote_bytes));
         m.insert("symlinks_skipped".into(), json!(self.symlinks_skipped));
+        if self.excluded_files + self.excluded_objects > 0 {
+            m.insert("excluded_files".into(), json!(self.excluded_files));
+            m.insert("excluded_objects".into(), json!(self.excluded_objects));
+        }
         m.insert(
             "coverage_files".into(),
             json!(fraction(self.held_files, self.local_files)),
@@ -185,6 +198,7 @@ pub fn fraction(part: u64, whole: u64) -> f64 {
 pub(crate) struct Policy {
     mode: Mode,
     max_age: Option<i64>,
+    one_way: bool,
 }
 
 /// An object whose bytes must be read.
@@ -210,6 +224,11 @@ pub(crate) enum Event {
         remote: Option<u64>,
     },
     SymlinkSkipped,
+    /// A key the excludes leave out, on one side or both.
+    Excluded {
+        local: bool,
+        remote: bool,
+    },
     Failed(anyhow::Error),
 }
 
@@ -273,7 +292,9 @@ fn audit_run(
     // Whole-backup findings, and what a scrub re-reads.
     let health = health::backup_health(index, root_id, &remote.id, run_id, opts)?;
     let scrub = if opts.mode == Mode::Scrub {
-        index.scrub_selection(root_id, &remote.id, run_id, opts.scrub_budget)?
+        let mut chosen = index.scrub_selection(root_id, &remote.id, run_id, opts.scrub_budget)?;
+        chosen.retain(|k| !opts.excludes.excludes_path(k, false));
+        chosen
     } else {
         HashSet::new()
     };
@@ -298,6 +319,7 @@ fn audit_run(
     let policy = Policy {
         mode: opts.mode,
         max_age: opts.max_age,
+        one_way: opts.one_way,
     };
     let (event_tx, event_rx) = mpsc::channel::<Event>();
     let (read_tx, read_rx) = tokio::sync::mpsc::channel::<ReadTask>(opts.jobs.max(1) * 4);
@@ -306,6 +328,7 @@ fn audit_run(
     std::thread::scope(|scope| -> Result<()> {
         let merger_events = event_tx.clone();
         let scrub = &scrub;
+        let excludes = &opts.excludes;
         let remote_id = remote.id.clone();
         scope.spawn(move || {
             if let Err(e) = merger::merge(
@@ -315,6 +338,7 @@ fn audit_run(
                 run_id,
                 policy,
                 scrub,
+                excludes,
                 read_tx,
                 &merger_events,
             ) {
@@ -418,6 +442,10 @@ impl Recorder<'_> {
                     }
                 }
                 Event::SymlinkSkipped => self.summary.symlinks_skipped += 1,
+                Event::Excluded { local, remote } => {
+                    self.summary.excluded_files += u64::from(local);
+                    self.summary.excluded_objects += u64::from(remote);
+                }
                 Event::Finding(f) => self.report(batch, f)?,
                 Event::Verified {
                     size,
