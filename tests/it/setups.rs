@@ -287,6 +287,7 @@ fn audit_err(env: &Env, url: &str, vars: &[(String, String)], args: &[&str]) -> 
 
 fn one_line_with(code_err: (i32, String), needles: &[&str]) {
     let (code, err) = code_err;
+    eprint!("{err}");
     assert_eq!(code, 2, "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(!err.contains("panicked") && !err.contains("<?xml"), "{err}");
