@@ -82,6 +82,8 @@ pub enum Command {
     Report(ReportArgs),
     /// List past runs with their counters
     History,
+    /// Accept a known discrepancy, with a reason, until it changes (--list, --remove)
+    Accept(AcceptArgs),
     /// Run named audits from the config file (for cron)
     Run(RunArgs),
     /// Print a shell completion script
@@ -293,6 +295,31 @@ pub struct ReportArgs {
     /// Only findings of this kind
     #[arg(long, value_name = "KIND", value_parser = parse_kind)]
     pub kind: Option<Kind>,
+}
+
+#[derive(Debug, Args)]
+pub struct AcceptArgs {
+    /// The tree whose finding is accepted
+    #[arg(required_unless_present = "list", value_name = "ROOT")]
+    pub root: Option<PathBuf>,
+    /// Paths as a report prints them (relative to ROOT)
+    #[arg(required_unless_present = "list", value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// The kind of the finding (e.g. extra, missing)
+    #[arg(long, value_name = "KIND", value_parser = parse_kind, required_unless_present_any = ["list", "remove"])]
+    pub kind: Option<Kind>,
+    /// Why it is accepted (shown with every report of it)
+    #[arg(long, value_name = "TEXT", required_unless_present_any = ["list", "remove"])]
+    pub reason: Option<String>,
+    /// Accepted until the end of DATE (YYYY-MM-DD, UTC) or until an RFC 3339 time
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// List the accepted findings (of ROOT, or of every root)
+    #[arg(long, conflicts_with_all = ["remove", "kind", "reason", "until"])]
+    pub list: bool,
+    /// Forget the acceptances of PATH… (of --kind, or of any kind)
+    #[arg(long, conflicts_with_all = ["reason", "until"])]
+    pub remove: bool,
 }
 
 #[derive(Debug, Args)]

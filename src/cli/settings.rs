@@ -13,6 +13,7 @@ use anyhow::{Result, anyhow, bail};
 use clap::{CommandFactory, ValueEnum};
 
 use super::{AuditArgs, Cli, Command, Common, FormatArg, ManifestFormatArg, ModeArg, config};
+use crate::commands::accept::AcceptSettings;
 use crate::commands::audit::AuditSettings;
 use crate::commands::diff::DiffSettings;
 use crate::commands::export::ExportSettings;
@@ -81,6 +82,7 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
             kind: a.kind,
         },
         Command::History => Invocation::History,
+        Command::Accept(a) => Invocation::Accept(resolve_accept(a)?),
         Command::Run(a) => {
             let path = a.config.clone().unwrap_or_else(default_config_path);
             Invocation::Run(resolve_run(&ctx, &cli.common, &path, a.name.as_deref())?)
@@ -154,6 +156,61 @@ pub fn resolve_audit(a: &AuditArgs) -> Result<AuditSettings> {
             notify_always: a.notify_always,
         },
     })
+}
+
+/// `vouch accept`: add (the default), `--remove` or `--list`.
+fn resolve_accept(a: super::AcceptArgs) -> Result<AcceptSettings> {
+    if a.list {
+        return Ok(AcceptSettings::List { root: a.root });
+    }
+    let root = a.root.ok_or_else(|| anyhow!("vouch accept needs ROOT"))?;
+    if a.remove {
+        return Ok(AcceptSettings::Remove {
+            root,
+            paths: a.paths,
+            kind: a.kind,
+        });
+    }
+    let (Some(kind), Some(reason)) = (a.kind, a.reason) else {
+        bail!("vouch accept needs --kind and --reason");
+    };
+    if reason.trim().is_empty() {
+        bail!("--reason must say why");
+    }
+    let until = match &a.until {
+        None => None,
+        Some(text) => {
+            let t = parse_until(text)?;
+            if t <= crate::model::now_unix() {
+                bail!("--until {text} has already passed");
+            }
+            Some(t)
+        }
+    };
+    Ok(AcceptSettings::Add {
+        root,
+        paths: a.paths,
+        kind,
+        reason,
+        until,
+    })
+}
+
+/// `--until`: a date (accepted through its end, UTC) or an RFC 3339 time.
+fn parse_until(text: &str) -> Result<i64> {
+    let day = text.len() == 10;
+    let full = if day {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_string()
+    };
+    let t = humantime::parse_rfc3339_weak(&full)
+        .map_err(|e| anyhow!("--until {text:?} is not a date (YYYY-MM-DD) or an RFC 3339 time: {e}"))?;
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| anyhow!("--until {text:?} is before 1970"))?
+        .as_secs() as i64;
+    Ok(if day { secs + 86_400 } else { secs })
 }
 
 /// The named audits of `vouch run`, each with its own context: the

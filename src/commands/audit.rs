@@ -100,7 +100,9 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
             Some(sc) => sc.excludes.clone(),
             None => exclude::with_manifest_files(&index, root_id, &root, excludes)?,
         };
+        let accepted = index.acceptances(Some(root_id))?;
         let opts = AuditOptions {
+            accepted,
             one_way: s.one_way,
             excludes,
             mode: s.mode,

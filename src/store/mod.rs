@@ -99,6 +99,20 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX entries_closed ON entries(root_id, until_run) WHERE until_run IS NOT NULL;
     "#,
+    // v3: `vouch accept`: discrepancies accepted, with each side as it was.
+    r#"
+    CREATE TABLE accepted (
+        root_id INTEGER NOT NULL REFERENCES roots(id),
+        path BLOB NOT NULL,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        until INTEGER,
+        local TEXT,
+        remote TEXT,
+        accepted_at INTEGER NOT NULL,
+        PRIMARY KEY (root_id, path, kind)
+    );
+    "#,
 ];
 
 /// How to wait for the index lock held by another vouch process.
@@ -121,6 +135,7 @@ pub struct Index {
     _lock: Option<File>,
 }
 
+mod accepted;
 mod batch;
 mod entries;
 mod findings;

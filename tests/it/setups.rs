@@ -379,3 +379,103 @@ fn a_panic_is_one_line_and_exit_2() {
         "{err}"
     );
 }
+
+/// An extra README in the backup and a log that is never backed up are
+/// accepted, with a reason: reported as `accepted` (exit 0) while they stay
+/// the same, back as `extra` / `missing` the moment either side changes,
+/// when `--until` passes, or once removed.
+#[test]
+fn an_accepted_finding_comes_back_when_it_changes() {
+    let env = Env::new();
+    let backup = backup_dir(&env);
+    env.write("data.bin", b"data");
+    env.write("app.log", b"log 1");
+    Env::write_in(&backup, "data.bin", b"data");
+    Env::write_in(&backup, "README", b"this bucket holds the nightly copy");
+    let root = env.root.to_str().unwrap().to_string();
+    let deep = ["--mode", "deep", "--min-coverage", "0"];
+    let (code, doc) = audit_args(&env, &backup, &deep);
+    assert_eq!(code, 1);
+    assert_eq!(
+        audit_findings(&doc),
+        pairs(&[("extra", "README"), ("missing", "app.log")])
+    );
+
+    let accept = |args: &[&str]| {
+        let out = env.vouch().arg("accept").args(args).output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), stderr_of(&out))
+    };
+    let (code, stdout, err) = accept(&[&root, "README", "--kind", "extra", "--reason", "the bucket's own notes"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(stdout, "accepted extra README\n");
+    let (code, _, err) = accept(&[&root, "app.log", "--kind", "missing", "--reason", "logs are not backed up"]);
+    assert_eq!(code, 0, "{err}");
+    // Nothing to accept: one line, exit 2.
+    let (code, _, err) = accept(&[&root, "nope", "--kind", "extra", "--reason", "r"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no extra finding for nope"), "{err}");
+
+    let (code, doc) = audit_args(&env, &backup, &deep);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(
+        audit_findings(&doc),
+        pairs(&[("accepted", "README"), ("accepted", "app.log")])
+    );
+    assert_eq!(counter(&doc, "accepted"), 2);
+    let readme = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "README")
+        .unwrap();
+    assert!(
+        readme["detail"].as_str().unwrap().contains("extra accepted")
+            && readme["detail"].as_str().unwrap().ends_with(": the bucket's own notes"),
+        "{readme}"
+    );
+    let (code, list) = env.json(&["accept", "--list"]);
+    assert_eq!(code, 0);
+    let kinds: Vec<&str> = list["accepted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["extra", "missing"], "by path: {list}");
+
+    // Either side changes: back as a discrepancy.
+    Env::write_in(&backup, "README", b"someone rewrote the notes");
+    env.write("app.log", b"log 1, log 2");
+    let (code, doc) = audit_args(&env, &backup, &deep);
+    assert_eq!(code, 1);
+    assert_eq!(
+        audit_findings(&doc),
+        pairs(&[("extra", "README"), ("missing", "app.log")])
+    );
+
+    // Accepted again for two seconds only, then back.
+    let soon = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
+    let soon = humantime::format_rfc3339_seconds(soon).to_string();
+    let (code, _, err) = accept(&[&root, "README", "--kind", "extra", "--reason", "r", "--until", &soon]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = accept(&[&root, "README", "--kind", "extra", "--reason", "r", "--until", "2001-01-01"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("has already passed"), "{err}");
+    let (_, doc) = audit_args(&env, &backup, &deep);
+    assert!(audit_findings(&doc).contains(&("accepted".into(), "README".into())));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (_, doc) = audit_args(&env, &backup, &deep);
+    assert!(audit_findings(&doc).contains(&("extra".into(), "README".into())));
+
+    // Accepted as it is now, then removed: back at once.
+    let (code, _, err) = accept(&[&root, "app.log", "--kind", "missing", "--reason", "r"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, doc) = audit_args(&env, &backup, &deep);
+    assert!(audit_findings(&doc).contains(&("accepted".into(), "app.log".into())));
+    let (code, _, err) = accept(&["--remove", &root, "app.log"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, doc) = audit_args(&env, &backup, &deep);
+    assert!(audit_findings(&doc).contains(&("missing".into(), "app.log".into())));
+    let (code, _, err) = accept(&["--remove", &root, "app.log"]);
+    assert_eq!(code, 2, "nothing left to remove: {err}");
+}

@@ -33,7 +33,9 @@ use serde_json::{Map, Value, json};
 
 use crate::engine::exclude::Excludes;
 use crate::engine::remote::Remote;
-use crate::model::{Entry, Finding, Kind, ReadError, RemoteRow, format_time, now_unix, paths};
+use crate::model::{
+    Acceptance, Entry, Finding, Kind, ReadError, RemoteRow, format_time, now_unix, paths,
+};
 use crate::out::{Progress, Sink};
 use crate::store::{Batch, Index};
 
@@ -75,6 +77,8 @@ pub struct AuditOptions {
     pub one_way: bool,
     /// Paths left out on both sides.
     pub excludes: Excludes,
+    /// Discrepancies accepted with `vouch accept` (of this root).
+    pub accepted: Vec<Acceptance>,
 }
 
 /// What an audit found, with the counters its summary prints.
@@ -313,6 +317,11 @@ fn audit_run(
         remote_id: &remote.id,
         listing_started,
         now: now_unix(),
+        accepted: opts
+            .accepted
+            .iter()
+            .map(|a| ((a.path.clone(), a.kind), a))
+            .collect(),
         sink,
         progress,
     };
@@ -402,12 +411,29 @@ struct Recorder<'a> {
     remote_id: &'a str,
     listing_started: i64,
     now: i64,
+    accepted: std::collections::HashMap<(Vec<u8>, Kind), &'a Acceptance>,
     sink: &'a mut dyn Sink,
     progress: &'a dyn Progress,
 }
 
 impl Recorder<'_> {
     fn report(&mut self, batch: &mut Batch<'_>, mut f: Finding) -> Result<()> {
+        if let Some(a) = self.accepted.get(&(f.path.clone(), f.kind))
+            && a.covers(&f, self.now)
+        {
+            let until = a
+                .until
+                .map(|t| format!(", until {}", format_time(t)))
+                .unwrap_or_default();
+            let detail = format!(
+                "{} accepted {}{until}: {}",
+                f.kind,
+                format_time(a.accepted_at),
+                a.reason
+            );
+            f.kind = Kind::Accepted;
+            f.detail = Some(detail);
+        }
         *self.summary.counts.entry(f.kind).or_default() += 1;
         batch.record_finding(self.run_id, self.prev_run, &mut f)?;
         self.sink.finding(&f)
