@@ -204,8 +204,9 @@ fn parse_until(text: &str) -> Result<i64> {
     } else {
         text.to_string()
     };
-    let t = humantime::parse_rfc3339_weak(&full)
-        .map_err(|e| anyhow!("--until {text:?} is not a date (YYYY-MM-DD) or an RFC 3339 time: {e}"))?;
+    let t = humantime::parse_rfc3339_weak(&full).map_err(|e| {
+        anyhow!("--until {text:?} is not a date (YYYY-MM-DD) or an RFC 3339 time: {e}")
+    })?;
     let secs = t
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|_| anyhow!("--until {text:?} is before 1970"))?

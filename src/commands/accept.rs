@@ -155,7 +155,8 @@ fn known_root(id: Option<i64>, root: &Path) -> Result<i64> {
 /// The stored key of PATH as a report prints it (relative to ROOT,
 /// `/`-separated, escaped); a path given with ROOT in front works too.
 fn key_of(root: &Path, text: &str) -> Result<Vec<u8>> {
-    let raw = paths::unescape(text).ok_or_else(|| anyhow!("{text:?} is not a path as reports print it"))?;
+    let raw = paths::unescape(text)
+        .ok_or_else(|| anyhow!("{text:?} is not a path as reports print it"))?;
     let root_bytes = std::os::unix::ffi::OsStrExt::as_bytes(root.as_os_str());
     let rel = raw
         .strip_prefix(root_bytes)

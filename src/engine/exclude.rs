@@ -93,10 +93,7 @@ impl Excludes {
                 ex.sources
                     .push((format!("--exclude-from {}", file.display()), text));
             }
-            ex.flags = Some(
-                b.build()
-                    .map_err(|e| anyhow!("excludes: {e}"))?,
-            );
+            ex.flags = Some(b.build().map_err(|e| anyhow!("excludes: {e}"))?);
         }
         if !rules.include.is_empty() {
             let mut b = GitignoreBuilder::new("");
@@ -126,13 +123,9 @@ impl Excludes {
         };
         let mut b = GitignoreBuilder::new("");
         add_lines(&mut b, &text, &file)?;
-        let g = b
-            .build()
-            .map_err(|e| anyhow!("{}: {e}", file.display()))?;
-        self.sources.push((
-            format!("{}:{}", IGNORE_FILE, paths::display(key)),
-            text,
-        ));
+        let g = b.build().map_err(|e| anyhow!("{}: {e}", file.display()))?;
+        self.sources
+            .push((format!("{}:{}", IGNORE_FILE, paths::display(key)), text));
         self.dirs.insert(key.to_vec(), g);
         Ok(())
     }
@@ -148,9 +141,7 @@ impl Excludes {
         for (dir, g) in &self.dirs {
             let rel = if dir.is_empty() {
                 key
-            } else if key.len() > dir.len()
-                && key.starts_with(dir)
-                && key[dir.len()] == paths::SEP
+            } else if key.len() > dir.len() && key.starts_with(dir) && key[dir.len()] == paths::SEP
             {
                 &key[dir.len() + 1..]
             } else {
@@ -258,13 +249,19 @@ mod tests {
         assert!(ex.excludes(&key("a.tmp"), false));
         assert!(ex.excludes(&key("deep/er/a.tmp"), false));
         assert!(ex.excludes(&key("x/cache"), true));
-        assert!(!ex.excludes(&key("x/cache"), false), "cache/ is for directories");
+        assert!(
+            !ex.excludes(&key("x/cache"), false),
+            "cache/ is for directories"
+        );
         assert!(ex.excludes(&key("top-only"), false));
         assert!(!ex.excludes(&key("sub/top-only"), false));
         assert!(ex.excludes_path(&key("db/pg_wal/0001"), false));
         assert!(ex.excludes_path(&key("x/cache/blob"), false));
         assert!(!ex.excludes_path(&key("x/cached"), false));
-        assert!(!ex.excludes(&key(""), true), "ROOT itself is never excluded");
+        assert!(
+            !ex.excludes(&key(""), true),
+            "ROOT itself is never excluded"
+        );
     }
 
     #[test]

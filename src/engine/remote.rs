@@ -136,7 +136,10 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                                 ClientConfigKey::AllowHttp,
                             ))
                             .is_some_and(|v| {
-                                matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on")
+                                matches!(
+                                    v.to_ascii_lowercase().as_str(),
+                                    "true" | "1" | "yes" | "on"
+                                )
                             });
                         if ep.starts_with("http://") && !allowed {
                             bail!(
@@ -196,7 +199,13 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
 /// so that a bucket that does not exist, refused credentials or an
 /// unreachable endpoint fail the command before it opens the index or
 /// scans the tree (which then stay exactly as they were).
-fn probe(store: &Arc<dyn ObjectStore>, prefix: &Path, url: &str, bucket: &str, host: &str) -> Result<()> {
+fn probe(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+    url: &str,
+    bucket: &str,
+    host: &str,
+) -> Result<()> {
     std::thread::scope(|s| {
         // A thread of its own: the caller may already be inside a runtime.
         s.spawn(|| -> Result<()> {
@@ -213,7 +222,11 @@ fn probe(store: &Arc<dyn ObjectStore>, prefix: &Path, url: &str, bucket: &str, h
             })
         })
         .join()
-        .unwrap_or_else(|_| Err(anyhow!("remote {url} cannot be listed: the listing panicked")))
+        .unwrap_or_else(|_| {
+            Err(anyhow!(
+                "remote {url} cannot be listed: the listing panicked"
+            ))
+        })
     })
 }
 
@@ -221,10 +234,15 @@ fn probe(store: &Arc<dyn ObjectStore>, prefix: &Path, url: &str, bucket: &str, h
 /// panics inside it), saying what to write instead.
 fn check_endpoint(url: &str, ep: &str, from: &str) -> Result<()> {
     match url::Url::parse(ep) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
-        _ if ep.contains("://") => bail!(
-            "remote {url}: {from} {ep} must start with http:// or https://"
-        ),
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some_and(|h| !h.is_empty()) =>
+        {
+            Ok(())
+        }
+        _ if ep.contains("://") => {
+            bail!("remote {url}: {from} {ep} must start with http:// or https://")
+        }
         _ => bail!(
             "remote {url}: {from} {ep} has no scheme; write http://{ep} (with AWS_ALLOW_HTTP=true) or https://{ep}"
         ),
@@ -283,14 +301,25 @@ fn explain(e: &object_store::Error, url: &str, bucket: &str, host: &str) -> anyh
     );
     if code == Some("NoSuchBucket") || code == Some("ContainerNotFound") {
         anyhow!("remote {url}: bucket {bucket:?} does not exist (at {host})")
-    } else if denied || matches!(e, object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }) || (text.contains("403 Forbidden") && code.is_none()) {
+    } else if denied
+        || matches!(
+            e,
+            object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+        )
+        || (text.contains("403 Forbidden") && code.is_none())
+    {
         anyhow!(
             "remote {url}: access denied listing {url}{}: check the credentials and the bucket's policy",
             code.map(|c| format!(" ({c})")).unwrap_or_default()
         )
     } else {
         // Whatever it is, without an XML body.
-        let short = text.split("<?xml").next().unwrap_or(&text).trim_end_matches([' ', ':']);
+        let short = text
+            .split("<?xml")
+            .next()
+            .unwrap_or(&text)
+            .trim_end_matches([' ', ':']);
         match code {
             Some(c) => anyhow!("remote {url} cannot be listed: {c}: {short}"),
             None => anyhow!("remote {url} cannot be listed: {short}"),

@@ -85,7 +85,10 @@ impl Kind {
     pub fn is_discrepancy(self) -> bool {
         !matches!(
             self,
-            Kind::Added | Kind::Modified | Kind::Deleted | Kind::Unverified
+            Kind::Added
+                | Kind::Modified
+                | Kind::Deleted
+                | Kind::Unverified
                 | Kind::BackupOnly
                 | Kind::Accepted
         )
@@ -164,7 +167,12 @@ pub fn content_of(side: Option<&Value>) -> Option<Value> {
     let obj = side?.as_object()?;
     let kept: serde_json::Map<String, Value> = obj
         .iter()
-        .filter(|(k, _)| matches!(k.as_str(), "size" | "blake3" | "etag" | "version" | "files" | "bytes" | "objects"))
+        .filter(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "size" | "blake3" | "etag" | "version" | "files" | "bytes" | "objects"
+            )
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     Some(Value::Object(kept))

@@ -146,7 +146,11 @@ fn excludes_apply_to_the_tree_and_the_backup_alike() {
     );
     assert_eq!(code, 0, "{doc2}");
     assert_eq!(audit_findings(&doc2), vec![]);
-    assert_eq!(counter(&doc2, "verified"), 4, "keep, base/1, .vouchignore, y");
+    assert_eq!(
+        counter(&doc2, "verified"),
+        4,
+        "keep, base/1, .vouchignore, y"
+    );
     assert_eq!(counter(&doc2, "excluded_objects"), 3);
     // The first audit scanned a.tmp, cache/blob and pg_wal/0001 into the
     // manifest (sub/x.log never: the .vouchignore held from the start).
@@ -192,7 +196,10 @@ fn changing_the_excludes_keeps_the_history_of_what_falls_out() {
     assert_eq!(code, 0);
     assert_eq!(findings(&back), vec![], "nothing added");
     assert_eq!(counter(&back, "bytes_hashed"), 0);
-    assert_eq!(back["summary"]["merkle_root"], all["summary"]["merkle_root"]);
+    assert_eq!(
+        back["summary"]["merkle_root"],
+        all["summary"]["merkle_root"]
+    );
     // A .vouchignore written later works the same way.
     env.write(".vouchignore", b"cache/\n");
     let (code, ignored) = env.json(&["scan", &root]);
@@ -217,12 +224,12 @@ fn includes_narrow_and_bad_rules_are_refused() {
     let root = env.root.to_str().unwrap().to_string();
     let (code, doc) = env.json(&["scan", &root, "--include", "*.sql"]);
     assert_eq!(code, 0);
-    assert_eq!(
-        findings(&doc),
-        pairs(&[("added", "dumps/a.sql")])
-    );
+    assert_eq!(findings(&doc), pairs(&[("added", "dumps/a.sql")]));
     for (args, needle) in [
-        (vec!["--exclude", "{a"], "--exclude \"{a\": error parsing glob"),
+        (
+            vec!["--exclude", "{a"],
+            "--exclude \"{a\": error parsing glob",
+        ),
         (
             vec!["--exclude-from", "/no/such/file"],
             "cannot read --exclude-from /no/such/file",
@@ -403,12 +410,30 @@ fn an_accepted_finding_comes_back_when_it_changes() {
 
     let accept = |args: &[&str]| {
         let out = env.vouch().arg("accept").args(args).output().unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), stderr_of(&out))
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr_of(&out),
+        )
     };
-    let (code, stdout, err) = accept(&[&root, "README", "--kind", "extra", "--reason", "the bucket's own notes"]);
+    let (code, stdout, err) = accept(&[
+        &root,
+        "README",
+        "--kind",
+        "extra",
+        "--reason",
+        "the bucket's own notes",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(stdout, "accepted extra README\n");
-    let (code, _, err) = accept(&[&root, "app.log", "--kind", "missing", "--reason", "logs are not backed up"]);
+    let (code, _, err) = accept(&[
+        &root,
+        "app.log",
+        "--kind",
+        "missing",
+        "--reason",
+        "logs are not backed up",
+    ]);
     assert_eq!(code, 0, "{err}");
     // Nothing to accept: one line, exit 2.
     let (code, _, err) = accept(&[&root, "nope", "--kind", "extra", "--reason", "r"]);
@@ -429,8 +454,14 @@ fn an_accepted_finding_comes_back_when_it_changes() {
         .find(|f| f["path"] == "README")
         .unwrap();
     assert!(
-        readme["detail"].as_str().unwrap().contains("extra accepted")
-            && readme["detail"].as_str().unwrap().ends_with(": the bucket's own notes"),
+        readme["detail"]
+            .as_str()
+            .unwrap()
+            .contains("extra accepted")
+            && readme["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with(": the bucket's own notes"),
         "{readme}"
     );
     let (code, list) = env.json(&["accept", "--list"]);
@@ -456,9 +487,20 @@ fn an_accepted_finding_comes_back_when_it_changes() {
     // Accepted again for two seconds only, then back.
     let soon = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
     let soon = humantime::format_rfc3339_seconds(soon).to_string();
-    let (code, _, err) = accept(&[&root, "README", "--kind", "extra", "--reason", "r", "--until", &soon]);
+    let (code, _, err) = accept(&[
+        &root, "README", "--kind", "extra", "--reason", "r", "--until", &soon,
+    ]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = accept(&[&root, "README", "--kind", "extra", "--reason", "r", "--until", "2001-01-01"]);
+    let (code, _, err) = accept(&[
+        &root,
+        "README",
+        "--kind",
+        "extra",
+        "--reason",
+        "r",
+        "--until",
+        "2001-01-01",
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("has already passed"), "{err}");
     let (_, doc) = audit_args(&env, &backup, &deep);

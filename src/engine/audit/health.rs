@@ -109,7 +109,9 @@ fn coverage_excluding(
             Pair::RemoteOnly(r) => (None, Some(r)),
             Pair::Both(l, r) => (Some(l), Some(r)),
         };
-        let key = local.as_ref().map_or_else(|| &obj.as_ref().expect("a side").key, |l| &l.path);
+        let key = local
+            .as_ref()
+            .map_or_else(|| &obj.as_ref().expect("a side").key, |l| &l.path);
         if excludes.excludes_path(key, false) {
             return Ok(());
         }

@@ -44,12 +44,10 @@ pub(super) fn merge(
                 remote: false,
             })
         }
-        Pair::RemoteOnly(obj) if excludes.excludes_path(&obj.key, false) => {
-            send(Event::Excluded {
-                local: false,
-                remote: true,
-            })
-        }
+        Pair::RemoteOnly(obj) if excludes.excludes_path(&obj.key, false) => send(Event::Excluded {
+            local: false,
+            remote: true,
+        }),
         Pair::Both(local, _) if excludes.excludes_path(&local.path, false) => {
             send(Event::Excluded {
                 local: true,

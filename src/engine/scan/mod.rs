@@ -267,7 +267,11 @@ pub fn scan(
         let stored = index.run(prev)?.and_then(|r| r.summary);
         let prev_rules = stored
             .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .and_then(|v| v.get("exclude_rules").and_then(Value::as_str).map(str::to_string));
+            .and_then(|v| {
+                v.get("exclude_rules")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
         Ok(prev_rules == rules)
     };
     summary.merkle_root = match previous_scan {
