@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use serde_json::{Value, json};
 
 use crate::model::{EntryKind, paths};
 use crate::store::{Index, Rows};
@@ -57,8 +58,11 @@ pub struct Excludes {
     include: Option<Gitignore>,
     /// `.vouchignore` of each directory key that has one.
     dirs: BTreeMap<Vec<u8>, Gitignore>,
-    /// Every rule source with its text, for [`Excludes::fingerprint`].
-    sources: Vec<(String, String)>,
+    /// The rules as text, stored with a scan run so that its snapshot is
+    /// read back under the same rules (see [`Excludes::to_json`]).
+    exclude_lines: Vec<String>,
+    include_lines: Vec<String>,
+    dir_texts: BTreeMap<Vec<u8>, String>,
 }
 
 /// The key as a relative path (`a/b/c`), for the matchers.
@@ -84,14 +88,13 @@ impl Excludes {
             for glob in &rules.exclude {
                 b.add_line(None, glob)
                     .map_err(|e| anyhow!("--exclude {glob:?}: {e}"))?;
-                ex.sources.push(("--exclude".into(), glob.clone()));
+                ex.exclude_lines.push(glob.clone());
             }
             for file in &rules.exclude_from {
                 let text = std::fs::read_to_string(file)
                     .with_context(|| format!("cannot read --exclude-from {}", file.display()))?;
                 add_lines(&mut b, &text, file)?;
-                ex.sources
-                    .push((format!("--exclude-from {}", file.display()), text));
+                ex.exclude_lines.extend(text.lines().map(str::to_string));
             }
             ex.flags = Some(b.build().map_err(|e| anyhow!("excludes: {e}"))?);
         }
@@ -100,7 +103,7 @@ impl Excludes {
             for glob in &rules.include {
                 b.add_line(None, glob)
                     .map_err(|e| anyhow!("--include {glob:?}: {e}"))?;
-                ex.sources.push(("--include".into(), glob.clone()));
+                ex.include_lines.push(glob.clone());
             }
             ex.include = Some(b.build().map_err(|e| anyhow!("includes: {e}"))?);
         }
@@ -124,9 +127,8 @@ impl Excludes {
         let mut b = GitignoreBuilder::new("");
         add_lines(&mut b, &text, &file)?;
         let g = b.build().map_err(|e| anyhow!("{}: {e}", file.display()))?;
-        self.sources
-            .push((format!("{}:{}", IGNORE_FILE, paths::display(key)), text));
         self.dirs.insert(key.to_vec(), g);
+        self.dir_texts.insert(key.to_vec(), text);
         Ok(())
     }
 
@@ -182,20 +184,75 @@ impl Excludes {
         self.excludes(key, is_dir)
     }
 
-    /// A short hash of every rule and where it came from: a scan whose
-    /// rules differ from the previous scan's folds the Merkle tree again.
-    pub fn fingerprint(&self) -> Option<String> {
-        if self.sources.is_empty() {
+    /// Every rule in force, as JSON to store with a scan run; `None` when
+    /// there is none. A scan whose rules differ from the previous scan's
+    /// folds the Merkle tree again.
+    pub fn to_json(&self) -> Option<Value> {
+        if self.is_empty() {
             return None;
         }
-        let mut h = blake3::Hasher::new();
-        for (from, text) in &self.sources {
-            h.update(&(from.len() as u64).to_le_bytes());
-            h.update(from.as_bytes());
-            h.update(&(text.len() as u64).to_le_bytes());
-            h.update(text.as_bytes());
+        let dirs: Vec<Value> = self
+            .dir_texts
+            .iter()
+            .map(|(k, t)| json!({ "dir": hex::encode(k), "rules": t }))
+            .collect();
+        Some(json!({
+            "exclude": self.exclude_lines,
+            "include": self.include_lines,
+            "vouchignore": dirs,
+        }))
+    }
+
+    /// Rebuilds the rules [`Excludes::to_json`] stored.
+    pub fn from_json(v: &Value) -> Result<Excludes> {
+        let lines = |name: &str| -> Vec<String> {
+            v.get(name)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|l| l.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let build = |lines: &[String]| -> Result<Gitignore> {
+            let mut b = GitignoreBuilder::new("");
+            for l in lines {
+                b.add_line(None, l)
+                    .map_err(|e| anyhow!("stored rule {l:?}: {e}"))?;
+            }
+            b.build().map_err(|e| anyhow!("stored rules: {e}"))
+        };
+        let mut ex = Excludes {
+            exclude_lines: lines("exclude"),
+            include_lines: lines("include"),
+            ..Default::default()
+        };
+        if !ex.exclude_lines.is_empty() {
+            ex.flags = Some(build(&ex.exclude_lines)?);
         }
-        Some(h.finalize().to_hex()[..16].to_string())
+        if !ex.include_lines.is_empty() {
+            ex.include = Some(build(&ex.include_lines)?);
+        }
+        for d in v
+            .get("vouchignore")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let (Some(key), Some(text)) = (
+                d.get("dir")
+                    .and_then(Value::as_str)
+                    .and_then(|h| hex::decode(h).ok()),
+                d.get("rules").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            let lines: Vec<String> = text.lines().map(str::to_string).collect();
+            ex.dirs.insert(key.clone(), build(&lines)?);
+            ex.dir_texts.insert(key, text.to_string());
+        }
+        Ok(ex)
     }
 }
 
@@ -280,10 +337,18 @@ mod tests {
         std::fs::create_dir(dir.path().join("keep")).unwrap();
         std::fs::write(dir.path().join("keep").join(IGNORE_FILE), "!*.log\n").unwrap();
         let mut ex = rules(&["keep/secret.log"], &[]);
-        let before = ex.fingerprint();
+        let before = ex.to_json();
         ex.load_dir(b"", dir.path()).unwrap();
         ex.load_dir(&key("keep"), &dir.path().join("keep")).unwrap();
-        assert_ne!(ex.fingerprint(), before);
+        assert_ne!(ex.to_json(), before);
+        // Stored and rebuilt, the rules decide alike.
+        let ex = Excludes::from_json(&ex.to_json().unwrap()).unwrap();
+        assert_eq!(
+            ex.to_json(),
+            Excludes::from_json(&ex.to_json().unwrap())
+                .unwrap()
+                .to_json()
+        );
         assert!(ex.excludes(&key("a.log"), false));
         assert!(ex.excludes(&key("other/a.log"), false));
         assert!(!ex.excludes(&key("keep/a.log"), false));

@@ -210,6 +210,19 @@ fn changing_the_excludes_keeps_the_history_of_what_falls_out() {
         "cache/ not deleted"
     );
     assert_eq!(counter(&ignored, "excluded"), 1);
+    // The kept rows are not part of the run's snapshot: an export (which
+    // scans first, under the .vouchignore) lists what is compared.
+    let out = env
+        .vouch()
+        .args(["export", &root, "--format", "b3sum"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_once("  ").unwrap().1.to_string())
+        .collect();
+    assert_eq!(listed, [".vouchignore", "keep.txt"]);
 }
 
 /// `--include` compares only matching files (directories are still

@@ -262,16 +262,12 @@ pub fn scan(
 
     // The previous root stands only if nothing changed, the excludes
     // included (a path falling in or out changes the tree compared).
-    let rules = excludes.fingerprint();
+    let rules = excludes.to_json();
     let same_rules = |prev: i64| -> Result<bool> {
         let stored = index.run(prev)?.and_then(|r| r.summary);
         let prev_rules = stored
             .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-            .and_then(|v| {
-                v.get("exclude_rules")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            });
+            .and_then(|v| v.get("exclude_rules").cloned());
         Ok(prev_rules == rules)
     };
     summary.merkle_root = match previous_scan {
@@ -286,8 +282,9 @@ pub fn scan(
         "ok"
     };
     let mut stored = summary.to_json(root);
-    if let Some(fp) = rules {
-        stored.insert("exclude_rules".into(), json!(fp));
+    // The rules go with the run: its snapshot is read back under them.
+    if let Some(r) = rules {
+        stored.insert("exclude_rules".into(), r);
     }
     index.finish_run(
         run_id,
