@@ -177,6 +177,11 @@ fn resolve_accept(a: super::AcceptArgs) -> Result<AcceptSettings> {
     if reason.trim().is_empty() {
         bail!("--reason must say why");
     }
+    if !kind.is_discrepancy() {
+        bail!(
+            "--kind {kind} is not a discrepancy: it never fails a run, so there is nothing to accept"
+        );
+    }
     let until = match &a.until {
         None => None,
         Some(text) => {
@@ -342,7 +347,7 @@ mod tests {
         let cfg = dir.path().join("vouch.toml");
         std::fs::write(
             &cfg,
-            "[audit.photos]\nroot = \"/srv/photos\"\nremote = \"s3://b/photos\"\nmode = \"scrub\"\nscrub_budget = \"50G\"\nmd5 = true\nmax_age = \"26h\"\nmin_coverage = 0.9\n",
+            "[audit.photos]\nroot = \"/srv/photos\"\nremote = \"s3://b/photos\"\nmode = \"scrub\"\nscrub_budget = \"50G\"\nmd5 = true\nmax_age = \"26h\"\nmin_coverage = 0.9\none_way = true\nexclude = [\"*.tmp\", \"cache/\"]\n",
         )
         .unwrap();
         let from_file = Cli::parse_from([
@@ -371,6 +376,11 @@ mod tests {
             "26h",
             "--min-coverage",
             "0.9",
+            "--one-way",
+            "--exclude",
+            "*.tmp",
+            "--exclude",
+            "cache/",
         ]);
         let (ctx_a, Invocation::Run(runs)) = resolve(from_file).unwrap() else {
             panic!("not a run");
@@ -385,6 +395,8 @@ mod tests {
         assert_eq!(flags.scrub_budget, 50 << 30);
         assert_eq!(flags.max_age, Some(26 * 3600));
         assert_eq!(flags.jobs, DEFAULT_JOBS);
+        assert!(flags.one_way);
+        assert_eq!(flags.excludes.exclude, ["*.tmp", "cache/"]);
         // A bare audit gets every default from the same place.
         let bare = Cli::parse_from(["vouch", "audit", "/r", "--remote", "/b"]);
         let (_, Invocation::Audit(bare)) = resolve(bare).unwrap() else {

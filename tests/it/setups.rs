@@ -452,6 +452,9 @@ fn an_accepted_finding_comes_back_when_it_changes() {
     let (code, _, err) = accept(&[&root, "nope", "--kind", "extra", "--reason", "r"]);
     assert_eq!(code, 2);
     assert!(err.contains("no extra finding for nope"), "{err}");
+    let (code, _, err) = accept(&[&root, "README", "--kind", "added", "--reason", "r"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--kind added is not a discrepancy"), "{err}");
 
     let (code, doc) = audit_args(&env, &backup, &deep);
     assert_eq!(code, 0, "{doc}");
