@@ -48,7 +48,7 @@ pub enum Data {
     Run {
         root_id: i64,
         run_id: i64,
-        excludes: Excludes,
+        excludes: Box<Excludes>,
     },
     /// A manifest file, parsed and sorted by key.
     Memory(Vec<Node>),
@@ -325,7 +325,7 @@ pub fn run_source(index: &Index, run: &Run, kind: &str) -> Result<Source> {
         data: Data::Run {
             root_id,
             run_id: run.id,
-            excludes: stored_excludes(run)?,
+            excludes: Box::new(stored_excludes(run)?),
         },
         merkle_root: run.merkle_root,
         has_dir_hashes: true,
