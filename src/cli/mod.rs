@@ -231,6 +231,11 @@ pub struct AuditArgs {
     #[arg(long)]
     #[serde(default)]
     pub strict: bool,
+    /// List and compare without reading any object; say what a deep or a
+    /// scrub run would read (objects, bytes, requests)
+    #[arg(long)]
+    #[serde(default)]
+    pub dry_run: bool,
     /// Objects only on the backup are `backup_only`, not `extra`: for a
     /// backup that keeps more than the source (retention)
     #[arg(long)]
@@ -333,6 +338,9 @@ pub struct RunArgs {
     /// The config file [default: $XDG_CONFIG_HOME/vouch/vouch.toml]
     #[arg(long, value_name = "FILE", env = "VOUCH_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Each audit as `vouch audit --dry-run`: read no object, say what would be read
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `--mode` and `mode = "…"`.

@@ -85,7 +85,11 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
         Command::Accept(a) => Invocation::Accept(resolve_accept(a)?),
         Command::Run(a) => {
             let path = a.config.clone().unwrap_or_else(default_config_path);
-            Invocation::Run(resolve_run(&ctx, &cli.common, &path, a.name.as_deref())?)
+            let mut audits = resolve_run(&ctx, &cli.common, &path, a.name.as_deref())?;
+            for job in &mut audits {
+                job.settings.dry_run |= a.dry_run;
+            }
+            Invocation::Run(audits)
         }
         Command::Completions { shell } => {
             let mut out = std::io::stdout();
@@ -139,6 +143,7 @@ pub fn resolve_audit(a: &AuditArgs) -> Result<AuditSettings> {
         no_scan: a.no_scan,
         strict: a.strict,
         one_way: a.one_way,
+        dry_run: a.dry_run,
         excludes: ExcludeRules {
             exclude: a.exclude.clone(),
             include: a.include.clone(),

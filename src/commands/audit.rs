@@ -29,6 +29,7 @@ pub struct AuditSettings {
     pub no_scan: bool,
     pub strict: bool,
     pub one_way: bool,
+    pub dry_run: bool,
     pub excludes: ExcludeRules,
     pub md5: bool,
     pub retries: usize,
@@ -104,6 +105,7 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
         let opts = AuditOptions {
             accepted,
             one_way: s.one_way,
+            dry_run: s.dry_run,
             excludes,
             mode: s.mode,
             scrub_budget: s.scrub_budget,

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use serde_json::json;
+
 use crate::support::s3::S3Server;
 use crate::*;
 
@@ -536,4 +538,60 @@ fn an_accepted_finding_comes_back_when_it_changes() {
     assert!(audit_findings(&doc).contains(&("missing".into(), "app.log".into())));
     let (code, _, err) = accept(&["--remove", &root, "app.log"]);
     assert_eq!(code, 2, "nothing left to remove: {err}");
+}
+
+/// `--dry-run` lists and compares, reads no object, and says what a deep
+/// and a scrub run would read; a deep run then reads exactly that.
+#[test]
+fn a_dry_run_says_what_a_deep_run_would_read() {
+    let env = Env::new();
+    let backup = backup_dir(&env);
+    for (rel, body) in [
+        ("a", &[1u8; 3000][..]),
+        ("b/c", &[2u8; 500][..]),
+        ("d", b"dd"),
+    ] {
+        env.write(rel, body);
+        Env::write_in(&backup, rel, body);
+    }
+    let (code, doc) = audit_args(&env, &backup, &["--dry-run", "--scrub-budget", "3000"]);
+    assert_eq!(code, 0, "{doc}");
+    let dry = &doc["summary"]["dry_run"];
+    assert_eq!(dry["deep_objects"], 3, "{dry}");
+    assert_eq!(dry["deep_bytes"], 3502);
+    assert_eq!(dry["deep_requests"], 4, "one listing page and 3 GETs");
+    // Scrub: never-read objects first, by key, while the budget lasts.
+    assert_eq!(
+        (&dry["scrub_objects"], &dry["scrub_bytes"]),
+        (&json!(1), &json!(3000)),
+        "{dry}"
+    );
+    assert_eq!(counter(&doc, "objects_read"), 0);
+    assert_eq!(counter(&doc, "unverified"), 3);
+
+    let (code, doc) = audit_args(&env, &backup, &["--mode", "deep"]);
+    assert_eq!(code, 0);
+    assert_eq!(counter(&doc, "objects_read"), 3);
+    assert_eq!(counter(&doc, "bytes_read"), 3502);
+    // Nothing left to read; `vouch run --dry-run` says the same.
+    let config = env.dir.path().join("vouch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[audit.x]\nroot = {:?}\nremote = {:?}\nmode = \"deep\"\n",
+            env.root.to_str().unwrap(),
+            backup.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (code, doc) = env.json(&[
+        "run",
+        "x",
+        "--dry-run",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["summary"]["dry_run"]["deep_objects"], 0, "{doc}");
+    assert_eq!(counter(&doc, "verified"), 3);
 }

@@ -10,7 +10,7 @@ use anyhow::{Result, anyhow};
 use serde_json::json;
 
 use super::decide::{Decision, decide};
-use super::{Event, Policy, ReadTask, describe_remote};
+use super::{Event, Mode, Policy, ReadTask, describe_remote};
 use crate::engine::exclude::Excludes;
 use crate::engine::join::{Pair, merge_join};
 use crate::engine::scan::describe;
@@ -109,7 +109,21 @@ pub(super) fn merge(
             }
             let selected = scrub.contains(&obj.key);
             let lag = local.stat.mtime_ns.div_euclid(1_000_000_000) - obj.last_modified;
-            match decide(&local, &obj, policy.mode, selected) {
+            // A dry run decides as deep would, and reads nothing.
+            let (mode, selected) = if policy.dry_run {
+                let deep = decide(&local, &obj, Mode::Deep, false) == Decision::Read;
+                if deep || selected {
+                    send(Event::WouldRead {
+                        size: obj.size,
+                        deep,
+                        scrub: selected,
+                    })?;
+                }
+                (Mode::Quick, false)
+            } else {
+                (policy.mode, selected)
+            };
+            match decide(&local, &obj, mode, selected) {
                 Decision::Unverified(_) if policy.max_age.is_some_and(|max| lag > max) => {
                     send(Event::Finding(
                         Finding::new(Kind::Stale, local.path.clone())

@@ -75,6 +75,8 @@ pub struct AuditOptions {
     /// Objects only on the backup are `backup_only` (not a discrepancy)
     /// instead of `extra`: a backup that keeps more than the source does.
     pub one_way: bool,
+    /// Read nothing; count what a deep and a scrub run would read.
+    pub dry_run: bool,
     /// Paths left out on both sides.
     pub excludes: Excludes,
     /// Discrepancies accepted with `vouch accept` (of this root).
@@ -105,12 +107,26 @@ pub struct AuditSummary {
     pub held_bytes: u64,
     /// Newest last-modified time under the prefix.
     pub newest_object: Option<i64>,
+    /// With `--dry-run`: what a deep and a scrub run would read.
+    pub would_read: Option<WouldRead>,
     /// Objects (and bytes) whose last full read is at most N days old.
     pub verified_within: BTreeMap<u32, (u64, u64)>,
     pub elapsed_ms: u64,
 }
 
 const WITHIN_DAYS: [u32; 3] = [1, 7, 30];
+
+/// What a dry run found a deep and a scrub run would read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WouldRead {
+    pub deep_objects: u64,
+    pub deep_bytes: u64,
+    pub scrub_objects: u64,
+    pub scrub_bytes: u64,
+}
+
+/// Keys per listing request (S3, GCS and Azure pages hold up to 1000).
+const KEYS_PER_LIST_REQUEST: u64 = 1000;
 
 impl AuditSummary {
     pub fn count(&self, kind: Kind) -> u64 {
@@ -184,6 +200,21 @@ impl AuditSummary {
             );
         }
         m.insert("verified_within".into(), Value::Object(within));
+        if let Some(w) = &self.would_read {
+            // A listing costs a request per page; a read, one GET.
+            let list = self.remote_objects.div_ceil(KEYS_PER_LIST_REQUEST).max(1);
+            m.insert(
+                "dry_run".into(),
+                json!({
+                    "deep_objects": w.deep_objects,
+                    "deep_bytes": w.deep_bytes,
+                    "deep_requests": list + w.deep_objects,
+                    "scrub_objects": w.scrub_objects,
+                    "scrub_bytes": w.scrub_bytes,
+                    "scrub_requests": list + w.scrub_objects,
+                }),
+            );
+        }
         m.insert("elapsed_ms".into(), json!(self.elapsed_ms));
         m
     }
@@ -203,6 +234,7 @@ pub(crate) struct Policy {
     mode: Mode,
     max_age: Option<i64>,
     one_way: bool,
+    dry_run: bool,
 }
 
 /// An object whose bytes must be read.
@@ -228,6 +260,13 @@ pub(crate) enum Event {
         remote: Option<u64>,
     },
     SymlinkSkipped,
+    /// A dry run: a deep run would read this object (`deep`), a scrub run
+    /// too (`scrub`).
+    WouldRead {
+        size: u64,
+        deep: bool,
+        scrub: bool,
+    },
     /// A key the excludes leave out, on one side or both.
     Excluded {
         local: bool,
@@ -295,7 +334,7 @@ fn audit_run(
 
     // Whole-backup findings, and what a scrub re-reads.
     let health = health::backup_health(index, root_id, &remote.id, run_id, opts)?;
-    let scrub = if opts.mode == Mode::Scrub {
+    let scrub = if opts.mode == Mode::Scrub || opts.dry_run {
         let mut chosen = index.scrub_selection(root_id, &remote.id, run_id, opts.scrub_budget)?;
         chosen.retain(|k| !opts.excludes.excludes_path(k, false));
         chosen
@@ -310,6 +349,7 @@ fn audit_run(
             held_files: health.held_files,
             held_bytes: health.held_bytes,
             newest_object: health.newest,
+            would_read: opts.dry_run.then(WouldRead::default),
             ..Default::default()
         },
         run_id,
@@ -329,6 +369,7 @@ fn audit_run(
         mode: opts.mode,
         max_age: opts.max_age,
         one_way: opts.one_way,
+        dry_run: opts.dry_run,
     };
     let (event_tx, event_rx) = mpsc::channel::<Event>();
     let (read_tx, read_rx) = tokio::sync::mpsc::channel::<ReadTask>(opts.jobs.max(1) * 4);
@@ -468,6 +509,17 @@ impl Recorder<'_> {
                     }
                 }
                 Event::SymlinkSkipped => self.summary.symlinks_skipped += 1,
+                Event::WouldRead { size, deep, scrub } => {
+                    let w = self.summary.would_read.get_or_insert_default();
+                    if deep {
+                        w.deep_objects += 1;
+                        w.deep_bytes += size;
+                    }
+                    if scrub {
+                        w.scrub_objects += 1;
+                        w.scrub_bytes += size;
+                    }
+                }
                 Event::Excluded { local, remote } => {
                     self.summary.excluded_files += u64::from(local);
                     self.summary.excluded_objects += u64::from(remote);
