@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::{Alerts, Context, monitored, validate_label, with_report};
+use crate::engine::checks::Level;
 use crate::engine::exclude::{ExcludeRules, Excludes};
 use crate::engine::hash::Want;
 use crate::engine::scan::{self, ScanOptions};
@@ -21,6 +22,8 @@ pub struct ScanSettings {
     pub label: Option<String>,
     pub shrink_threshold: f64,
     pub excludes: ExcludeRules,
+    pub checks: Level,
+    pub checks_budget: u64,
     pub alerts: Alerts,
 }
 
@@ -47,6 +50,8 @@ pub fn run(ctx: &Context, s: &ScanSettings) -> Result<Outcome> {
                 command: None,
                 shrink_threshold: Some(s.shrink_threshold),
                 excludes,
+                checks: s.checks,
+                checks_budget: Some(s.checks_budget),
             };
             let summary = scan::scan(&mut index, &root, &opts, sink, progress.as_ref())?;
             job.summary = summary.to_json(&root);

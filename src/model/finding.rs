@@ -23,6 +23,7 @@ pub enum Kind {
     LowCoverage,
     Shrunk,
     Stale,
+    Damaged,
     // Local changes since the previous scan.
     Added,
     Modified,
@@ -36,7 +37,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Missing,
         Kind::Extra,
         Kind::SizeMismatch,
@@ -47,6 +48,7 @@ impl Kind {
         Kind::LowCoverage,
         Kind::Shrunk,
         Kind::Stale,
+        Kind::Damaged,
         Kind::Added,
         Kind::Modified,
         Kind::Deleted,
@@ -68,6 +70,7 @@ impl Kind {
             Kind::LowCoverage => "low_coverage",
             Kind::Shrunk => "shrunk",
             Kind::Stale => "stale",
+            Kind::Damaged => "damaged",
             Kind::Added => "added",
             Kind::Modified => "modified",
             Kind::Deleted => "deleted",
