@@ -12,6 +12,7 @@ pub mod accept;
 pub mod audit;
 pub mod diff;
 pub mod export;
+pub mod merge;
 pub mod report;
 pub mod run;
 pub mod scan;
@@ -43,6 +44,7 @@ pub enum Invocation {
     },
     History,
     Accept(accept::AcceptSettings),
+    Merge(merge::MergeSettings),
     Run(Vec<run::NamedAudit>),
     /// Completions and the man page, already printed.
     Done,
@@ -60,6 +62,7 @@ pub fn dispatch(ctx: &Context, inv: Invocation) -> Result<Outcome> {
         Invocation::Report { run, kind } => report::run(ctx, run, kind),
         Invocation::History => report::history(ctx),
         Invocation::Accept(s) => accept::run(ctx, &s),
+        Invocation::Merge(s) => merge::run(ctx, &s),
         Invocation::Run(audits) => run::run(&audits),
         Invocation::Done => Ok(Outcome::Clean),
     }

@@ -9,6 +9,7 @@ use crate::engine::checks::Level;
 use crate::engine::exclude::{ExcludeRules, Excludes};
 use crate::engine::hash::Want;
 use crate::engine::scan::{self, ScanOptions};
+use crate::engine::shard::Shard;
 use crate::model::Outcome;
 use crate::out::Sink;
 
@@ -22,6 +23,7 @@ pub struct ScanSettings {
     pub label: Option<String>,
     pub shrink_threshold: f64,
     pub excludes: ExcludeRules,
+    pub shard: Option<Shard>,
     pub checks: Level,
     pub checks_budget: u64,
     pub alerts: Alerts,
@@ -50,6 +52,7 @@ pub fn run(ctx: &Context, s: &ScanSettings) -> Result<Outcome> {
                 command: None,
                 shrink_threshold: Some(s.shrink_threshold),
                 excludes,
+                shard: s.shard,
                 checks: s.checks,
                 checks_budget: Some(s.checks_budget),
             };

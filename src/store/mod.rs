@@ -116,7 +116,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX checks_damaged ON checks(verdict) WHERE verdict = 'damaged';
     "#,
-    // v4: `vouch accept`: discrepancies accepted, with each side as it was.
+    // v4: an inventory listing gives each object's storage class (archived
+    // objects are never read).
+    r#"
+    ALTER TABLE remote_objects ADD COLUMN storage_class TEXT;
+    "#,
+    // v5: `vouch accept`: discrepancies accepted, with each side as it was.
     r#"
     CREATE TABLE accepted (
         root_id INTEGER NOT NULL REFERENCES roots(id),

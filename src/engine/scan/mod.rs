@@ -36,6 +36,7 @@ use crate::engine::checks::{self, Budget, Level, Report};
 use crate::engine::exclude::Excludes;
 use crate::engine::hash::{self, Digests, HashError, Want};
 use crate::engine::merkle::{DirHash, Folder};
+use crate::engine::shard::Shard;
 use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry, Stat, format_time};
 use crate::out::{Progress, Sink};
 use crate::store::{Index, Rows};
@@ -56,6 +57,9 @@ pub struct ScanOptions {
     /// What to leave out (`--exclude` …); `.vouchignore` files found by
     /// the walk are added to it.
     pub excludes: Excludes,
+    /// Only the files and symlinks of this shard (`--shard K/N`); every
+    /// directory is still walked and recorded.
+    pub shard: Option<Shard>,
     /// Structural checks of new and changed files (`damaged`).
     pub checks: Level,
     /// Bytes the `full` checks may read in this run (`None`: no limit).
@@ -92,6 +96,8 @@ pub struct ScanSummary {
     /// Entries the excludes left out (an excluded directory counts once).
     pub excluded: u64,
     pub merkle_root: [u8; 32],
+    /// The shard scanned (`--shard K/N`), if any.
+    pub shard: Option<Shard>,
     pub elapsed_ms: u64,
     /// The excludes in force, with every `.vouchignore` the walk found:
     /// the audit applies the same to the remote.
@@ -127,6 +133,9 @@ impl ScanSummary {
             m.insert("excluded".into(), json!(self.excluded));
         }
         m.insert("merkle_root".into(), json!(hex::encode(self.merkle_root)));
+        if let Some(s) = self.shard {
+            m.insert("shard".into(), s.to_json());
+        }
         m.insert("elapsed_ms".into(), json!(self.elapsed_ms));
         m
     }
@@ -201,6 +210,7 @@ pub fn scan(
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
     let root_id = index.root_id(root)?;
+    check_shard(index, root_id, root, opts.shard)?;
     let previous_scan = index.last_scan_run(root_id)?;
     // Changes are reported against the last scan whose report was
     // delivered, even when scans after it were interrupted.
@@ -213,6 +223,7 @@ pub fn scan(
     let mut summary = ScanSummary {
         run_id,
         root_id,
+        shard: opts.shard,
         ..Default::default()
     };
     let mut structural_changes = 0u64;
@@ -223,6 +234,7 @@ pub fn scan(
     let want = opts.want;
     let rehash = opts.rehash;
     let excludes = opts.excludes.clone();
+    let shard = opts.shard;
 
     let ctx = writer::WriteCtx {
         root_id,
@@ -246,6 +258,7 @@ pub fn scan(
                 rehash,
                 want,
                 excludes,
+                shard,
                 job_tx,
                 walker_events.clone(),
             ) {
@@ -321,6 +334,51 @@ pub fn scan(
         &Value::Object(stored).to_string(),
     )?;
     Ok(summary)
+}
+
+/// The shard whose files the index holds for `root_id`, from the summary
+/// of its last scan (`None`: the whole tree, or never scanned).
+pub fn indexed_shard(index: &Index, root_id: i64) -> Result<Option<Option<Shard>>> {
+    let Some(run) = index.last_scan(root_id)? else {
+        return Ok(None);
+    };
+    let summary: Value = run
+        .summary
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Null);
+    // An audit's summary nests its scan's.
+    let shard = summary
+        .get("shard")
+        .or_else(|| summary.get("scan").and_then(|s| s.get("shard")));
+    Ok(Some(shard.and_then(|s| {
+        Some(Shard {
+            index: s.get("index")?.as_u64()?,
+            count: s.get("count")?.as_u64()?,
+        })
+    })))
+}
+
+fn shard_name(s: Option<Shard>) -> String {
+    s.map_or("the whole tree".into(), |s| format!("shard {s}"))
+}
+
+/// Refuses to scan one shard into an index that holds another shard (or
+/// the whole tree) of the same root: the files outside this shard would
+/// be recorded as deleted. One index per shard.
+pub fn check_shard(index: &Index, root_id: i64, root: &Path, shard: Option<Shard>) -> Result<()> {
+    if let Some(held) = indexed_shard(index, root_id)?
+        && held != shard
+    {
+        bail!(
+            "the index {} holds {} of {}, not {}: use one index per shard (--index)",
+            index.path().display(),
+            shard_name(held),
+            root.display(),
+            shard_name(shard)
+        );
+    }
+    Ok(())
 }
 
 /// `shrunk` when a regular file of at least [`SHRUNK_MIN_SIZE`] bytes lost

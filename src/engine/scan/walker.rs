@@ -11,6 +11,7 @@ use anyhow::{Result, bail};
 use super::{Event, Job};
 use crate::engine::exclude::Excludes;
 use crate::engine::hash::{self, Want};
+use crate::engine::shard::Shard;
 use crate::engine::walk::{self, Item};
 use crate::model::{Entry, EntryKind, NewEntry, paths};
 use crate::store::{Index, Rows};
@@ -27,6 +28,7 @@ pub(super) fn walk_and_merge(
     rehash: bool,
     want: Want,
     excludes: Excludes,
+    shard: Option<Shard>,
     jobs: SyncSender<Job>,
     events: SyncSender<Event>,
 ) -> Result<(Excludes, u64)> {
@@ -74,6 +76,18 @@ pub(super) fn walk_and_merge(
                 .excludes_path(&old.path, old.kind == EntryKind::Dir)
     };
     while let Some(item) = walk.next() {
+        // Another shard's file: not this index's business (directories
+        // are every shard's, so each index can fold its Merkle tree).
+        if let Some(shard) = shard {
+            let (key, dir) = match &item {
+                Item::Entry { key, kind, .. } => (key, *kind == EntryKind::Dir),
+                Item::Special { key } => (key, false),
+                Item::Unreadable { key, is_dir, .. } => (key, *is_dir),
+            };
+            if !dir && !shard.owns_stored(key) {
+                continue;
+            }
+        }
         let key = match &item {
             Item::Entry { key, .. } | Item::Special { key } | Item::Unreadable { key, .. } => {
                 key.clone()
