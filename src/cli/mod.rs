@@ -82,6 +82,8 @@ pub enum Command {
     Report(ReportArgs),
     /// List past runs with their counters
     History,
+    /// Accept a known discrepancy, with a reason, until it changes (--list, --remove)
+    Accept(AcceptArgs),
     /// Run named audits from the config file (for cron)
     Run(RunArgs),
     /// Merge the JSON reports of the N shards of one run (--shard K/N)
@@ -94,6 +96,10 @@ pub enum Command {
     },
     /// Print the man page (roff)
     Man,
+    /// Panic on purpose, in a worker thread and then here: tests that a
+    /// panic is one line on stderr and exit 2
+    #[command(hide = true)]
+    DebugPanic,
 }
 
 #[derive(Debug, Args)]
@@ -188,7 +194,25 @@ pub struct ScanArgs {
     #[arg(long, value_name = "SIZE")]
     pub checks_budget: Option<Size>,
     #[command(flatten)]
+    pub excludes: ExcludeArgs,
+    #[command(flatten)]
     pub alerts: AlertArgs,
+}
+
+/// What a scan leaves out (`vouch audit` has the same three options, which
+/// its config section takes as well). A `.vouchignore` in any directory of
+/// ROOT applies always.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ExcludeArgs {
+    /// Leave out paths matching GLOB (gitignore syntax: `*.tmp`, `cache/`, `/top`); repeatable
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Compare only files matching GLOB (gitignore syntax); repeatable
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Read exclude globs from FILE, one a line (gitignore syntax); repeatable
+    #[arg(long, value_name = "FILE")]
+    pub exclude_from: Vec<PathBuf>,
 }
 
 /// The options of one audit: `vouch audit`'s flags, and equally the keys of
@@ -226,6 +250,29 @@ pub struct AuditArgs {
     #[arg(long)]
     #[serde(default)]
     pub strict: bool,
+    /// List and compare without reading any object; say what a deep or a
+    /// scrub run would read (objects, bytes, requests)
+    #[arg(long)]
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Objects only on the backup are `backup_only`, not `extra`: for a
+    /// backup that keeps more than the source (retention)
+    #[arg(long)]
+    #[serde(default)]
+    pub one_way: bool,
+    /// Leave out paths matching GLOB on both sides (gitignore syntax:
+    /// `*.tmp`, `cache/`, `/top`); repeatable
+    #[arg(long, value_name = "GLOB")]
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Compare only files matching GLOB (gitignore syntax); repeatable
+    #[arg(long, value_name = "GLOB")]
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Read exclude globs from FILE, one a line (gitignore syntax); repeatable
+    #[arg(long, value_name = "FILE")]
+    #[serde(default)]
+    pub exclude_from: Vec<PathBuf>,
     /// Record MD5s while scanning, so single-part S3 ETags verify without downloads
     #[arg(long)]
     #[serde(default)]
@@ -319,6 +366,31 @@ pub struct ReportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AcceptArgs {
+    /// The tree whose finding is accepted
+    #[arg(required_unless_present = "list", value_name = "ROOT")]
+    pub root: Option<PathBuf>,
+    /// Paths as a report prints them (relative to ROOT)
+    #[arg(required_unless_present = "list", value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// The kind of the finding (e.g. extra, missing)
+    #[arg(long, value_name = "KIND", value_parser = parse_kind, required_unless_present_any = ["list", "remove"])]
+    pub kind: Option<Kind>,
+    /// Why it is accepted (shown with every report of it)
+    #[arg(long, value_name = "TEXT", required_unless_present_any = ["list", "remove"])]
+    pub reason: Option<String>,
+    /// Accepted until the end of DATE (YYYY-MM-DD, UTC) or until an RFC 3339 time
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// List the accepted findings (of ROOT, or of every root)
+    #[arg(long, conflicts_with_all = ["remove", "kind", "reason", "until"])]
+    pub list: bool,
+    /// Forget the acceptances of PATH… (of --kind, or of any kind)
+    #[arg(long, conflicts_with_all = ["reason", "until"])]
+    pub remove: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct RunArgs {
     /// The named audit (an [audit.NAME] section of the config file)
     #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -329,6 +401,9 @@ pub struct RunArgs {
     /// The config file [default: $XDG_CONFIG_HOME/vouch/vouch.toml]
     #[arg(long, value_name = "FILE", env = "VOUCH_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Each audit as `vouch audit --dry-run`: read no object, say what would be read
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `--checks` and `checks = "…"`.

@@ -15,6 +15,7 @@ use clap::{CommandFactory, ValueEnum};
 use super::{
     AuditArgs, ChecksArg, Cli, Command, Common, FormatArg, ManifestFormatArg, ModeArg, config,
 };
+use crate::commands::accept::AcceptSettings;
 use crate::commands::audit::AuditSettings;
 use crate::commands::diff::DiffSettings;
 use crate::commands::export::ExportSettings;
@@ -25,6 +26,7 @@ use crate::commands::verify::VerifySettings;
 use crate::commands::{Alerts, Context, Invocation};
 use crate::engine::audit::{DEFAULT_INVENTORY_GRACE, Mode};
 use crate::engine::checks::Level;
+use crate::engine::exclude::ExcludeRules;
 use crate::engine::export::ExportFormat;
 use crate::engine::manifest::ManifestFormat;
 use crate::engine::shard::{self, Shard};
@@ -60,6 +62,11 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
             sha256: a.sha256,
             label: a.label,
             shrink_threshold: a.shrink_threshold.0,
+            excludes: ExcludeRules {
+                exclude: a.excludes.exclude,
+                include: a.excludes.include,
+                exclude_from: a.excludes.exclude_from,
+            },
             shard: resolve_shard(a.shard.as_deref())?,
             checks: checks_level(a.checks),
             checks_budget: a.checks_budget.map_or(DEFAULT_CHECKS_BUDGET, |s| s.0),
@@ -94,6 +101,7 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
             kind: a.kind,
         },
         Command::History => Invocation::History,
+        Command::Accept(a) => Invocation::Accept(resolve_accept(a)?),
         Command::Merge(a) => Invocation::Merge(MergeSettings {
             reports: a.reports,
             min_coverage: a.min_coverage.map(|f| f.0),
@@ -107,12 +115,20 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
         }),
         Command::Run(a) => {
             let path = a.config.clone().unwrap_or_else(default_config_path);
-            Invocation::Run(resolve_run(&ctx, &cli.common, &path, a.name.as_deref())?)
+            let mut audits = resolve_run(&ctx, &cli.common, &path, a.name.as_deref())?;
+            for job in &mut audits {
+                job.settings.dry_run |= a.dry_run;
+            }
+            Invocation::Run(audits)
         }
         Command::Completions { shell } => {
             let mut out = std::io::stdout();
             clap_complete::generate(shell, &mut Cli::command(), "vouch", &mut out);
             Invocation::Done
+        }
+        Command::DebugPanic => {
+            let _ = std::thread::spawn(|| panic!("a deliberate panic in a thread")).join();
+            panic!("a deliberate panic\nover two lines");
         }
         Command::Man => {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
@@ -156,6 +172,13 @@ pub fn resolve_audit(a: &AuditArgs) -> Result<AuditSettings> {
         jobs: a.jobs.unwrap_or(DEFAULT_JOBS),
         no_scan: a.no_scan,
         strict: a.strict,
+        one_way: a.one_way,
+        dry_run: a.dry_run,
+        excludes: ExcludeRules {
+            exclude: a.exclude.clone(),
+            include: a.include.clone(),
+            exclude_from: a.exclude_from.clone(),
+        },
         md5: a.md5,
         head: !a.no_head,
         retries: a.retries.unwrap_or(DEFAULT_RETRIES),
@@ -176,6 +199,67 @@ pub fn resolve_audit(a: &AuditArgs) -> Result<AuditSettings> {
             notify_always: a.notify_always,
         },
     })
+}
+
+/// `vouch accept`: add (the default), `--remove` or `--list`.
+fn resolve_accept(a: super::AcceptArgs) -> Result<AcceptSettings> {
+    if a.list {
+        return Ok(AcceptSettings::List { root: a.root });
+    }
+    let root = a.root.ok_or_else(|| anyhow!("vouch accept needs ROOT"))?;
+    if a.remove {
+        return Ok(AcceptSettings::Remove {
+            root,
+            paths: a.paths,
+            kind: a.kind,
+        });
+    }
+    let (Some(kind), Some(reason)) = (a.kind, a.reason) else {
+        bail!("vouch accept needs --kind and --reason");
+    };
+    if reason.trim().is_empty() {
+        bail!("--reason must say why");
+    }
+    if !kind.is_discrepancy() {
+        bail!(
+            "--kind {kind} is not a discrepancy: it never fails a run, so there is nothing to accept"
+        );
+    }
+    let until = match &a.until {
+        None => None,
+        Some(text) => {
+            let t = parse_until(text)?;
+            if t <= crate::model::now_unix() {
+                bail!("--until {text} has already passed");
+            }
+            Some(t)
+        }
+    };
+    Ok(AcceptSettings::Add {
+        root,
+        paths: a.paths,
+        kind,
+        reason,
+        until,
+    })
+}
+
+/// `--until`: a date (accepted through its end, UTC) or an RFC 3339 time.
+fn parse_until(text: &str) -> Result<i64> {
+    let day = text.len() == 10;
+    let full = if day {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_string()
+    };
+    let t = humantime::parse_rfc3339_weak(&full).map_err(|e| {
+        anyhow!("--until {text:?} is not a date (YYYY-MM-DD) or an RFC 3339 time: {e}")
+    })?;
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| anyhow!("--until {text:?} is before 1970"))?
+        .as_secs() as i64;
+    Ok(if day { secs + 86_400 } else { secs })
 }
 
 /// `--shard K/N` (or `VOUCH_SHARD`); `auto/N` takes K from the array
@@ -317,7 +401,7 @@ mod tests {
         let cfg = dir.path().join("vouch.toml");
         std::fs::write(
             &cfg,
-            "[audit.photos]\nroot = \"/srv/photos\"\nremote = \"s3://b/photos\"\nmode = \"scrub\"\nscrub_budget = \"50G\"\nmd5 = true\nmax_age = \"26h\"\nmin_coverage = 0.9\n",
+            "[audit.photos]\nroot = \"/srv/photos\"\nremote = \"s3://b/photos\"\nmode = \"scrub\"\nscrub_budget = \"50G\"\nmd5 = true\nmax_age = \"26h\"\nmin_coverage = 0.9\none_way = true\nexclude = [\"*.tmp\", \"cache/\"]\n",
         )
         .unwrap();
         let from_file = Cli::parse_from([
@@ -346,6 +430,11 @@ mod tests {
             "26h",
             "--min-coverage",
             "0.9",
+            "--one-way",
+            "--exclude",
+            "*.tmp",
+            "--exclude",
+            "cache/",
         ]);
         let (ctx_a, Invocation::Run(runs)) = resolve(from_file).unwrap() else {
             panic!("not a run");
@@ -360,6 +449,8 @@ mod tests {
         assert_eq!(flags.scrub_budget, 50 << 30);
         assert_eq!(flags.max_age, Some(26 * 3600));
         assert_eq!(flags.jobs, DEFAULT_JOBS);
+        assert!(flags.one_way);
+        assert_eq!(flags.excludes.exclude, ["*.tmp", "cache/"]);
         // A bare audit gets every default from the same place.
         let bare = Cli::parse_from(["vouch", "audit", "/r", "--remote", "/b"]);
         let (_, Invocation::Audit(bare)) = resolve(bare).unwrap() else {

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::{Alerts, Context, monitored, with_report};
 use crate::engine::audit::{self, AuditOptions, Mode};
 use crate::engine::checks::Level;
+use crate::engine::exclude::{self, ExcludeRules, Excludes};
 use crate::engine::hash::Want;
 use crate::engine::inventory::Inventory;
 use crate::engine::remote::{self, RemoteOptions};
@@ -30,6 +31,9 @@ pub struct AuditSettings {
     pub jobs: usize,
     pub no_scan: bool,
     pub strict: bool,
+    pub one_way: bool,
+    pub dry_run: bool,
+    pub excludes: ExcludeRules,
     pub md5: bool,
     /// Prove content from the store's checksums (HEAD requests).
     pub head: bool,
@@ -63,6 +67,7 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
     if s.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
+    let excludes = Excludes::new(&s.excludes)?;
     let remote_opts = RemoteOptions {
         endpoint: s.endpoint.clone(),
         retries: s.retries,
@@ -92,6 +97,7 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
                 checks: s.checks,
                 checks_budget: Some(s.checks_budget),
                 command: Some("audit".into()),
+                excludes: excludes.clone(),
                 shard: s.shard,
                 ..Default::default()
             };
@@ -113,7 +119,18 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
         };
         // The manifest must be of the same shard as the audit.
         scan::check_shard(&index, root_id, &root, s.shard)?;
+        // The rules the scan found (its `.vouchignore` files), else those
+        // of the directories the manifest holds.
+        let excludes = match &scanned {
+            Some(sc) => sc.excludes.clone(),
+            None => exclude::with_manifest_files(&index, root_id, &root, excludes)?,
+        };
+        let accepted = index.acceptances(Some(root_id))?;
         let opts = AuditOptions {
+            accepted,
+            one_way: s.one_way,
+            dry_run: s.dry_run,
+            excludes,
             mode: s.mode,
             scrub_budget: s.scrub_budget,
             jobs: s.jobs,

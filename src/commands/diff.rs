@@ -116,7 +116,10 @@ pub fn scan_source(
 /// Refuses a snapshot that lacks SHA-256 for some file when the other side
 /// only has SHA-256: its files cannot be re-read to compute it.
 fn require_sha256(index: &Index, source: &Source, shown: &str) -> Result<()> {
-    let Data::Run { root_id, run_id } = source.data else {
+    let Data::Run {
+        root_id, run_id, ..
+    } = source.data
+    else {
         return Ok(());
     };
     let n = index.files_without_sha256(root_id, run_id)?;

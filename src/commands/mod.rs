@@ -8,6 +8,7 @@
 //! `run`) also write metrics and send notifications through
 //! [`monitored`], for failures as much as for findings.
 
+pub mod accept;
 pub mod audit;
 pub mod diff;
 pub mod export;
@@ -42,6 +43,7 @@ pub enum Invocation {
         kind: Option<Kind>,
     },
     History,
+    Accept(accept::AcceptSettings),
     Merge(merge::MergeSettings),
     Run(Vec<run::NamedAudit>),
     /// Completions and the man page, already printed.
@@ -59,6 +61,7 @@ pub fn dispatch(ctx: &Context, inv: Invocation) -> Result<Outcome> {
         Invocation::Verify(s) => verify::run(ctx, &s),
         Invocation::Report { run, kind } => report::run(ctx, run, kind),
         Invocation::History => report::history(ctx),
+        Invocation::Accept(s) => accept::run(ctx, &s),
         Invocation::Merge(s) => merge::run(ctx, &s),
         Invocation::Run(audits) => run::run(&audits),
         Invocation::Done => Ok(Outcome::Clean),

@@ -6,6 +6,7 @@ use anyhow::Result;
 
 use super::{Alerts, Context, monitored, validate_label, with_report};
 use crate::engine::checks::Level;
+use crate::engine::exclude::{ExcludeRules, Excludes};
 use crate::engine::hash::Want;
 use crate::engine::scan::{self, ScanOptions};
 use crate::engine::shard::Shard;
@@ -21,6 +22,7 @@ pub struct ScanSettings {
     pub sha256: bool,
     pub label: Option<String>,
     pub shrink_threshold: f64,
+    pub excludes: ExcludeRules,
     pub shard: Option<Shard>,
     pub checks: Level,
     pub checks_budget: u64,
@@ -36,6 +38,7 @@ pub fn run(ctx: &Context, s: &ScanSettings) -> Result<Outcome> {
         if let Some(label) = &s.label {
             validate_label(label)?;
         }
+        let excludes = Excludes::new(&s.excludes)?;
         let mut index = ctx.open_index()?;
         let progress = ctx.progress();
         with_report(ctx, |sink| {
@@ -48,6 +51,7 @@ pub fn run(ctx: &Context, s: &ScanSettings) -> Result<Outcome> {
                 label: s.label.clone(),
                 command: None,
                 shrink_threshold: Some(s.shrink_threshold),
+                excludes,
                 shard: s.shard,
                 checks: s.checks,
                 checks_budget: Some(s.checks_budget),

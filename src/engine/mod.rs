@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod checks;
 pub mod compare;
+pub mod exclude;
 pub mod export;
 pub mod hash;
 pub mod inventory;

@@ -114,6 +114,8 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
             }
             let prefix = Path::parse(u.path().trim_matches('/'))
                 .map_err(|e| anyhow!("remote {url}: bad prefix: {e}"))?;
+            // Where the requests go, for error messages.
+            let mut host = opts.endpoint.clone();
             let store: Arc<dyn ObjectStore> = match u.scheme() {
                 "s3" | "s3a" => {
                     use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
@@ -124,9 +126,29 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                         b = b.with_config(AmazonS3ConfigKey::Client(k), v);
                     }
                     if let Some(ep) = &opts.endpoint {
+                        check_endpoint(url, ep, "--endpoint")?;
                         b = b.with_endpoint(ep);
                         if ep.starts_with("http://") {
                             b = b.with_allow_http(true);
+                        }
+                    } else if let Some(ep) = b.get_config_value(&AmazonS3ConfigKey::Endpoint) {
+                        // From AWS_ENDPOINT_URL (the builder read it).
+                        check_endpoint(url, &ep, "AWS_ENDPOINT_URL")?;
+                        host = Some(ep.clone());
+                        let allowed = b
+                            .get_config_value(&AmazonS3ConfigKey::Client(
+                                ClientConfigKey::AllowHttp,
+                            ))
+                            .is_some_and(|v| {
+                                matches!(
+                                    v.to_ascii_lowercase().as_str(),
+                                    "true" | "1" | "yes" | "on"
+                                )
+                            });
+                        if ep.starts_with("http://") && !allowed {
+                            bail!(
+                                "remote {url}: the endpoint {ep} is plain http; set AWS_ALLOW_HTTP=true to allow it (or use https://)"
+                            );
                         }
                     }
                     let s3 = Arc::new(b.build().map_err(|e| anyhow!("remote {url}: {e}"))?);
@@ -165,6 +187,7 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                         b = b.with_config(AzureConfigKey::Client(k), v);
                     }
                     if let Some(ep) = &opts.endpoint {
+                        check_endpoint(url, ep, "--endpoint")?;
                         b = b.with_endpoint(ep.clone());
                         if ep.starts_with("http://") {
                             b = b.with_allow_http(true);
@@ -178,7 +201,8 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                     "remote {url}: unknown scheme {other:?} (use s3://, gs://, az://, file:// or a directory path)"
                 ),
             };
-            probe(&store, &prefix, url)?;
+            let host = host.unwrap_or_else(|| format!("the {} service", u.scheme()));
+            probe(&store, &prefix, url, bucket, &host)?;
             (store, prefix, identity(url, opts)?)
         }
         // A plain path (also `C:`-like one-letter "schemes" never occur on Unix).
@@ -201,8 +225,14 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
 /// so that a bucket that does not exist, refused credentials or an
 /// unreachable endpoint fail the command before it opens the index or
 /// scans the tree (which then stay exactly as they were).
-fn probe(store: &Arc<dyn ObjectStore>, prefix: &Path, url: &str) -> Result<()> {
-    let first = std::thread::scope(|s| {
+fn probe(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+    url: &str,
+    bucket: &str,
+    host: &str,
+) -> Result<()> {
+    std::thread::scope(|s| {
         // A thread of its own: the caller may already be inside a runtime.
         s.spawn(|| -> Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -212,15 +242,115 @@ fn probe(store: &Arc<dyn ObjectStore>, prefix: &Path, url: &str) -> Result<()> {
             rt.block_on(async {
                 let prefix = (!prefix.as_ref().is_empty()).then_some(prefix);
                 match store.list(prefix).next().await {
-                    Some(Err(e)) => Err(anyhow!("{e}")),
+                    Some(Err(e)) => Err(explain(&e, url, bucket, host)),
                     _ => Ok(()),
                 }
             })
         })
         .join()
-        .unwrap_or_else(|_| Err(anyhow!("the listing panicked")))
-    });
-    first.with_context(|| format!("remote {url} cannot be listed"))
+        .unwrap_or_else(|_| {
+            Err(anyhow!(
+                "remote {url} cannot be listed: the listing panicked"
+            ))
+        })
+    })
+}
+
+/// Refuses an endpoint `object_store` cannot use (one without a scheme
+/// panics inside it), saying what to write instead.
+fn check_endpoint(url: &str, ep: &str, from: &str) -> Result<()> {
+    match url::Url::parse(ep) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some_and(|h| !h.is_empty()) =>
+        {
+            Ok(())
+        }
+        _ if ep.contains("://") => {
+            bail!("remote {url}: {from} {ep} must start with http:// or https://")
+        }
+        _ => bail!(
+            "remote {url}: {from} {ep} has no scheme; write http://{ep} (with AWS_ALLOW_HTTP=true) or https://{ep}"
+        ),
+    }
+}
+
+/// The `<Code>` of an S3 (or Azure) XML error body, if any.
+fn xml_code(text: &str) -> Option<&str> {
+    let start = text.find("<Code>")? + "<Code>".len();
+    let len = text[start..].find("</Code>")?;
+    Some(&text[start..start + len])
+}
+
+/// One line that says what went wrong with listing a remote, and what to
+/// do: no XML, no request ids.
+fn explain(e: &object_store::Error, url: &str, bucket: &str, host: &str) -> anyhow::Error {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let text = e.to_string();
+    // Any failure on the way to the instance metadata service: the chain
+    // found no credentials before it.
+    if text.contains("/latest/api/token") || text.contains("/latest/meta-data/") {
+        return anyhow!(
+            "remote {url}: no AWS credentials found (looked at AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_WEB_IDENTITY_TOKEN_FILE, the container credentials endpoint and the instance metadata service); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        );
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(h) = err.downcast_ref::<HttpError>() {
+            match h.kind() {
+                HttpErrorKind::Timeout => {
+                    return anyhow!(
+                        "remote {url}: timed out listing it: no answer from {host} within --timeout"
+                    );
+                }
+                HttpErrorKind::Connect => {
+                    return anyhow!("remote {url}: cannot connect to {host} to list it: {h}");
+                }
+                _ => {}
+            }
+        }
+        source = err.source();
+    }
+    let code = xml_code(&text);
+    let denied = matches!(
+        code,
+        Some(
+            "AccessDenied"
+                | "SignatureDoesNotMatch"
+                | "InvalidAccessKeyId"
+                | "AllAccessDisabled"
+                | "InvalidToken"
+                | "ExpiredToken"
+                | "AuthorizationFailure"
+                | "AuthenticationFailed"
+        )
+    );
+    if code == Some("NoSuchBucket") || code == Some("ContainerNotFound") {
+        anyhow!("remote {url}: bucket {bucket:?} does not exist (at {host})")
+    } else if denied
+        || matches!(
+            e,
+            object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+        )
+        || (text.contains("403 Forbidden") && code.is_none())
+    {
+        anyhow!(
+            "remote {url}: access denied listing {url}{}: check the credentials and the bucket's policy",
+            code.map(|c| format!(" ({c})")).unwrap_or_default()
+        )
+    } else {
+        // Whatever it is, without an XML body.
+        let short = text
+            .split("<?xml")
+            .next()
+            .unwrap_or(&text)
+            .trim_end_matches([' ', ':']);
+        match code {
+            Some(c) => anyhow!("remote {url} cannot be listed: {c}: {short}"),
+            None => anyhow!("remote {url} cannot be listed: {short}"),
+        }
+    }
 }
 
 fn open_dir(

@@ -29,7 +29,8 @@ use std::collections::{BTreeMap, VecDeque};
 use anyhow::{Result, bail};
 use serde_json::{Map, Value, json};
 
-use crate::model::{Kind, Node, Run, format_time, paths};
+use crate::engine::exclude::Excludes;
+use crate::model::{EntryKind, Kind, Node, Run, format_time, paths};
 use crate::store::Index;
 
 /// A path a snapshot could not vouch for, and why.
@@ -42,8 +43,13 @@ pub struct Unsettled {
 /// Where a source's nodes live.
 #[derive(Debug, Clone)]
 pub enum Data {
-    /// A finished scan run in the index.
-    Run { root_id: i64, run_id: i64 },
+    /// A finished scan run in the index, read under the excludes its scan
+    /// applied (the rows of a path they left out are kept, not compared).
+    Run {
+        root_id: i64,
+        run_id: i64,
+        excludes: Box<Excludes>,
+    },
     /// A manifest file, parsed and sorted by key.
     Memory(Vec<Node>),
 }
@@ -107,7 +113,11 @@ impl Source {
     /// A cursor over the nodes, ROOT itself excluded.
     pub fn cursor<'a>(&'a self, index: Option<&'a Index>) -> Result<Cursor<'a>> {
         Ok(match &self.data {
-            Data::Run { root_id, run_id } => {
+            Data::Run {
+                root_id,
+                run_id,
+                excludes,
+            } => {
                 let Some(index) = index else {
                     bail!("internal: a snapshot cursor needs the index");
                 };
@@ -115,6 +125,7 @@ impl Source {
                     index,
                     root_id: *root_id,
                     run_id: *run_id,
+                    excludes,
                     buf: VecDeque::new(),
                     lower: Vec::new(),
                     inclusive: false,
@@ -194,6 +205,7 @@ pub struct DbCursor<'a> {
     index: &'a Index,
     root_id: i64,
     run_id: i64,
+    excludes: &'a Excludes,
     buf: VecDeque<Node>,
     /// Where the next page starts.
     lower: Vec<u8>,
@@ -204,7 +216,8 @@ pub struct DbCursor<'a> {
 
 impl DbCursor<'_> {
     fn peek(&mut self) -> Result<Option<&Node>> {
-        if self.buf.is_empty() && !self.done {
+        // A page may hold only excluded rows: read on.
+        while self.buf.is_empty() && !self.done {
             self.fill()?;
         }
         Ok(self.buf.front())
@@ -221,11 +234,16 @@ impl DbCursor<'_> {
         if nodes.len() < self.page {
             self.done = true;
         }
-        self.buf.extend(nodes);
-        if let Some(last) = self.buf.back() {
+        if let Some(last) = nodes.last() {
             self.lower = last.key.clone();
             self.inclusive = false;
         }
+        let excludes = self.excludes;
+        self.buf.extend(
+            nodes
+                .into_iter()
+                .filter(|n| !excludes.excludes_path(&n.key, n.kind == EntryKind::Dir)),
+        );
         self.page = (self.page * 2).min(MAX_PAGE);
         Ok(())
     }
@@ -307,6 +325,7 @@ pub fn run_source(index: &Index, run: &Run, kind: &str) -> Result<Source> {
         data: Data::Run {
             root_id,
             run_id: run.id,
+            excludes: Box::new(stored_excludes(run)?),
         },
         merkle_root: run.merkle_root,
         has_dir_hashes: true,
@@ -316,6 +335,19 @@ pub fn run_source(index: &Index, run: &Run, kind: &str) -> Result<Source> {
         total_files,
         total_dirs,
     })
+}
+
+/// The excludes the scan of `run` applied, from its stored summary.
+fn stored_excludes(run: &Run) -> Result<Excludes> {
+    let rules = run
+        .summary
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .and_then(|v| v.get("exclude_rules").cloned());
+    match rules {
+        Some(r) => Excludes::from_json(&r),
+        None => Ok(Excludes::default()),
+    }
 }
 
 /// Files (with symlinks) and directories of a run's manifest, ROOT

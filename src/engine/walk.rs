@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 
+use crate::engine::exclude::{Excludes, IGNORE_FILE};
 use crate::model::paths;
 use crate::model::{EntryKind, Stat};
 
@@ -54,16 +55,22 @@ pub enum Item {
 /// open directory (`statx(dirfd, name)`, no path lookup from `/`), then the
 /// directory is closed, so deep trees never hold many descriptors open.
 pub fn walk(root: &Path) -> Walk {
-    walk_parallel(root, 1)
+    walk_parallel(root, 1, Excludes::default())
 }
 
-/// [`walk`], with `threads - 1` helper threads listing directories ahead
-/// (none when `threads` is 1). The order and the items are the same.
-pub fn walk_parallel(root: &Path, threads: usize) -> Walk {
+/// Like [`walk`], with `threads - 1` helper threads listing directories
+/// ahead (none when `threads` is 1), and leaving out what `excludes` (and
+/// every `.vouchignore` met on the way, which the walk adds to it)
+/// excludes: an excluded entry is not yielded, an excluded directory not
+/// entered. The order of the items is the same as [`walk`]'s.
+pub fn walk_parallel(root: &Path, threads: usize, excludes: Excludes) -> Walk {
     let mut walk = Walk {
         stack: Vec::new(),
         pending: VecDeque::new(),
         ahead: (threads > 1).then(|| Ahead::start(threads - 1)),
+        excludes,
+        excluded: 0,
+        error: None,
     };
     match std::fs::symlink_metadata(root) {
         Ok(meta) => {
@@ -235,6 +242,10 @@ pub struct Walk {
     pending: VecDeque<Item>,
     /// Directories listed ahead by helper threads, if any.
     ahead: Option<Ahead>,
+    excludes: Excludes,
+    excluded: u64,
+    /// A `.vouchignore` that could not be read or parsed: the walk stops.
+    error: Option<anyhow::Error>,
 }
 
 struct Level {
@@ -252,6 +263,13 @@ impl Walk {
         };
         match listing {
             Ok(entries) => {
+                if entries.iter().any(|(name, _)| name == IGNORE_FILE)
+                    && let Err(e) = self.excludes.load_dir(&key, &path)
+                {
+                    self.error = Some(e);
+                    self.stack.clear();
+                    return;
+                }
                 if let Some(ahead) = self.ahead.as_mut() {
                     ahead.entered(&key, &path, &entries);
                 }
@@ -262,6 +280,26 @@ impl Walk {
                 is_dir: true,
                 error: e.to_string(),
             }),
+        }
+    }
+}
+
+impl Walk {
+    /// The rules in force, `.vouchignore` files met so far included.
+    pub fn excludes(&self) -> &Excludes {
+        &self.excludes
+    }
+
+    /// Entries left out so far (an excluded directory counts once).
+    pub fn excluded(&self) -> u64 {
+        self.excluded
+    }
+
+    /// Ends the walk: the rules it found, or the error that stopped it.
+    pub fn finish(self) -> anyhow::Result<Excludes> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.excludes),
         }
     }
 }
@@ -284,6 +322,13 @@ impl Iterator for Walk {
                 key.push(paths::SEP);
             }
             key.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()));
+            if !self.excludes.is_empty() {
+                let is_dir = meta.as_ref().is_ok_and(|m| m.is_dir());
+                if self.excludes.excludes(&key, is_dir) {
+                    self.excluded += 1;
+                    continue;
+                }
+            }
             let path = level.path.join(&name);
             let meta = match meta {
                 Ok(m) => m,

@@ -30,10 +30,14 @@ pub enum Kind {
     Deleted,
     // Present, size matches, content never verified.
     Unverified,
+    // Only on the backup, and the audit is one-way (`--one-way`).
+    BackupOnly,
+    // A discrepancy accepted with `vouch accept`, still the same.
+    Accepted,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Missing,
         Kind::Extra,
         Kind::SizeMismatch,
@@ -49,6 +53,8 @@ impl Kind {
         Kind::Modified,
         Kind::Deleted,
         Kind::Unverified,
+        Kind::BackupOnly,
+        Kind::Accepted,
     ];
 
     /// The stable name used in every output format.
@@ -69,6 +75,8 @@ impl Kind {
             Kind::Modified => "modified",
             Kind::Deleted => "deleted",
             Kind::Unverified => "unverified",
+            Kind::BackupOnly => "backup_only",
+            Kind::Accepted => "accepted",
         }
     }
 
@@ -80,7 +88,12 @@ impl Kind {
     pub fn is_discrepancy(self) -> bool {
         !matches!(
             self,
-            Kind::Added | Kind::Modified | Kind::Deleted | Kind::Unverified
+            Kind::Added
+                | Kind::Modified
+                | Kind::Deleted
+                | Kind::Unverified
+                | Kind::BackupOnly
+                | Kind::Accepted
         )
     }
 }
@@ -130,5 +143,51 @@ impl Finding {
     pub fn remote(mut self, remote: Value) -> Finding {
         self.remote = Some(remote);
         self
+    }
+}
+
+/// A discrepancy accepted with `vouch accept`: it is reported as
+/// `accepted` while it stays what it was when accepted — the same kind, and
+/// the same content on each side — and until `until` (unix seconds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Acceptance {
+    /// ROOT, as the index stores it.
+    pub root: Vec<u8>,
+    pub path: Vec<u8>,
+    pub kind: Kind,
+    pub reason: String,
+    pub until: Option<i64>,
+    /// Each side as the accepted finding described it.
+    pub local: Option<Value>,
+    pub remote: Option<Value>,
+    pub accepted_at: i64,
+}
+
+/// What identifies the content of one side of a finding: size and hashes,
+/// ETag and version; not times (a copy rewritten with the same bytes is
+/// the same content).
+pub fn content_of(side: Option<&Value>) -> Option<Value> {
+    let obj = side?.as_object()?;
+    let kept: serde_json::Map<String, Value> = obj
+        .iter()
+        .filter(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "size" | "blake3" | "etag" | "version" | "files" | "bytes" | "objects"
+            )
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Some(Value::Object(kept))
+}
+
+impl Acceptance {
+    /// True when `f` is this accepted finding, unchanged, at time `now`.
+    pub fn covers(&self, f: &Finding, now: i64) -> bool {
+        f.kind == self.kind
+            && f.path == self.path
+            && self.until.is_none_or(|t| now < t)
+            && content_of(f.local.as_ref()) == content_of(self.local.as_ref())
+            && content_of(f.remote.as_ref()) == content_of(self.remote.as_ref())
     }
 }

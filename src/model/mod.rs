@@ -12,7 +12,7 @@ pub mod remote;
 pub mod time;
 
 pub use entry::{Entry, EntryKind, NewEntry, Node, Run, Stat};
-pub use finding::{Finding, Kind};
+pub use finding::{Acceptance, Finding, Kind};
 pub use remote::{Listed, ProofRow, ReadError, RemoteRow, etag_md5};
 pub use time::{format_time, now_unix};
 

@@ -148,6 +148,20 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (blake3, spec)
     ) WITHOUT ROWID;
     "#,
+    // v6: `vouch accept`: discrepancies accepted, with each side as it was.
+    r#"
+    CREATE TABLE accepted (
+        root_id INTEGER NOT NULL REFERENCES roots(id),
+        path BLOB NOT NULL,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        until INTEGER,
+        local TEXT,
+        remote TEXT,
+        accepted_at INTEGER NOT NULL,
+        PRIMARY KEY (root_id, path, kind)
+    );
+    "#,
 ];
 
 /// How to wait for the index lock held by another vouch process.
@@ -170,6 +184,7 @@ pub struct Index {
     _lock: Option<File>,
 }
 
+mod accepted;
 mod batch;
 mod checks;
 mod entries;

@@ -13,6 +13,7 @@ mod proof;
 mod reliability;
 mod reports;
 mod scan;
+mod setups;
 mod shards;
 
 use std::os::unix::ffi::OsStrExt;

@@ -365,7 +365,10 @@ fn an_index_written_by_an_earlier_run_is_reopened_and_trusted() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(
+        version, 6,
+        "v3: checks, v4: storage class, v5: proofs, v6: accepted findings"
+    );
     let ok: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();

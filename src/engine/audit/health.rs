@@ -12,8 +12,10 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::{AuditOptions, fraction};
-use crate::model::{Finding, Kind, format_time, now_unix};
-use crate::store::{Coverage, Index};
+use crate::engine::exclude::Excludes;
+use crate::engine::join::{Pair, merge_join};
+use crate::model::{EntryKind, Finding, Kind, format_time, now_unix};
+use crate::store::{Coverage, Index, Rows};
 
 /// Whole-backup findings, decided before any per-file line.
 pub(super) struct Health {
@@ -31,7 +33,11 @@ pub(super) fn backup_health(
     run_id: i64,
     opts: &AuditOptions,
 ) -> Result<Health> {
-    let totals = index.coverage(root_id, remote, run_id)?;
+    let totals = if opts.excludes.is_empty() {
+        index.coverage(root_id, remote, run_id)?
+    } else {
+        coverage_excluding(index, root_id, remote, run_id, &opts.excludes)?
+    };
     let policy = Policy {
         min_coverage: opts.min_coverage,
         max_age: opts.max_age,
@@ -127,6 +133,48 @@ pub fn inventory_finding(
                 age_text(max),
             ))
     })
+}
+
+/// [`Index::coverage`] of what the excludes leave in, on both sides: one
+/// merge-join of the manifest and the listing (the SQL cannot see the
+/// rules).
+fn coverage_excluding(
+    index: &Index,
+    root_id: i64,
+    remote: &str,
+    run_id: i64,
+    excludes: &Excludes,
+) -> Result<Coverage> {
+    let mut c = Coverage::default();
+    let locals = index.current_entries(root_id, Rows::NotDirs);
+    let remotes = index.listed_objects(remote, run_id);
+    merge_join(locals, remotes, |pair| {
+        let (local, obj) = match pair {
+            Pair::LocalOnly(l) => (Some(l), None),
+            Pair::RemoteOnly(r) => (None, Some(r)),
+            Pair::Both(l, r) => (Some(l), Some(r)),
+        };
+        let key = local
+            .as_ref()
+            .map_or_else(|| &obj.as_ref().expect("a side").key, |l| &l.path);
+        if excludes.excludes_path(key, false) {
+            return Ok(());
+        }
+        if let Some(o) = &obj {
+            c.objects += 1;
+            c.newest = c.newest.max(Some(o.last_modified));
+        }
+        if let Some(l) = local.filter(|l| l.kind == EntryKind::File) {
+            c.local_files += 1;
+            c.local_bytes += l.stat.size;
+            if obj.is_some_and(|o| o.size == l.stat.size) {
+                c.held_files += 1;
+                c.held_bytes += l.stat.size;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(c)
 }
 
 /// True for a finding about the whole backup (path `""`), which a shard

@@ -11,7 +11,8 @@ use serde_json::json;
 
 use super::decide::{Decision, decide};
 use super::prove::ProveTask;
-use super::{Event, Policy, ReadTask, describe_remote};
+use super::{Event, Mode, Policy, ReadTask, describe_remote};
+use crate::engine::exclude::Excludes;
 use crate::engine::join::{Pair, merge_join};
 use crate::engine::scan::describe;
 use crate::model::remote::is_archived;
@@ -27,6 +28,7 @@ pub(super) fn merge(
     run_id: i64,
     policy: Policy,
     scrub: &HashSet<Vec<u8>>,
+    excludes: &Excludes,
     reads: tokio::sync::mpsc::Sender<ReadTask>,
     proofs: tokio::sync::mpsc::Sender<ProveTask>,
     events: &mpsc::Sender<Event>,
@@ -52,6 +54,22 @@ pub(super) fn merge(
         })
     };
     merge_join(locals, remotes, |pair| match pair {
+        Pair::LocalOnly(local) if excludes.excludes_path(&local.path, false) => {
+            send(Event::Excluded {
+                local: true,
+                remote: false,
+            })
+        }
+        Pair::RemoteOnly(obj) if excludes.excludes_path(&obj.key, false) => send(Event::Excluded {
+            local: false,
+            remote: true,
+        }),
+        Pair::Both(local, _) if excludes.excludes_path(&local.path, false) => {
+            send(Event::Excluded {
+                local: true,
+                remote: true,
+            })
+        }
         Pair::LocalOnly(local) => {
             if local.kind == EntryKind::Symlink {
                 return send(Event::SymlinkSkipped);
@@ -80,8 +98,13 @@ pub(super) fn merge(
                 local: None,
                 remote: Some(obj.size),
             })?;
+            let kind = if policy.one_way {
+                Kind::BackupOnly
+            } else {
+                Kind::Extra
+            };
             send(Event::Finding(
-                Finding::new(Kind::Extra, obj.key.clone()).remote(describe_remote(&obj)),
+                Finding::new(kind, obj.key.clone()).remote(describe_remote(&obj)),
             ))
         }
         Pair::Both(local, obj) => {
@@ -121,7 +144,21 @@ pub(super) fn merge(
             }
             let selected = scrub.contains(&obj.key);
             let lag = local.stat.mtime_ns.div_euclid(1_000_000_000) - obj.last_modified;
-            let decision = decide(&local, &obj, policy.mode, selected);
+            // A dry run decides as deep would, and reads nothing.
+            let (mode, selected) = if policy.dry_run {
+                let deep = decide(&local, &obj, Mode::Deep, false) == Decision::Read;
+                if deep || selected {
+                    send(Event::WouldRead {
+                        size: obj.size,
+                        deep,
+                        scrub: selected,
+                    })?;
+                }
+                (Mode::Quick, false)
+            } else {
+                (policy.mode, selected)
+            };
+            let decision = decide(&local, &obj, mode, selected);
             if let Some(why) = late
                 && !matches!(decision, Decision::Verified { .. })
             {

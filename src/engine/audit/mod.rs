@@ -32,10 +32,13 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
+use crate::engine::exclude::Excludes;
 use crate::engine::inventory::Inventory;
 use crate::engine::remote::Remote;
 use crate::engine::shard::Shard;
-use crate::model::{Entry, Finding, Kind, ReadError, RemoteRow, format_time, now_unix, paths};
+use crate::model::{
+    Acceptance, Entry, Finding, Kind, ReadError, RemoteRow, format_time, now_unix, paths,
+};
 use crate::out::{Progress, Sink};
 use crate::store::{Batch, Index};
 
@@ -72,6 +75,15 @@ pub struct AuditOptions {
     pub min_coverage: f64,
     /// Report `stale` for a backup older than this many seconds.
     pub max_age: Option<i64>,
+    /// Objects only on the backup are `backup_only` (not a discrepancy)
+    /// instead of `extra`: a backup that keeps more than the source does.
+    pub one_way: bool,
+    /// Read nothing; count what a deep and a scrub run would read.
+    pub dry_run: bool,
+    /// Paths left out on both sides.
+    pub excludes: Excludes,
+    /// Discrepancies accepted with `vouch accept` (of this root).
+    pub accepted: Vec<Acceptance>,
     /// Only the keys of this shard (`--shard K/N`). A shard reports no
     /// whole-backup findings: `vouch merge` decides those on the whole.
     pub shard: Option<Shard>,
@@ -103,12 +115,17 @@ pub struct AuditSummary {
     pub bytes_read: u64,
     pub objects_read: u64,
     pub symlinks_skipped: u64,
+    /// Manifest files and listed objects the excludes left out.
+    pub excluded_files: u64,
+    pub excluded_objects: u64,
     /// Files (and bytes) of the manifest present on the remote at the
     /// same size.
     pub held_files: u64,
     pub held_bytes: u64,
     /// Newest last-modified time under the prefix.
     pub newest_object: Option<i64>,
+    /// With `--dry-run`: what a deep and a scrub run would read.
+    pub would_read: Option<WouldRead>,
     /// Objects (and bytes) whose last full read is at most N days old.
     pub verified_within: BTreeMap<u32, (u64, u64)>,
     /// Archived objects (GLACIER, DEEP_ARCHIVE) a deep or scrub read
@@ -130,6 +147,18 @@ pub struct AuditSummary {
 }
 
 const WITHIN_DAYS: [u32; 3] = [1, 7, 30];
+
+/// What a dry run found a deep and a scrub run would read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WouldRead {
+    pub deep_objects: u64,
+    pub deep_bytes: u64,
+    pub scrub_objects: u64,
+    pub scrub_bytes: u64,
+}
+
+/// Keys per listing request (S3, GCS and Azure pages hold up to 1000).
+const KEYS_PER_LIST_REQUEST: u64 = 1000;
 
 impl AuditSummary {
     pub fn count(&self, kind: Kind) -> u64 {
@@ -176,6 +205,10 @@ impl AuditSummary {
         m.insert("remote_objects".into(), json!(self.remote_objects));
         m.insert("remote_bytes".into(), json!(self.remote_bytes));
         m.insert("symlinks_skipped".into(), json!(self.symlinks_skipped));
+        if self.excluded_files + self.excluded_objects > 0 {
+            m.insert("excluded_files".into(), json!(self.excluded_files));
+            m.insert("excluded_objects".into(), json!(self.excluded_objects));
+        }
         if self.archived_not_read > 0 {
             m.insert("archived_not_read".into(), json!(self.archived_not_read));
         }
@@ -204,6 +237,21 @@ impl AuditSummary {
             );
         }
         m.insert("verified_within".into(), Value::Object(within));
+        if let Some(w) = &self.would_read {
+            // A listing costs a request per page; a read, one GET.
+            let list = self.remote_objects.div_ceil(KEYS_PER_LIST_REQUEST).max(1);
+            m.insert(
+                "dry_run".into(),
+                json!({
+                    "deep_objects": w.deep_objects,
+                    "deep_bytes": w.deep_bytes,
+                    "deep_requests": list + w.deep_objects,
+                    "scrub_objects": w.scrub_objects,
+                    "scrub_bytes": w.scrub_bytes,
+                    "scrub_requests": list + w.scrub_objects,
+                }),
+            );
+        }
         if !self.listing.is_null() {
             m.insert("listing".into(), self.listing.clone());
         }
@@ -244,6 +292,8 @@ pub fn fraction(part: u64, whole: u64) -> f64 {
 pub(crate) struct Policy {
     mode: Mode,
     max_age: Option<i64>,
+    one_way: bool,
+    dry_run: bool,
     /// With an inventory: its creation time minus the grace. A file
     /// changed since cannot be judged by the inventory.
     listed_before: Option<i64>,
@@ -284,6 +334,18 @@ pub(crate) enum Event {
         remote: Option<u64>,
     },
     SymlinkSkipped,
+    /// A dry run: a deep run would read this object (`deep`), a scrub run
+    /// too (`scrub`).
+    WouldRead {
+        size: u64,
+        deep: bool,
+        scrub: bool,
+    },
+    /// A key the excludes leave out, on one side or both.
+    Excluded {
+        local: bool,
+        remote: bool,
+    },
     ArchivedNotRead,
     Failed(anyhow::Error),
 }
@@ -382,8 +444,10 @@ fn audit_run(
     if opts.shard.is_some() {
         health.findings.clear();
     }
-    let scrub = if opts.mode == Mode::Scrub {
-        index.scrub_selection(root_id, &remote.id, run_id, opts.scrub_budget)?
+    let scrub = if opts.mode == Mode::Scrub || opts.dry_run {
+        let mut chosen = index.scrub_selection(root_id, &remote.id, run_id, opts.scrub_budget)?;
+        chosen.retain(|k| !opts.excludes.excludes_path(k, false));
+        chosen
     } else {
         HashSet::new()
     };
@@ -395,6 +459,7 @@ fn audit_run(
             held_files: health.held_files,
             held_bytes: health.held_bytes,
             newest_object: health.newest,
+            would_read: opts.dry_run.then(WouldRead::default),
             listing,
             shard: opts.shard,
             min_coverage: opts.min_coverage,
@@ -406,12 +471,19 @@ fn audit_run(
         remote_id: &remote.id,
         listing_started,
         now: now_unix(),
+        accepted: opts
+            .accepted
+            .iter()
+            .map(|a| ((a.path.clone(), a.kind), a))
+            .collect(),
         sink,
         progress,
     };
     let policy = Policy {
         mode: opts.mode,
         max_age: opts.max_age,
+        one_way: opts.one_way,
+        dry_run: opts.dry_run,
         listed_before: inventory.map(|inv| inv.created() - opts.inventory_grace),
         head: opts.head && opts.mode != Mode::Deep && remote.prober.is_some(),
     };
@@ -423,6 +495,7 @@ fn audit_run(
     std::thread::scope(|scope| -> Result<()> {
         let merger_events = event_tx.clone();
         let scrub = &scrub;
+        let excludes = &opts.excludes;
         let remote_id = remote.id.clone();
         scope.spawn(move || {
             if let Err(e) = merger::merge(
@@ -432,6 +505,7 @@ fn audit_run(
                 run_id,
                 policy,
                 scrub,
+                excludes,
                 read_tx,
                 prove_tx,
                 &merger_events,
@@ -572,12 +646,29 @@ struct Recorder<'a> {
     remote_id: &'a str,
     listing_started: i64,
     now: i64,
+    accepted: std::collections::HashMap<(Vec<u8>, Kind), &'a Acceptance>,
     sink: &'a mut dyn Sink,
     progress: &'a dyn Progress,
 }
 
 impl Recorder<'_> {
     fn report(&mut self, batch: &mut Batch<'_>, mut f: Finding) -> Result<()> {
+        if let Some(a) = self.accepted.get(&(f.path.clone(), f.kind))
+            && a.covers(&f, self.now)
+        {
+            let until = a
+                .until
+                .map(|t| format!(", until {}", format_time(t)))
+                .unwrap_or_default();
+            let detail = format!(
+                "{} accepted {}{until}: {}",
+                f.kind,
+                format_time(a.accepted_at),
+                a.reason
+            );
+            f.kind = Kind::Accepted;
+            f.detail = Some(detail);
+        }
         *self.summary.counts.entry(f.kind).or_default() += 1;
         batch.record_finding(self.run_id, self.prev_run, &mut f)?;
         self.sink.finding(&f)
@@ -623,6 +714,21 @@ impl Recorder<'_> {
                     }
                 }
                 Event::SymlinkSkipped => self.summary.symlinks_skipped += 1,
+                Event::WouldRead { size, deep, scrub } => {
+                    let w = self.summary.would_read.get_or_insert_default();
+                    if deep {
+                        w.deep_objects += 1;
+                        w.deep_bytes += size;
+                    }
+                    if scrub {
+                        w.scrub_objects += 1;
+                        w.scrub_bytes += size;
+                    }
+                }
+                Event::Excluded { local, remote } => {
+                    self.summary.excluded_files += u64::from(local);
+                    self.summary.excluded_objects += u64::from(remote);
+                }
                 Event::ArchivedNotRead => self.summary.archived_not_read += 1,
                 Event::Finding(f) => self.report(batch, f)?,
                 Event::Verified {

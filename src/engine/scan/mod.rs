@@ -33,6 +33,7 @@ use rayon::iter::{ParallelBridge, ParallelIterator};
 use serde_json::{Map, Value, json};
 
 use crate::engine::checks::{self, Budget, Level, Report};
+use crate::engine::exclude::Excludes;
 use crate::engine::hash::{self, Digests, HashError, Want};
 use crate::engine::merkle::{DirHash, Folder};
 use crate::engine::shard::Shard;
@@ -53,6 +54,9 @@ pub struct ScanOptions {
     /// Report `shrunk` when a file of at least [`SHRUNK_MIN_SIZE`] bytes
     /// loses more than this fraction of its size (0.5 = half).
     pub shrink_threshold: Option<f64>,
+    /// What to leave out (`--exclude` …); `.vouchignore` files found by
+    /// the walk are added to it.
+    pub excludes: Excludes,
     /// Only the files and symlinks of this shard (`--shard K/N`); every
     /// directory is still walked and recorded.
     pub shard: Option<Shard>,
@@ -89,10 +93,15 @@ pub struct ScanSummary {
     pub files: u64,
     pub dirs: u64,
     pub bytes_hashed: u64,
+    /// Entries the excludes left out (an excluded directory counts once).
+    pub excluded: u64,
     pub merkle_root: [u8; 32],
     /// The shard scanned (`--shard K/N`), if any.
     pub shard: Option<Shard>,
     pub elapsed_ms: u64,
+    /// The excludes in force, with every `.vouchignore` the walk found:
+    /// the audit applies the same to the remote.
+    pub excludes: Excludes,
 }
 
 impl ScanSummary {
@@ -120,6 +129,9 @@ impl ScanSummary {
         m.insert("files".into(), json!(self.files));
         m.insert("dirs".into(), json!(self.dirs));
         m.insert("bytes_hashed".into(), json!(self.bytes_hashed));
+        if !self.excludes.is_empty() {
+            m.insert("excluded".into(), json!(self.excluded));
+        }
         m.insert("merkle_root".into(), json!(hex::encode(self.merkle_root)));
         if let Some(s) = self.shard {
             m.insert("shard".into(), s.to_json());
@@ -221,6 +233,7 @@ pub fn scan(
     let index_path = index.path().to_path_buf();
     let want = opts.want;
     let rehash = opts.rehash;
+    let excludes = opts.excludes.clone();
     let shard = opts.shard;
 
     let ctx = writer::WriteCtx {
@@ -235,20 +248,25 @@ pub fn scan(
         .checks_budget
         .map_or_else(Budget::unlimited, Budget::new);
     let checks_level = opts.checks;
-    std::thread::scope(|scope| -> Result<()> {
+    let walked = std::thread::scope(|scope| -> Result<Option<(Excludes, u64)>> {
         let walker_events = event_tx.clone();
-        scope.spawn(move || {
-            if let Err(e) = walker::walk_and_merge(
+        let walker = scope.spawn(move || {
+            match walker::walk_and_merge(
                 &index_path,
                 root_id,
                 root,
                 rehash,
                 want,
+                excludes,
                 shard,
                 job_tx,
                 walker_events.clone(),
             ) {
-                let _ = walker_events.send(Event::Failed(e));
+                Ok(found) => Some(found),
+                Err(e) => {
+                    let _ = walker_events.send(Event::Failed(e));
+                    None
+                }
             }
         });
         let hasher_events = event_tx;
@@ -268,8 +286,13 @@ pub fn scan(
         // Drain so the other stages can finish even after an error.
         for _ in event_rx.iter() {}
         result?;
-        batch.commit()
+        batch.commit()?;
+        Ok(walker.join().ok().flatten())
     })?;
+    let Some((excludes, excluded)) = walked else {
+        bail!("the scan's walker stopped");
+    };
+    summary.excluded = excluded;
     writer::carry_over_interrupted(index, ctx, baseline, &mut summary, sink)?;
     if opts.checks != Level::None {
         summary.checks_skipped = summary.unchanged;
@@ -277,22 +300,38 @@ pub fn scan(
     }
     progress.end();
 
-    summary.merkle_root = match previous_scan {
-        Some((_, Some(root_hash))) if structural_changes == 0 => root_hash,
-        _ => fold_merkle(index, root_id, run_id)?,
+    // The previous root stands only if nothing changed, the excludes
+    // included (a path falling in or out changes the tree compared).
+    let rules = excludes.to_json();
+    let same_rules = |prev: i64| -> Result<bool> {
+        let stored = index.run(prev)?.and_then(|r| r.summary);
+        let prev_rules = stored
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .and_then(|v| v.get("exclude_rules").cloned());
+        Ok(prev_rules == rules)
     };
+    summary.merkle_root = match previous_scan {
+        Some((prev, Some(root_hash))) if structural_changes == 0 && same_rules(prev)? => root_hash,
+        _ => fold_merkle(index, root_id, run_id, &excludes)?,
+    };
+    summary.excludes = excludes;
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     let status = if summary.discrepancies() > 0 {
         "findings"
     } else {
         "ok"
     };
+    let mut stored = summary.to_json(root);
+    // The rules go with the run: its snapshot is read back under them.
+    if let Some(r) = rules {
+        stored.insert("exclude_rules".into(), r);
+    }
     index.finish_run(
         run_id,
         status,
         Some(if summary.discrepancies() > 0 { 1 } else { 0 }),
         Some(&summary.merkle_root),
-        &Value::Object(summary.to_json(root)).to_string(),
+        &Value::Object(stored).to_string(),
     )?;
     Ok(summary)
 }
@@ -441,13 +480,21 @@ pub fn describe(stat: &Stat, blake3: Option<&[u8; 32]>) -> Value {
 
 /// Folds the current manifest into Merkle hashes, stores every directory
 /// hash that changed, and returns the root hash.
-fn fold_merkle(index: &mut Index, root_id: i64, run_id: i64) -> Result<[u8; 32]> {
+fn fold_merkle(
+    index: &mut Index,
+    root_id: i64,
+    run_id: i64,
+    excludes: &Excludes,
+) -> Result<[u8; 32]> {
     let mut dir_rows: HashMap<Vec<u8>, Entry> = HashMap::new();
     let mut computed: Vec<DirHash> = Vec::new();
     let root = {
         let mut folder = Folder::new(|d: DirHash| computed.push(d));
         for e in index.current_entries(root_id, Rows::All) {
             let e = e?;
+            if excludes.excludes_path(&e.path, e.kind == EntryKind::Dir) {
+                continue;
+            }
             folder.push(&e.path, e.kind, e.stat.size, e.blake3.as_ref());
             if e.kind == EntryKind::Dir {
                 dir_rows.insert(e.path.clone(), e);

@@ -9,6 +9,7 @@ use std::sync::mpsc::SyncSender;
 use anyhow::{Result, bail};
 
 use super::{Event, Job};
+use crate::engine::exclude::Excludes;
 use crate::engine::hash::{self, Want};
 use crate::engine::shard::Shard;
 use crate::engine::walk::{self, Item};
@@ -16,6 +17,9 @@ use crate::model::{Entry, EntryKind, NewEntry, paths};
 use crate::store::{Index, Rows};
 
 /// The walker: merge-joins the sorted walk with the sorted manifest.
+/// Returns the excludes in force (with every `.vouchignore` found) and how
+/// many entries they left out. A manifest row they exclude is passed over:
+/// not compared, and not closed as deleted either.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn walk_and_merge(
     index_path: &Path,
@@ -23,10 +27,11 @@ pub(super) fn walk_and_merge(
     root: &Path,
     rehash: bool,
     want: Want,
+    excludes: Excludes,
     shard: Option<Shard>,
     jobs: SyncSender<Job>,
     events: SyncSender<Event>,
-) -> Result<()> {
+) -> Result<(Excludes, u64)> {
     // Its own read-only connection, in one read transaction: the manifest
     // as it was when the scan began, whatever the writer commits meanwhile.
     let reader = Index::open_read_only(index_path)?;
@@ -62,7 +67,15 @@ pub(super) fn walk_and_merge(
         Ok(())
     };
 
-    for item in walk::walk_parallel(root, rayon::current_num_threads()) {
+    let mut walk = walk::walk_parallel(root, rayon::current_num_threads(), excludes);
+    // A row the excludes leave out is kept as it is (see crate::engine::exclude).
+    let gone = |w: &walk::Walk, old: &Entry, protected: &[Vec<u8>]| {
+        !protected.iter().any(|p| paths::is_inside(&old.path, p))
+            && !w
+                .excludes()
+                .excludes_path(&old.path, old.kind == EntryKind::Dir)
+    };
+    while let Some(item) = walk.next() {
         // Another shard's file: not this index's business (directories
         // are every shard's, so each index can fold its Merkle tree).
         if let Some(shard) = shard {
@@ -94,7 +107,7 @@ pub(super) fn walk_and_merge(
             }
             // Manifest rows before this key have no file any more.
             while let Some(old) = head.take_if(|o| o.path < key) {
-                if !protected.iter().any(|p| paths::is_inside(&old.path, p)) {
+                if gone(&walk, &old, &protected) {
                     send(Event::Deleted(old))?;
                 }
                 head = next_old()?;
@@ -183,8 +196,14 @@ pub(super) fn walk_and_merge(
             },
         }
     }
+    let excluded = walk.excluded();
+    // A `.vouchignore` that stopped the walk fails the scan before any
+    // row after it could be taken for deleted.
+    let walk_excludes = walk.finish()?;
     while let Some(old) = head.take() {
-        if !protected.iter().any(|p| paths::is_inside(&old.path, p)) {
+        if !protected.iter().any(|p| paths::is_inside(&old.path, p))
+            && !walk_excludes.excludes_path(&old.path, old.kind == EntryKind::Dir)
+        {
             send(Event::Deleted(old))?;
         }
         head = next_old()?;
@@ -193,5 +212,5 @@ pub(super) fn walk_and_merge(
         files: same_files,
         dirs: same_dirs,
     })?;
-    Ok(())
+    Ok((walk_excludes, excluded))
 }
