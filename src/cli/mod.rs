@@ -222,6 +222,12 @@ pub struct AuditArgs {
     /// nothing) [default: 0.99]
     #[arg(long, value_name = "FRACTION")]
     pub min_coverage: Option<Fraction>,
+    /// The verdict is `proven` only when at least this fraction of the
+    /// manifest's files and bytes is proven identical (read in full, now or
+    /// in an earlier run, or matched by MD5 ETag); below it a clean audit
+    /// is `unproven`, which `-q` prints [default: 1.0]
+    #[arg(long, value_name = "FRACTION")]
+    pub min_proven: Option<Fraction>,
     /// Report `shrunk` when a file (of 1 KiB or more) loses more than this
     /// fraction of its size [default: 0.5]
     #[arg(long, value_name = "FRACTION")]

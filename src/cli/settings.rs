@@ -31,6 +31,7 @@ const DEFAULT_JOBS: usize = 16;
 const DEFAULT_RETRIES: usize = 4;
 const DEFAULT_TIMEOUT_SECS: u64 = 60;
 const DEFAULT_MIN_COVERAGE: f64 = 0.99;
+use crate::model::verdict::DEFAULT_MIN_PROVEN;
 const DEFAULT_SHRINK_THRESHOLD: f64 = 0.5;
 
 /// Resolves the command line into a context and an invocation.
@@ -130,6 +131,7 @@ pub fn resolve_audit(a: &AuditArgs) -> Result<AuditSettings> {
         retries: a.retries.unwrap_or(DEFAULT_RETRIES),
         timeout: Duration::from_secs(a.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS)),
         min_coverage: a.min_coverage.map_or(DEFAULT_MIN_COVERAGE, |f| f.0),
+        min_proven: a.min_proven.map_or(DEFAULT_MIN_PROVEN, |f| f.0),
         shrink_threshold: a.shrink_threshold.map_or(DEFAULT_SHRINK_THRESHOLD, |f| f.0),
         max_age: a.max_age.map(|a| a.0),
         alerts: Alerts {

@@ -12,7 +12,7 @@ use crate::engine::audit::{self, AuditOptions, Mode};
 use crate::engine::hash::Want;
 use crate::engine::remote::{self, RemoteOptions};
 use crate::engine::scan::{self, ScanOptions};
-use crate::model::{Kind, Outcome};
+use crate::model::{Kind, Outcome, verdict};
 use crate::out::Sink;
 
 /// Resolved settings of one audit, from the command line or a config
@@ -31,6 +31,8 @@ pub struct AuditSettings {
     pub retries: usize,
     pub timeout: Duration,
     pub min_coverage: f64,
+    /// The fraction that must be proven identical for `proven`.
+    pub min_proven: f64,
     pub shrink_threshold: f64,
     /// Seconds.
     pub max_age: Option<u64>,
@@ -95,6 +97,7 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
             jobs: s.jobs,
             strict: s.strict,
             min_coverage: s.min_coverage,
+            min_proven: s.min_proven,
             max_age: s.max_age.map(|a| a as i64),
         };
         let summary = audit::audit(
@@ -123,6 +126,7 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
             }
             json.insert("scan".into(), Value::Object(sc.to_json(&root)));
         }
+        verdict::annotate(&mut json);
         job.summary = json.clone();
         if bad {
             sink.mark_failing();

@@ -82,7 +82,18 @@ pub fn report(
         _ => Map::new(),
     };
     summary.insert("run".into(), json!(run.id));
-    summary.insert("status".into(), json!(run.status));
+    if !summary.contains_key("command") {
+        summary.insert("command".into(), json!(run.command));
+    }
+    if run.finished_at.is_none() && !summary.contains_key("error") {
+        summary.insert(
+            "error".into(),
+            json!("the run never finished (still running, or killed)"),
+        );
+    }
+    // `status` is the verdict (added by the report); the index's word for
+    // the run is `run_status`.
+    summary.insert("run_status".into(), json!(run.status));
     summary.insert("started_at".into(), json!(format_time(run.started_at)));
     sink.finish(&summary)?;
     Ok(if discrepancy {

@@ -32,6 +32,7 @@ use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
 use crate::engine::remote::Remote;
+use crate::model::verdict;
 use crate::model::{Entry, Finding, Kind, ReadError, RemoteRow, format_time, now_unix, paths};
 use crate::out::{Progress, Sink};
 use crate::store::{Batch, Index};
@@ -69,6 +70,9 @@ pub struct AuditOptions {
     pub min_coverage: f64,
     /// Report `stale` for a backup older than this many seconds.
     pub max_age: Option<i64>,
+    /// The fraction of the manifest that must be proven identical for the
+    /// verdict `proven` (see [`crate::model::verdict`]).
+    pub min_proven: f64,
 }
 
 /// What an audit found, with the counters its summary prints.
@@ -95,6 +99,8 @@ pub struct AuditSummary {
     /// Objects (and bytes) whose last full read is at most N days old.
     pub verified_within: BTreeMap<u32, (u64, u64)>,
     pub elapsed_ms: u64,
+    /// `AuditOptions::min_proven`, so the summary carries its verdict.
+    pub min_proven: f64,
 }
 
 const WITHIN_DAYS: [u32; 3] = [1, 7, 30];
@@ -168,6 +174,8 @@ impl AuditSummary {
         }
         m.insert("verified_within".into(), Value::Object(within));
         m.insert("elapsed_ms".into(), json!(self.elapsed_ms));
+        m.insert("min_proven".into(), json!(self.min_proven));
+        verdict::annotate(&mut m);
         m
     }
 }
@@ -285,6 +293,7 @@ fn audit_run(
             held_files: health.held_files,
             held_bytes: health.held_bytes,
             newest_object: health.newest,
+            min_proven: opts.min_proven,
             ..Default::default()
         },
         run_id,
