@@ -48,21 +48,23 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
     job.command = "audit".into();
     job.root = Some(s.root.display().to_string());
     job.remote = Some(s.remote.clone());
-    let root = scan::resolve_root(&s.root)?;
-    job.root = Some(root.display().to_string());
-    if s.jobs == 0 {
-        bail!("--jobs must be at least 1");
-    }
-    let remote_opts = RemoteOptions {
-        endpoint: s.endpoint.clone(),
-        retries: s.retries,
-        timeout: s.timeout.max(Duration::from_secs(1)),
-    };
-    job.remote = remote::identity(&s.remote, &remote_opts).ok();
-    let remote = remote::open(&s.remote, &remote_opts)?;
-    let mut index = ctx.open_index()?;
-    let progress = ctx.progress();
+    // Everything that can fail is inside the report, so a run that cannot
+    // even start still completes its JSON document (`status` failed).
     with_report(ctx, |sink| {
+        let root = scan::resolve_root(&s.root)?;
+        job.root = Some(root.display().to_string());
+        if s.jobs == 0 {
+            bail!("--jobs must be at least 1");
+        }
+        let remote_opts = RemoteOptions {
+            endpoint: s.endpoint.clone(),
+            retries: s.retries,
+            timeout: s.timeout.max(Duration::from_secs(1)),
+        };
+        job.remote = remote::identity(&s.remote, &remote_opts).ok();
+        let remote = remote::open(&s.remote, &remote_opts)?;
+        let mut index = ctx.open_index()?;
+        let progress = ctx.progress();
         let scanned = if s.no_scan {
             None
         } else {

@@ -192,7 +192,7 @@ pub fn judge(s: &Map<String, Value>) -> Verdict {
                 (
                     Status::Unproven,
                     format!(
-                        "NOT PROVEN: no discrepancy, but only {}; run `vouch audit {root} --remote {remote} --mode deep` to read the other {} ({}) from the backup",
+                        "NOT PROVEN: no discrepancies found, but only {}; run `vouch audit {root} --remote {remote} --mode deep` to read the other {} ({}) from the backup",
                         proven_part(s),
                         plural(left_files, "file", "files"),
                         human_bytes(left_bytes),
@@ -218,7 +218,7 @@ pub fn judge(s: &Map<String, Value>) -> Verdict {
                 (
                     Status::Unproven,
                     format!(
-                        "NOT PROVEN: no discrepancy, but {} could not be proven identical",
+                        "NOT PROVEN: no discrepancies found, but {} could not be proven identical",
                         plural(num(s, "unverified"), "file", "files")
                     ),
                 )

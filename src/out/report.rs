@@ -72,8 +72,14 @@ trait Printer {
     fn finding(&mut self, out: &mut dyn Write, f: &Finding) -> Result<()>;
     /// Writes the summary and completes the document.
     fn summary(&mut self, out: &mut dyn Write, summary: &Map<String, Value>) -> Result<()>;
-    /// Completes the document of a run that failed (exit 2).
-    fn error(&mut self, out: &mut dyn Write, error: &str) -> Result<()>;
+    /// Completes the document of a run that failed (exit 2); `failed` is
+    /// its verdict (`status` failed, the `discrepancies` found so far).
+    fn error(
+        &mut self,
+        out: &mut dyn Write,
+        error: &str,
+        failed: &Map<String, Value>,
+    ) -> Result<()>;
 }
 
 /// `{"findings":[...],"summary":{...}}`, findings in a stable order:
@@ -116,9 +122,19 @@ impl Printer for JsonPrinter {
         Ok(())
     }
 
-    fn error(&mut self, out: &mut dyn Write, error: &str) -> Result<()> {
+    fn error(
+        &mut self,
+        out: &mut dyn Write,
+        error: &str,
+        failed: &Map<String, Value>,
+    ) -> Result<()> {
         self.write_findings(out)?;
-        writeln!(out, ",\"error\":{}}}", json!(error))?;
+        writeln!(
+            out,
+            ",\"summary\":{},\"error\":{}}}",
+            Value::Object(failed.clone()),
+            json!(error)
+        )?;
         Ok(())
     }
 }
@@ -141,8 +157,17 @@ impl Printer for JsonlPrinter {
         Ok(())
     }
 
-    fn error(&mut self, out: &mut dyn Write, error: &str) -> Result<()> {
-        writeln!(out, "{}", json!({"kind": "error", "detail": error}))?;
+    fn error(
+        &mut self,
+        out: &mut dyn Write,
+        error: &str,
+        failed: &Map<String, Value>,
+    ) -> Result<()> {
+        let mut line = Map::new();
+        line.insert("kind".into(), json!("error"));
+        line.insert("detail".into(), json!(error));
+        line.extend(failed.clone());
+        writeln!(out, "{}", Value::Object(line))?;
         Ok(())
     }
 }
@@ -205,7 +230,7 @@ impl Printer for CsvPrinter {
         self.note(out, "summary", Value::Object(summary.clone()).to_string())
     }
 
-    fn error(&mut self, out: &mut dyn Write, error: &str) -> Result<()> {
+    fn error(&mut self, out: &mut dyn Write, error: &str, _: &Map<String, Value>) -> Result<()> {
         self.note(out, "error", error.to_string())
     }
 }
@@ -301,7 +326,7 @@ impl Printer for TablePrinter {
 
     /// The one-line error on stderr speaks for itself; what was found
     /// before the failure is still listed.
-    fn error(&mut self, out: &mut dyn Write, _: &str) -> Result<()> {
+    fn error(&mut self, out: &mut dyn Write, _: &str, _: &Map<String, Value>) -> Result<()> {
         if !self.counts.is_empty() {
             writeln!(out, "FAILED before the end; found so far:")?;
             self.write_findings(out, None)?;
@@ -362,9 +387,12 @@ impl Report {
     /// formats stay parseable and say why; the table format leaves the
     /// one-line error on stderr to speak for itself.
     pub fn fail(&mut self, error: &str) -> Result<()> {
+        let mut failed = Map::new();
+        failed.insert("status".into(), json!(verdict::Status::Failed.name()));
+        failed.insert("discrepancies".into(), json!(self.discrepancies));
         let out = self.out.as_mut().map(|o| o as &mut dyn Write);
         if let Some(out) = out {
-            self.printer.error(out, error)?;
+            self.printer.error(out, error, &failed)?;
         }
         self.publish()
     }

@@ -9,6 +9,7 @@ mod migrate;
 mod reliability;
 mod reports;
 mod scan;
+mod verdict;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
