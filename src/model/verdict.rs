@@ -209,9 +209,12 @@ pub fn judge(s: &Map<String, Value>) -> Verdict {
                 (
                     Status::Proven,
                     format!(
-                        "PROVEN: identical ({} files, {} matched; decided by {how})",
-                        num(s, "files_matched"),
-                        human_bytes(num(s, "bytes_matched"))
+                        "PROVEN: identical; {} proven identical (decided by {how})",
+                        plural(
+                            num(s, "files_matched") + num(s, "files_skipped"),
+                            "file",
+                            "files"
+                        ),
                     ),
                 )
             } else {

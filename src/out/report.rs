@@ -101,7 +101,7 @@ impl JsonPrinter {
             write!(out, "{sep}{text}")?;
         }
         if !self.findings.is_empty() {
-            write!(out, "\n")?;
+            writeln!(out)?;
         }
         write!(out, "]")?;
         self.findings.clear();

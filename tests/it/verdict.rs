@@ -370,3 +370,32 @@ impl WithStdin for std::process::Command {
         (out.status, said)
     }
 }
+
+/// diff and scan open with their verdict too: a diff proves two trees
+/// identical (Merkle subtrees skipped count as proven), a scan is `clean`.
+#[test]
+fn diff_and_scan_open_with_their_verdict() {
+    let env = Env::new();
+    let b = env.dir.path().join("b");
+    for (rel, content) in [("x", b"hello".as_slice()), ("d/y", b"world!")] {
+        env.write(rel, content);
+        Env::write_in(&b, rel, content);
+    }
+    let a = env.root.to_str().unwrap();
+    let out = env
+        .vouch()
+        .args(["diff", a, b.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        first_line(&text),
+        "PROVEN: identical; 2 files proven identical (decided by merkle_root)"
+    );
+    let out = env.vouch().args(["scan", a]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(first_line(&text).starts_with("CLEAN: "), "{text}");
+    let (_, doc) = env.json(&["scan", a]);
+    assert_eq!(doc["summary"]["status"], "clean");
+}
