@@ -9,8 +9,8 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::{Event, RACY_CTIME, RACY_WINDOW_NS, ScanSummary, describe, shrunk_finding};
-use crate::engine::hash::HashError;
-use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry};
+use crate::engine::hash::{Digests, HashError};
+use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry, Stat};
 use crate::out::{Progress, Sink};
 use crate::store::{Batch, Index};
 
@@ -75,95 +75,124 @@ pub(super) fn write_events(
                 *structural += 1;
                 apply_change(batch, ctx, summary, new, old, &mut report)?;
             }
-            Event::Hashed { key, old, result } => match result {
-                // Deleted since the walk saw it: a deletion (of a known
-                // file) like any other, not an I/O error.
-                Err(HashError::Vanished) => {
-                    if let Some(old) = old {
-                        *structural += 1;
-                        batch.close_entry(old.id, ctx.run_id)?;
-                        summary.deleted += 1;
-                        report(
-                            batch,
-                            Finding::new(Kind::Deleted, key)
-                                .local(describe(&old.stat, old.blake3.as_ref()))
-                                .detail("vanished during the scan"),
-                        )?;
-                    }
+            Event::Hashed { key, old, result } => settle_hashed(
+                batch,
+                ctx,
+                summary,
+                structural,
+                progress,
+                key,
+                old,
+                result,
+                &mut report,
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// Applies the result of hashing one file: unchanged content (metadata
+/// refreshed), a change, silent corruption under `--rehash`, a file that
+/// vanished, or one that could not be read.
+#[allow(clippy::too_many_arguments)]
+fn settle_hashed(
+    batch: &mut Batch<'_>,
+    ctx: WriteCtx,
+    summary: &mut ScanSummary,
+    structural: &mut u64,
+    progress: &dyn Progress,
+    key: Vec<u8>,
+    old: Option<Entry>,
+    result: Result<(Stat, Digests), HashError>,
+    report: &mut impl FnMut(&mut Batch<'_>, Finding) -> Result<()>,
+) -> Result<()> {
+    match result {
+        // Deleted since the walk saw it: a deletion (of a known
+        // file) like any other, not an I/O error.
+        Err(HashError::Vanished) => {
+            if let Some(old) = old {
+                *structural += 1;
+                batch.close_entry(old.id, ctx.run_id)?;
+                summary.deleted += 1;
+                report(
+                    batch,
+                    Finding::new(Kind::Deleted, key)
+                        .local(describe(&old.stat, old.blake3.as_ref()))
+                        .detail("vanished during the scan"),
+                )?;
+            }
+        }
+        Err(e) => {
+            summary.files += 1;
+            summary.unreadable += 1;
+            report(
+                batch,
+                Finding::new(Kind::Unreadable, key).detail(e.to_string()),
+            )?;
+        }
+        Ok((mut stat, digests)) => {
+            summary.files += 1;
+            summary.bytes_hashed += stat.size;
+            progress.bytes("hashed", summary.bytes_hashed);
+            if stat.mtime_ns >= ctx.start_ns - RACY_WINDOW_NS {
+                stat.ctime_ns = RACY_CTIME;
+            }
+            let same_content = old.as_ref().is_some_and(|o| {
+                o.kind == EntryKind::File
+                    && o.stat.size == stat.size
+                    && o.blake3 == Some(digests.blake3)
+            });
+            if let Some(o) = old.as_ref().filter(|_| same_content) {
+                summary.unchanged += 1;
+                let new = NewEntry {
+                    path: key,
+                    kind: EntryKind::File,
+                    stat,
+                    blake3: Some(digests.blake3),
+                    md5: digests.md5.or(o.md5),
+                    sha256: digests.sha256.or(o.sha256),
+                    target: None,
+                };
+                if new.stat != o.stat || new.md5 != o.md5 || new.sha256 != o.sha256 {
+                    batch.update_entry(o.id, &new)?;
                 }
-                Err(e) => {
-                    summary.files += 1;
-                    summary.unreadable += 1;
-                    report(
-                        batch,
-                        Finding::new(Kind::Unreadable, key).detail(e.to_string()),
-                    )?;
-                }
-                Ok((mut stat, digests)) => {
-                    summary.files += 1;
-                    summary.bytes_hashed += stat.size;
-                    progress.bytes("hashed", summary.bytes_hashed);
-                    if stat.mtime_ns >= ctx.start_ns - RACY_WINDOW_NS {
-                        stat.ctime_ns = RACY_CTIME;
-                    }
-                    let same_content = old.as_ref().is_some_and(|o| {
-                        o.kind == EntryKind::File
-                            && o.stat.size == stat.size
-                            && o.blake3 == Some(digests.blake3)
-                    });
-                    if let Some(o) = old.as_ref().filter(|_| same_content) {
-                        summary.unchanged += 1;
-                        let new = NewEntry {
-                            path: key,
-                            kind: EntryKind::File,
-                            stat,
-                            blake3: Some(digests.blake3),
-                            md5: digests.md5.or(o.md5),
-                            sha256: digests.sha256.or(o.sha256),
-                            target: None,
-                        };
-                        if new.stat != o.stat || new.md5 != o.md5 || new.sha256 != o.sha256 {
-                            batch.update_entry(o.id, &new)?;
-                        }
-                        continue;
-                    }
-                    let silent = old.as_ref().is_some_and(|o| {
-                        ctx.rehash
-                            && o.kind == EntryKind::File
-                            && o.stat.size == stat.size
-                            && o.stat.mtime_ns == stat.mtime_ns
-                            && o.stat.inode == stat.inode
-                            && o.stat.ctime_ns != RACY_CTIME
-                            && o.stat.ctime_ns == stat.ctime_ns
-                    });
-                    if silent {
-                        let o = old.as_ref().expect("checked");
-                        summary.corrupt += 1;
-                        report(
-                            batch,
-                            Finding::new(Kind::Corrupt, key)
-                                .local(json!({
-                                    "size": stat.size,
-                                    "blake3": hex::encode(digests.blake3),
-                                    "indexed_blake3": o.blake3.map(hex::encode),
-                                }))
-                                .detail("content changed but size, mtime, ctime and inode did not (bit rot?); the index keeps the earlier hash"),
-                        )?;
-                        continue;
-                    }
-                    *structural += 1;
-                    let new = NewEntry {
-                        path: key,
-                        kind: EntryKind::File,
-                        stat,
-                        blake3: Some(digests.blake3),
-                        md5: digests.md5,
-                        sha256: digests.sha256,
-                        target: None,
-                    };
-                    apply_change(batch, ctx, summary, new, old, &mut report)?;
-                }
-            },
+                return Ok(());
+            }
+            let silent = old.as_ref().is_some_and(|o| {
+                ctx.rehash
+                    && o.kind == EntryKind::File
+                    && o.stat.size == stat.size
+                    && o.stat.mtime_ns == stat.mtime_ns
+                    && o.stat.inode == stat.inode
+                    && o.stat.ctime_ns != RACY_CTIME
+                    && o.stat.ctime_ns == stat.ctime_ns
+            });
+            if silent {
+                let o = old.as_ref().expect("checked");
+                summary.corrupt += 1;
+                report(
+                    batch,
+                    Finding::new(Kind::Corrupt, key)
+                        .local(json!({
+                            "size": stat.size,
+                            "blake3": hex::encode(digests.blake3),
+                            "indexed_blake3": o.blake3.map(hex::encode),
+                        }))
+                        .detail("content changed but size, mtime, ctime and inode did not (bit rot?); the index keeps the earlier hash"),
+                )?;
+                return Ok(());
+            }
+            *structural += 1;
+            let new = NewEntry {
+                path: key,
+                kind: EntryKind::File,
+                stat,
+                blake3: Some(digests.blake3),
+                md5: digests.md5,
+                sha256: digests.sha256,
+                target: None,
+            };
+            apply_change(batch, ctx, summary, new, old, report)?;
         }
     }
     Ok(())
