@@ -129,6 +129,16 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
             json.insert("scan".into(), Value::Object(sc.to_json(&root)));
         }
         verdict::annotate(&mut json);
+        if scanned.as_ref().is_some_and(|sc| sc.discrepancies() > 0) {
+            // The index keeps the same totals and verdict, for `report`
+            // and `history`.
+            index.set_run_outcome(
+                summary.run_id,
+                if bad { "findings" } else { "ok" },
+                Some(i64::from(bad)),
+                &Value::Object(json.clone()).to_string(),
+            )?;
+        }
         job.summary = json.clone();
         if bad {
             sink.mark_failing();

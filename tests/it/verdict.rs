@@ -399,3 +399,38 @@ fn diff_and_scan_open_with_their_verdict() {
     let (_, doc) = env.json(&["scan", a]);
     assert_eq!(doc["summary"]["status"], "clean");
 }
+
+/// `scripts/demo` (the README's first command) runs on a fresh machine and
+/// shows each kind of damage it makes, verdict first.
+#[test]
+fn the_demo_shows_its_damage_verdict_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo");
+    let out = std::process::Command::new(script)
+        .arg(dir.path().join("demo"))
+        .env("VOUCH", assert_cmd::cargo::cargo_bin("vouch"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr_of(&out));
+    let verdict = text
+        .lines()
+        .find(|l| l.starts_with("DAMAGED: "))
+        .unwrap_or_else(|| panic!("no verdict: {text}"));
+    assert!(
+        verdict.starts_with(
+            "DAMAGED: 5 discrepancies (1 missing, 1 size_mismatch, 1 corrupt, 1 low_coverage, 1 shrunk); 12 of 15 files"
+        ),
+        "{verdict}"
+    );
+    let report = std::fs::read(dir.path().join("demo/report.json")).unwrap();
+    let doc: Value = serde_json::from_slice(&report).unwrap();
+    assert_eq!(doc["summary"]["status"], "damaged");
+    assert_eq!(doc["summary"]["discrepancies"], 5);
+    // `report` of the audit lists what its own scan found, as the run did.
+    let found = findings(&doc);
+    assert!(
+        found.contains(&("shrunk".into(), "dumps/orders.sql.gz".into())),
+        "{found:?}"
+    );
+}
