@@ -61,6 +61,8 @@ pub enum FormatArg {
     Json,
     Jsonl,
     Csv,
+    /// A self-contained HTML page (reports only)
+    Html,
     B3sum,
     Sha256sum,
     Bagit,

@@ -204,9 +204,10 @@ fn report_format(common: &Common) -> Result<Format> {
         Some(FormatArg::Json) => Format::Json,
         Some(FormatArg::Jsonl) => Format::Jsonl,
         Some(FormatArg::Csv) => Format::Csv,
+        Some(FormatArg::Html) => Format::Html,
         Some(f @ (FormatArg::B3sum | FormatArg::Sha256sum | FormatArg::Bagit)) => {
             bail!(
-                "--format {} is a manifest format, for `vouch export`; reports are table, json, jsonl or csv",
+                "--format {} is a manifest format, for `vouch export`; reports are table, json, jsonl, csv or html",
                 f.to_possible_value()
                     .map(|v| v.get_name().to_string())
                     .unwrap_or_default()

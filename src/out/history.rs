@@ -82,6 +82,7 @@ fn brief(run: &Run) -> String {
 /// Lists every run in the index.
 pub fn history(runs: &[Run], format: Format, out: &mut dyn std::io::Write) -> Result<()> {
     match format {
+        Format::Html => anyhow::bail!("history is table, json, jsonl or csv (html is for reports)"),
         Format::Json => {
             let list: Vec<Value> = runs.iter().map(run_json).collect();
             writeln!(out, "{}", json!({ "runs": list }))?;

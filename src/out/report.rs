@@ -38,6 +38,8 @@ pub enum Format {
     Json,
     Jsonl,
     Csv,
+    /// One self-contained page (see [`crate::out::html`]).
+    Html,
 }
 
 /// A finding as JSON: the stable shape of every format.
@@ -136,6 +138,60 @@ impl Printer for JsonPrinter {
             json!(error)
         )?;
         Ok(())
+    }
+}
+
+/// The HTML page: the JSON document's findings (in the same stable
+/// order), rendered at the end.
+#[derive(Default)]
+struct HtmlPrinter {
+    json: JsonPrinter,
+}
+
+impl HtmlPrinter {
+    fn page(
+        &mut self,
+        out: &mut dyn Write,
+        summary: &Map<String, Value>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        self.json.findings.sort();
+        let findings: Vec<String> = self
+            .json
+            .findings
+            .drain(..)
+            .map(|(_, _, text)| text)
+            .collect();
+        let (line, status) = match error {
+            Some(e) => (
+                format!("FAILED: {e}"),
+                verdict::Status::Failed.name().to_string(),
+            ),
+            None => {
+                let v = verdict::judge(summary);
+                (v.line, v.status.name().to_string())
+            }
+        };
+        crate::out::html::write_page(out, &line, &status, &findings, summary, error)
+    }
+}
+
+impl Printer for HtmlPrinter {
+    fn finding(&mut self, out: &mut dyn Write, f: &Finding) -> Result<()> {
+        self.json.finding(out, f)
+    }
+
+    fn summary(&mut self, out: &mut dyn Write, summary: &Map<String, Value>) -> Result<()> {
+        self.page(out, summary, None)
+    }
+
+    fn error(
+        &mut self,
+        out: &mut dyn Write,
+        error: &str,
+        failed: &Map<String, Value>,
+    ) -> Result<()> {
+        self.page(out, failed, Some(error))
     }
 }
 
@@ -358,6 +414,7 @@ impl Report {
             Format::Json => Box::<JsonPrinter>::default(),
             Format::Jsonl => Box::new(JsonlPrinter),
             Format::Csv => Box::<CsvPrinter>::default(),
+            Format::Html => Box::<HtmlPrinter>::default(),
         };
         Ok(Report {
             printer,

@@ -434,3 +434,92 @@ fn the_demo_shows_its_damage_verdict_first() {
         "{found:?}"
     );
 }
+
+/// Loads a page in headless Chromium; returns the DOM after its scripts ran.
+fn chromium(args: &[&str], page: &std::path::Path) -> String {
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium (Debian package chromium, installed by scripts/test)");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The text of the element with this id in a dumped DOM.
+fn by_id<'a>(dom: &'a str, id: &str) -> &'a str {
+    let open = format!("id=\"{id}\">");
+    let start = dom
+        .find(&open)
+        .unwrap_or_else(|| panic!("no #{id} in the page"))
+        + open.len();
+    &dom[start..start + dom[start..].find('<').unwrap()]
+}
+
+/// `--format html`: one self-contained page that renders in a real browser
+/// without an error and says what the JSON of the same run says.
+#[test]
+fn the_html_report_renders_in_chromium_and_agrees_with_the_json() {
+    let c = Copy65::new();
+    c.env.scan();
+    c.damage();
+    let page = c.env.dir.path().join("report.html");
+    let (code, _) = c.audit(
+        &["--mode", "deep", "--format", "html", "--output"]
+            .into_iter()
+            .chain([page.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(code, 1);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no network"
+    );
+    let (_, doc) = c.env.json(&["report"]);
+    let dom = chromium(&["--dump-dom"], &page);
+    assert!(
+        dom.contains("data-rendered=\"yes\""),
+        "the script ran to its end"
+    );
+    assert!(!dom.contains("data-errors"), "a script error: {dom}");
+    assert!(by_id(&dom, "verdict").starts_with("DAMAGED: 5 discrepancies"));
+    assert_eq!(
+        by_id(&dom, "n-discrepancies"),
+        doc["summary"]["discrepancies"].to_string()
+    );
+    for kind in [
+        "missing",
+        "extra",
+        "size_mismatch",
+        "corrupt",
+        "low_coverage",
+    ] {
+        assert_eq!(
+            by_id(&dom, &format!("n-{kind}")),
+            doc["summary"][kind].to_string()
+        );
+    }
+    let rows = doc["findings"].as_array().unwrap().len();
+    assert_eq!(by_id(&dom, "n-findings"), rows.to_string());
+    assert_eq!(by_id(&dom, "within-1d"), "95.6% of the bytes");
+
+    // A picture for people to look at (kept in the target directory).
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("vouch-report.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(
+        &[
+            "--window-size=1200,1100",
+            &format!("--screenshot={}", shot.display()),
+        ],
+        &page,
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+}
