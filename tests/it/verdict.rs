@@ -523,3 +523,87 @@ fn the_html_report_renders_in_chromium_and_agrees_with_the_json() {
     let png = std::fs::read(&shot).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 }
+
+/// Validates documents against schema/report.schema.json with Python's
+/// `jsonschema` (a real validator); returns the error of each, if any.
+fn schema_errors(docs: &[Value]) -> Vec<Option<String>> {
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/report.schema.json");
+    let script = r#"
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+v = jsonschema.Draft202012Validator(schema)
+out = []
+for doc in json.load(sys.stdin):
+    errors = sorted(v.iter_errors(doc), key=lambda e: list(e.path))
+    out.append("; ".join(e.message for e in errors) if errors else None)
+print(json.dumps(out))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(schema)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        Value::Array(docs.to_vec()).to_string().as_bytes(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The JSON Schema in schema/ describes what vouch prints: every kind of
+/// run validates, and a document that breaks the contract does not.
+#[test]
+fn the_json_schema_describes_real_output() {
+    let c = Copy65::new();
+    let root = c.env.root.to_str().unwrap().to_string();
+    let mut docs = vec![
+        c.env.scan().1,
+        c.json(&[]).1,
+        c.json(&["-q", "--mode", "deep"]).1,
+    ];
+    c.damage();
+    docs.push(c.json(&["--mode", "deep"]).1);
+    docs.push(c.env.json(&["report"]).1);
+    docs.push(
+        c.env
+            .json(&["audit", &root, "--remote", "/nonexistent/backup"])
+            .1,
+    );
+    docs.push(c.env.json(&["diff", &root, c.backup.to_str().unwrap()]).1);
+    let statuses: Vec<&str> = docs
+        .iter()
+        .map(|d| d["summary"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "clean", "unproven", "proven", "damaged", "damaged", "failed", "damaged"
+        ]
+    );
+    let errors = schema_errors(&docs);
+    assert!(errors.iter().all(Option::is_none), "{errors:?}");
+
+    // And it can fail: no verdict; a change marked as a discrepancy.
+    let mut no_status = docs[3].clone();
+    no_status["summary"]
+        .as_object_mut()
+        .unwrap()
+        .remove("status");
+    let mut wrong = docs[0].clone();
+    let added = wrong["findings"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["kind"] == "added")
+        .unwrap();
+    added["discrepancy"] = json!(true);
+    let errors = schema_errors(&[no_status, wrong]);
+    assert!(errors.iter().all(Option::is_some), "{errors:?}");
+}
