@@ -184,9 +184,14 @@ pub struct AuditArgs {
     /// The tree whose manifest is audited
     #[arg(required = true, value_name = "ROOT")]
     pub root: Option<PathBuf>,
+    /// A backup given where ROOT's second operand would be (`vouch audit
+    /// ROOT BACKUP`): refused with a hint to use `--remote`.
+    #[arg(hide = true, value_name = "BACKUP")]
+    #[serde(skip)]
+    pub misplaced_remote: Option<String>,
     /// The backup: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix,
     /// file:///abs/path or a directory path
-    #[arg(long, value_name = "URL", required = true)]
+    #[arg(long, value_name = "URL", required_unless_present = "misplaced_remote")]
     pub remote: Option<String>,
     /// Endpoint of an S3-compatible server (else AWS_ENDPOINT_URL)
     #[arg(long, value_name = "URL")]

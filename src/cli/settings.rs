@@ -111,6 +111,12 @@ fn context(common: &Common, export: bool) -> Result<Context> {
 /// The settings of one audit, from `vouch audit`'s flags or a config
 /// section alike: every default is applied here, once.
 pub fn resolve_audit(a: &AuditArgs) -> Result<AuditSettings> {
+    if let (Some(root), Some(backup)) = (&a.root, &a.misplaced_remote) {
+        bail!(
+            "the backup is named with --remote: vouch audit {} --remote {backup}",
+            root.display()
+        );
+    }
     let (Some(root), Some(remote)) = (&a.root, &a.remote) else {
         bail!("an audit needs a root and a remote");
     };

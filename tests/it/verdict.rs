@@ -607,3 +607,22 @@ fn the_json_schema_describes_real_output() {
     let errors = schema_errors(&[no_status, wrong]);
     assert!(errors.iter().all(Option::is_some), "{errors:?}");
 }
+
+/// `vouch audit ROOT BACKUP` (the diff(1) habit) says how to name a backup.
+#[test]
+fn a_backup_given_as_an_operand_gets_a_hint_to_use_remote() {
+    let env = Env::new();
+    let root = env.root.to_str().unwrap();
+    let out = env
+        .vouch()
+        .args(["audit", root, "/mnt/backup"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr_of(&out),
+        format!(
+            "vouch: the backup is named with --remote: vouch audit {root} --remote /mnt/backup\n"
+        )
+    );
+}
