@@ -626,3 +626,25 @@ fn a_backup_given_as_an_operand_gets_a_hint_to_use_remote() {
         )
     );
 }
+
+/// A stopped backup: one `stale` for the whole backup, not one per file
+/// changed since.
+#[test]
+fn a_stopped_backup_is_one_stale_not_one_per_file() {
+    let c = Copy65::new(); // the backup's files carry a 2020 mtime
+    for i in 0..10 {
+        let rel = format!("d{}/file{i:02}.dat", i % 5);
+        let path = c
+            .env
+            .write(&rel, format!("CONTENT of file {i}\n").repeat(40).as_bytes());
+        set_mtime(&path, 1_700_000_000);
+    }
+    let (code, doc) = c.json(&["--max-age", "26h", "--min-coverage", "0"]);
+    assert_eq!(code, 1);
+    let stale: Vec<String> = findings(&doc)
+        .into_iter()
+        .filter(|(k, _)| k == "stale")
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(stale, [""], "the whole backup, once: {}", doc["findings"]);
+}

@@ -304,9 +304,16 @@ fn audit_run(
         sink,
         progress,
     };
+    // A stopped backup is one `stale` (path ""), not one more per file:
+    // with the whole backup stale, the files' copies are judged as usual
+    // (`unverified` unless proven).
+    let backup_stale = health
+        .findings
+        .iter()
+        .any(|f| f.kind == Kind::Stale && f.path.is_empty());
     let policy = Policy {
         mode: opts.mode,
-        max_age: opts.max_age,
+        max_age: opts.max_age.filter(|_| !backup_stale),
     };
     let (event_tx, event_rx) = mpsc::channel::<Event>();
     let (read_tx, read_rx) = tokio::sync::mpsc::channel::<ReadTask>(opts.jobs.max(1) * 4);
