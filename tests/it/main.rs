@@ -5,6 +5,7 @@
 mod support;
 
 mod audit;
+mod damage;
 mod migrate;
 mod reliability;
 mod reports;

@@ -9,10 +9,11 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::{Event, RACY_CTIME, RACY_WINDOW_NS, ScanSummary, describe, shrunk_finding};
+use crate::engine::checks::{self, Report, Verdict};
 use crate::engine::hash::{Digests, HashError};
 use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry, Stat};
 use crate::out::{Progress, Sink};
-use crate::store::{Batch, Index};
+use crate::store::{Batch, CheckRow, Index};
 
 #[derive(Clone, Copy)]
 pub(super) struct WriteCtx {
@@ -75,7 +76,12 @@ pub(super) fn write_events(
                 *structural += 1;
                 apply_change(batch, ctx, summary, new, old, &mut report)?;
             }
-            Event::Hashed { key, old, result } => settle_hashed(
+            Event::Hashed {
+                key,
+                old,
+                result,
+                check,
+            } => settle_hashed(
                 batch,
                 ctx,
                 summary,
@@ -84,6 +90,7 @@ pub(super) fn write_events(
                 key,
                 old,
                 result,
+                check,
                 &mut report,
             )?,
         }
@@ -104,6 +111,7 @@ fn settle_hashed(
     key: Vec<u8>,
     old: Option<Entry>,
     result: Result<(Stat, Digests), HashError>,
+    check: Option<Report>,
     report: &mut impl FnMut(&mut Batch<'_>, Finding) -> Result<()>,
 ) -> Result<()> {
     match result {
@@ -156,6 +164,11 @@ fn settle_hashed(
                 if new.stat != o.stat || new.md5 != o.md5 || new.sha256 != o.sha256 {
                     batch.update_entry(o.id, &new)?;
                 }
+                if let Some(check) = check {
+                    summary.checked += 1;
+                    summary.check_bytes += check.bytes_read;
+                    record_check(batch, o.id, Some(o.id), &check)?;
+                }
                 return Ok(());
             }
             let silent = old.as_ref().is_some_and(|o| {
@@ -192,7 +205,16 @@ fn settle_hashed(
                 sha256: digests.sha256,
                 target: None,
             };
-            apply_change(batch, ctx, summary, new, old, report)?;
+            let old_id = old
+                .as_ref()
+                .filter(|o| o.kind == EntryKind::File)
+                .map(|o| o.id);
+            let id = apply_change(batch, ctx, summary, new, old, report)?;
+            if let Some(check) = check {
+                summary.checked += 1;
+                summary.check_bytes += check.bytes_read;
+                record_check(batch, id, old_id, &check)?;
+            }
         }
     }
     Ok(())
@@ -206,12 +228,13 @@ fn apply_change(
     new: NewEntry,
     old: Option<Entry>,
     report: &mut impl FnMut(&mut Batch<'_>, Finding) -> Result<()>,
-) -> Result<()> {
+) -> Result<i64> {
     let is_dir = new.kind == EntryKind::Dir;
+    let id;
     let local = describe(&new.stat, new.blake3.as_ref());
     let finding = match &old {
         None => {
-            batch.insert_entry(ctx.root_id, ctx.run_id, &new)?;
+            id = batch.insert_entry(ctx.root_id, ctx.run_id, &new)?;
             (!is_dir).then(|| {
                 summary.added += 1;
                 Finding::new(Kind::Added, new.path.clone()).local(local)
@@ -219,7 +242,7 @@ fn apply_change(
         }
         Some(o) => {
             let was_dir = o.kind == EntryKind::Dir;
-            batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?;
+            id = batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?;
             match (was_dir, is_dir) {
                 (true, true) => None,
                 (false, true) => {
@@ -251,10 +274,35 @@ fn apply_change(
             }
         }
     };
-    match finding {
-        Some(f) => report(batch, f),
-        None => Ok(()),
+    if let Some(f) = finding {
+        report(batch, f)?;
     }
+    Ok(id)
+}
+
+/// Stores the check of entry row `id`, applying the empty-dump rule: a
+/// complete dump without table data whose earlier version (`old_id`) had
+/// data is `damaged`.
+fn record_check(batch: &mut Batch<'_>, id: i64, old_id: Option<i64>, check: &Report) -> Result<()> {
+    let had_data = match old_id {
+        Some(old) => batch.data_ever(old)?,
+        None => false,
+    };
+    let (verdict, detail) = match (&check.verdict, checks::empty_dump_detail(check, had_data)) {
+        (_, Some(empty)) => ("damaged", Some(empty)),
+        (Verdict::Sound, None) => ("sound", None),
+        (Verdict::Damaged(d), None) => ("damaged", Some(d.clone())),
+        (Verdict::Undecided(why), None) => ("undecided", Some(why.clone())),
+    };
+    let row = CheckRow {
+        level: check.level.name().to_string(),
+        format: check.format.name().to_string(),
+        verdict: verdict.to_string(),
+        detail,
+        table_data: check.table_data,
+        data_ever: had_data || check.table_data == Some(true),
+    };
+    batch.record_check(id, &row)
 }
 
 /// Reports the changes that scans since `baseline` (the last delivered
