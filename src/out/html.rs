@@ -98,7 +98,8 @@ window.addEventListener("error", function (e) {{
   var s = d.summary || {{}};
   var colors = {{missing: "#c62828", extra: "#6a1b9a", size_mismatch: "#ef6c00",
     corrupt: "#b71c1c", moved: "#5d4037", unreadable: "#37474f", remote_empty: "#880e4f",
-    low_coverage: "#ad1457", shrunk: "#e65100", stale: "#827717", added: "#90caf9",
+    low_coverage: "#ad1457", shrunk: "#e65100", stale: "#827717", damaged: "#d84315",
+    added: "#90caf9",
     modified: "#64b5f6", deleted: "#b0bec5", unverified: "#fbc02d"}};
   function el(tag, text, cls) {{
     var e = document.createElement(tag);
