@@ -391,10 +391,19 @@ fn a_backup_older_than_max_age_is_stale() {
     // A generous limit: fresh enough.
     assert_eq!(s.audit(&["--max-age", "100years"]).status.code(), Some(0));
 
-    // A file changed locally long after its backup copy was made.
+    // A file changed locally long after its backup copy was made, in a
+    // backup that is otherwise running (a fresh object; a stopped backup is
+    // one `stale` for the whole backup instead, see tests/it/verdict.rs).
     let f = s.env.root.join("a.txt");
     std::fs::write(&f, b"ALPHA").unwrap();
     set_mtime(&f, 1_700_000_000);
+    let fresh = s.backup.join("b/c.bin");
+    std::fs::File::options()
+        .write(true)
+        .open(&fresh)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
     let out = s.audit(&[
         "--format",
         "json",
