@@ -85,20 +85,24 @@ trait Printer {
 }
 
 /// `{"findings":[...],"summary":{...}}`, findings in a stable order:
-/// by kind (discrepancies first, in [`Kind::ALL`] order), then path, then
-/// the rest of the finding — so the same tree gives byte-identical output
+/// findings about the whole backup (path `""`: `remote_empty`,
+/// `low_coverage`, a stopped backup's `stale`) first, then by kind
+/// (discrepancies first, in [`Kind::ALL`] order), then path, then the
+/// rest of the finding — so the same tree gives byte-identical output
 /// whatever order parallel walkers and readers found things in. The
 /// findings are held until the summary (`jsonl` streams instead).
 #[derive(Default)]
 struct JsonPrinter {
-    findings: Vec<(Kind, Vec<u8>, String)>,
+    /// (a per-file finding, kind, path, the finding as JSON): findings of
+    /// the whole backup (path `""`, the headline) sort first.
+    findings: Vec<(bool, Kind, Vec<u8>, String)>,
 }
 
 impl JsonPrinter {
     fn write_findings(&mut self, out: &mut dyn Write) -> Result<()> {
         self.findings.sort();
         write!(out, "{{\"findings\":[")?;
-        for (i, (_, _, text)) in self.findings.iter().enumerate() {
+        for (i, (_, _, _, text)) in self.findings.iter().enumerate() {
             let sep = if i == 0 { "\n" } else { ",\n" };
             write!(out, "{sep}{text}")?;
         }
@@ -113,8 +117,12 @@ impl JsonPrinter {
 
 impl Printer for JsonPrinter {
     fn finding(&mut self, _: &mut dyn Write, f: &Finding) -> Result<()> {
-        self.findings
-            .push((f.kind, f.path.clone(), finding_json(f).to_string()));
+        self.findings.push((
+            !f.path.is_empty(),
+            f.kind,
+            f.path.clone(),
+            finding_json(f).to_string(),
+        ));
         Ok(())
     }
 
@@ -160,7 +168,7 @@ impl HtmlPrinter {
             .json
             .findings
             .drain(..)
-            .map(|(_, _, text)| text)
+            .map(|(_, _, _, text)| text)
             .collect();
         let (line, status) = match error {
             Some(e) => (
@@ -320,13 +328,23 @@ impl TablePrinter {
     }
 
     fn write_findings(&mut self, out: &mut dyn Write, run: Option<&Value>) -> Result<()> {
-        for (kind, list) in &mut self.listed {
+        for list in self.listed.values_mut() {
             list.sort_by(|a, b| a.path.cmp(&b.path));
+        }
+        // The kinds with a finding about the whole backup (the headline,
+        // path "") first.
+        let mut kinds: Vec<Kind> = self.listed.keys().copied().collect();
+        kinds.sort_by_key(|k| {
+            let whole = self.listed[k].first().is_some_and(|f| f.path.is_empty());
+            (!whole, *k)
+        });
+        for kind in kinds {
+            let list = &self.listed[&kind];
             let shown = self.cap.unwrap_or(usize::MAX).min(list.len());
             for f in &list[..shown] {
                 writeln!(out, "{}", table_line(f))?;
             }
-            let total = self.counts.get(kind).copied().unwrap_or(0);
+            let total = self.counts.get(&kind).copied().unwrap_or(0);
             let rest = total.saturating_sub(shown as u64);
             if rest > 0 {
                 let how = match run {

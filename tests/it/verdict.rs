@@ -141,7 +141,8 @@ fn the_first_line_is_the_verdict_and_nothing_proven_is_never_a_success() {
         first_line(&text),
         "DAMAGED: 5 discrepancies (1 missing, 1 extra, 1 size_mismatch, 1 corrupt, 1 low_coverage); 62 of 65 files (45.7 KiB of 47.9 KiB) proven identical"
     );
-    // Discrepancies next, grouped by kind in the order of the verdict.
+    // Discrepancies next: the whole-backup headline, then grouped by kind
+    // in the order of the verdict.
     let kinds: Vec<&str> = text
         .lines()
         .skip(1)
@@ -151,11 +152,11 @@ fn the_first_line_is_the_verdict_and_nothing_proven_is_never_a_success() {
     assert_eq!(
         kinds,
         [
+            "low_coverage",
             "missing",
             "extra",
             "size_mismatch",
-            "corrupt",
-            "low_coverage"
+            "corrupt"
         ],
         "{text}"
     );
