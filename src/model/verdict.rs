@@ -125,7 +125,14 @@ pub fn proven_fraction(s: &Map<String, Value>) -> f64 {
 pub fn judge(s: &Map<String, Value>) -> Verdict {
     let found = discrepancy_counts(s);
     let discrepancies: u64 = found.iter().map(|(_, n)| n).sum();
-    let command = s.get("command").and_then(Value::as_str).unwrap_or("");
+    let mut command = s.get("command").and_then(Value::as_str).unwrap_or("");
+    if command == "merge" {
+        // `vouch merge` of shard reports is judged as what it merged.
+        command = s
+            .get("merged_command")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+    }
     if let Some(e) = s.get("error").and_then(Value::as_str) {
         return Verdict {
             status: Status::Failed,

@@ -116,6 +116,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX checks_damaged ON checks(verdict) WHERE verdict = 'damaged';
     "#,
+    // v4: an inventory listing gives each object's storage class (archived
+    // objects are never read).
+    r#"
+    ALTER TABLE remote_objects ADD COLUMN storage_class TEXT;
+    "#,
 ];
 
 /// How to wait for the index lock held by another vouch process.

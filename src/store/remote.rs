@@ -9,7 +9,7 @@ use rusqlite::params;
 use super::{FILE, Index, PAGE, Paged};
 use crate::model::RemoteRow;
 
-const SELECT_REMOTE: &str = "SELECT key, size, etag, version, last_modified, verified_blake3, verified_etag, verified_size, verified_at FROM remote_objects";
+const SELECT_REMOTE: &str = "SELECT key, size, etag, version, last_modified, verified_blake3, verified_etag, verified_size, verified_at, storage_class FROM remote_objects";
 
 fn remote_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RemoteRow> {
     Ok(RemoteRow {
@@ -22,6 +22,7 @@ fn remote_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RemoteRow> {
         verified_fingerprint: row.get(6)?,
         verified_size: row.get::<_, Option<i64>>(7)?.map(|s| s as u64),
         verified_at: row.get(8)?,
+        storage_class: row.get(9)?,
     })
 }
 

@@ -6,10 +6,12 @@ mod support;
 
 mod audit;
 mod damage;
+mod inventory;
 mod migrate;
 mod reliability;
 mod reports;
 mod scan;
+mod shards;
 mod verdict;
 
 use std::os::unix::ffi::OsStrExt;
@@ -60,6 +62,16 @@ impl Env {
         cmd.env_remove("VOUCH_INDEX")
             .arg("--index")
             .arg(&self.index)
+            .timeout(Duration::from_secs(300));
+        cmd
+    }
+
+    /// `vouch` with another index than the workspace's.
+    pub fn vouch_at(&self, index: &Path) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("vouch").unwrap();
+        cmd.env_remove("VOUCH_INDEX")
+            .arg("--index")
+            .arg(index)
             .timeout(Duration::from_secs(300));
         cmd
     }

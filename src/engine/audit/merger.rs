@@ -13,6 +13,7 @@ use super::decide::{Decision, decide};
 use super::{Event, Policy, ReadTask, describe_remote};
 use crate::engine::join::{Pair, merge_join};
 use crate::engine::scan::describe;
+use crate::model::remote::is_archived;
 use crate::model::{EntryKind, Finding, Kind, format_time, now_unix};
 use crate::store::{Index, Rows};
 
@@ -35,6 +36,19 @@ pub(super) fn merge(
     let locals = reader.current_entries(root_id, Rows::NotDirs);
     let remotes = reader.listed_objects(remote_id, run_id);
     let send = |e: Event| events.send(e).map_err(|_| anyhow!("audit writer stopped"));
+    // With an inventory as the listing: was this file changed after (or
+    // just before) the report was taken? Then the report cannot judge it.
+    let after_inventory = |local: &crate::model::Entry| {
+        policy.listed_before.and_then(|cutoff| {
+            let changed = local.stat.mtime_ns.max(local.stat.ctime_ns).div_euclid(1_000_000_000);
+            (changed >= cutoff).then(|| {
+                format!(
+                    "the file changed at {}, after the inventory report was taken (minus --inventory-grace): not judged by it",
+                    format_time(changed)
+                )
+            })
+        })
+    };
     merge_join(locals, remotes, |pair| match pair {
         Pair::LocalOnly(local) => {
             if local.kind == EntryKind::Symlink {
@@ -44,6 +58,13 @@ pub(super) fn merge(
                 local: Some(local.stat.size),
                 remote: None,
             })?;
+            if let Some(why) = after_inventory(&local) {
+                return send(Event::Finding(
+                    Finding::new(Kind::Unverified, local.path.clone())
+                        .local(describe(&local.stat, local.blake3.as_ref()))
+                        .detail(format!("not in the inventory; {why}")),
+                ));
+            }
             let mut f = Finding::new(Kind::Missing, local.path.clone())
                 .local(describe(&local.stat, local.blake3.as_ref()));
             // A directory remote holds any name; an object store only UTF-8.
@@ -71,7 +92,19 @@ pub(super) fn merge(
                 local: Some(local.stat.size),
                 remote: Some(obj.size),
             })?;
+            let late = after_inventory(&local);
+            let not_judged = |why: String| {
+                send(Event::Finding(
+                    Finding::new(Kind::Unverified, local.path.clone())
+                        .local(describe(&local.stat, local.blake3.as_ref()))
+                        .remote(describe_remote(&obj))
+                        .detail(why),
+                ))
+            };
             if local.stat.size != obj.size {
+                if let Some(why) = late {
+                    return not_judged(why);
+                }
                 let detail = if obj.size < local.stat.size {
                     "the backup copy is shorter (truncated?)"
                 } else {
@@ -86,7 +119,21 @@ pub(super) fn merge(
             }
             let selected = scrub.contains(&obj.key);
             let lag = local.stat.mtime_ns.div_euclid(1_000_000_000) - obj.last_modified;
-            match decide(&local, &obj, policy.mode, selected) {
+            let decision = decide(&local, &obj, policy.mode, selected);
+            if let Some(why) = late
+                && !matches!(decision, Decision::Verified { .. })
+            {
+                return not_judged(why);
+            }
+            if decision == Decision::Read && is_archived(obj.storage_class.as_deref()) {
+                // Reading it would fail, or start a paid restore.
+                send(Event::ArchivedNotRead)?;
+                return not_judged(format!(
+                    "archived in {}: not read (restore it to verify its bytes)",
+                    obj.storage_class.as_deref().unwrap_or("?")
+                ));
+            }
+            match decision {
                 Decision::Unverified(_) if policy.max_age.is_some_and(|max| lag > max) => {
                     send(Event::Finding(
                         Finding::new(Kind::Stale, local.path.clone())

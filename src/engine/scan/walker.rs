@@ -10,17 +10,20 @@ use anyhow::{Result, bail};
 
 use super::{Event, Job};
 use crate::engine::hash::{self, Want};
+use crate::engine::shard::Shard;
 use crate::engine::walk::{self, Item};
 use crate::model::{Entry, EntryKind, NewEntry, paths};
 use crate::store::{Index, Rows};
 
 /// The walker: merge-joins the sorted walk with the sorted manifest.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn walk_and_merge(
     index_path: &Path,
     root_id: i64,
     root: &Path,
     rehash: bool,
     want: Want,
+    shard: Option<Shard>,
     jobs: SyncSender<Job>,
     events: SyncSender<Event>,
 ) -> Result<()> {
@@ -60,6 +63,18 @@ pub(super) fn walk_and_merge(
     };
 
     for item in walk::walk(root) {
+        // Another shard's file: not this index's business (directories
+        // are every shard's, so each index can fold its Merkle tree).
+        if let Some(shard) = shard {
+            let (key, dir) = match &item {
+                Item::Entry { key, kind, .. } => (key, *kind == EntryKind::Dir),
+                Item::Special { key } => (key, false),
+                Item::Unreadable { key, is_dir, .. } => (key, *is_dir),
+            };
+            if !dir && !shard.owns_stored(key) {
+                continue;
+            }
+        }
         let key = match &item {
             Item::Entry { key, .. } | Item::Special { key } | Item::Unreadable { key, .. } => {
                 key.clone()
