@@ -68,6 +68,9 @@ pub enum FormatArg {
     Bagit,
 }
 
+// Parsed once per process: the size of the audit's flags is no cost worth
+// boxing them (and the config file shares `AuditArgs`).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Update the manifest of ROOT (incremental)
