@@ -61,11 +61,16 @@ pub enum FormatArg {
     Json,
     Jsonl,
     Csv,
+    /// A self-contained HTML page (reports only)
+    Html,
     B3sum,
     Sha256sum,
     Bagit,
 }
 
+// Parsed once per process: the size of the audit's flags is no cost worth
+// boxing them (and the config file shares `AuditArgs`).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Update the manifest of ROOT (incremental)
@@ -225,9 +230,14 @@ pub struct AuditArgs {
     /// The tree whose manifest is audited
     #[arg(required = true, value_name = "ROOT")]
     pub root: Option<PathBuf>,
+    /// A backup given where ROOT's second operand would be (`vouch audit
+    /// ROOT BACKUP`): refused with a hint to use `--remote`.
+    #[arg(hide = true, value_name = "BACKUP")]
+    #[serde(skip)]
+    pub misplaced_remote: Option<String>,
     /// The backup: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix,
     /// file:///abs/path or a directory path
-    #[arg(long, value_name = "URL", required = true)]
+    #[arg(long, value_name = "URL", required_unless_present = "misplaced_remote")]
     pub remote: Option<String>,
     /// Endpoint of an S3-compatible server (else AWS_ENDPOINT_URL)
     #[arg(long, value_name = "URL")]
@@ -293,6 +303,12 @@ pub struct AuditArgs {
     /// nothing) [default: 0.99]
     #[arg(long, value_name = "FRACTION")]
     pub min_coverage: Option<Fraction>,
+    /// The verdict is `proven` only when at least this fraction of the
+    /// manifest's files and bytes is proven identical (read in full, now or
+    /// in an earlier run, or matched by MD5 ETag); below it a clean audit
+    /// is `unproven`, which `-q` prints [default: 1.0]
+    #[arg(long, value_name = "FRACTION")]
+    pub min_proven: Option<Fraction>,
     /// Report `shrunk` when a file (of 1 KiB or more) loses more than this
     /// fraction of its size [default: 0.5]
     #[arg(long, value_name = "FRACTION")]

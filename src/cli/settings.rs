@@ -38,6 +38,7 @@ const DEFAULT_JOBS: usize = 16;
 const DEFAULT_RETRIES: usize = 4;
 const DEFAULT_TIMEOUT_SECS: u64 = 60;
 const DEFAULT_MIN_COVERAGE: f64 = 0.99;
+use crate::model::verdict::DEFAULT_MIN_PROVEN;
 const DEFAULT_SHRINK_THRESHOLD: f64 = 0.5;
 const DEFAULT_CHECKS_BUDGET: u64 = 10 << 30;
 
@@ -156,6 +157,12 @@ fn context(common: &Common, export: bool) -> Result<Context> {
 /// The settings of one audit, from `vouch audit`'s flags or a config
 /// section alike: every default is applied here, once.
 pub fn resolve_audit(a: &AuditArgs) -> Result<AuditSettings> {
+    if let (Some(root), Some(backup)) = (&a.root, &a.misplaced_remote) {
+        bail!(
+            "the backup is named with --remote: vouch audit {} --remote {backup}",
+            root.display()
+        );
+    }
     let (Some(root), Some(remote)) = (&a.root, &a.remote) else {
         bail!("an audit needs a root and a remote");
     };
@@ -184,6 +191,7 @@ pub fn resolve_audit(a: &AuditArgs) -> Result<AuditSettings> {
         retries: a.retries.unwrap_or(DEFAULT_RETRIES),
         timeout: Duration::from_secs(a.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS)),
         min_coverage: a.min_coverage.map_or(DEFAULT_MIN_COVERAGE, |f| f.0),
+        min_proven: a.min_proven.map_or(DEFAULT_MIN_PROVEN, |f| f.0),
         shrink_threshold: a.shrink_threshold.map_or(DEFAULT_SHRINK_THRESHOLD, |f| f.0),
         max_age: a.max_age.map(|a| a.0),
         inventory: a.inventory.clone(),
@@ -335,9 +343,10 @@ fn report_format(common: &Common) -> Result<Format> {
         Some(FormatArg::Json) => Format::Json,
         Some(FormatArg::Jsonl) => Format::Jsonl,
         Some(FormatArg::Csv) => Format::Csv,
+        Some(FormatArg::Html) => Format::Html,
         Some(f @ (FormatArg::B3sum | FormatArg::Sha256sum | FormatArg::Bagit)) => {
             bail!(
-                "--format {} is a manifest format, for `vouch export`; reports are table, json, jsonl or csv",
+                "--format {} is a manifest format, for `vouch export`; reports are table, json, jsonl, csv or html",
                 f.to_possible_value()
                     .map(|v| v.get_name().to_string())
                     .unwrap_or_default()

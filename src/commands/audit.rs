@@ -16,7 +16,7 @@ use crate::engine::inventory::Inventory;
 use crate::engine::remote::{self, RemoteOptions};
 use crate::engine::scan::{self, ScanOptions};
 use crate::engine::shard::Shard;
-use crate::model::{Kind, Outcome};
+use crate::model::{Kind, Outcome, verdict};
 use crate::out::Sink;
 
 /// Resolved settings of one audit, from the command line or a config
@@ -40,6 +40,8 @@ pub struct AuditSettings {
     pub retries: usize,
     pub timeout: Duration,
     pub min_coverage: f64,
+    /// The fraction that must be proven identical for `proven`.
+    pub min_proven: f64,
     pub shrink_threshold: f64,
     /// Seconds.
     pub max_age: Option<u64>,
@@ -62,29 +64,31 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
     job.command = "audit".into();
     job.root = Some(s.root.display().to_string());
     job.remote = Some(s.remote.clone());
-    let root = scan::resolve_root(&s.root)?;
-    job.root = Some(root.display().to_string());
-    if s.jobs == 0 {
-        bail!("--jobs must be at least 1");
-    }
-    let excludes = Excludes::new(&s.excludes)?;
-    let remote_opts = RemoteOptions {
-        endpoint: s.endpoint.clone(),
-        retries: s.retries,
-        timeout: s.timeout.max(Duration::from_secs(1)),
-    };
-    job.remote = remote::identity(&s.remote, &remote_opts).ok();
-    let remote = remote::open(&s.remote, &remote_opts)?;
-    // The inventory is proven intact (manifest checksum) before anything
-    // is scanned or written; its data files are checked as they are read.
-    let inventory = s
-        .inventory
-        .as_deref()
-        .map(|url| Inventory::open(url, &remote_opts))
-        .transpose()?;
-    let mut index = ctx.open_index()?;
-    let progress = ctx.progress();
+    // Everything that can fail is inside the report, so a run that cannot
+    // even start still completes its JSON document (`status` failed).
     with_report(ctx, |sink| {
+        let root = scan::resolve_root(&s.root)?;
+        job.root = Some(root.display().to_string());
+        if s.jobs == 0 {
+            bail!("--jobs must be at least 1");
+        }
+        let excludes = Excludes::new(&s.excludes)?;
+        let remote_opts = RemoteOptions {
+            endpoint: s.endpoint.clone(),
+            retries: s.retries,
+            timeout: s.timeout.max(Duration::from_secs(1)),
+        };
+        job.remote = remote::identity(&s.remote, &remote_opts).ok();
+        let remote = remote::open(&s.remote, &remote_opts)?;
+        // The inventory is proven intact (manifest checksum) before anything
+        // is scanned or written; its data files are checked as they are read.
+        let inventory = s
+            .inventory
+            .as_deref()
+            .map(|url| Inventory::open(url, &remote_opts))
+            .transpose()?;
+        let mut index = ctx.open_index()?;
+        let progress = ctx.progress();
         let scanned = if s.no_scan {
             None
         } else {
@@ -136,6 +140,7 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
             jobs: s.jobs,
             strict: s.strict,
             min_coverage: s.min_coverage,
+            min_proven: s.min_proven,
             max_age: s.max_age.map(|a| a as i64),
             shard: s.shard,
             inventory_grace: s.inventory_grace,
@@ -168,6 +173,17 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
                 }
             }
             json.insert("scan".into(), Value::Object(sc.to_json(&root)));
+        }
+        verdict::annotate(&mut json);
+        if scanned.as_ref().is_some_and(|sc| sc.discrepancies() > 0) {
+            // The index keeps the same totals and verdict, for `report`
+            // and `history`.
+            index.set_run_outcome(
+                summary.run_id,
+                if bad { "findings" } else { "ok" },
+                Some(i64::from(bad)),
+                &Value::Object(json.clone()).to_string(),
+            )?;
         }
         job.summary = json.clone();
         if bad {

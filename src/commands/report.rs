@@ -74,7 +74,21 @@ pub fn report(
             emit(f, sink)?;
         }
     }
-    for f in index.findings_of_run(run.id)? {
+    // An audit's own scan found its corrupt, unreadable and shrunk files:
+    // they count in the audit's totals, so they are listed with it.
+    let scan_run = run
+        .summary
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .and_then(|s| s.get("scan")?.get("run")?.as_i64())
+        .filter(|_| run.remote.is_some());
+    for f in scan_run
+        .map(|id| index.findings_of_run(id))
+        .transpose()?
+        .into_iter()
+        .flatten()
+        .chain(index.findings_of_run(run.id)?)
+    {
         emit(f, sink)?;
     }
     let mut summary = match run.summary.as_deref().map(serde_json::from_str::<Value>) {
@@ -82,7 +96,18 @@ pub fn report(
         _ => Map::new(),
     };
     summary.insert("run".into(), json!(run.id));
-    summary.insert("status".into(), json!(run.status));
+    if !summary.contains_key("command") {
+        summary.insert("command".into(), json!(run.command));
+    }
+    if run.finished_at.is_none() && !summary.contains_key("error") {
+        summary.insert(
+            "error".into(),
+            json!("the run never finished (still running, or killed)"),
+        );
+    }
+    // `status` is the verdict (added by the report); the index's word for
+    // the run is `run_status`.
+    summary.insert("run_status".into(), json!(run.status));
     summary.insert("started_at".into(), json!(format_time(run.started_at)));
     sink.finish(&summary)?;
     Ok(if discrepancy {

@@ -452,7 +452,7 @@ mod tests {
         assert!(sequential.len() > 300, "{}", sequential.len());
         for threads in [2, 3, 8] {
             assert_eq!(
-                summary(walk_parallel(root, threads)),
+                summary(walk_parallel(root, threads, Excludes::default())),
                 sequential,
                 "{threads} threads"
             );

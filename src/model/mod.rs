@@ -10,11 +10,13 @@ pub mod finding;
 pub mod paths;
 pub mod remote;
 pub mod time;
+pub mod verdict;
 
 pub use entry::{Entry, EntryKind, NewEntry, Node, Run, Stat};
 pub use finding::{Acceptance, Finding, Kind};
 pub use remote::{Listed, ProofRow, ReadError, RemoteRow, etag_md5};
-pub use time::{format_time, now_unix};
+pub use time::{format_time, now_unix, parse_time};
+pub use verdict::{Status, Verdict};
 
 /// The outcome of a command, mapped by `main` to the process exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,8 @@ use std::time::Duration;
 use anyhow::{Result, anyhow};
 use serde_json::{Map, Value, json};
 
-use crate::model::Kind;
+use crate::model::verdict::{self, Status};
+use crate::model::{Kind, parse_time};
 
 /// What a finished (or failed) run reports to monitors.
 #[derive(Debug, Clone)]
@@ -97,19 +98,19 @@ impl RunOutcome {
             vec![(l.clone(), discrepancies.to_string())],
         );
         metric(
-            "vouch_files_verified",
+            "vouch_verified_files",
             "Files whose backup copy is proven identical (last run).",
             "gauge",
             vec![(l.clone(), self.counter("verified").to_string())],
         );
         metric(
-            "vouch_bytes_verified",
+            "vouch_verified_bytes",
             "Bytes whose backup copy is proven identical (last run).",
             "gauge",
             vec![(l.clone(), self.counter("verified_bytes").to_string())],
         );
         metric(
-            "vouch_bytes_read",
+            "vouch_read_bytes",
             "Bytes read from the remote or hashed locally by the last run.",
             "gauge",
             vec![(
@@ -117,6 +118,54 @@ impl RunOutcome {
                 (self.counter("bytes_read") + self.counter("bytes_hashed")).to_string(),
             )],
         );
+        if self.summary.contains_key("local_files") {
+            metric(
+                "vouch_proven_ratio",
+                "Fraction of the manifest (the smaller of files and bytes) proven identical in the backup (last run).",
+                "gauge",
+                vec![(
+                    l.clone(),
+                    verdict::proven_fraction(&self.summary).to_string(),
+                )],
+            );
+        }
+        if let Some(Value::Object(within)) = self.summary.get("verified_within")
+            && !within.is_empty()
+        {
+            let lines = within
+                .iter()
+                .filter_map(|(days, v)| {
+                    let f = v.get("fraction_of_local_bytes")?.as_f64()?;
+                    let days = days.strip_suffix('d')?;
+                    Some((format!("{l},days=\"{days}\""), f.to_string()))
+                })
+                .collect();
+            metric(
+                "vouch_proven_within_ratio",
+                "Fraction of the manifest's bytes whose backup copy was last read in full and proven identical at most `days` days ago.",
+                "gauge",
+                lines,
+            );
+        }
+        if let Some(newest) = self
+            .summary
+            .get("newest_object")
+            .and_then(Value::as_str)
+            .and_then(parse_time)
+        {
+            metric(
+                "vouch_backup_newest_object_timestamp_seconds",
+                "Last-modified time of the newest object in the backup (Unix time).",
+                "gauge",
+                vec![(l.clone(), newest.to_string())],
+            );
+            metric(
+                "vouch_backup_newest_object_age_seconds",
+                "Age of the newest object in the backup when the last run finished.",
+                "gauge",
+                vec![(l.clone(), (self.finished_unix - newest).max(0).to_string())],
+            );
+        }
         if let Some(c) = self.summary.get("coverage_bytes").and_then(Value::as_f64) {
             metric(
                 "vouch_coverage_ratio",
@@ -174,22 +223,16 @@ impl RunOutcome {
             .as_ref()
             .map(|r| format!(" against {r}"))
             .unwrap_or_default();
-        match (&self.error, self.exit_code) {
-            (Some(e), _) => format!("❌ {what}{target} FAILED to run: {e}"),
-            (None, 0) => format!(
-                "✅ {what}{target}: no discrepancies ({} verified)",
-                self.counter("verified")
-            ),
-            (None, _) => {
-                let found: Vec<String> = Kind::ALL
-                    .iter()
-                    .filter(|k| k.is_discrepancy())
-                    .filter(|k| self.counter(k.name()) > 0)
-                    .map(|k| format!("{} {}", self.counter(k.name()), k.name()))
-                    .collect();
-                format!("⚠️ {what}{target}: {}", found.join(", "))
-            }
+        if let Some(e) = &self.error {
+            return format!("❌ {what}{target} FAILED to run: {e}");
         }
+        let v = verdict::judge(&self.summary);
+        let icon = match v.status {
+            Status::Proven | Status::Clean if self.exit_code == 0 => "✅",
+            Status::Failed => "❌",
+            _ => "⚠️",
+        };
+        format!("{icon} {what}{target}: {}", v.line)
     }
 }
 

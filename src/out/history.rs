@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde_json::{Map, Value, json};
 
-use crate::model::{Kind, Run, format_time};
+use crate::model::{Kind, Run, format_time, verdict};
 use crate::out::Format;
 
 /// One run as `history` prints it.
@@ -37,6 +37,21 @@ pub fn run_json(run: &Run) -> Value {
     Value::Object(m)
 }
 
+/// The status column of the history table: the verdict of a finished run
+/// (`damaged`, `proven`, `unproven`, `clean`; a clean audit that proved
+/// too little is never shown as `ok`), else the index's word for the run
+/// (`running`, `interrupted`, `failed`).
+fn shown_status(run: &Run) -> String {
+    if matches!(run.status.as_str(), "ok" | "findings")
+        && let Some(Ok(Value::Object(s))) =
+            run.summary.as_deref().map(serde_json::from_str::<Value>)
+        && !s.is_empty()
+    {
+        return verdict::judge(&s).status.name().to_string();
+    }
+    run.status.clone()
+}
+
 /// The counters worth a glance in the history table.
 fn brief(run: &Run) -> String {
     let Some(Ok(Value::Object(s))) = run.summary.as_deref().map(serde_json::from_str::<Value>)
@@ -67,6 +82,7 @@ fn brief(run: &Run) -> String {
 /// Lists every run in the index.
 pub fn history(runs: &[Run], format: Format, out: &mut dyn std::io::Write) -> Result<()> {
     match format {
+        Format::Html => anyhow::bail!("history is table, json, jsonl or csv (html is for reports)"),
         Format::Json => {
             let list: Vec<Value> = runs.iter().map(run_json).collect();
             writeln!(out, "{}", json!({ "runs": list }))?;
@@ -132,7 +148,7 @@ pub fn history(runs: &[Run], format: Format, out: &mut dyn std::io::Write) -> Re
                     run.id,
                     format_time(run.started_at),
                     run.command,
-                    run.status,
+                    shown_status(run),
                     place,
                     brief(run)
                 )?;

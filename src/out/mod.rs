@@ -8,6 +8,7 @@
 pub mod alert;
 pub mod atomic;
 pub mod history;
+pub mod html;
 pub mod progress;
 pub mod report;
 

@@ -11,9 +11,14 @@
 //! atomically, see [`crate::out::atomic`]) — and hands the formatting to
 //! one [`Printer`] per format, in the manner of ripgrep's printers.
 //!
-//! `--quiet` drops changes (added/modified/deleted/unverified) and prints
-//! nothing at all on a run without discrepancies, so cron mails only when
-//! something is wrong.
+//! Every summary carries the run's verdict (see [`crate::model::verdict`]):
+//! `status` and a `discrepancies` total; the table format opens with the
+//! verdict line.
+//!
+//! `--quiet` drops changes (added/modified/deleted/unverified); in the
+//! table format it prints nothing at all on a run that needs no attention
+//! (proven, or a clean scan), so cron mails only when something is wrong
+//! or unproven. The other formats always print their whole document.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -22,7 +27,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::{Map, Value, json};
 
-use crate::model::{Finding, Kind, format_time, paths};
+use crate::model::{Finding, Kind, format_time, paths, verdict};
 use crate::out::Sink;
 use crate::out::atomic::Output;
 
@@ -33,6 +38,8 @@ pub enum Format {
     Json,
     Jsonl,
     Csv,
+    /// One self-contained page (see [`crate::out::html`]).
+    Html,
 }
 
 /// A finding as JSON: the stable shape of every format.
@@ -40,6 +47,7 @@ pub fn finding_json(f: &Finding) -> Value {
     let mut obj = Map::new();
     obj.insert("kind".into(), json!(f.kind.name()));
     obj.insert("path".into(), json!(paths::display(&f.path)));
+    obj.insert("discrepancy".into(), json!(f.kind.is_discrepancy()));
     if let Some(v) = &f.local {
         obj.insert("local".into(), v.clone());
     }
@@ -55,9 +63,10 @@ pub fn finding_json(f: &Finding) -> Value {
     Value::Object(obj)
 }
 
-/// How many changes of one kind the table format lists before it folds the
-/// rest into a count (the JSON formats always list every finding).
-const TABLE_CHANGES_SHOWN: usize = 20;
+/// How many discrepancies of one kind the table format lists on stdout
+/// before it folds the rest into a count (a terminal or a cron mail; the
+/// other formats and `--output FILE` list every finding).
+pub const TABLE_SHOWN_PER_KIND: usize = 20;
 
 /// One output format.
 trait Printer {
@@ -65,52 +74,132 @@ trait Printer {
     fn finding(&mut self, out: &mut dyn Write, f: &Finding) -> Result<()>;
     /// Writes the summary and completes the document.
     fn summary(&mut self, out: &mut dyn Write, summary: &Map<String, Value>) -> Result<()>;
-    /// Completes the document of a run that failed (exit 2).
-    fn error(&mut self, out: &mut dyn Write, error: &str) -> Result<()>;
+    /// Completes the document of a run that failed (exit 2); `failed` is
+    /// its verdict (`status` failed, the `discrepancies` found so far).
+    fn error(
+        &mut self,
+        out: &mut dyn Write,
+        error: &str,
+        failed: &Map<String, Value>,
+    ) -> Result<()>;
 }
 
-/// `{"findings":[...],"summary":{...}}`, streamed.
+/// `{"findings":[...],"summary":{...}}`, findings in a stable order:
+/// findings about the whole backup (path `""`: `remote_empty`,
+/// `low_coverage`, a stopped backup's `stale`) first, then by kind
+/// (discrepancies first, in [`Kind::ALL`] order), then path, then the
+/// rest of the finding — so the same tree gives byte-identical output
+/// whatever order parallel walkers and readers found things in. The
+/// findings are held until the summary (`jsonl` streams instead).
 #[derive(Default)]
 struct JsonPrinter {
-    started: bool,
+    /// (a per-file finding, kind, path, the finding as JSON): findings of
+    /// the whole backup (path `""`, the headline) sort first.
+    findings: Vec<(bool, Kind, Vec<u8>, String)>,
 }
 
 impl JsonPrinter {
-    fn close_findings(&self) -> &'static str {
-        if self.started {
-            "\n]"
-        } else {
-            "{\"findings\":[]"
+    fn write_findings(&mut self, out: &mut dyn Write) -> Result<()> {
+        self.findings.sort();
+        write!(out, "{{\"findings\":[")?;
+        for (i, (_, _, _, text)) in self.findings.iter().enumerate() {
+            let sep = if i == 0 { "\n" } else { ",\n" };
+            write!(out, "{sep}{text}")?;
         }
+        if !self.findings.is_empty() {
+            writeln!(out)?;
+        }
+        write!(out, "]")?;
+        self.findings.clear();
+        Ok(())
     }
 }
 
 impl Printer for JsonPrinter {
-    fn finding(&mut self, out: &mut dyn Write, f: &Finding) -> Result<()> {
-        let sep = if self.started {
-            ",\n"
-        } else {
-            "{\"findings\":[\n"
-        };
-        self.started = true;
-        write!(out, "{sep}{}", finding_json(f))?;
+    fn finding(&mut self, _: &mut dyn Write, f: &Finding) -> Result<()> {
+        self.findings.push((
+            !f.path.is_empty(),
+            f.kind,
+            f.path.clone(),
+            finding_json(f).to_string(),
+        ));
         Ok(())
     }
 
     fn summary(&mut self, out: &mut dyn Write, summary: &Map<String, Value>) -> Result<()> {
-        let head = self.close_findings();
-        writeln!(
-            out,
-            "{head},\"summary\":{}}}",
-            Value::Object(summary.clone())
-        )?;
+        self.write_findings(out)?;
+        writeln!(out, ",\"summary\":{}}}", Value::Object(summary.clone()))?;
         Ok(())
     }
 
-    fn error(&mut self, out: &mut dyn Write, error: &str) -> Result<()> {
-        let head = self.close_findings();
-        writeln!(out, "{head},\"error\":{}}}", json!(error))?;
+    fn error(
+        &mut self,
+        out: &mut dyn Write,
+        error: &str,
+        failed: &Map<String, Value>,
+    ) -> Result<()> {
+        self.write_findings(out)?;
+        writeln!(
+            out,
+            ",\"summary\":{},\"error\":{}}}",
+            Value::Object(failed.clone()),
+            json!(error)
+        )?;
         Ok(())
+    }
+}
+
+/// The HTML page: the JSON document's findings (in the same stable
+/// order), rendered at the end.
+#[derive(Default)]
+struct HtmlPrinter {
+    json: JsonPrinter,
+}
+
+impl HtmlPrinter {
+    fn page(
+        &mut self,
+        out: &mut dyn Write,
+        summary: &Map<String, Value>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        self.json.findings.sort();
+        let findings: Vec<String> = self
+            .json
+            .findings
+            .drain(..)
+            .map(|(_, _, _, text)| text)
+            .collect();
+        let (line, status) = match error {
+            Some(e) => (
+                format!("FAILED: {e}"),
+                verdict::Status::Failed.name().to_string(),
+            ),
+            None => {
+                let v = verdict::judge(summary);
+                (v.line, v.status.name().to_string())
+            }
+        };
+        crate::out::html::write_page(out, &line, &status, &findings, summary, error)
+    }
+}
+
+impl Printer for HtmlPrinter {
+    fn finding(&mut self, out: &mut dyn Write, f: &Finding) -> Result<()> {
+        self.json.finding(out, f)
+    }
+
+    fn summary(&mut self, out: &mut dyn Write, summary: &Map<String, Value>) -> Result<()> {
+        self.page(out, summary, None)
+    }
+
+    fn error(
+        &mut self,
+        out: &mut dyn Write,
+        error: &str,
+        failed: &Map<String, Value>,
+    ) -> Result<()> {
+        self.page(out, failed, Some(error))
     }
 }
 
@@ -132,8 +221,17 @@ impl Printer for JsonlPrinter {
         Ok(())
     }
 
-    fn error(&mut self, out: &mut dyn Write, error: &str) -> Result<()> {
-        writeln!(out, "{}", json!({"kind": "error", "detail": error}))?;
+    fn error(
+        &mut self,
+        out: &mut dyn Write,
+        error: &str,
+        failed: &Map<String, Value>,
+    ) -> Result<()> {
+        let mut line = Map::new();
+        line.insert("kind".into(), json!("error"));
+        line.insert("detail".into(), json!(error));
+        line.extend(failed.clone());
+        writeln!(out, "{}", Value::Object(line))?;
         Ok(())
     }
 }
@@ -196,51 +294,117 @@ impl Printer for CsvPrinter {
         self.note(out, "summary", Value::Object(summary.clone()).to_string())
     }
 
-    fn error(&mut self, out: &mut dyn Write, error: &str) -> Result<()> {
+    fn error(&mut self, out: &mut dyn Write, error: &str, _: &Map<String, Value>) -> Result<()> {
         self.note(out, "error", error.to_string())
     }
 }
 
-/// Lines for people: every discrepancy, changes folded after a few.
+/// Lines for people, written at the end so the verdict comes first:
+/// discrepancies grouped by kind and sorted by path (at most
+/// [`TABLE_SHOWN_PER_KIND`] of each on stdout, all of them in `--output`),
+/// then one line per kind of change and for `unverified`, with counts.
 #[derive(Default)]
 struct TablePrinter {
-    shown: BTreeMap<Kind, usize>,
-    folded: BTreeMap<Kind, usize>,
+    /// `None`: list every discrepancy.
+    cap: Option<usize>,
+    listed: BTreeMap<Kind, Vec<Finding>>,
+    counts: BTreeMap<Kind, u64>,
+}
+
+impl TablePrinter {
+    fn keep(&mut self, f: &Finding) {
+        *self.counts.entry(f.kind).or_default() += 1;
+        if !f.kind.is_discrepancy() {
+            return;
+        }
+        let list = self.listed.entry(f.kind).or_default();
+        list.push(f.clone());
+        if let Some(cap) = self.cap
+            && list.len() >= 2 * cap.max(1)
+        {
+            list.sort_by(|a, b| a.path.cmp(&b.path));
+            list.truncate(cap);
+        }
+    }
+
+    fn write_findings(&mut self, out: &mut dyn Write, run: Option<&Value>) -> Result<()> {
+        for list in self.listed.values_mut() {
+            list.sort_by(|a, b| a.path.cmp(&b.path));
+        }
+        // The kinds with a finding about the whole backup (the headline,
+        // path "") first.
+        let mut kinds: Vec<Kind> = self.listed.keys().copied().collect();
+        kinds.sort_by_key(|k| {
+            let whole = self.listed[k].first().is_some_and(|f| f.path.is_empty());
+            (!whole, *k)
+        });
+        for kind in kinds {
+            let list = &self.listed[&kind];
+            let shown = self.cap.unwrap_or(usize::MAX).min(list.len());
+            for f in &list[..shown] {
+                writeln!(out, "{}", table_line(f))?;
+            }
+            let total = self.counts.get(&kind).copied().unwrap_or(0);
+            let rest = total.saturating_sub(shown as u64);
+            if rest > 0 {
+                let how = match run {
+                    Some(run) => format!("vouch report --run {run} --format json"),
+                    None => "--format json or --output FILE".to_string(),
+                };
+                writeln!(out, "… and {rest} more {kind} ({how} lists all)")?;
+            }
+        }
+        for (kind, n) in &self.counts {
+            if kind.is_discrepancy() {
+                continue;
+            }
+            let what = match kind {
+                Kind::Unverified => "present at the same size, content not compared",
+                _ => "changes since the previous scan",
+            };
+            writeln!(
+                out,
+                "{:<14} {n} ({what}; --format json lists them)",
+                kind.name()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn table_line(f: &Finding) -> String {
+    let mut line = format!("{:<14} {}", f.kind.name(), paths::display(&f.path));
+    if let Some(d) = &f.detail {
+        line.push_str("  (");
+        line.push_str(d);
+        line.push(')');
+    }
+    if let Some(t) = f.first_seen {
+        line.push_str(&format!("  since {}", format_time(t)));
+    }
+    line
 }
 
 impl Printer for TablePrinter {
-    fn finding(&mut self, out: &mut dyn Write, f: &Finding) -> Result<()> {
-        if !f.kind.is_discrepancy() {
-            let shown = self.shown.entry(f.kind).or_default();
-            if *shown >= TABLE_CHANGES_SHOWN {
-                *self.folded.entry(f.kind).or_default() += 1;
-                return Ok(());
-            }
-            *shown += 1;
-        }
-        let mut line = format!("{:<14} {}", f.kind.name(), paths::display(&f.path));
-        if let Some(d) = &f.detail {
-            line.push_str("  (");
-            line.push_str(d);
-            line.push(')');
-        }
-        if let Some(t) = f.first_seen {
-            line.push_str(&format!("  since {}", format_time(t)));
-        }
-        writeln!(out, "{line}")?;
+    fn finding(&mut self, _: &mut dyn Write, f: &Finding) -> Result<()> {
+        self.keep(f);
         Ok(())
     }
 
     fn summary(&mut self, out: &mut dyn Write, summary: &Map<String, Value>) -> Result<()> {
-        for (kind, n) in &self.folded {
-            writeln!(out, "… and {n} more {kind} (see --format json)")?;
-        }
+        writeln!(out, "{}", verdict::judge(summary).line)?;
+        self.write_findings(out, summary.get("run"))?;
         write_table_summary(out, summary)?;
         Ok(())
     }
 
-    /// The one-line error on stderr speaks for itself.
-    fn error(&mut self, _: &mut dyn Write, _: &str) -> Result<()> {
+    /// The one-line error on stderr speaks for itself; what was found
+    /// before the failure is still listed.
+    fn error(&mut self, out: &mut dyn Write, _: &str, _: &Map<String, Value>) -> Result<()> {
+        if !self.counts.is_empty() {
+            writeln!(out, "FAILED before the end; found so far:")?;
+            self.write_findings(out, None)?;
+        }
         Ok(())
     }
 }
@@ -248,6 +412,10 @@ impl Printer for TablePrinter {
 /// The standard sink: one of the formats, to stdout or a file.
 pub struct Report {
     printer: Box<dyn Printer>,
+    /// The table format under `--quiet` says nothing on a run that needs
+    /// no attention (proven or clean); the other formats always complete
+    /// their document, so a script never parses empty input.
+    silent_when_fine: bool,
     quiet: bool,
     /// `None` once published.
     out: Option<Output>,
@@ -257,13 +425,18 @@ pub struct Report {
 impl Report {
     pub fn new(format: Format, quiet: bool, output: Option<&Path>) -> Result<Report> {
         let printer: Box<dyn Printer> = match format {
-            Format::Table => Box::<TablePrinter>::default(),
+            Format::Table => Box::new(TablePrinter {
+                cap: output.is_none().then_some(TABLE_SHOWN_PER_KIND),
+                ..Default::default()
+            }),
             Format::Json => Box::<JsonPrinter>::default(),
             Format::Jsonl => Box::new(JsonlPrinter),
             Format::Csv => Box::<CsvPrinter>::default(),
+            Format::Html => Box::<HtmlPrinter>::default(),
         };
         Ok(Report {
             printer,
+            silent_when_fine: quiet && format == Format::Table,
             quiet,
             out: Some(Output::open(output)?),
             discrepancies: 0,
@@ -289,9 +462,12 @@ impl Report {
     /// formats stay parseable and say why; the table format leaves the
     /// one-line error on stderr to speak for itself.
     pub fn fail(&mut self, error: &str) -> Result<()> {
+        let mut failed = Map::new();
+        failed.insert("status".into(), json!(verdict::Status::Failed.name()));
+        failed.insert("discrepancies".into(), json!(self.discrepancies));
         let out = self.out.as_mut().map(|o| o as &mut dyn Write);
         if let Some(out) = out {
-            self.printer.error(out, error)?;
+            self.printer.error(out, error, &failed)?;
         }
         self.publish()
     }
@@ -315,11 +491,15 @@ impl Sink for Report {
         self.printer.finding(out, f)
     }
 
+    /// Adds the verdict (`status`, `discrepancies`) to the summary and
+    /// completes the document.
     fn finish(&mut self, summary: &Map<String, Value>) -> Result<()> {
-        let silent = self.quiet && self.discrepancies == 0;
-        if !silent {
+        let mut summary = summary.clone();
+        let verdict = verdict::annotate(&mut summary);
+        let fine = self.discrepancies == 0 && !verdict.status.needs_attention();
+        if !(self.silent_when_fine && fine) {
             let out = open_output(&mut self.out)?;
-            self.printer.summary(out, summary)?;
+            self.printer.summary(out, &summary)?;
         }
         self.publish()
     }
@@ -343,23 +523,12 @@ fn write_table_summary(out: &mut dyn Write, summary: &Map<String, Value>) -> io:
         head.push_str(&format!(", run {run}"));
     }
     writeln!(out, "{head}")?;
-    let discrepancies: Vec<String> = Kind::ALL
-        .iter()
-        .filter(|k| k.is_discrepancy())
-        .filter_map(|k| {
-            let n = summary.get(k.name())?.as_u64()?;
-            (n > 0).then(|| format!("{n} {}", k.name()))
-        })
-        .collect();
-    if discrepancies.is_empty() {
-        writeln!(out, "  no discrepancies")?;
-    } else {
-        writeln!(out, "  DISCREPANCIES: {}", discrepancies.join(", "))?;
-    }
     let mut rest = Vec::new();
     for (k, v) in summary {
-        if matches!(k.as_str(), "command" | "root" | "remote" | "mode" | "run")
-            || Kind::from_name(k).is_some_and(Kind::is_discrepancy)
+        if matches!(
+            k.as_str(),
+            "command" | "root" | "remote" | "mode" | "run" | "status" | "discrepancies"
+        ) || Kind::from_name(k).is_some_and(Kind::is_discrepancy)
         {
             continue;
         }

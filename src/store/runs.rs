@@ -73,6 +73,22 @@ impl Index {
         Ok(())
     }
 
+    /// Replaces the outcome of a finished run (an audit's command adds its
+    /// scan's discrepancies to the engine's summary), keeping its times.
+    pub fn set_run_outcome(
+        &mut self,
+        run_id: i64,
+        status: &str,
+        exit_code: Option<i64>,
+        summary: &str,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET status = ?2, exit_code = ?3, summary = ?4 WHERE id = ?1 AND finished_at IS NOT NULL",
+            params![run_id, status, exit_code, summary],
+        )?;
+        Ok(())
+    }
+
     /// The last finished scan of a root, if any.
     pub fn last_scan(&self, root_id: i64) -> Result<Option<Run>> {
         let mut stmt = self.conn.prepare_cached(&format!(

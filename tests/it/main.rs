@@ -15,6 +15,7 @@ mod reports;
 mod scan;
 mod setups;
 mod shards;
+mod verdict;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};

@@ -137,7 +137,15 @@ fn the_json_shape_is_pinned() {
         .unwrap();
     assert_eq!(
         keys(f),
-        ["detail", "first_seen", "kind", "local", "path", "remote"]
+        [
+            "detail",
+            "discrepancy",
+            "first_seen",
+            "kind",
+            "local",
+            "path",
+            "remote"
+        ]
     );
     assert_eq!(f["path"], "b/c.bin");
     assert_eq!(f["local"]["size"], 3000);
@@ -383,10 +391,19 @@ fn a_backup_older_than_max_age_is_stale() {
     // A generous limit: fresh enough.
     assert_eq!(s.audit(&["--max-age", "100years"]).status.code(), Some(0));
 
-    // A file changed locally long after its backup copy was made.
+    // A file changed locally long after its backup copy was made, in a
+    // backup that is otherwise running (a fresh object; a stopped backup is
+    // one `stale` for the whole backup instead, see tests/it/verdict.rs).
     let f = s.env.root.join("a.txt");
     std::fs::write(&f, b"ALPHA").unwrap();
     set_mtime(&f, 1_700_000_000);
+    let fresh = s.backup.join("b/c.bin");
+    std::fs::File::options()
+        .write(true)
+        .open(&fresh)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
     let out = s.audit(&[
         "--format",
         "json",
@@ -404,7 +421,7 @@ fn a_backup_older_than_max_age_is_stale() {
 }
 
 /// Checks the Prometheus text format line by line and returns the samples.
-fn parse_prometheus(text: &str) -> Vec<(String, String, f64)> {
+pub(crate) fn parse_prometheus(text: &str) -> Vec<(String, String, f64)> {
     let mut samples = Vec::new();
     let mut typed = std::collections::HashSet::new();
     for line in text.lines() {
@@ -452,7 +469,7 @@ fn metrics_are_written_atomically_in_prometheus_format_even_on_failure() {
     let samples = parse_prometheus(&std::fs::read_to_string(&prom).unwrap());
     assert_eq!(sample(&samples, "vouch_findings", "kind=\"missing\""), 1.0);
     assert_eq!(sample(&samples, "vouch_findings", "kind=\"corrupt\""), 0.0);
-    assert_eq!(sample(&samples, "vouch_files_verified", ""), 2.0);
+    assert_eq!(sample(&samples, "vouch_verified_files", ""), 2.0);
     assert_eq!(sample(&samples, "vouch_last_run_exit_code", ""), 1.0);
     assert_eq!(
         sample(&samples, "vouch_last_success_timestamp_seconds", ""),
@@ -496,7 +513,7 @@ fn metrics_are_written_atomically_in_prometheus_format_even_on_failure() {
 
 /// A one-shot HTTP listener: returns its URL and a handle yielding the
 /// request body it received.
-fn webhook() -> (String, std::thread::JoinHandle<String>) {
+pub(crate) fn webhook() -> (String, std::thread::JoinHandle<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let handle = std::thread::spawn(move || {

@@ -36,6 +36,7 @@ use crate::engine::exclude::Excludes;
 use crate::engine::inventory::Inventory;
 use crate::engine::remote::Remote;
 use crate::engine::shard::Shard;
+use crate::model::verdict;
 use crate::model::{
     Acceptance, Entry, Finding, Kind, ReadError, RemoteRow, format_time, now_unix, paths,
 };
@@ -84,6 +85,9 @@ pub struct AuditOptions {
     pub excludes: Excludes,
     /// Discrepancies accepted with `vouch accept` (of this root).
     pub accepted: Vec<Acceptance>,
+    /// The fraction of the manifest that must be proven identical for the
+    /// verdict `proven` (see [`crate::model::verdict`]).
+    pub min_proven: f64,
     /// Only the keys of this shard (`--shard K/N`). A shard reports no
     /// whole-backup findings: `vouch merge` decides those on the whole.
     pub shard: Option<Shard>,
@@ -144,6 +148,8 @@ pub struct AuditSummary {
     /// Local bytes read to compute checksums other than BLAKE3.
     pub local_bytes_hashed: u64,
     pub elapsed_ms: u64,
+    /// `AuditOptions::min_proven`, so the summary carries its verdict.
+    pub min_proven: f64,
 }
 
 const WITHIN_DAYS: [u32; 3] = [1, 7, 30];
@@ -275,6 +281,8 @@ impl AuditSummary {
         m.insert("bytes_downloaded".into(), json!(self.bytes_read));
         m.insert("local_bytes_hashed".into(), json!(self.local_bytes_hashed));
         m.insert("elapsed_ms".into(), json!(self.elapsed_ms));
+        m.insert("min_proven".into(), json!(self.min_proven));
+        verdict::annotate(&mut m);
         m
     }
 }
@@ -460,6 +468,7 @@ fn audit_run(
             held_bytes: health.held_bytes,
             newest_object: health.newest,
             would_read: opts.dry_run.then(WouldRead::default),
+            min_proven: opts.min_proven,
             listing,
             shard: opts.shard,
             min_coverage: opts.min_coverage,
@@ -479,9 +488,16 @@ fn audit_run(
         sink,
         progress,
     };
+    // A stopped backup is one `stale` (path ""), not one more per file:
+    // with the whole backup stale, the files' copies are judged as usual
+    // (`unverified` unless proven).
+    let backup_stale = health
+        .findings
+        .iter()
+        .any(|f| f.kind == Kind::Stale && f.path.is_empty());
     let policy = Policy {
         mode: opts.mode,
-        max_age: opts.max_age,
+        max_age: opts.max_age.filter(|_| !backup_stale),
         one_way: opts.one_way,
         dry_run: opts.dry_run,
         listed_before: inventory.map(|inv| inv.created() - opts.inventory_grace),

@@ -1,0 +1,651 @@
+//! The verdict (issue 14): one line a person can act on, the JSON a script
+//! can branch on, capped lists on a terminal, a stable JSON order, and
+//! metrics named by the Prometheus conventions (checked by `promtool`).
+
+use std::path::PathBuf;
+
+use crate::reports::{parse_prometheus, webhook};
+use serde_json::json;
+
+use crate::*;
+
+/// A 65-file tree with a directory backup holding an exact copy.
+struct Copy65 {
+    env: Env,
+    backup: PathBuf,
+}
+
+impl Copy65 {
+    fn new() -> Copy65 {
+        let env = Env::new();
+        let backup = env.dir.path().join("backup");
+        for i in 0..65 {
+            let rel = format!("d{}/file{i:02}.dat", i % 5);
+            let content = format!("content of file {i}\n").repeat(40);
+            env.write(&rel, content.as_bytes());
+            Env::write_in(&backup, &rel, content.as_bytes());
+        }
+        Copy65 { env, backup }
+    }
+
+    fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            "audit".into(),
+            self.env.root.to_str().unwrap().into(),
+            "--remote".into(),
+            self.backup.to_str().unwrap().into(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    }
+
+    /// Runs an audit; returns (exit code, stdout).
+    fn audit(&self, extra: &[&str]) -> (i32, String) {
+        let out = self.env.vouch().args(self.args(extra)).output().unwrap();
+        let code = out.status.code().unwrap_or(-1);
+        (code, String::from_utf8(out.stdout).unwrap())
+    }
+
+    fn json(&self, extra: &[&str]) -> (i32, Value) {
+        let args = self.args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.env.json(&args)
+    }
+
+    /// 1 missing, 1 extra, 1 truncated and 1 corrupted (same size) file;
+    /// with one file missing the backup holds less than `--min-coverage`
+    /// 0.99 of the files, so `low_coverage` too.
+    fn damage(&self) {
+        std::fs::remove_file(self.backup.join("d0/file00.dat")).unwrap();
+        Env::write_in(&self.backup, "d0/stray.dat", b"not in the tree");
+        Env::write_in(&self.backup, "d1/file01.dat", b"truncated");
+        let rel = "d2/file02.dat";
+        let mut bytes = std::fs::read(self.env.root.join(rel)).unwrap();
+        bytes[7] ^= 0x20;
+        // A new mtime, so a new ETag: the old proof is void.
+        let path = Env::write_in(&self.backup, rel, &bytes);
+        set_mtime(&path, 1_600_000_100);
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+#[test]
+fn the_first_line_is_the_verdict_and_nothing_proven_is_never_a_success() {
+    let c = Copy65::new();
+    let (code, text) = c.audit(&[]);
+    assert_eq!(
+        code, 0,
+        "unproven keeps exit 0 (use --strict to fail): {text}"
+    );
+    let line = first_line(&text);
+    assert!(line.starts_with("NOT PROVEN: "), "{text}");
+    assert!(line.contains("0 of 65 files"), "{line}");
+    assert!(line.contains("--mode deep"), "{line}");
+    assert!(line.contains("the other 65 files (47.9 KiB)"), "{line}");
+    // Changes and unverified collapse to one line each.
+    assert!(text.contains("\nadded          65 ("), "{text}");
+    assert!(text.contains("\nunverified     65 ("), "{text}");
+    assert_eq!(text.matches("unverified").count(), 2, "{text}");
+
+    // A cron job under -q hears about it; the webhook does not call it a
+    // success; history does not say ok.
+    let (code, quiet) = c.audit(&["-q"]);
+    assert_eq!(code, 0);
+    assert!(first_line(&quiet).starts_with("NOT PROVEN: "), "{quiet:?}");
+    let (url, received) = webhook();
+    let (code, _) = c.audit(&["--notify", &url, "--notify-always"]);
+    assert_eq!(code, 0);
+    let body: Value = serde_json::from_str(&received.join().unwrap()).unwrap();
+    let said = body["text"].as_str().unwrap();
+    assert!(
+        said.contains("NOT PROVEN") && !said.contains('✅'),
+        "{said}"
+    );
+    let history = c.env.vouch().arg("history").output().unwrap();
+    let history = String::from_utf8(history.stdout).unwrap();
+    let last = history.lines().last().unwrap();
+    assert!(last.contains(" unproven "), "{history}");
+    assert!(!last.contains(" ok "), "{history}");
+
+    // A lower --min-proven is a choice the reader sees.
+    let (code, text) = c.audit(&["--min-proven", "0"]);
+    assert_eq!(code, 0);
+    assert!(
+        first_line(&text).starts_with("PROVEN: clean; 0 of 65"),
+        "{text}"
+    );
+
+    // Deep reads everything: proven, and -q is silent again.
+    let (code, text) = c.audit(&["--mode", "deep"]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(
+        first_line(&text),
+        "PROVEN: clean; 65 of 65 files (47.9 KiB of 47.9 KiB) proven identical (by BLAKE3 of the backup's bytes)"
+    );
+    let (code, quiet) = c.audit(&["-q"]);
+    assert_eq!((code, quiet.as_str()), (0, ""), "cached proofs still prove");
+    let history = c.env.vouch().arg("history").output().unwrap();
+    let history = String::from_utf8(history.stdout).unwrap();
+    assert!(
+        history.lines().last().unwrap().contains(" proven "),
+        "{history}"
+    );
+
+    c.damage();
+    let (code, text) = c.audit(&["--mode", "deep"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        first_line(&text),
+        "DAMAGED: 5 discrepancies (1 missing, 1 extra, 1 size_mismatch, 1 corrupt, 1 low_coverage); 62 of 65 files (45.7 KiB of 47.9 KiB) proven identical"
+    );
+    // Discrepancies next: the whole-backup headline, then grouped by kind
+    // in the order of the verdict.
+    let kinds: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .take(5)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "low_coverage",
+            "missing",
+            "extra",
+            "size_mismatch",
+            "corrupt"
+        ],
+        "{text}"
+    );
+}
+
+#[test]
+fn json_says_status_and_discrepancies_even_under_quiet() {
+    let c = Copy65::new();
+    let (code, doc) = c.json(&["-q"]);
+    assert_eq!(code, 0);
+    assert_eq!(doc["summary"]["status"], "unproven");
+    assert_eq!(doc["summary"]["discrepancies"], 0);
+    let (code, doc) = c.json(&["-q", "--mode", "deep"]);
+    assert_eq!(code, 0);
+    assert_eq!(doc["summary"]["status"], "proven", "-q still prints JSON");
+    assert_eq!(doc["findings"], json!([]));
+
+    c.damage();
+    let (code, doc) = c.json(&["--mode", "deep"]);
+    assert_eq!(code, 1);
+    assert_eq!(doc["summary"]["status"], "damaged");
+    assert_eq!(doc["summary"]["discrepancies"], 5);
+    for f in doc["findings"].as_array().unwrap() {
+        let kind = f["kind"].as_str().unwrap();
+        let expected = !matches!(kind, "added" | "modified" | "deleted" | "unverified");
+        assert_eq!(f["discrepancy"], expected, "{f}");
+    }
+    // report of the same run: the same verdict, from the index.
+    let run = doc["summary"]["run"].to_string();
+    let (code, rep) = c.env.json(&["report", "--run", &run]);
+    assert_eq!(code, 1);
+    assert_eq!(rep["summary"]["status"], "damaged");
+    assert_eq!(rep["summary"]["run_status"], "findings");
+
+    // A run that cannot finish: status failed, still a valid document.
+    let (code, doc) = c.env.json(&[
+        "audit",
+        c.env.root.to_str().unwrap(),
+        "--remote",
+        "/nonexistent/backup",
+        "-q",
+    ]);
+    assert_eq!(code, 2);
+    assert_eq!(doc["summary"]["status"], "failed", "{doc}");
+    assert!(doc["error"].is_string());
+}
+
+#[test]
+fn a_terminal_list_is_capped_per_kind_and_json_and_output_are_not() {
+    let env = Env::new();
+    let backup = env.dir.path().join("backup");
+    std::fs::create_dir(&backup).unwrap();
+    Env::write_in(&backup, "kept", b"kept");
+    env.write("kept", b"kept");
+    for i in 0..30 {
+        env.write(format!("gone/{i:02}"), b"lost");
+    }
+    let root = env.root.to_str().unwrap();
+    let args = ["audit", root, "--remote", backup.to_str().unwrap()];
+    let out = env.vouch().args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let missing: Vec<&str> = text.lines().filter(|l| l.starts_with("missing ")).collect();
+    assert_eq!(missing.len(), 20, "{text}");
+    assert!(missing[0].contains("gone/00") && missing[19].contains("gone/19"));
+    assert!(text.contains("… and 10 more missing ("), "{text}");
+
+    let file = env.dir.path().join("report.txt");
+    let out = env
+        .vouch()
+        .args(args)
+        .arg("--output")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let missing = text.lines().filter(|l| l.starts_with("missing ")).count();
+    assert_eq!(missing, 30, "--output lists all: {text}");
+
+    let (_, doc) = env.json(&args);
+    let n = findings(&doc)
+        .iter()
+        .filter(|(k, _)| k == "missing")
+        .count();
+    assert_eq!(n, 30);
+}
+
+/// The same tree and backup, audited twice from scratch (two indexes),
+/// walked and read in parallel: byte-identical findings.
+#[test]
+fn the_same_tree_gives_byte_identical_json_findings() {
+    let env = Env::new();
+    let backup = env.dir.path().join("backup");
+    for i in 0..400 {
+        let rel = format!("d{}/f{i:03}", i % 40);
+        let content = format!("file {i}").repeat(1 + i % 7);
+        env.write(&rel, content.as_bytes());
+        let copy = if i % 9 == 0 {
+            content.to_uppercase()
+        } else {
+            content
+        };
+        if i % 13 != 0 {
+            Env::write_in(&backup, &rel, copy.as_bytes());
+        }
+    }
+    let root = env.root.to_str().unwrap().to_string();
+    let docs: Vec<(String, String)> = ["one.sqlite3", "two.sqlite3"]
+        .iter()
+        .map(|name| {
+            let index = env.dir.path().join(name);
+            let vouch = || {
+                let mut cmd = assert_cmd::Command::cargo_bin("vouch").unwrap();
+                cmd.env_remove("VOUCH_INDEX").arg("--index").arg(&index);
+                cmd
+            };
+            let out = vouch()
+                .args(["--format", "json", "--threads", "4", "scan", &root])
+                .output()
+                .unwrap();
+            let scan: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let out = vouch()
+                .args(["--format", "json", "audit", &root, "--no-scan"])
+                .args(["--remote", backup.to_str().unwrap()])
+                .args(["--mode", "deep", "--jobs", "8"])
+                .output()
+                .unwrap();
+            let mut audit: Value = serde_json::from_slice(&out.stdout).unwrap();
+            // first_seen is the time of the run, the one thing that differs.
+            for f in audit["findings"].as_array_mut().unwrap() {
+                f.as_object_mut().unwrap().remove("first_seen");
+            }
+            (scan["findings"].to_string(), audit["findings"].to_string())
+        })
+        .collect();
+    assert_eq!(docs[0].0, docs[1].0);
+    assert_eq!(docs[0].1, docs[1].1);
+    assert!(docs[0].1.contains("\"corrupt\"") && docs[0].1.contains("\"missing\""));
+}
+
+/// Units as suffixes, `_total` only on counters, and `promtool` agrees.
+#[test]
+fn metrics_follow_the_prometheus_conventions_and_promtool_agrees() {
+    let c = Copy65::new();
+    let prom = c.env.dir.path().join("vouch.prom");
+    c.damage();
+    let (code, _) = c.audit(&["--mode", "deep", "--metrics", prom.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let (status, said) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin(text.as_bytes());
+    assert!(status.success(), "promtool: {said}\n{text}");
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let mut parts = line[7..].split(' ');
+        let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+        assert_eq!(name.ends_with("_total"), kind == "counter", "{line}");
+        let base = name.trim_end_matches("_total");
+        for unit in ["bytes", "seconds", "ratio"] {
+            if base.split('_').any(|w| w == unit) {
+                assert!(base.ends_with(unit), "the unit goes last: {line}");
+            }
+        }
+    }
+    let samples = parse_prometheus(&text);
+    let value = |name: &str, label: &str| {
+        samples
+            .iter()
+            .find(|(n, l, _)| n == name && l.contains(label))
+            .unwrap_or_else(|| panic!("no {name} {label} in\n{text}"))
+            .2
+    };
+    assert_eq!(value("vouch_verified_files", ""), 62.0);
+    // 65 files of 720 or 760 bytes (49 000); 3 of 720 not proven.
+    assert_eq!(value("vouch_verified_bytes", ""), 46_840.0);
+    let ratio = value("vouch_proven_ratio", "");
+    assert!(ratio > 0.9 && ratio < 1.0, "{ratio}");
+    assert_eq!(value("vouch_proven_within_ratio", "days=\"1\""), 0.9559);
+    // The corrupted copy is the newest object (see `damage`).
+    let newest = value("vouch_backup_newest_object_timestamp_seconds", "");
+    assert_eq!(newest, 1_600_000_100.0);
+    let finished = value("vouch_last_run_timestamp_seconds", "");
+    let age = value("vouch_backup_newest_object_age_seconds", "");
+    assert_eq!(age, finished - newest);
+    for old in [
+        "vouch_bytes_verified",
+        "vouch_files_verified",
+        "vouch_bytes_read",
+    ] {
+        assert!(!text.contains(old), "{old} was renamed");
+    }
+}
+
+trait WithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> (std::process::ExitStatus, String);
+}
+
+impl WithStdin for std::process::Command {
+    fn output_with_stdin(&mut self, input: &[u8]) -> (std::process::ExitStatus, String) {
+        use std::io::Write;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool (Debian package prometheus, installed by scripts/test)");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let mut said = String::from_utf8_lossy(&out.stdout).into_owned();
+        said.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status, said)
+    }
+}
+
+/// diff and scan open with their verdict too: a diff proves two trees
+/// identical (Merkle subtrees skipped count as proven), a scan is `clean`.
+#[test]
+fn diff_and_scan_open_with_their_verdict() {
+    let env = Env::new();
+    let b = env.dir.path().join("b");
+    for (rel, content) in [("x", b"hello".as_slice()), ("d/y", b"world!")] {
+        env.write(rel, content);
+        Env::write_in(&b, rel, content);
+    }
+    let a = env.root.to_str().unwrap();
+    let out = env
+        .vouch()
+        .args(["diff", a, b.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        first_line(&text),
+        "PROVEN: identical; 2 files proven identical (decided by merkle_root)"
+    );
+    let out = env.vouch().args(["scan", a]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(first_line(&text).starts_with("CLEAN: "), "{text}");
+    let (_, doc) = env.json(&["scan", a]);
+    assert_eq!(doc["summary"]["status"], "clean");
+}
+
+/// `scripts/demo` (the README's first command) runs on a fresh machine and
+/// shows each kind of damage it makes, verdict first.
+#[test]
+fn the_demo_shows_its_damage_verdict_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/demo");
+    let out = std::process::Command::new(script)
+        .arg(dir.path().join("demo"))
+        .env("VOUCH", assert_cmd::cargo::cargo_bin("vouch"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr_of(&out));
+    let verdict = text
+        .lines()
+        .find(|l| l.starts_with("DAMAGED: "))
+        .unwrap_or_else(|| panic!("no verdict: {text}"));
+    assert!(
+        verdict.starts_with(
+            "DAMAGED: 5 discrepancies (1 missing, 1 size_mismatch, 1 corrupt, 1 low_coverage, 1 shrunk); 12 of 15 files"
+        ),
+        "{verdict}"
+    );
+    let report = std::fs::read(dir.path().join("demo/report.json")).unwrap();
+    let doc: Value = serde_json::from_slice(&report).unwrap();
+    assert_eq!(doc["summary"]["status"], "damaged");
+    assert_eq!(doc["summary"]["discrepancies"], 5);
+    // `report` of the audit lists what its own scan found, as the run did.
+    let found = findings(&doc);
+    assert!(
+        found.contains(&("shrunk".into(), "dumps/orders.sql.gz".into())),
+        "{found:?}"
+    );
+}
+
+/// Loads a page in headless Chromium; returns the DOM after its scripts ran.
+fn chromium(args: &[&str], page: &std::path::Path) -> String {
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium (Debian package chromium, installed by scripts/test)");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The text of the element with this id in a dumped DOM.
+fn by_id<'a>(dom: &'a str, id: &str) -> &'a str {
+    let open = format!("id=\"{id}\">");
+    let start = dom
+        .find(&open)
+        .unwrap_or_else(|| panic!("no #{id} in the page"))
+        + open.len();
+    &dom[start..start + dom[start..].find('<').unwrap()]
+}
+
+/// `--format html`: one self-contained page that renders in a real browser
+/// without an error and says what the JSON of the same run says.
+#[test]
+fn the_html_report_renders_in_chromium_and_agrees_with_the_json() {
+    let c = Copy65::new();
+    c.env.scan();
+    c.damage();
+    let page = c.env.dir.path().join("report.html");
+    let (code, _) = c.audit(
+        &["--mode", "deep", "--format", "html", "--output"]
+            .into_iter()
+            .chain([page.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(code, 1);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no network"
+    );
+    let (_, doc) = c.env.json(&["report"]);
+    let dom = chromium(&["--dump-dom"], &page);
+    assert!(
+        dom.contains("data-rendered=\"yes\""),
+        "the script ran to its end"
+    );
+    assert!(!dom.contains("data-errors"), "a script error: {dom}");
+    assert!(by_id(&dom, "verdict").starts_with("DAMAGED: 5 discrepancies"));
+    assert_eq!(
+        by_id(&dom, "n-discrepancies"),
+        doc["summary"]["discrepancies"].to_string()
+    );
+    for kind in [
+        "missing",
+        "extra",
+        "size_mismatch",
+        "corrupt",
+        "low_coverage",
+    ] {
+        assert_eq!(
+            by_id(&dom, &format!("n-{kind}")),
+            doc["summary"][kind].to_string()
+        );
+    }
+    let rows = doc["findings"].as_array().unwrap().len();
+    assert_eq!(by_id(&dom, "n-findings"), rows.to_string());
+    assert_eq!(by_id(&dom, "within-1d"), "95.6% of the bytes");
+
+    // A picture for people to look at (kept in the target directory).
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("vouch-report.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(
+        &[
+            "--window-size=1200,1100",
+            &format!("--screenshot={}", shot.display()),
+        ],
+        &page,
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+/// Validates documents against schema/report.schema.json with Python's
+/// `jsonschema` (a real validator); returns the error of each, if any.
+fn schema_errors(docs: &[Value]) -> Vec<Option<String>> {
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/report.schema.json");
+    let script = r#"
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+v = jsonschema.Draft202012Validator(schema)
+out = []
+for doc in json.load(sys.stdin):
+    errors = sorted(v.iter_errors(doc), key=lambda e: list(e.path))
+    out.append("; ".join(e.message for e in errors) if errors else None)
+print(json.dumps(out))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(schema)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        Value::Array(docs.to_vec()).to_string().as_bytes(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The JSON Schema in schema/ describes what vouch prints: every kind of
+/// run validates, and a document that breaks the contract does not.
+#[test]
+fn the_json_schema_describes_real_output() {
+    let c = Copy65::new();
+    let root = c.env.root.to_str().unwrap().to_string();
+    let mut docs = vec![
+        c.env.scan().1,
+        c.json(&[]).1,
+        c.json(&["-q", "--mode", "deep"]).1,
+    ];
+    c.damage();
+    docs.push(c.json(&["--mode", "deep"]).1);
+    docs.push(c.env.json(&["report"]).1);
+    docs.push(
+        c.env
+            .json(&["audit", &root, "--remote", "/nonexistent/backup"])
+            .1,
+    );
+    docs.push(c.env.json(&["diff", &root, c.backup.to_str().unwrap()]).1);
+    let statuses: Vec<&str> = docs
+        .iter()
+        .map(|d| d["summary"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "clean", "unproven", "proven", "damaged", "damaged", "failed", "damaged"
+        ]
+    );
+    let errors = schema_errors(&docs);
+    assert!(errors.iter().all(Option::is_none), "{errors:?}");
+
+    // And it can fail: no verdict; a change marked as a discrepancy.
+    let mut no_status = docs[3].clone();
+    no_status["summary"]
+        .as_object_mut()
+        .unwrap()
+        .remove("status");
+    let mut wrong = docs[0].clone();
+    let added = wrong["findings"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["kind"] == "added")
+        .unwrap();
+    added["discrepancy"] = json!(true);
+    let errors = schema_errors(&[no_status, wrong]);
+    assert!(errors.iter().all(Option::is_some), "{errors:?}");
+}
+
+/// `vouch audit ROOT BACKUP` (the diff(1) habit) says how to name a backup.
+#[test]
+fn a_backup_given_as_an_operand_gets_a_hint_to_use_remote() {
+    let env = Env::new();
+    let root = env.root.to_str().unwrap();
+    let out = env
+        .vouch()
+        .args(["audit", root, "/mnt/backup"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr_of(&out),
+        format!(
+            "vouch: the backup is named with --remote: vouch audit {root} --remote /mnt/backup\n"
+        )
+    );
+}
+
+/// A stopped backup: one `stale` for the whole backup, not one per file
+/// changed since.
+#[test]
+fn a_stopped_backup_is_one_stale_not_one_per_file() {
+    let c = Copy65::new(); // the backup's files carry a 2020 mtime
+    for i in 0..10 {
+        let rel = format!("d{}/file{i:02}.dat", i % 5);
+        let path = c
+            .env
+            .write(&rel, format!("CONTENT of file {i}\n").repeat(40).as_bytes());
+        set_mtime(&path, 1_700_000_000);
+    }
+    let (code, doc) = c.json(&["--max-age", "26h", "--min-coverage", "0"]);
+    assert_eq!(code, 1);
+    let stale: Vec<String> = findings(&doc)
+        .into_iter()
+        .filter(|(k, _)| k == "stale")
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(stale, [""], "the whole backup, once: {}", doc["findings"]);
+}
