@@ -96,6 +96,7 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
             strict: s.strict,
             min_coverage: s.min_coverage,
             max_age: s.max_age.map(|a| a as i64),
+            report_rot: s.no_scan,
         };
         let summary = audit::audit(
             &mut index,

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use super::{DIR, FILE, Index, PAGE, at_run};
 use crate::model::{Entry, EntryKind, Finding, Kind, Node, Stat};
 
-const SELECT_ENTRY: &str = "SELECT id, path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run FROM entries";
+const SELECT_ENTRY: &str = "SELECT id, path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run, trusted_blake3 FROM entries";
 
 /// Reads an entry from a row selected with [`SELECT_ENTRY`]'s columns.
 fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
@@ -36,6 +36,7 @@ fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         sha256: row.get(9)?,
         target: row.get(10)?,
         since_run: row.get(11)?,
+        trusted_blake3: row.get(12)?,
     })
 }
 
@@ -194,7 +195,8 @@ impl Index {
     }
 
     /// The added, modified and deleted files of scan run `run_id`, derived
-    /// from the rows it opened and closed.
+    /// from the rows it opened and closed. A row opened for a rotted file
+    /// is no change (the run stored its `corrupt` finding).
     pub fn scan_changes(&self, run_id: i64) -> Result<Vec<Finding>> {
         let mut out = Vec::new();
         let mut stmt = self.conn.prepare(&format!(
@@ -202,7 +204,8 @@ impl Index {
                     EXISTS(SELECT 1 FROM entries o WHERE o.root_id = n.root_id AND o.path = n.path
                            AND o.until_run = n.since_run AND o.kind != {DIR})
              FROM entries n JOIN runs r ON r.root_id = n.root_id
-             WHERE r.id = ?1 AND n.since_run = ?1 AND n.kind != {DIR} ORDER BY n.path"
+             WHERE r.id = ?1 AND n.since_run = ?1 AND n.kind != {DIR} AND n.trusted_blake3 IS NULL
+             ORDER BY n.path"
         ))?;
         let mut rows = stmt.query([run_id])?;
         while let Some(row) = rows.next()? {

@@ -99,6 +99,12 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX entries_closed ON entries(root_id, until_run) WHERE until_run IS NOT NULL;
     "#,
+    // v3: a rotted file (content changed, size and mtime did not) keeps
+    // the hash to trust beside the one observed (`blake3`), so it stays
+    // `corrupt` on every later run until it is rewritten.
+    r#"
+    ALTER TABLE entries ADD COLUMN trusted_blake3 BLOB;
+    "#,
 ];
 
 /// How to wait for the index lock held by another vouch process.

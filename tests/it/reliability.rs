@@ -2086,6 +2086,7 @@ mod model {
             sha256: None,
             target: None,
             since_run: 1,
+            trusted_blake3: None,
         }
     }
 

@@ -13,7 +13,7 @@ use super::decide::{Decision, decide};
 use super::{Event, Policy, ReadTask, describe_remote};
 use crate::engine::join::{Pair, merge_join};
 use crate::engine::scan::describe;
-use crate::model::{EntryKind, Finding, Kind, format_time, now_unix};
+use crate::model::{Entry, EntryKind, Finding, Kind, format_time, now_unix};
 use crate::store::{Index, Rows};
 
 /// The merger: one outcome per key.
@@ -35,7 +35,56 @@ pub(super) fn merge(
     let locals = reader.current_entries(root_id, Rows::NotDirs);
     let remotes = reader.listed_objects(remote_id, run_id);
     let send = |e: Event| events.send(e).map_err(|_| anyhow!("audit writer stopped"));
-    merge_join(locals, remotes, |pair| match pair {
+    merge_join(locals, remotes, |pair| {
+        let pair = match pair {
+            Pair::LocalOnly(local) => Pair::LocalOnly(checked_as_trusted(local, policy, &send)?),
+            Pair::Both(local, obj) => Pair::Both(checked_as_trusted(local, policy, &send)?, obj),
+            other => other,
+        };
+        judge_pair(pair, remote_id, policy, scrub, &reads, &send)
+    })
+}
+
+/// What the backup is checked against. For a rotted file (its content
+/// changed while size and mtime did not), the trusted content: the bytes
+/// on disk are not the ones a backup should hold. Its MD5 and SHA-256 are
+/// of the rotted bytes, so they are dropped. The rot itself is reported
+/// here only when no scan ran first (whose report already says so).
+fn checked_as_trusted(
+    mut local: Entry,
+    policy: Policy,
+    send: &impl Fn(Event) -> Result<()>,
+) -> Result<Entry> {
+    let Some(trusted) = local.trusted_blake3 else {
+        return Ok(local);
+    };
+    if policy.report_rot {
+        send(Event::Finding(
+            Finding::new(Kind::Corrupt, local.path.clone())
+                .local(json!({
+                    "size": local.stat.size,
+                    "blake3": local.blake3.map(hex::encode),
+                    "indexed_blake3": hex::encode(trusted),
+                }))
+                .detail("the local file's content changed while its size and mtime did not (found by an earlier scan); the backup is judged against the trusted hash"),
+        ))?;
+    }
+    local.blake3 = Some(trusted);
+    local.md5 = None;
+    local.sha256 = None;
+    Ok(local)
+}
+
+/// Gives one pair its outcome.
+fn judge_pair(
+    pair: Pair,
+    remote_id: &str,
+    policy: Policy,
+    scrub: &HashSet<Vec<u8>>,
+    reads: &tokio::sync::mpsc::Sender<ReadTask>,
+    send: &impl Fn(Event) -> Result<()>,
+) -> Result<()> {
+    match pair {
         Pair::LocalOnly(local) => {
             if local.kind == EntryKind::Symlink {
                 return send(Event::SymlinkSkipped);
@@ -140,5 +189,5 @@ pub(super) fn merge(
                     .map_err(|_| anyhow!("object readers stopped")),
             }
         }
-    })
+    }
 }

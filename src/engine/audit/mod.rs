@@ -69,6 +69,10 @@ pub struct AuditOptions {
     pub min_coverage: f64,
     /// Report `stale` for a backup older than this many seconds.
     pub max_age: Option<i64>,
+    /// Report the files the index holds as rotted (`corrupt`, see
+    /// `Entry::trusted_blake3`): set when no scan ran first, since a
+    /// scan reports them itself.
+    pub report_rot: bool,
 }
 
 /// What an audit found, with the counters its summary prints.
@@ -185,6 +189,7 @@ pub fn fraction(part: u64, whole: u64) -> f64 {
 pub(crate) struct Policy {
     mode: Mode,
     max_age: Option<i64>,
+    report_rot: bool,
 }
 
 /// An object whose bytes must be read.
@@ -298,6 +303,7 @@ fn audit_run(
     let policy = Policy {
         mode: opts.mode,
         max_age: opts.max_age,
+        report_rot: opts.report_rot,
     };
     let (event_tx, event_rx) = mpsc::channel::<Event>();
     let (read_tx, read_rx) = tokio::sync::mpsc::channel::<ReadTask>(opts.jobs.max(1) * 4);

@@ -197,7 +197,6 @@ pub fn scan(
         root_id,
         run_id,
         start_ns,
-        rehash,
         prev_findings_run,
         shrink_threshold: opts.shrink_threshold,
     };
@@ -343,6 +342,7 @@ fn fold_merkle(index: &mut Index, root_id: i64, run_id: i64) -> Result<[u8; 32]>
             md5: None,
             sha256: None,
             target: None,
+            trusted_blake3: None,
         };
         batch.replace_entry(root_id, run_id, row, &new)?;
     }

@@ -126,6 +126,7 @@ pub(super) fn walk_and_merge(
                             md5: None,
                             sha256: None,
                             target: None,
+                            trusted_blake3: None,
                         },
                         old,
                     })?,
@@ -145,14 +146,19 @@ pub(super) fn walk_and_merge(
                                 md5: None,
                                 sha256: None,
                                 target,
+                                trusted_blake3: None,
                             },
                             old,
                         })?
                     }
                 },
                 EntryKind::File => {
+                    // A rotted file is hashed on every scan: it stays
+                    // `corrupt` until rewritten, or heals if its content
+                    // comes back.
                     let trusted = old.as_ref().is_some_and(|o| {
                         o.kind == EntryKind::File
+                            && o.trusted_blake3.is_none()
                             && o.stat == stat
                             && o.blake3.is_some()
                             && (!want.md5 || o.md5.is_some())

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{Event, RACY_CTIME, RACY_WINDOW_NS, ScanSummary, describe, shrunk_finding};
 use crate::engine::hash::HashError;
-use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry};
+use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry, Stat};
 use crate::out::{Progress, Sink};
 use crate::store::{Batch, Index};
 
@@ -19,7 +19,6 @@ pub(super) struct WriteCtx {
     pub(super) root_id: i64,
     pub(super) run_id: i64,
     pub(super) start_ns: i64,
-    pub(super) rehash: bool,
     pub(super) prev_findings_run: Option<i64>,
     pub(super) shrink_threshold: Option<f64>,
 }
@@ -106,53 +105,7 @@ pub(super) fn write_events(
                     if stat.mtime_ns >= ctx.start_ns - RACY_WINDOW_NS {
                         stat.ctime_ns = RACY_CTIME;
                     }
-                    let same_content = old.as_ref().is_some_and(|o| {
-                        o.kind == EntryKind::File
-                            && o.stat.size == stat.size
-                            && o.blake3 == Some(digests.blake3)
-                    });
-                    if let Some(o) = old.as_ref().filter(|_| same_content) {
-                        summary.unchanged += 1;
-                        let new = NewEntry {
-                            path: key,
-                            kind: EntryKind::File,
-                            stat,
-                            blake3: Some(digests.blake3),
-                            md5: digests.md5.or(o.md5),
-                            sha256: digests.sha256.or(o.sha256),
-                            target: None,
-                        };
-                        if new.stat != o.stat || new.md5 != o.md5 || new.sha256 != o.sha256 {
-                            batch.update_entry(o.id, &new)?;
-                        }
-                        continue;
-                    }
-                    let silent = old.as_ref().is_some_and(|o| {
-                        ctx.rehash
-                            && o.kind == EntryKind::File
-                            && o.stat.size == stat.size
-                            && o.stat.mtime_ns == stat.mtime_ns
-                            && o.stat.inode == stat.inode
-                            && o.stat.ctime_ns != RACY_CTIME
-                            && o.stat.ctime_ns == stat.ctime_ns
-                    });
-                    if silent {
-                        let o = old.as_ref().expect("checked");
-                        summary.corrupt += 1;
-                        report(
-                            batch,
-                            Finding::new(Kind::Corrupt, key)
-                                .local(json!({
-                                    "size": stat.size,
-                                    "blake3": hex::encode(digests.blake3),
-                                    "indexed_blake3": o.blake3.map(hex::encode),
-                                }))
-                                .detail("content changed but size, mtime, ctime and inode did not (bit rot?); the index keeps the earlier hash"),
-                        )?;
-                        continue;
-                    }
-                    *structural += 1;
-                    let new = NewEntry {
+                    let mut new = NewEntry {
                         path: key,
                         kind: EntryKind::File,
                         stat,
@@ -160,13 +113,97 @@ pub(super) fn write_events(
                         md5: digests.md5,
                         sha256: digests.sha256,
                         target: None,
+                        trusted_blake3: None,
                     };
+                    if let Some(o) = old.as_ref().filter(|o| o.kind == EntryKind::File) {
+                        match content_verdict(o, &new.stat, &digests.blake3) {
+                            Verdict::Rotted { trusted } => {
+                                summary.corrupt += 1;
+                                let f = Finding::new(Kind::Corrupt, new.path.clone())
+                                    .local(json!({
+                                        "size": stat.size,
+                                        "blake3": hex::encode(digests.blake3),
+                                        "indexed_blake3": hex::encode(trusted),
+                                    }))
+                                    .detail(ROTTED);
+                                new.trusted_blake3 = Some(trusted);
+                                if o.blake3 == new.blake3 {
+                                    keep_digests(&mut new, o);
+                                    if new.stat != o.stat || new.md5 != o.md5 || new.sha256 != o.sha256
+                                    {
+                                        batch.update_entry(o.id, &new)?;
+                                    }
+                                } else {
+                                    // The content on disk moved on: a new
+                                    // row, so earlier snapshots keep theirs.
+                                    *structural += 1;
+                                    batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?;
+                                }
+                                report(batch, f)?;
+                                continue;
+                            }
+                            Verdict::Same => {
+                                summary.unchanged += 1;
+                                keep_digests(&mut new, o);
+                                if new.stat != o.stat
+                                    || new.md5 != o.md5
+                                    || new.sha256 != o.sha256
+                                    || o.trusted_blake3.is_some()
+                                {
+                                    batch.update_entry(o.id, &new)?;
+                                }
+                                continue;
+                            }
+                            Verdict::Changed => {}
+                        }
+                    }
+                    *structural += 1;
                     apply_change(batch, ctx, summary, new, old, &mut report)?;
                 }
             },
         }
     }
     Ok(())
+}
+
+/// The detail of a `corrupt` finding for a rotted local file.
+const ROTTED: &str = "content changed while size and mtime did not (bit rot?); the index keeps the trusted hash, and the file stays corrupt until it is rewritten (its size or mtime changes)";
+
+/// How a hashed file compares with its manifest row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// The content is the row's: unchanged (a rotted file whose size or
+    /// mtime moved, keeping the same bytes, is accepted as it is).
+    Same,
+    /// The content changed while size and mtime did not: `corrupt`, and
+    /// `trusted` is the hash to keep trusting.
+    Rotted { trusted: [u8; 32] },
+    /// A change: a rewrite, or a rotted file whose content came back.
+    Changed,
+}
+
+/// Decides a hashed regular file against its manifest row `o` (a file).
+/// A write changes the mtime; content that changed under the same size
+/// and mtime is rot, whatever the ctime or inode say (a chmod, a `touch
+/// -r`, `cp -p` or `rsync --times` all put the mtime back). The one
+/// exception is a row stored as racily clean: its mtime was too fresh to
+/// tell two writes apart.
+pub(super) fn content_verdict(o: &Entry, stat: &Stat, hash: &[u8; 32]) -> Verdict {
+    let same_meta = o.stat.size == stat.size
+        && o.stat.mtime_ns == stat.mtime_ns
+        && o.stat.ctime_ns != RACY_CTIME;
+    match o.trusted_blake3.or(o.blake3) {
+        Some(trusted) if same_meta && trusted != *hash => Verdict::Rotted { trusted },
+        _ if o.blake3.as_ref() == Some(hash) && o.stat.size == stat.size => Verdict::Same,
+        _ => Verdict::Changed,
+    }
+}
+
+/// Keeps the row's MD5 and SHA-256 where this hash did not compute them
+/// (the content is the same).
+fn keep_digests(new: &mut NewEntry, o: &Entry) {
+    new.md5 = new.md5.or(o.md5);
+    new.sha256 = new.sha256.or(o.sha256);
 }
 
 /// Stores an added or modified entry and reports it as a change.
@@ -259,6 +296,10 @@ pub(super) fn carry_over_interrupted(
     let mut findings = Vec::new();
     {
         for new in index.opened_between(root_id, b, run_id)? {
+            if new.trusted_blake3.is_some() {
+                // Rotted: this run hashed it again and reported it.
+                continue;
+            }
             let old = index.closed_between(root_id, &new.path, b, run_id)?;
             let local = describe(&new.stat, new.blake3.as_ref());
             let is_dir = new.kind == EntryKind::Dir;
