@@ -149,6 +149,19 @@ impl Index {
         Ok((files as u64, dirs as u64))
     }
 
+    /// Regular files of run `run_id`'s manifest and their total bytes.
+    pub fn file_totals_at_run(&self, root_id: i64, run_id: i64) -> Result<(u64, u64)> {
+        let (files, bytes): (i64, i64) = self.conn.query_row(
+            &format!(
+                "SELECT count(*), COALESCE(SUM(size), 0) FROM entries WHERE root_id = ?1 AND {} AND kind = {FILE}",
+                at_run(2)
+            ),
+            params![root_id, run_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((files as u64, bytes as u64))
+    }
+
     /// Current rows written by runs strictly between `after` and `before`
     /// (scans whose report never came out), in key order.
     pub fn opened_between(&self, root_id: i64, after: i64, before: i64) -> Result<Vec<Entry>> {

@@ -47,7 +47,14 @@ fn rotted_file_stays_corrupt_on_every_later_run_until_rewritten() {
     let manifest = env.dir.path().join("B3SUMS");
     let out = env
         .vouch()
-        .args(["export", &root, "--format", "b3sum", "--output", &s(&manifest)])
+        .args([
+            "export",
+            &root,
+            "--format",
+            "b3sum",
+            "--output",
+            &s(&manifest),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
@@ -80,7 +87,10 @@ fn rotted_file_stays_corrupt_on_every_later_run_until_rewritten() {
             (1, pairs(&[("corrupt", "photo.jpg")])),
             "{args:?}"
         );
-        assert_eq!(finding(&doc, "corrupt", "photo.jpg")["first_seen"], first_seen);
+        assert_eq!(
+            finding(&doc, "corrupt", "photo.jpg")["first_seen"],
+            first_seen
+        );
     }
 
     // An audit against the whole backup: the local file is corrupt (its
@@ -94,7 +104,13 @@ fn rotted_file_stays_corrupt_on_every_later_run_until_rewritten() {
     assert_eq!(doc["summary"]["verified"], 2, "{doc}");
     // Without a scan first, the audit reports the rot from the index.
     let (code, doc) = env.json(&[
-        "audit", &root, "--remote", &s(&backup), "--mode", "deep", "--no-scan",
+        "audit",
+        &root,
+        "--remote",
+        &s(&backup),
+        "--mode",
+        "deep",
+        "--no-scan",
     ]);
     assert_eq!(
         (code, findings(&doc)),
@@ -167,4 +183,109 @@ fn rotted_file_whose_content_comes_back_heals() {
     );
     let (code, doc) = env.scan();
     assert_eq!((code, findings(&doc)), (0, vec![]));
+}
+
+#[test]
+fn a_tree_that_loses_everything_is_shrunk_even_when_the_backup_mirrors_it() {
+    let env = Env::new();
+    let backup = env.dir.path().join("backup");
+    let names = ["a.db", "b.db", "c/d.db", "c/e.db"];
+    for (i, name) in names.iter().enumerate() {
+        let bytes = vec![b'x'; 1000 * (i + 1)];
+        env.write(name, &bytes);
+        Env::write_in(&backup, name, &bytes);
+    }
+    let root = s(&env.root);
+    let audit = || env.json(&["audit", &root, "--remote", &s(&backup), "--mode", "deep"]);
+    let (code, doc) = audit();
+    assert_eq!(code, 0, "{doc}");
+    // The data folder is emptied and the backup job mirrors the deletion.
+    for name in names {
+        std::fs::remove_file(env.root.join(name)).unwrap();
+        std::fs::remove_file(backup.join(name)).unwrap();
+    }
+    let (code, doc) = audit();
+    assert_eq!(code, 1, "losing everything is not clean: {doc}");
+    assert_eq!(
+        findings(&doc),
+        pairs(&[
+            ("deleted", "a.db"),
+            ("deleted", "b.db"),
+            ("deleted", "c/d.db"),
+            ("deleted", "c/e.db"),
+            ("shrunk", ""),
+        ])
+    );
+    let f = finding(&doc, "shrunk", "");
+    assert_eq!(
+        f["local"],
+        serde_json::json!({
+            "before": { "files": 4, "bytes": 10000 },
+            "after": { "files": 0, "bytes": 0 },
+        })
+    );
+    assert_eq!(doc["summary"]["shrunk"], 1, "{doc}");
+
+    // Losing half the bytes but few files is a shrink too (one file here
+    // holds most of them); losing less than the threshold is not.
+    let env = Env::new();
+    env.write("big", &vec![b'x'; 9000]);
+    env.write("small1", b"1");
+    env.write("small2", b"2");
+    assert_eq!(env.scan().0, 0);
+    std::fs::remove_file(env.root.join("small1")).unwrap();
+    let (code, doc) = env.scan();
+    assert_eq!((code, findings(&doc)), (0, pairs(&[("deleted", "small1")])));
+    std::fs::remove_file(env.root.join("big")).unwrap();
+    let (code, doc) = env.scan();
+    assert_eq!(
+        (code, findings(&doc)),
+        (1, pairs(&[("deleted", "big"), ("shrunk", "")]))
+    );
+}
+
+#[test]
+fn a_file_replaced_by_a_symlink_or_a_fifo_is_shrunk_not_silent() {
+    let env = Env::new();
+    let backup = env.dir.path().join("backup");
+    // Five files, so that losing two is not a shrink of the whole tree.
+    for name in ["keep1", "keep2", "keep3", "linked", "piped"] {
+        env.write(name, b"precious data");
+        Env::write_in(&backup, name, b"precious data");
+    }
+    let root = s(&env.root);
+    assert_eq!(env.scan().0, 0);
+    std::fs::remove_file(env.root.join("linked")).unwrap();
+    std::os::unix::fs::symlink("/dev/null", env.root.join("linked")).unwrap();
+    std::fs::remove_file(env.root.join("piped")).unwrap();
+    nix_mkfifo(&env.root.join("piped"));
+    let (code, doc) = env.json(&["audit", &root, "--remote", &s(&backup), "--mode", "deep"]);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(
+        findings(&doc),
+        pairs(&[
+            ("deleted", "piped"),
+            ("extra", "piped"),
+            ("modified", "linked"),
+            ("shrunk", "linked"),
+            ("shrunk", "piped"),
+        ]),
+        "{doc}"
+    );
+    assert!(
+        finding(&doc, "shrunk", "linked")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("replaced by a symlink to /dev/null"),
+        "{doc}"
+    );
+    assert_eq!(finding(&doc, "shrunk", "linked")["local"]["size"], 13);
+}
+
+fn nix_mkfifo(path: &Path) {
+    let st = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success());
 }

@@ -132,7 +132,11 @@ pub(crate) enum Event {
         key: Vec<u8>,
         error: String,
     },
-    Special,
+    /// A FIFO, socket or device: skipped, counted. `replaced` is the
+    /// manifest row it took the place of.
+    Special {
+        replaced: Option<Entry>,
+    },
     /// The walker failed as a whole (index read error, order violation).
     Failed(anyhow::Error),
 }
@@ -234,6 +238,17 @@ pub fn scan(
         batch.commit()
     })?;
     writer::carry_over_interrupted(index, ctx, baseline, &mut summary, sink)?;
+    if let (Some(t), Some(b)) = (opts.shrink_threshold, baseline) {
+        let before = index.file_totals_at_run(root_id, b)?;
+        let after = index.file_totals_at_run(root_id, run_id)?;
+        if let Some(mut f) = tree_shrunk(t, before, after) {
+            summary.shrunk += 1;
+            let mut batch = index.batch()?;
+            batch.record_finding(run_id, prev_findings_run, &mut f)?;
+            sink.finding(&f)?;
+            batch.commit()?;
+        }
+    }
     progress.end();
 
     summary.merkle_root = match previous_scan {
@@ -274,6 +289,35 @@ pub(crate) fn shrunk_finding(
             "shrank from {} to {} bytes (-{pct:.1}%) since the previous scan",
             old.stat.size, new.size
         ))
+    })
+}
+
+/// `shrunk` for ROOT itself (key `""`) when the tree lost more than
+/// `threshold` of its regular files, or of their bytes, since the previous
+/// scan: everything deleted, a data folder moved to a new disk, a mount
+/// that is missing — the loss a backup then faithfully mirrors. `before`
+/// and `after` are (files, bytes). Trees under [`SHRUNK_MIN_SIZE`] bytes
+/// are judged on their file count only.
+pub(crate) fn tree_shrunk(
+    threshold: f64,
+    before: (u64, u64),
+    after: (u64, u64),
+) -> Option<Finding> {
+    let ((bf, bb), (af, ab)) = (before, after);
+    let lost = |b: u64, a: u64| (a as f64) < (b as f64) * (1.0 - threshold);
+    let pct = |b: u64, a: u64| 100.0 * (1.0 - a as f64 / b.max(1) as f64);
+    let shrank = (bf > 0 && lost(bf, af)) || (bb >= SHRUNK_MIN_SIZE && lost(bb, ab));
+    shrank.then(|| {
+        Finding::new(Kind::Shrunk, Vec::new())
+            .local(json!({
+                "before": { "files": bf, "bytes": bb },
+                "after": { "files": af, "bytes": ab },
+            }))
+            .detail(format!(
+                "the tree lost {:.1}% of its files ({bf} to {af}) and {:.1}% of their bytes ({bb} to {ab}) since the previous scan (shrink threshold {threshold}): deleted, moved, or a disk not mounted?",
+                pct(bf, af),
+                pct(bb, ab)
+            ))
     })
 }
 

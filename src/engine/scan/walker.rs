@@ -102,12 +102,7 @@ pub(super) fn walk_and_merge(
                 }
                 send(Event::Unreadable { key, error })?;
             }
-            Item::Special { .. } => {
-                if let Some(old) = old {
-                    send(Event::Deleted(old))?;
-                }
-                send(Event::Special)?;
-            }
+            Item::Special { .. } => send(Event::Special { replaced: old })?,
             Item::Entry {
                 key,
                 path,

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{Event, RACY_CTIME, RACY_WINDOW_NS, ScanSummary, describe, shrunk_finding};
 use crate::engine::hash::HashError;
-use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry, Stat};
+use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry, Stat, paths};
 use crate::out::{Progress, Sink};
 use crate::store::{Batch, Index};
 
@@ -46,7 +46,27 @@ pub(super) fn write_events(
         progress.advance(1);
         match event {
             Event::Failed(e) => return Err(e),
-            Event::Special => summary.special += 1,
+            Event::Special { replaced } => {
+                summary.special += 1;
+                if let Some(old) = replaced {
+                    *structural += 1;
+                    batch.close_entry(old.id, ctx.run_id)?;
+                    if old.kind != EntryKind::Dir {
+                        summary.deleted += 1;
+                        let local = describe(&old.stat, old.blake3.as_ref());
+                        if let Some(f) = replaced_finding(ctx, &old, "a FIFO, socket or device") {
+                            summary.shrunk += 1;
+                            report(batch, f)?;
+                        }
+                        report(
+                            batch,
+                            Finding::new(Kind::Deleted, old.path.clone())
+                                .local(local)
+                                .detail("replaced by a FIFO, socket or device (not read)"),
+                        )?;
+                    }
+                }
+            }
             Event::Unchanged { files, dirs } => {
                 progress.advance(files + dirs);
                 summary.files += files;
@@ -129,7 +149,9 @@ pub(super) fn write_events(
                                 new.trusted_blake3 = Some(trusted);
                                 if o.blake3 == new.blake3 {
                                     keep_digests(&mut new, o);
-                                    if new.stat != o.stat || new.md5 != o.md5 || new.sha256 != o.sha256
+                                    if new.stat != o.stat
+                                        || new.md5 != o.md5
+                                        || new.sha256 != o.sha256
                                     {
                                         batch.update_entry(o.id, &new)?;
                                     }
@@ -164,6 +186,20 @@ pub(super) fn write_events(
         }
     }
     Ok(())
+}
+
+/// `shrunk` for a tracked regular file replaced by something whose bytes
+/// no audit reads (a symlink, to `/dev/null` or out of the tree; a FIFO):
+/// its content is gone from the tree, though no file went missing.
+fn replaced_finding(ctx: WriteCtx, old: &Entry, by: &str) -> Option<Finding> {
+    (ctx.shrink_threshold.is_some() && old.kind == EntryKind::File).then(|| {
+        Finding::new(Kind::Shrunk, old.path.clone())
+            .local(describe(&old.stat, old.blake3.as_ref()))
+            .detail(format!(
+                "a regular file of {} bytes was replaced by {by}",
+                old.stat.size
+            ))
+    })
 }
 
 /// The detail of a `corrupt` finding for a rotted local file.
@@ -247,12 +283,20 @@ fn apply_change(
                     if o.kind != new.kind {
                         f = f.detail(format!("{} became a {}", o.kind.name(), new.kind.name()));
                     }
-                    let shrunk = (new.kind == EntryKind::File)
-                        .then(|| shrunk_finding(ctx.shrink_threshold, o, &new.path, &new.stat))
-                        .flatten();
+                    let shrunk = match new.kind {
+                        EntryKind::File => {
+                            shrunk_finding(ctx.shrink_threshold, o, &new.path, &new.stat)
+                                .map(|f| f.local(local.clone()))
+                        }
+                        _ => {
+                            let target = new.target.as_deref().map(paths::display);
+                            let by = format!("a symlink to {}", target.unwrap_or_default());
+                            replaced_finding(ctx, o, &by)
+                        }
+                    };
                     if let Some(shrunk) = shrunk {
                         summary.shrunk += 1;
-                        report(batch, shrunk.local(local))?;
+                        report(batch, shrunk)?;
                     }
                     Some(f)
                 }
