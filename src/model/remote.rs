@@ -43,6 +43,35 @@ pub struct RemoteRow {
     pub verified_fingerprint: Option<String>,
     pub verified_size: Option<u64>,
     pub verified_at: Option<i64>,
+    /// How `verified_blake3` was proven; `None` for a proof recorded
+    /// before methods were (it counts as no read).
+    pub verified_method: Option<Proof>,
+}
+
+/// How a proof about an object's content was made. Only a read is a
+/// read: "read within N days" and a deep run count nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// Every byte read and hashed.
+    Read,
+    /// A single-part ETag equal to the local file's MD5: the bytes were
+    /// not read.
+    EtagMd5,
+}
+
+impl Proof {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proof::Read => "read",
+            Proof::EtagMd5 => "etag_md5",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Proof> {
+        [Proof::Read, Proof::EtagMd5]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
 }
 
 impl RemoteRow {
@@ -56,7 +85,13 @@ impl RemoteRow {
         }
     }
 
-    /// The remote's content hash, if it was read at its current version.
+    /// True when the proof at the current version was a read of every byte.
+    pub fn known_by_read(&self) -> bool {
+        self.known_blake3().is_some() && self.verified_method == Some(Proof::Read)
+    }
+
+    /// The remote's content hash, if it was proven at its current version
+    /// (read, or inferred from an MD5 ETag: see `verified_method`).
     pub fn known_blake3(&self) -> Option<[u8; 32]> {
         let current = self.listed().fingerprint();
         (self.verified_fingerprint.as_deref() == Some(current.as_str())

@@ -10,7 +10,7 @@ use anyhow::Result;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Index;
-use crate::model::{Entry, Finding, Listed, NewEntry, now_unix};
+use crate::model::{Entry, Finding, Listed, NewEntry, Proof, now_unix};
 
 const CLOSE_ENTRY: &str = "UPDATE entries SET until_run = ?2 WHERE id = ?1";
 
@@ -201,7 +201,8 @@ impl Batch<'_> {
         self.tick()
     }
 
-    /// Records the hash of an object's bytes, read in full at `fingerprint`.
+    /// Records the hash of an object's bytes at `fingerprint`, and how it
+    /// was proven (`method`).
     pub fn record_read(
         &mut self,
         remote: &str,
@@ -209,9 +210,11 @@ impl Batch<'_> {
         blake3: &[u8; 32],
         fingerprint: &str,
         size: u64,
+        method: Proof,
     ) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(
-            "UPDATE remote_objects SET verified_blake3 = ?3, verified_etag = ?4, verified_size = ?5, verified_at = ?6
+            "UPDATE remote_objects SET verified_blake3 = ?3, verified_etag = ?4, verified_size = ?5, verified_at = ?6,
+                 verified_method = ?7
              WHERE remote = ?1 AND key = ?2",
         )?;
         stmt.execute(params![
@@ -220,7 +223,8 @@ impl Batch<'_> {
             blake3.as_slice(),
             fingerprint,
             size as i64,
-            now_unix()
+            now_unix(),
+            method.name()
         ])?;
         self.tick()
     }

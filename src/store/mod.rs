@@ -105,6 +105,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE entries ADD COLUMN trusted_blake3 BLOB;
     "#,
+    // v4: every proof carries its method ('read', 'etag_md5'); a proof
+    // recorded before (NULL) counts as no read.
+    r#"
+    ALTER TABLE remote_objects ADD COLUMN verified_method TEXT;
+    "#,
 ];
 
 /// How to wait for the index lock held by another vouch process.

@@ -289,3 +289,69 @@ fn nix_mkfifo(path: &Path) {
         .unwrap();
     assert!(st.success());
 }
+
+/// Runs an audit of `env` against `url` with the given environment.
+fn audit_with(env: &Env, url: &str, envs: &[(String, String)], args: &[&str]) -> (i32, Value) {
+    let root = s(&env.root);
+    let out = env
+        .vouch()
+        .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .args([
+            "audit",
+            &root,
+            "--remote",
+            url,
+            "--format",
+            "json",
+            "--retries",
+            "1",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    let doc = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("exit {code}: not JSON ({e}): {}", stderr_of(&out)));
+    (code, doc)
+}
+
+#[test]
+fn an_md5_etag_match_is_no_read_for_a_deep_run_or_read_within() {
+    let env = Env::new();
+    let moto = crate::support::moto::MotoServer::start();
+    moto.create_bucket("md5proof");
+    for (name, content) in [("a", &b"alpha content"[..]), ("b", &b"beta content"[..])] {
+        env.write(name, content);
+        moto.put_object("md5proof", &format!("p/{name}"), content);
+    }
+    let url = "s3://md5proof/p";
+    let within = |doc: &Value| doc["summary"]["verified_within"]["1d"]["objects"].as_u64();
+
+    // Quick: both proven by their MD5 ETags, none of them read.
+    let (code, doc) = audit_with(&env, url, &moto.env(), &["--md5"]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["summary"]["verified"], 2);
+    assert_eq!(doc["summary"]["verified_by_md5"], 2);
+    assert_eq!(doc["summary"]["objects_read"], 0);
+    assert_eq!(
+        within(&doc),
+        None,
+        "read within a day: nothing was read: {doc}"
+    );
+
+    // Deep reads every object, whatever its ETag says (and the cached MD5
+    // proof is no read either).
+    let (code, doc) = audit_with(&env, url, &moto.env(), &["--md5", "--mode", "deep"]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["summary"]["objects_read"], 2, "{doc}");
+    assert_eq!(doc["summary"]["verified"], 2);
+    assert_eq!(doc["summary"]["verified_by_md5"], 0);
+    assert_eq!(within(&doc), Some(2));
+
+    // Now the proofs are reads: a quick run keeps them, and counts them.
+    let (code, doc) = audit_with(&env, url, &moto.env(), &["--md5"]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["summary"]["verified_by_md5"], 0);
+    assert_eq!(doc["summary"]["objects_read"], 0);
+    assert_eq!(within(&doc), Some(2));
+}

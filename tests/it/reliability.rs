@@ -2107,6 +2107,7 @@ mod model {
             verified_fingerprint: None,
             verified_size: None,
             verified_at: None,
+            verified_method: Some(vouch::model::Proof::Read),
         };
         let current = row.listed().fingerprint();
         match r.cache {
@@ -2170,7 +2171,12 @@ mod model {
                 Outcome::Corrupt
             };
         }
-        if matches!(r.etag, Etag::Md5) && l.md5_known && r.content == l.content {
+        // A deep run reads: an MD5 ETag is no proof for it.
+        if matches!(r.etag, Etag::Md5)
+            && l.md5_known
+            && r.content == l.content
+            && mode != Mode::Deep
+        {
             return Outcome::Verified { by_md5: true };
         }
         if mode == Mode::Deep {

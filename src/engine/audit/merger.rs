@@ -13,7 +13,7 @@ use super::decide::{Decision, decide};
 use super::{Event, Policy, ReadTask, describe_remote};
 use crate::engine::join::{Pair, merge_join};
 use crate::engine::scan::describe;
-use crate::model::{Entry, EntryKind, Finding, Kind, format_time, now_unix};
+use crate::model::{Entry, EntryKind, Finding, Kind, format_time};
 use crate::store::{Index, Rows};
 
 /// The merger: one outcome per key.
@@ -151,11 +151,7 @@ fn judge_pair(
                 }
                 Decision::Verified { by_md5 } => send(Event::Verified {
                     size: obj.size,
-                    verified_at: if by_md5 {
-                        Some(now_unix())
-                    } else {
-                        obj.verified_at
-                    },
+                    verified_at: obj.known_by_read().then_some(obj.verified_at).flatten(),
                     by_md5: by_md5.then(|| {
                         (
                             obj.key.clone(),

@@ -32,7 +32,9 @@ use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
 use crate::engine::remote::Remote;
-use crate::model::{Entry, Finding, Kind, ReadError, RemoteRow, format_time, now_unix, paths};
+use crate::model::{
+    Entry, Finding, Kind, Proof, ReadError, RemoteRow, format_time, now_unix, paths,
+};
 use crate::out::{Progress, Sink};
 use crate::store::{Batch, Index};
 
@@ -203,6 +205,8 @@ pub(crate) enum Event {
     Finding(Finding),
     Verified {
         size: u64,
+        /// When its bytes were last read (`None`: never, e.g. an MD5 ETag
+        /// proof): what "read within N days" counts.
         verified_at: Option<i64>,
         by_md5: Option<(Vec<u8>, [u8; 32], String)>,
     },
@@ -434,7 +438,14 @@ impl Recorder<'_> {
                     self.summary.verified_bytes += size;
                     if let Some((key, blake3, fingerprint)) = by_md5 {
                         self.summary.verified_by_md5 += 1;
-                        batch.record_read(self.remote_id, &key, &blake3, &fingerprint, size)?;
+                        batch.record_read(
+                            self.remote_id,
+                            &key,
+                            &blake3,
+                            &fingerprint,
+                            size,
+                            Proof::EtagMd5,
+                        )?;
                     }
                     if let Some(at) = verified_at {
                         self.read_within(at, size);
