@@ -253,10 +253,16 @@ pub fn identity(url: &str, opts: &RemoteOptions) -> Result<String> {
     }
 }
 
-/// The ETag of a file in a directory remote: the form `object_store`'s
-/// local store gives (inode, mtime in microseconds, size), so cached
-/// verifications stay valid. Any rewrite (a new inode, or a new mtime or
-/// size) changes it.
+/// The ETag of a file in a directory remote: its version, from what a
+/// user cannot set back. Inode, mtime (µs) and size, as `object_store`'s
+/// local store gives, are not enough: a file rewritten in place with its
+/// mtime put back (`touch -r`, `rsync --times`, `cp -p`, bit rot) keeps
+/// all three, and a different disk mounted at the same path may too. So
+/// the ctime (ns), which every write and every `utimensat` moves and no
+/// call sets, and the device id are part of it. (A chmod or a new hard
+/// link moves the ctime too: the object is then read once more, never
+/// trusted on less.) Proofs cached under the earlier three-part form
+/// match no ETag now, so each object is read once more.
 fn dir_etag(meta: &std::fs::Metadata) -> String {
     use std::os::unix::fs::MetadataExt;
     let mtime = meta
@@ -265,7 +271,13 @@ fn dir_etag(meta: &std::fs::Metadata) -> String {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .unwrap_or_default()
         .as_micros();
-    format!("\"{:x}-{mtime:x}-{:x}\"", meta.ino(), meta.len())
+    let ctime = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
+    format!(
+        "\"{:x}-{mtime:x}-{:x}-{:x}-{ctime:x}\"",
+        meta.ino(),
+        meta.len(),
+        meta.dev()
+    )
 }
 
 /// Lists a directory remote natively: any file name (not UTF-8, control

@@ -18,15 +18,16 @@ pub struct Listed {
 }
 
 impl Listed {
-    /// What identifies this exact content version: the ETag, else the
-    /// version id, else size and modification time. A cached verification
-    /// is valid only while the fingerprint is unchanged.
+    /// What identifies this exact content version: the ETag, the size,
+    /// the last-modified time and the version id (or generation) where the
+    /// store has one, all of them. A cached proof holds only while the
+    /// fingerprint is unchanged: an ETag alone is not enough (an MD5
+    /// collision; stores whose ETag is no content hash). Proofs recorded
+    /// under the earlier form (`etag:…`) match no fingerprint now, so each
+    /// object is read once more.
     pub fn fingerprint(&self) -> String {
-        match (&self.etag, &self.version) {
-            (Some(e), _) => format!("etag:{e}"),
-            (None, Some(v)) => format!("version:{v}"),
-            (None, None) => format!("mtime:{}:{}", self.size, self.last_modified),
-        }
+        let parts = serde_json::json!([self.size, self.last_modified, self.etag, self.version]);
+        format!("v2:{parts}")
     }
 }
 
@@ -137,6 +138,57 @@ pub fn etag_md5(etag: &str) -> Option<[u8; 16]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proof_holds_only_for_the_same_etag_size_time_and_version() {
+        let base = Listed {
+            key: b"k".to_vec(),
+            size: 10,
+            etag: Some("\"e\"".into()),
+            version: Some("v1".into()),
+            last_modified: 100,
+        };
+        let changed = [
+            Listed {
+                size: 11,
+                ..base.clone()
+            },
+            Listed {
+                last_modified: 101,
+                ..base.clone()
+            },
+            Listed {
+                etag: Some("\"f\"".into()),
+                ..base.clone()
+            },
+            Listed {
+                etag: None,
+                ..base.clone()
+            },
+            Listed {
+                version: Some("v2".into()),
+                ..base.clone()
+            },
+            Listed {
+                version: None,
+                ..base.clone()
+            },
+        ];
+        for other in &changed {
+            assert_ne!(other.fingerprint(), base.fingerprint(), "{other:?}");
+        }
+        // No two of them collide either (no separator an ETag could fake).
+        let mut all: Vec<String> = changed.iter().map(Listed::fingerprint).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), changed.len());
+        let tricky = Listed {
+            etag: Some("\"e\",\"v1\"".into()),
+            version: None,
+            ..base.clone()
+        };
+        assert_ne!(tricky.fingerprint(), base.fingerprint());
+    }
 
     #[test]
     fn only_plain_32_hex_etags_carry_an_md5() {
