@@ -415,3 +415,48 @@ fn an_earlier_read_holds_only_for_the_same_etag_size_and_last_modified() {
         (0, Some(1))
     );
 }
+
+#[test]
+fn a_failed_run_writes_no_discrepancy_count_to_its_metrics() {
+    let env = Env::new();
+    let backup = env.dir.path().join("backup");
+    env.write("f", b"data");
+    Env::write_in(&backup, "f", b"data");
+    let prom = env.dir.path().join("vouch.prom");
+    let run = || {
+        env.vouch()
+            .args([
+                "audit",
+                &s(&env.root),
+                "--remote",
+                &s(&backup),
+                "--metrics",
+                &s(&prom),
+            ])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(run().status.code(), Some(0));
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(text.contains("vouch_discrepancies{"), "{text}");
+    // The backup disk is gone: the run fails, and its metrics must not
+    // read as "0 discrepancies".
+    std::fs::rename(&backup, env.dir.path().join("unplugged")).unwrap();
+    assert_eq!(run().status.code(), Some(2));
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(!text.contains("vouch_discrepancies"), "{text}");
+    assert!(!text.contains("vouch_findings"), "{text}");
+    let exit = text
+        .lines()
+        .find(|l| l.starts_with("vouch_last_run_exit_code{"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(exit.ends_with(" 2"), "{exit}");
+    let success = text
+        .lines()
+        .find(|l| l.starts_with("vouch_last_success_timestamp_seconds{"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        !success.ends_with(" 0"),
+        "the last success is kept: {success}"
+    );
+}
