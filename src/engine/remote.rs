@@ -371,13 +371,20 @@ impl Remote {
         } else {
             format!("{}/", prefix.as_ref())
         };
+        let whole = prefix.as_ref().to_string();
         let id = self.id.clone();
         self.store
             .list((!prefix.as_ref().is_empty()).then_some(&prefix))
             .map(move |item| {
                 let meta = item.map_err(|e| anyhow!("listing {id} failed: {e}"))?;
                 let full = meta.location.as_ref();
-                let rel = full.strip_prefix(strip.as_str()).unwrap_or(full);
+                // object_store drops a trailing `/`: the marker `prefix/`
+                // arrives as the prefix itself, which is key "" here.
+                let rel = if !strip.is_empty() && full == whole {
+                    ""
+                } else {
+                    full.strip_prefix(strip.as_str()).unwrap_or(full)
+                };
                 Ok(Listed {
                     key: paths::key_from_slash(rel.as_bytes()),
                     size: meta.size,

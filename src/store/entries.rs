@@ -149,6 +149,16 @@ impl Index {
         Ok((files as u64, dirs as u64))
     }
 
+    /// True when `path` is a directory of the current manifest.
+    pub fn is_current_dir(&self, root_id: i64, path: &[u8]) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT EXISTS(SELECT 1 FROM entries WHERE root_id = ?1 AND path = ?2 AND until_run IS NULL AND kind = {DIR})"
+            ))?
+            .query_row(params![root_id, path], |r| r.get(0))?)
+    }
+
     /// Regular files of run `run_id`'s manifest and their total bytes.
     pub fn file_totals_at_run(&self, root_id: i64, run_id: i64) -> Result<(u64, u64)> {
         let (files, bytes): (i64, i64) = self.conn.query_row(

@@ -460,3 +460,27 @@ fn a_failed_run_writes_no_discrepancy_count_to_its_metrics() {
         "the last success is kept: {success}"
     );
 }
+
+#[test]
+fn zero_byte_folder_markers_are_skipped_and_counted_not_extra() {
+    let env = Env::new();
+    let moto = crate::support::moto::MotoServer::start();
+    moto.create_bucket("markers");
+    env.write("photos/a.jpg", b"a photo");
+    std::fs::create_dir(env.root.join("empty")).unwrap();
+    moto.put_object("markers", "p/photos/a.jpg", b"a photo");
+    // Folders made in the S3 console: the prefix itself, a folder with a
+    // file, an empty folder. object_store lists `x/` as `x`.
+    for marker in ["p/", "p/photos/", "p/empty/"] {
+        moto.put_object("markers", marker, b"");
+    }
+    let (code, doc) = audit_with(&env, "s3://markers/p", &moto.env(), &["--mode", "deep"]);
+    assert_eq!(
+        (code, findings(&doc)),
+        (0, pairs(&[("added", "photos/a.jpg")])),
+        "no `extra`: {doc}"
+    );
+    assert_eq!(doc["summary"]["directory_markers_skipped"], 3, "{doc}");
+    assert_eq!(doc["summary"]["verified"], 1);
+    assert_eq!(doc["summary"]["remote_objects"], 1);
+}

@@ -41,6 +41,14 @@ pub(super) fn merge(
             Pair::Both(local, obj) => Pair::Both(checked_as_trusted(local, policy, &send)?, obj),
             other => other,
         };
+        if let Pair::RemoteOnly(obj) = &pair
+            && obj.size == 0
+            && reader.is_current_dir(root_id, &obj.key)?
+        {
+            // A zero-byte `dir/` object (a folder made in the S3 console),
+            // which object_store lists as `dir`: no file, no `extra`.
+            return send(Event::MarkerSkipped);
+        }
         judge_pair(pair, remote_id, policy, scrub, &reads, &send)
     })
 }

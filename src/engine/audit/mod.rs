@@ -92,6 +92,9 @@ pub struct AuditSummary {
     pub bytes_read: u64,
     pub objects_read: u64,
     pub symlinks_skipped: u64,
+    /// Zero-byte "directory marker" objects (`dir/`, a folder made in the
+    /// S3 console; the prefix itself), skipped.
+    pub directory_markers_skipped: u64,
     /// Files (and bytes) of the manifest present on the remote at the
     /// same size.
     pub held_files: u64,
@@ -150,6 +153,10 @@ impl AuditSummary {
         m.insert("remote_objects".into(), json!(self.remote_objects));
         m.insert("remote_bytes".into(), json!(self.remote_bytes));
         m.insert("symlinks_skipped".into(), json!(self.symlinks_skipped));
+        m.insert(
+            "directory_markers_skipped".into(),
+            json!(self.directory_markers_skipped),
+        );
         m.insert(
             "coverage_files".into(),
             json!(fraction(self.held_files, self.local_files)),
@@ -219,6 +226,7 @@ pub(crate) enum Event {
         remote: Option<u64>,
     },
     SymlinkSkipped,
+    MarkerSkipped,
     Failed(anyhow::Error),
 }
 
@@ -277,7 +285,7 @@ fn audit_run(
 
     // 1. List the remote into the index.
     let listing_started = now_unix();
-    list_into_index(index, remote, run_id, &runtime, progress)?;
+    let markers = list_into_index(index, remote, run_id, &runtime, progress)?;
 
     // Whole-backup findings, and what a scrub re-reads.
     let health = health::backup_health(index, root_id, &remote.id, run_id, opts)?;
@@ -294,6 +302,7 @@ fn audit_run(
             held_files: health.held_files,
             held_bytes: health.held_bytes,
             newest_object: health.newest,
+            directory_markers_skipped: markers,
             ..Default::default()
         },
         run_id,
@@ -350,22 +359,26 @@ fn audit_run(
     Ok(summary)
 }
 
-/// Lists the remote into the index (`remote_objects`), skipping directory
-/// markers, and forgets objects the listing no longer returns.
+/// Lists the remote into the index (`remote_objects`), skipping zero-byte
+/// directory markers (`dir/`; the prefix itself) and returning how many,
+/// and forgets objects the listing no longer returns. A key ending in `/`
+/// or naming the prefix itself that holds bytes is kept: it is `extra`.
 fn list_into_index(
     index: &mut Index,
     remote: &Remote,
     run_id: i64,
     runtime: &tokio::runtime::Runtime,
     progress: &dyn Progress,
-) -> Result<()> {
+) -> Result<u64> {
     let mut batch = index.batch()?;
+    let mut markers = 0u64;
     runtime.block_on(async {
         let mut stream = remote.list();
         let mut n = 0u64;
         while let Some(item) = stream.next().await {
             let obj = item?;
-            if obj.key.last() == Some(&paths::SEP) || obj.key.is_empty() {
+            if obj.size == 0 && (obj.key.last() == Some(&paths::SEP) || obj.key.is_empty()) {
+                markers += 1;
                 continue; // a "directory marker" object
             }
             batch.upsert_listed(&remote.id, &obj, run_id)?;
@@ -376,7 +389,7 @@ fn list_into_index(
     })?;
     batch.commit()?;
     index.prune_remote(&remote.id, run_id)?;
-    Ok(())
+    Ok(markers)
 }
 
 /// The recorder: applies what the merger and the readers send, in the
@@ -428,6 +441,7 @@ impl Recorder<'_> {
                     }
                 }
                 Event::SymlinkSkipped => self.summary.symlinks_skipped += 1,
+                Event::MarkerSkipped => self.summary.directory_markers_skipped += 1,
                 Event::Finding(f) => self.report(batch, f)?,
                 Event::Verified {
                     size,
