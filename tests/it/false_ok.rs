@@ -484,3 +484,42 @@ fn zero_byte_folder_markers_are_skipped_and_counted_not_extra() {
     assert_eq!(doc["summary"]["verified"], 1);
     assert_eq!(doc["summary"]["remote_objects"], 1);
 }
+
+#[test]
+fn an_index_inside_root_is_never_part_of_the_tree() {
+    let env = Env::new();
+    env.write("data.txt", b"the data");
+    // The index inside the audited tree, as the default one under $HOME
+    // is when a user audits $HOME.
+    let index = env.root.join(".local/vouch/index.sqlite3");
+    let backup = env.dir.path().join("backup");
+    let vouch = |args: &[&str]| {
+        let out = assert_cmd::Command::cargo_bin("vouch")
+            .unwrap()
+            .env_remove("VOUCH_INDEX")
+            .arg("--index")
+            .arg(&index)
+            .args(args)
+            .args(["--format", "json"])
+            .output()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", stderr_of(&out)));
+        (out.status.code().unwrap_or(-1), doc)
+    };
+    let root = s(&env.root);
+    let (code, doc) = vouch(&["scan", &root]);
+    assert_eq!((code, findings(&doc)), (0, pairs(&[("added", "data.txt")])));
+    for _ in 0..2 {
+        let (code, doc) = vouch(&["scan", &root]);
+        assert_eq!((code, findings(&doc)), (0, vec![]), "{doc}");
+    }
+    // A backup job that copied the tree, index and all: the copy of the
+    // index is not `extra`.
+    Env::write_in(&backup, "data.txt", b"the data");
+    Env::write_in(&backup, ".local/vouch/index.sqlite3", b"an old copy");
+    Env::write_in(&backup, ".local/vouch/index.sqlite3-wal", b"wal");
+    let (code, doc) = vouch(&["audit", &root, "--remote", &s(&backup), "--mode", "deep"]);
+    assert_eq!((code, findings(&doc)), (0, vec![]), "{doc}");
+    assert_eq!(doc["summary"]["verified"], 1);
+}

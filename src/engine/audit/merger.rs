@@ -20,6 +20,7 @@ use crate::store::{Index, Rows};
 #[allow(clippy::too_many_arguments)]
 pub(super) fn merge(
     index_path: &Path,
+    skip: &[Vec<u8>],
     root_id: i64,
     remote_id: &str,
     run_id: i64,
@@ -41,6 +42,12 @@ pub(super) fn merge(
             Pair::Both(local, obj) => Pair::Both(checked_as_trusted(local, policy, &send)?, obj),
             other => other,
         };
+        if let Pair::RemoteOnly(obj) = &pair
+            && skip.contains(&obj.key)
+        {
+            // A copy of the index (see `scan::index_files_inside`).
+            return Ok(());
+        }
         if let Pair::RemoteOnly(obj) = &pair
             && obj.size == 0
             && reader.is_current_dir(root_id, &obj.key)?

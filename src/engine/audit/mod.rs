@@ -241,9 +241,11 @@ pub fn audit(
     progress: &dyn Progress,
 ) -> Result<AuditSummary> {
     let prev_run = index.last_audit_run(root_id, &remote.id)?;
+    // The index inside ROOT is no part of the tree, nor is its copy.
+    let skip = crate::engine::scan::index_files_inside(index.path(), root);
     let run_id = index.begin_run(Some(root_id), "audit", Some(&remote.id), None)?;
     match audit_run(
-        index, root_id, remote, opts, sink, progress, run_id, prev_run,
+        index, root_id, remote, opts, sink, progress, run_id, prev_run, &skip,
     ) {
         Ok(summary) => {
             let bad = summary.discrepancies(opts.strict) > 0;
@@ -274,6 +276,7 @@ fn audit_run(
     progress: &dyn Progress,
     run_id: i64,
     prev_run: Option<i64>,
+    skip: &[Vec<u8>],
 ) -> Result<AuditSummary> {
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -329,6 +332,7 @@ fn audit_run(
         scope.spawn(move || {
             if let Err(e) = merger::merge(
                 &index_path,
+                skip,
                 root_id,
                 &remote_id,
                 run_id,

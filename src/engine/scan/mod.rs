@@ -194,6 +194,7 @@ pub fn scan(
     let (job_tx, job_rx) = sync_channel::<Job>(1024);
     let (event_tx, event_rx) = sync_channel::<Event>(4096);
     let index_path = index.path().to_path_buf();
+    let skip = index_files_inside(&index_path, root);
     let want = opts.want;
     let rehash = opts.rehash;
 
@@ -213,6 +214,7 @@ pub fn scan(
                 root,
                 rehash,
                 want,
+                &skip,
                 job_tx,
                 walker_events.clone(),
             ) {
@@ -319,6 +321,35 @@ pub(crate) fn tree_shrunk(
                 pct(bb, ab)
             ))
     })
+}
+
+/// The keys of the index and its companion files (`-wal`, `-shm`,
+/// `-journal`, `.lock`) when the index lives inside ROOT (the default one
+/// lives under `$HOME`, which users audit): they are never part of the
+/// tree, which would otherwise change under every run that reads it.
+pub(crate) fn index_files_inside(index: &Path, root: &Path) -> Vec<Vec<u8>> {
+    let (Some(dir), Some(name)) = (index.parent(), index.file_name()) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return Vec::new();
+    };
+    if !dir.starts_with(root) {
+        return Vec::new();
+    }
+    ["", "-wal", "-shm", "-journal", ".lock"]
+        .iter()
+        .map(|suffix| {
+            let mut file = name.to_os_string();
+            file.push(suffix);
+            crate::model::paths::key_of(root, &dir.join(file))
+        })
+        .collect()
 }
 
 /// The hashers: the rayon pool drains the job channel in parallel.

@@ -21,6 +21,7 @@ pub(super) fn walk_and_merge(
     root: &Path,
     rehash: bool,
     want: Want,
+    skip: &[Vec<u8>],
     jobs: SyncSender<Job>,
     events: SyncSender<Event>,
 ) -> Result<()> {
@@ -65,6 +66,9 @@ pub(super) fn walk_and_merge(
                 key.clone()
             }
         };
+        if skip.contains(&key) {
+            continue; // the index itself (see `index_files_inside`)
+        }
         let repeat =
             matches!(&item, Item::Unreadable { .. }) && last_key.as_deref() == Some(key.as_slice());
         if !repeat {
