@@ -5,13 +5,11 @@
 //! A row is valid from `since_run` until `until_run` (NULL while current);
 //! the manifest as of run N is spelled once, by [`super::at_run`].
 
-use std::collections::VecDeque;
-
 use anyhow::Result;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
-use super::{DIR, FILE, Index, PAGE, at_run};
+use super::{DIR, FILE, Index, PAGE, Paged, at_run};
 use crate::model::{Entry, EntryKind, Finding, Kind, Node, Stat};
 
 const SELECT_ENTRY: &str = "SELECT id, path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run, trusted_blake3 FROM entries";
@@ -76,15 +74,30 @@ impl Index {
     /// The current manifest of a root, in key order, read a page at a time
     /// (a read transaction, see [`Index::begin_read`], keeps the pages one
     /// consistent snapshot).
-    pub fn current_entries(&self, root_id: i64, which: Rows) -> CurrentEntries<'_> {
-        CurrentEntries {
-            conn: &self.conn,
-            root_id,
-            which,
-            after: None,
-            buf: VecDeque::new(),
-            done: false,
-        }
+    pub fn current_entries(
+        &self,
+        root_id: i64,
+        which: Rows,
+    ) -> impl Iterator<Item = Result<Entry>> + '_ {
+        let kinds = match which {
+            Rows::All => String::new(),
+            Rows::NotDirs => format!("AND kind != {DIR}"),
+        };
+        Paged::new(
+            |e: &Entry| &e.path,
+            move |after: Option<&[u8]>| {
+                // The first page includes ROOT itself, whose key is empty.
+                let op = if after.is_some() { ">" } else { ">=" };
+                let mut stmt = self.conn.prepare_cached(&format!(
+                    "{SELECT_ENTRY} WHERE root_id = ?1 AND until_run IS NULL {kinds} AND path {op} ?2 ORDER BY path LIMIT ?3"
+                ))?;
+                let rows = stmt.query_map(
+                    params![root_id, after.unwrap_or(b""), PAGE as i64],
+                    entry_from_row,
+                )?;
+                Ok(rows.collect::<rusqlite::Result<Vec<Entry>>>()?)
+            },
+        )
     }
 
     /// One page of the manifest as of run `run_id`: up to `limit` nodes
@@ -262,56 +275,5 @@ impl Index {
             out.push(Finding::new(Kind::Deleted, path).local(json!({ "size": size })));
         }
         Ok(out)
-    }
-}
-
-/// The current manifest of a root in key order, read a page at a time.
-pub struct CurrentEntries<'c> {
-    conn: &'c Connection,
-    root_id: i64,
-    which: Rows,
-    after: Option<Vec<u8>>,
-    buf: VecDeque<Entry>,
-    done: bool,
-}
-
-impl CurrentEntries<'_> {
-    fn fill(&mut self) -> Result<()> {
-        // The first page includes ROOT itself, whose key is empty.
-        let op = if self.after.is_some() { ">" } else { ">=" };
-        let kinds = match self.which {
-            Rows::All => String::new(),
-            Rows::NotDirs => format!("AND kind != {DIR}"),
-        };
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "{SELECT_ENTRY} WHERE root_id = ?1 AND until_run IS NULL {kinds} AND path {op} ?2 ORDER BY path LIMIT ?3"
-        ))?;
-        let after = self.after.as_deref().unwrap_or(b"");
-        let rows = stmt.query_map(params![self.root_id, after, PAGE as i64], entry_from_row)?;
-        for row in rows {
-            self.buf.push_back(row?);
-        }
-        if self.buf.len() < PAGE {
-            self.done = true;
-        }
-        if let Some(last) = self.buf.back() {
-            self.after = Some(last.path.clone());
-        }
-        Ok(())
-    }
-}
-
-impl Iterator for CurrentEntries<'_> {
-    type Item = Result<Entry>;
-
-    fn next(&mut self) -> Option<Result<Entry>> {
-        if self.buf.is_empty()
-            && !self.done
-            && let Err(e) = self.fill()
-        {
-            self.done = true;
-            return Some(Err(e));
-        }
-        self.buf.pop_front().map(Ok)
     }
 }

@@ -139,8 +139,8 @@ mod remote;
 mod runs;
 
 pub use batch::Batch;
-pub use entries::{CurrentEntries, Rows};
-pub use remote::{Coverage, RemoteRows};
+pub use entries::Rows;
+pub use remote::Coverage;
 
 /// Kinds as the `entries.kind` column stores them (see [`EntryKind`]):
 /// SQL names them through these, never as bare numbers.
@@ -149,6 +149,53 @@ const DIR: i64 = EntryKind::Dir as i64;
 
 /// Rows per page of the paged readers ([`CurrentEntries`], [`RemoteRows`]).
 const PAGE: usize = 4096;
+
+/// Rows in key order, read a page at a time: `fetch(after)` returns up to
+/// [`PAGE`] rows with keys after `after` (from the start when `None`).
+struct Paged<T, F> {
+    fetch: F,
+    key: fn(&T) -> &[u8],
+    after: Option<Vec<u8>>,
+    buf: std::collections::VecDeque<T>,
+    done: bool,
+}
+
+impl<T, F: FnMut(Option<&[u8]>) -> Result<Vec<T>>> Paged<T, F> {
+    fn new(key: fn(&T) -> &[u8], fetch: F) -> Paged<T, F> {
+        Paged {
+            fetch,
+            key,
+            after: None,
+            buf: Default::default(),
+            done: false,
+        }
+    }
+}
+
+impl<T, F: FnMut(Option<&[u8]>) -> Result<Vec<T>>> Iterator for Paged<T, F> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        if self.buf.is_empty() && !self.done {
+            match (self.fetch)(self.after.as_deref()) {
+                Ok(rows) => {
+                    self.done = rows.len() < PAGE;
+                    // The buffer is empty: take the page's allocation as it
+                    // is rather than move every row again.
+                    self.buf = rows.into();
+                    if let Some(last) = self.buf.back() {
+                        self.after = Some((self.key)(last).to_vec());
+                    }
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        self.buf.pop_front().map(Ok)
+    }
+}
 
 /// The temporal predicate: the rows of the manifest as of run `?N`.
 /// Spelled once; every query that reads a past manifest uses it.

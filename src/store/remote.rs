@@ -1,12 +1,12 @@
 //! The remote side of the index: the last listing of each remote, and what
 //! vouch proved about each object (`remote_objects`).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 
 use anyhow::Result;
-use rusqlite::{Connection, params};
+use rusqlite::params;
 
-use super::{FILE, Index, PAGE};
+use super::{FILE, Index, PAGE, Paged};
 use crate::model::{Proof, RemoteRow};
 
 const SELECT_REMOTE: &str = "SELECT key, size, etag, version, last_modified, verified_blake3, verified_etag, verified_size, verified_at, verified_method FROM remote_objects";
@@ -52,15 +52,25 @@ impl Index {
     }
 
     /// The objects listed by run `run_id`, in key order.
-    pub fn listed_objects(&self, remote: &str, run_id: i64) -> RemoteRows<'_> {
-        RemoteRows {
-            conn: &self.conn,
-            remote: remote.to_string(),
-            run_id,
-            after: None,
-            buf: VecDeque::new(),
-            done: false,
-        }
+    pub fn listed_objects<'a>(
+        &'a self,
+        remote: &'a str,
+        run_id: i64,
+    ) -> impl Iterator<Item = Result<RemoteRow>> + 'a {
+        Paged::new(
+            |r: &RemoteRow| &r.key,
+            move |after: Option<&[u8]>| {
+                let op = if after.is_some() { ">" } else { ">=" };
+                let mut stmt = self.conn.prepare_cached(&format!(
+                    "{SELECT_REMOTE} WHERE remote = ?1 AND seen_run = ?2 AND key {op} ?3 ORDER BY key LIMIT ?4"
+                ))?;
+                let rows = stmt.query_map(
+                    params![remote, run_id, after.unwrap_or(b""), PAGE as i64],
+                    remote_from_row,
+                )?;
+                Ok(rows.collect::<rusqlite::Result<Vec<RemoteRow>>>()?)
+            },
+        )
     }
 
     /// Coverage of the current manifest of `root_id` by the listing of run
@@ -123,54 +133,5 @@ impl Index {
             chosen.insert(row.get(0)?);
         }
         Ok(chosen)
-    }
-}
-
-/// Listed objects in key order, read a page at a time.
-pub struct RemoteRows<'c> {
-    conn: &'c Connection,
-    remote: String,
-    run_id: i64,
-    after: Option<Vec<u8>>,
-    buf: VecDeque<RemoteRow>,
-    done: bool,
-}
-
-impl RemoteRows<'_> {
-    fn fill(&mut self) -> Result<()> {
-        let op = if self.after.is_some() { ">" } else { ">=" };
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "{SELECT_REMOTE} WHERE remote = ?1 AND seen_run = ?2 AND key {op} ?3 ORDER BY key LIMIT ?4"
-        ))?;
-        let after = self.after.as_deref().unwrap_or(b"");
-        let rows = stmt.query_map(
-            params![self.remote, self.run_id, after, PAGE as i64],
-            remote_from_row,
-        )?;
-        for row in rows {
-            self.buf.push_back(row?);
-        }
-        if self.buf.len() < PAGE {
-            self.done = true;
-        }
-        if let Some(last) = self.buf.back() {
-            self.after = Some(last.key.clone());
-        }
-        Ok(())
-    }
-}
-
-impl Iterator for RemoteRows<'_> {
-    type Item = Result<RemoteRow>;
-
-    fn next(&mut self) -> Option<Result<RemoteRow>> {
-        if self.buf.is_empty()
-            && !self.done
-            && let Err(e) = self.fill()
-        {
-            self.done = true;
-            return Some(Err(e));
-        }
-        self.buf.pop_front().map(Ok)
     }
 }

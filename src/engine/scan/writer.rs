@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::{Event, RACY_CTIME, RACY_WINDOW_NS, ScanSummary, describe, shrunk_finding};
-use crate::engine::hash::HashError;
+use crate::engine::hash::{Digests, HashError};
 use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry, Stat, paths};
 use crate::out::{Progress, Sink};
 use crate::store::{Batch, Index};
@@ -94,95 +94,122 @@ pub(super) fn write_events(
                 *structural += 1;
                 apply_change(batch, ctx, summary, new, old, &mut report)?;
             }
-            Event::Hashed { key, old, result } => match result {
-                // Deleted since the walk saw it: a deletion (of a known
-                // file) like any other, not an I/O error.
-                Err(HashError::Vanished) => {
-                    if let Some(old) = old {
-                        *structural += 1;
-                        batch.close_entry(old.id, ctx.run_id)?;
-                        summary.deleted += 1;
-                        report(
-                            batch,
-                            Finding::new(Kind::Deleted, key)
-                                .local(describe(&old.stat, old.blake3.as_ref()))
-                                .detail("vanished during the scan"),
-                        )?;
-                    }
-                }
-                Err(e) => {
-                    summary.files += 1;
-                    summary.unreadable += 1;
-                    report(
-                        batch,
-                        Finding::new(Kind::Unreadable, key).detail(e.to_string()),
-                    )?;
-                }
-                Ok((mut stat, digests)) => {
-                    summary.files += 1;
-                    summary.bytes_hashed += stat.size;
-                    progress.bytes("hashed", summary.bytes_hashed);
-                    if stat.mtime_ns >= ctx.start_ns - RACY_WINDOW_NS {
-                        stat.ctime_ns = RACY_CTIME;
-                    }
-                    let mut new = NewEntry {
-                        path: key,
-                        kind: EntryKind::File,
-                        stat,
-                        blake3: Some(digests.blake3),
-                        md5: digests.md5,
-                        sha256: digests.sha256,
-                        target: None,
-                        trusted_blake3: None,
-                    };
-                    if let Some(o) = old.as_ref().filter(|o| o.kind == EntryKind::File) {
-                        match content_verdict(o, &new.stat, &digests.blake3) {
-                            Verdict::Rotted { trusted } => {
-                                summary.corrupt += 1;
-                                let f = Finding::new(Kind::Corrupt, new.path.clone())
-                                    .local(json!({
-                                        "size": stat.size,
-                                        "blake3": hex::encode(digests.blake3),
-                                        "indexed_blake3": hex::encode(trusted),
-                                    }))
-                                    .detail(ROTTED);
-                                new.trusted_blake3 = Some(trusted);
-                                if o.blake3 == new.blake3 {
-                                    keep_digests(&mut new, o);
-                                    if new.stat != o.stat
-                                        || new.md5 != o.md5
-                                        || new.sha256 != o.sha256
-                                    {
-                                        batch.update_entry(o.id, &new)?;
-                                    }
-                                } else {
-                                    // The content on disk moved on: a new
-                                    // row, so earlier snapshots keep theirs.
-                                    *structural += 1;
-                                    batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?;
-                                }
-                                report(batch, f)?;
-                                continue;
+            Event::Hashed { key, old, result } => settle_hashed(
+                batch,
+                ctx,
+                summary,
+                structural,
+                progress,
+                key,
+                old,
+                result,
+                &mut report,
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// Applies the result of hashing one file: unchanged content (metadata
+/// refreshed), a change, bit rot (content changed under the same size and
+/// mtime: `corrupt`), a file that
+/// vanished, or one that could not be read.
+#[allow(clippy::too_many_arguments)]
+fn settle_hashed(
+    batch: &mut Batch<'_>,
+    ctx: WriteCtx,
+    summary: &mut ScanSummary,
+    structural: &mut u64,
+    progress: &dyn Progress,
+    key: Vec<u8>,
+    old: Option<Entry>,
+    result: Result<(Stat, Digests), HashError>,
+    report: &mut impl FnMut(&mut Batch<'_>, Finding) -> Result<()>,
+) -> Result<()> {
+    match result {
+        // Deleted since the walk saw it: a deletion (of a known
+        // file) like any other, not an I/O error.
+        Err(HashError::Vanished) => {
+            if let Some(old) = old {
+                *structural += 1;
+                batch.close_entry(old.id, ctx.run_id)?;
+                summary.deleted += 1;
+                report(
+                    batch,
+                    Finding::new(Kind::Deleted, key)
+                        .local(describe(&old.stat, old.blake3.as_ref()))
+                        .detail("vanished during the scan"),
+                )?;
+            }
+        }
+        Err(e) => {
+            summary.files += 1;
+            summary.unreadable += 1;
+            report(
+                batch,
+                Finding::new(Kind::Unreadable, key).detail(e.to_string()),
+            )?;
+        }
+        Ok((mut stat, digests)) => {
+            summary.files += 1;
+            summary.bytes_hashed += stat.size;
+            progress.bytes("hashed", summary.bytes_hashed);
+            if stat.mtime_ns >= ctx.start_ns - RACY_WINDOW_NS {
+                stat.ctime_ns = RACY_CTIME;
+            }
+            let mut new = NewEntry {
+                path: key,
+                kind: EntryKind::File,
+                stat,
+                blake3: Some(digests.blake3),
+                md5: digests.md5,
+                sha256: digests.sha256,
+                target: None,
+                trusted_blake3: None,
+            };
+            if let Some(o) = old.as_ref().filter(|o| o.kind == EntryKind::File) {
+                match content_verdict(o, &new.stat, &digests.blake3) {
+                    Verdict::Rotted { trusted } => {
+                        summary.corrupt += 1;
+                        let f = Finding::new(Kind::Corrupt, new.path.clone())
+                            .local(json!({
+                                "size": stat.size,
+                                "blake3": hex::encode(digests.blake3),
+                                "indexed_blake3": hex::encode(trusted),
+                            }))
+                            .detail(ROTTED);
+                        new.trusted_blake3 = Some(trusted);
+                        if o.blake3 == new.blake3 {
+                            keep_digests(&mut new, o);
+                            if new.stat != o.stat || new.md5 != o.md5 || new.sha256 != o.sha256 {
+                                batch.update_entry(o.id, &new)?;
                             }
-                            Verdict::Same => {
-                                summary.unchanged += 1;
-                                keep_digests(&mut new, o);
-                                if new.stat != o.stat
-                                    || new.md5 != o.md5
-                                    || new.sha256 != o.sha256
-                                    || o.trusted_blake3.is_some()
-                                {
-                                    batch.update_entry(o.id, &new)?;
-                                }
-                                continue;
-                            }
-                            Verdict::Changed => {}
+                        } else {
+                            // The content on disk moved on: a new
+                            // row, so earlier snapshots keep theirs.
+                            *structural += 1;
+                            batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?;
                         }
+                        report(batch, f)?;
+                        return Ok(());
                     }
-                    *structural += 1;
-                    apply_change(batch, ctx, summary, new, old, &mut report)?;
+                    Verdict::Same => {
+                        summary.unchanged += 1;
+                        keep_digests(&mut new, o);
+                        if new.stat != o.stat
+                            || new.md5 != o.md5
+                            || new.sha256 != o.sha256
+                            || o.trusted_blake3.is_some()
+                        {
+                            batch.update_entry(o.id, &new)?;
+                        }
+                        return Ok(());
+                    }
+                    Verdict::Changed => {}
                 }
-            },
+            }
+            *structural += 1;
+            apply_change(batch, ctx, summary, new, old, report)?;
         }
     }
     Ok(())
