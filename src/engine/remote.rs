@@ -120,7 +120,11 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                         b = b.with_config(AmazonS3ConfigKey::Client(k), v);
                     }
                     if let Some(ep) = &opts.endpoint {
-                        b = b.with_endpoint(ep);
+                        // `--endpoint` wins over AWS_ENDPOINT_URL_S3 too
+                        // (object_store prefers that one to `endpoint`).
+                        b = b
+                            .with_endpoint(ep)
+                            .with_config(AmazonS3ConfigKey::S3Endpoint, ep);
                         if ep.starts_with("http://") {
                             b = b.with_allow_http(true);
                         }
@@ -240,17 +244,34 @@ pub fn identity(url: &str, opts: &RemoteOptions) -> Result<String> {
             let bucket = u.host_str().unwrap_or_default();
             let prefix = u.path().trim_matches('/');
             let mut id = format!("{}://{}/{}", u.scheme(), bucket, prefix);
-            if let Some(ep) = &opts.endpoint {
-                id.push_str(&format!(" @{ep}"));
-            } else if let Ok(ep) = std::env::var("AWS_ENDPOINT_URL")
-                && u.scheme().starts_with("s3")
-            {
+            let endpoint = match u.scheme() {
+                "s3" | "s3a" => s3_endpoint(url, opts),
+                _ => opts.endpoint.clone(),
+            };
+            if let Some(ep) = endpoint {
                 id.push_str(&format!(" @{ep}"));
             }
             Ok(id)
         }
         _ => dir(FsPath::new(url)),
     }
+}
+
+/// The endpoint an S3 client opened with `opts` talks to: `--endpoint`,
+/// else what the client's own configuration reads from the environment
+/// (`AWS_ENDPOINT_URL_S3`, which wins, `AWS_ENDPOINT_URL`,
+/// `AWS_ENDPOINT`), so the remote's identity names the server whatever
+/// variable chose it, and proofs made on one server never count on
+/// another with the same bucket name.
+fn s3_endpoint(url: &str, opts: &RemoteOptions) -> Option<String> {
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+    if let Some(ep) = &opts.endpoint {
+        return Some(ep.clone());
+    }
+    let b = AmazonS3Builder::from_env().with_url(url);
+    b.get_config_value(&AmazonS3ConfigKey::S3Endpoint)
+        .or_else(|| b.get_config_value(&AmazonS3ConfigKey::Endpoint))
+        .filter(|ep| !ep.is_empty())
 }
 
 /// The ETag of a file in a directory remote: its version, from what a

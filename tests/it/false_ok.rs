@@ -523,3 +523,51 @@ fn an_index_inside_root_is_never_part_of_the_tree() {
     assert_eq!((code, findings(&doc)), (0, vec![]), "{doc}");
     assert_eq!(doc["summary"]["verified"], 1);
 }
+
+#[test]
+fn the_remote_identity_names_the_endpoint_whatever_variable_chose_it() {
+    let env = Env::new();
+    let moto = crate::support::moto::MotoServer::start();
+    moto.create_bucket("samename");
+    env.write("f", b"content");
+    moto.put_object("samename", "p/f", b"content");
+    // Server B: another endpoint (here a proxy in front of the same data,
+    // so its listing looks the same as A's).
+    let b = crate::support::proxy::Proxy::start(&moto.endpoint);
+    let audit = |endpoint: &str| {
+        let vars: Vec<(String, String)> = moto
+            .env()
+            .into_iter()
+            .filter(|(k, _)| k != "AWS_ENDPOINT_URL")
+            .chain([("AWS_ENDPOINT_URL_S3".to_string(), endpoint.to_string())])
+            .collect();
+        let out = env
+            .vouch()
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT")
+            .envs(vars)
+            .args(["audit", &s(&env.root), "--remote", "s3://samename/p"])
+            .args(["--mode", "deep", "--format", "json", "--retries", "1"])
+            .output()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", stderr_of(&out)));
+        (out.status.code(), doc)
+    };
+    let (code, doc) = audit(&moto.endpoint);
+    assert_eq!(code, Some(0), "{doc}");
+    assert_eq!(doc["summary"]["objects_read"], 1);
+    assert_eq!(
+        doc["summary"]["remote"],
+        format!("s3://samename/p @{}", moto.endpoint)
+    );
+    // The same bucket name on server B: its own remote, read afresh, not
+    // verified from what was read on A.
+    let (code, doc) = audit(&b.endpoint);
+    assert_eq!(code, Some(0), "{doc}");
+    assert_eq!(
+        doc["summary"]["remote"],
+        format!("s3://samename/p @{}", b.endpoint)
+    );
+    assert_eq!(doc["summary"]["objects_read"], 1, "{doc}");
+}
