@@ -332,7 +332,8 @@ fn an_emptied_backup_is_the_headline_and_a_shrunk_dump_is_caught() {
         .iter()
         .filter(|f| f["kind"] == "shrunk")
         .collect();
-    assert_eq!(shrunk.len(), 1);
+    // The file, and the tree, which lost 99% of its bytes with it.
+    assert_eq!(shrunk.len(), 2);
     assert_eq!(shrunk[0]["path"], "db/dump.sql");
     assert!(
         shrunk[0]["detail"]
@@ -340,7 +341,9 @@ fn an_emptied_backup_is_the_headline_and_a_shrunk_dump_is_caught() {
             .unwrap()
             .contains("1048576 to 10 bytes")
     );
-    assert_eq!(doc["summary"]["shrunk"], 1);
+    assert_eq!(shrunk[1]["path"], "");
+    assert_eq!(shrunk[1]["local"]["after"]["files"], 4);
+    assert_eq!(doc["summary"]["shrunk"], 2);
     assert_eq!(doc["summary"]["verified"], 4, "the copy itself matches");
 
     // Someone empties the bucket.

@@ -15,6 +15,7 @@ use crate::model::{Entry, EntryKind, NewEntry, paths};
 use crate::store::{Index, Rows};
 
 /// The walker: merge-joins the sorted walk with the sorted manifest.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn walk_and_merge(
     index_path: &Path,
     root_id: i64,
