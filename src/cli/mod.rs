@@ -168,6 +168,15 @@ pub struct ScanArgs {
     /// Report `shrunk` when a file (of 1 KiB or more) loses more than this fraction of its size
     #[arg(long, value_name = "FRACTION", default_value = "0.5")]
     pub shrink_threshold: Fraction,
+    /// Structural checks of new and changed files (`damaged`): none; fast
+    /// (headers, trailers, structure); full (also decompress and verify
+    /// every checksum, up to --checks-budget bytes) [default: fast]
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub checks: Option<ChecksArg>,
+    /// Bytes the `full` checks may read per run (e.g. 50G); a file that
+    /// does not fit gets the fast check [default: 10G]
+    #[arg(long, value_name = "SIZE")]
+    pub checks_budget: Option<Size>,
     #[command(flatten)]
     pub alerts: AlertArgs,
 }
@@ -230,6 +239,13 @@ pub struct AuditArgs {
     /// the file, is older than this (e.g. 26h, 7d)
     #[arg(long, value_name = "AGE")]
     pub max_age: Option<Age>,
+    /// Structural checks of new and changed files while scanning
+    /// (`damaged`): none, fast or full [default: fast]
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub checks: Option<ChecksArg>,
+    /// Bytes the `full` checks may read per run (e.g. 50G) [default: 10G]
+    #[arg(long, value_name = "SIZE")]
+    pub checks_budget: Option<Size>,
     /// Write Prometheus metrics to FILE (atomically; for node_exporter's textfile collector)
     #[arg(long, value_name = "FILE")]
     pub metrics: Option<PathBuf>,
@@ -266,6 +282,18 @@ pub struct RunArgs {
     /// The config file [default: $XDG_CONFIG_HOME/vouch/vouch.toml]
     #[arg(long, value_name = "FILE", env = "VOUCH_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// `--checks` and `checks = "…"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChecksArg {
+    /// No structural checks.
+    None,
+    /// Headers, trailers and structure (cheap).
+    Fast,
+    /// Also decompress and verify every checksum.
+    Full,
 }
 
 /// `--mode` and `mode = "…"`.

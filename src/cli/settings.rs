@@ -12,7 +12,9 @@ use std::time::Duration;
 use anyhow::{Result, anyhow, bail};
 use clap::{CommandFactory, ValueEnum};
 
-use super::{AuditArgs, Cli, Command, Common, FormatArg, ManifestFormatArg, ModeArg, config};
+use super::{
+    AuditArgs, ChecksArg, Cli, Command, Common, FormatArg, ManifestFormatArg, ModeArg, config,
+};
 use crate::commands::audit::AuditSettings;
 use crate::commands::diff::DiffSettings;
 use crate::commands::export::ExportSettings;
@@ -21,6 +23,7 @@ use crate::commands::scan::ScanSettings;
 use crate::commands::verify::VerifySettings;
 use crate::commands::{Alerts, Context, Invocation};
 use crate::engine::audit::Mode;
+use crate::engine::checks::Level;
 use crate::engine::export::ExportFormat;
 use crate::engine::manifest::ManifestFormat;
 use crate::out::Format;
@@ -32,6 +35,16 @@ const DEFAULT_RETRIES: usize = 4;
 const DEFAULT_TIMEOUT_SECS: u64 = 60;
 const DEFAULT_MIN_COVERAGE: f64 = 0.99;
 const DEFAULT_SHRINK_THRESHOLD: f64 = 0.5;
+const DEFAULT_CHECKS_BUDGET: u64 = 10 << 30;
+
+/// `--checks`, defaulting to `fast`.
+fn checks_level(a: Option<ChecksArg>) -> Level {
+    match a.unwrap_or(ChecksArg::Fast) {
+        ChecksArg::None => Level::None,
+        ChecksArg::Fast => Level::Fast,
+        ChecksArg::Full => Level::Full,
+    }
+}
 
 /// Resolves the command line into a context and an invocation.
 pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
@@ -45,6 +58,8 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
             sha256: a.sha256,
             label: a.label,
             shrink_threshold: a.shrink_threshold.0,
+            checks: checks_level(a.checks),
+            checks_budget: a.checks_budget.map_or(DEFAULT_CHECKS_BUDGET, |s| s.0),
             alerts: Alerts {
                 metrics: a.alerts.metrics,
                 notify: a.alerts.notify,
@@ -132,6 +147,8 @@ pub fn resolve_audit(a: &AuditArgs) -> Result<AuditSettings> {
         min_coverage: a.min_coverage.map_or(DEFAULT_MIN_COVERAGE, |f| f.0),
         shrink_threshold: a.shrink_threshold.map_or(DEFAULT_SHRINK_THRESHOLD, |f| f.0),
         max_age: a.max_age.map(|a| a.0),
+        checks: checks_level(a.checks),
+        checks_budget: a.checks_budget.map_or(DEFAULT_CHECKS_BUDGET, |s| s.0),
         alerts: Alerts {
             metrics: a.metrics.clone(),
             notify: a.notify.clone(),

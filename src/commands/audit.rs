@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{Alerts, Context, monitored, with_report};
 use crate::engine::audit::{self, AuditOptions, Mode};
+use crate::engine::checks::Level;
 use crate::engine::hash::Want;
 use crate::engine::remote::{self, RemoteOptions};
 use crate::engine::scan::{self, ScanOptions};
@@ -34,6 +35,8 @@ pub struct AuditSettings {
     pub shrink_threshold: f64,
     /// Seconds.
     pub max_age: Option<u64>,
+    pub checks: Level,
+    pub checks_budget: u64,
     pub alerts: Alerts,
 }
 
@@ -70,6 +73,8 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
                     sha256: false,
                 },
                 shrink_threshold: Some(s.shrink_threshold),
+                checks: s.checks,
+                checks_budget: Some(s.checks_budget),
                 command: Some("audit".into()),
                 ..Default::default()
             };
@@ -116,6 +121,7 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
                 (Kind::Unreadable, sc.unreadable),
                 (Kind::Corrupt, sc.corrupt),
                 (Kind::Shrunk, sc.shrunk),
+                (Kind::Damaged, sc.damaged),
             ] {
                 if n > 0 {
                     let total = json.get(kind.name()).and_then(Value::as_u64).unwrap_or(0) + n;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::{Alerts, Context, monitored, validate_label, with_report};
+use crate::engine::checks::Level;
 use crate::engine::hash::Want;
 use crate::engine::scan::{self, ScanOptions};
 use crate::model::Outcome;
@@ -19,6 +20,8 @@ pub struct ScanSettings {
     pub sha256: bool,
     pub label: Option<String>,
     pub shrink_threshold: f64,
+    pub checks: Level,
+    pub checks_budget: u64,
     pub alerts: Alerts,
 }
 
@@ -43,6 +46,8 @@ pub fn run(ctx: &Context, s: &ScanSettings) -> Result<Outcome> {
                 label: s.label.clone(),
                 command: None,
                 shrink_threshold: Some(s.shrink_threshold),
+                checks: s.checks,
+                checks_budget: Some(s.checks_budget),
             };
             let summary = scan::scan(&mut index, &root, &opts, sink, progress.as_ref())?;
             job.summary = summary.to_json(&root);

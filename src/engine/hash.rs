@@ -110,6 +110,18 @@ const fn libc_o_noatime() -> i32 {
 /// Hashes the regular file at `path`; returns the metadata the hash belongs
 /// to and the digests.
 pub fn hash_file(path: &Path, want: Want) -> Result<(Stat, Digests), HashError> {
+    hash_file_then(path, want, |_, _| ()).map(|(stat, digests, _)| (stat, digests))
+}
+
+/// Like [`hash_file`], then runs `after` on the same open file (with its
+/// size) once the hash is proven: the structural checks look at exactly
+/// the version that was hashed, while its pages are still in the cache.
+/// `after`'s result is dropped (`None`) when the file changed meanwhile.
+pub fn hash_file_then<T>(
+    path: &Path,
+    want: Want,
+    mut after: impl FnMut(&mut File, u64) -> T,
+) -> Result<(Stat, Digests, Option<T>), HashError> {
     for _ in 0..ATTEMPTS {
         let file = match open_for_hashing(path) {
             Ok(f) => f,
@@ -127,9 +139,15 @@ pub fn hash_file(path: &Path, want: Want) -> Result<(Stat, Digests), HashError> 
         let mut bounded = (&file).take(before.size.saturating_add(1));
         let (digests, read) =
             hash_reader(&mut bounded, before.size, want).map_err(HashError::Io)?;
-        let after = Stat::of(&file.metadata().map_err(HashError::Io)?);
-        if before == after && read == before.size {
-            return Ok((before, digests));
+        let now = Stat::of(&file.metadata().map_err(HashError::Io)?);
+        if before == now && read == before.size {
+            let mut file = file;
+            let extra = after(&mut file, before.size);
+            let still = file
+                .metadata()
+                .map(|m| Stat::of(&m) == before)
+                .unwrap_or(false);
+            return Ok((before, digests, still.then_some(extra)));
         }
     }
     Err(HashError::Changed)

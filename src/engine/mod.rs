@@ -7,6 +7,7 @@
 //! a terminal, so every command (and every test) drives them the same way.
 
 pub mod audit;
+pub mod checks;
 pub mod compare;
 pub mod export;
 pub mod hash;

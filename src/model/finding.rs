@@ -23,6 +23,7 @@ pub enum Kind {
     LowCoverage,
     Shrunk,
     Stale,
+    Damaged,
     // Local changes since the previous scan.
     Added,
     Modified,
@@ -32,7 +33,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Missing,
         Kind::Extra,
         Kind::SizeMismatch,
@@ -43,6 +44,7 @@ impl Kind {
         Kind::LowCoverage,
         Kind::Shrunk,
         Kind::Stale,
+        Kind::Damaged,
         Kind::Added,
         Kind::Modified,
         Kind::Deleted,
@@ -62,6 +64,7 @@ impl Kind {
             Kind::LowCoverage => "low_coverage",
             Kind::Shrunk => "shrunk",
             Kind::Stale => "stale",
+            Kind::Damaged => "damaged",
             Kind::Added => "added",
             Kind::Modified => "modified",
             Kind::Deleted => "deleted",

@@ -29,7 +29,7 @@ impl Index {
 /// An open write transaction that commits every [`BATCH_OPS`] writes or
 /// [`BATCH_AGE`], whichever comes first.
 pub struct Batch<'c> {
-    conn: &'c Connection,
+    pub(super) conn: &'c Connection,
     ops: usize,
     started: Instant,
 }
@@ -118,9 +118,9 @@ impl<'c> Batch<'c> {
         run_id: i64,
         old: &Entry,
         new: &NewEntry,
-    ) -> Result<()> {
+    ) -> Result<i64> {
         if old.since_run == run_id {
-            self.update_entry(old.id, new)
+            self.update_entry(old.id, new).map(|()| old.id)
         } else {
             // Close without counting a write: a batch commit between the
             // close and the insert would leave, after a crash, no current
@@ -128,7 +128,7 @@ impl<'c> Batch<'c> {
             self.conn
                 .prepare_cached(CLOSE_ENTRY)?
                 .execute(params![old.id, run_id])?;
-            self.insert_entry(root_id, run_id, new).map(|_| ())
+            self.insert_entry(root_id, run_id, new)
         }
     }
 

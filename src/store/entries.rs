@@ -15,7 +15,7 @@ use crate::model::{Entry, EntryKind, Finding, Kind, Node, Stat};
 const SELECT_ENTRY: &str = "SELECT id, path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run, trusted_blake3 FROM entries";
 
 /// Reads an entry from a row selected with [`SELECT_ENTRY`]'s columns.
-fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+pub(super) fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     let kind: i64 = row.get(2)?;
     Ok(Entry {
         id: row.get(0)?,

@@ -99,13 +99,30 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX entries_closed ON entries(root_id, until_run) WHERE until_run IS NOT NULL;
     "#,
-    // v3: a rotted file (content changed, size and mtime did not) keeps
+    // v3: structural checks (`damaged`), cached with the entry row (the
+    // file's version) they were made on: an unchanged file is not checked
+    // again. `data_ever`: this version or an earlier one of the path was a
+    // dump holding table data (the empty-dump rule).
+    r#"
+    CREATE TABLE checks (
+        entry_id INTEGER PRIMARY KEY REFERENCES entries(id),
+        level TEXT NOT NULL,
+        format TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        detail TEXT,
+        table_data INTEGER,
+        data_ever INTEGER NOT NULL DEFAULT 0,
+        checked_at INTEGER NOT NULL
+    );
+    CREATE INDEX checks_damaged ON checks(verdict) WHERE verdict = 'damaged';
+    "#,
+    // v4: a rotted file (content changed, size and mtime did not) keeps
     // the hash to trust beside the one observed (`blake3`), so it stays
     // `corrupt` on every later run until it is rewritten.
     r#"
     ALTER TABLE entries ADD COLUMN trusted_blake3 BLOB;
     "#,
-    // v4: every proof carries its method ('read', 'etag_md5'); a proof
+    // v5: every proof carries its method ('read', 'etag_md5'); a proof
     // recorded before (NULL) counts as no read.
     r#"
     ALTER TABLE remote_objects ADD COLUMN verified_method TEXT;
@@ -133,12 +150,14 @@ pub struct Index {
 }
 
 mod batch;
+mod checks;
 mod entries;
 mod findings;
 mod remote;
 mod runs;
 
 pub use batch::Batch;
+pub use checks::CheckRow;
 pub use entries::Rows;
 pub use remote::Coverage;
 

@@ -5,6 +5,7 @@
 mod support;
 
 mod audit;
+mod damage;
 mod false_ok;
 mod migrate;
 mod reliability;

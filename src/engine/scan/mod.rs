@@ -32,6 +32,7 @@ use anyhow::{Context, Result, bail};
 use rayon::iter::{ParallelBridge, ParallelIterator};
 use serde_json::{Map, Value, json};
 
+use crate::engine::checks::{self, Budget, Level, Report};
 use crate::engine::hash::{self, Digests, HashError, Want};
 use crate::engine::merkle::{DirHash, Folder};
 use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry, Stat, format_time};
@@ -51,6 +52,10 @@ pub struct ScanOptions {
     /// Report `shrunk` when a file of at least [`SHRUNK_MIN_SIZE`] bytes
     /// loses more than this fraction of its size (0.5 = half).
     pub shrink_threshold: Option<f64>,
+    /// Structural checks of new and changed files (`damaged`).
+    pub checks: Level,
+    /// Bytes the `full` checks may read in this run (`None`: no limit).
+    pub checks_budget: Option<u64>,
 }
 
 /// Files smaller than this are not checked for shrinking: editing a small
@@ -69,6 +74,13 @@ pub struct ScanSummary {
     pub unreadable: u64,
     pub corrupt: u64,
     pub shrunk: u64,
+    pub damaged: u64,
+    /// Files whose structure was checked in this run.
+    pub checked: u64,
+    /// Files not checked again because they did not change.
+    pub checks_skipped: u64,
+    /// Bytes read by the structural checks.
+    pub check_bytes: u64,
     pub special: u64,
     pub files: u64,
     pub dirs: u64,
@@ -79,7 +91,7 @@ pub struct ScanSummary {
 
 impl ScanSummary {
     pub fn discrepancies(&self) -> u64 {
-        self.unreadable + self.corrupt + self.shrunk
+        self.unreadable + self.corrupt + self.shrunk + self.damaged
     }
 
     pub fn to_json(&self, root: &Path) -> Map<String, Value> {
@@ -94,6 +106,10 @@ impl ScanSummary {
         m.insert("unreadable".into(), json!(self.unreadable));
         m.insert("corrupt".into(), json!(self.corrupt));
         m.insert("shrunk".into(), json!(self.shrunk));
+        m.insert("damaged".into(), json!(self.damaged));
+        m.insert("checked".into(), json!(self.checked));
+        m.insert("checks_skipped".into(), json!(self.checks_skipped));
+        m.insert("check_bytes".into(), json!(self.check_bytes));
         m.insert("special_skipped".into(), json!(self.special));
         m.insert("files".into(), json!(self.files));
         m.insert("dirs".into(), json!(self.dirs));
@@ -126,6 +142,8 @@ pub(crate) enum Event {
         key: Vec<u8>,
         old: Option<Entry>,
         result: Result<(Stat, Digests), HashError>,
+        /// The structural check of the hashed version, if one was made.
+        check: Option<Report>,
     },
     Deleted(Entry),
     Unreadable {
@@ -205,6 +223,10 @@ pub fn scan(
         prev_findings_run,
         shrink_threshold: opts.shrink_threshold,
     };
+    let budget = opts
+        .checks_budget
+        .map_or_else(Budget::unlimited, Budget::new);
+    let checks_level = opts.checks;
     std::thread::scope(|scope| -> Result<()> {
         let walker_events = event_tx.clone();
         scope.spawn(move || {
@@ -222,7 +244,8 @@ pub fn scan(
             }
         });
         let hasher_events = event_tx;
-        scope.spawn(move || hash_jobs(job_rx, hasher_events, want));
+        let budget = &budget;
+        scope.spawn(move || hash_jobs(job_rx, hasher_events, want, checks_level, budget));
 
         let mut batch = index.batch()?;
         let result = writer::write_events(
@@ -250,6 +273,10 @@ pub fn scan(
             sink.finding(&f)?;
             batch.commit()?;
         }
+    }
+    if opts.checks != Level::None {
+        summary.checks_skipped = summary.unchanged;
+        report_damaged(index, ctx, &mut summary, sink)?;
     }
     progress.end();
 
@@ -352,18 +379,64 @@ pub(crate) fn index_files_inside(index: &Path, root: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The hashers: the rayon pool drains the job channel in parallel.
-fn hash_jobs(jobs: Receiver<Job>, events: SyncSender<Event>, want: Want) {
+/// The hashers: the rayon pool drains the job channel in parallel. Each
+/// hashed file is checked right after, on the same open file.
+fn hash_jobs(
+    jobs: Receiver<Job>,
+    events: SyncSender<Event>,
+    want: Want,
+    level: Level,
+    budget: &Budget,
+) {
     jobs.into_iter()
         .par_bridge()
         .for_each_with(events, |events, job| {
-            let result = hash::hash_file(&job.path, want);
+            let (result, check) = if level == Level::None {
+                (hash::hash_file(&job.path, want), None)
+            } else {
+                // A read error during the check is not damage: no check.
+                match hash::hash_file_then(&job.path, want, |file, size| {
+                    checks::check(file, size, level, budget).ok().flatten()
+                }) {
+                    Ok((stat, digests, check)) => (Ok((stat, digests)), check.flatten()),
+                    Err(e) => (Err(e), None),
+                }
+            };
             let _ = events.send(Event::Hashed {
                 key: job.key,
                 old: job.old,
                 result,
+                check,
             });
         });
+}
+
+/// Reports every current file whose structural check found damage (new
+/// ones and those found by earlier scans alike, with their `first_seen`).
+fn report_damaged(
+    index: &mut Index,
+    ctx: writer::WriteCtx,
+    summary: &mut ScanSummary,
+    sink: &mut dyn Sink,
+) -> Result<()> {
+    let damaged = index.damaged_current(ctx.root_id)?;
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    let mut batch = index.batch()?;
+    for (entry, format, detail) in damaged {
+        let mut local = describe(&entry.stat, entry.blake3.as_ref());
+        if let Value::Object(m) = &mut local {
+            m.insert("format".into(), json!(format));
+        }
+        let mut f = Finding::new(Kind::Damaged, entry.path)
+            .local(local)
+            .detail(detail);
+        batch.record_finding(ctx.run_id, ctx.prev_findings_run, &mut f)?;
+        sink.finding(&f)?;
+        summary.damaged += 1;
+    }
+    batch.commit()
 }
 
 /// The `local` object of a finding: size and hash.

@@ -9,10 +9,11 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::{Event, RACY_CTIME, RACY_WINDOW_NS, ScanSummary, describe, shrunk_finding};
+use crate::engine::checks::{self, Report, Verdict};
 use crate::engine::hash::{Digests, HashError};
 use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry, Stat, paths};
 use crate::out::{Progress, Sink};
-use crate::store::{Batch, Index};
+use crate::store::{Batch, CheckRow, Index};
 
 #[derive(Clone, Copy)]
 pub(super) struct WriteCtx {
@@ -94,7 +95,12 @@ pub(super) fn write_events(
                 *structural += 1;
                 apply_change(batch, ctx, summary, new, old, &mut report)?;
             }
-            Event::Hashed { key, old, result } => settle_hashed(
+            Event::Hashed {
+                key,
+                old,
+                result,
+                check,
+            } => settle_hashed(
                 batch,
                 ctx,
                 summary,
@@ -103,6 +109,7 @@ pub(super) fn write_events(
                 key,
                 old,
                 result,
+                check,
                 &mut report,
             )?,
         }
@@ -124,6 +131,7 @@ fn settle_hashed(
     key: Vec<u8>,
     old: Option<Entry>,
     result: Result<(Stat, Digests), HashError>,
+    check: Option<Report>,
     report: &mut impl FnMut(&mut Batch<'_>, Finding) -> Result<()>,
 ) -> Result<()> {
     match result {
@@ -169,7 +177,7 @@ fn settle_hashed(
             };
             if let Some(o) = old.as_ref().filter(|o| o.kind == EntryKind::File) {
                 match content_verdict(o, &new.stat, &digests.blake3) {
-                    Verdict::Rotted { trusted } => {
+                    ContentVerdict::Rotted { trusted } => {
                         summary.corrupt += 1;
                         let f = Finding::new(Kind::Corrupt, new.path.clone())
                             .local(json!({
@@ -179,21 +187,27 @@ fn settle_hashed(
                             }))
                             .detail(ROTTED);
                         new.trusted_blake3 = Some(trusted);
-                        if o.blake3 == new.blake3 {
+                        let id = if o.blake3 == new.blake3 {
                             keep_digests(&mut new, o);
                             if new.stat != o.stat || new.md5 != o.md5 || new.sha256 != o.sha256 {
                                 batch.update_entry(o.id, &new)?;
                             }
+                            o.id
                         } else {
                             // The content on disk moved on: a new
                             // row, so earlier snapshots keep theirs.
                             *structural += 1;
-                            batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?;
+                            batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?
+                        };
+                        if let Some(check) = check {
+                            summary.checked += 1;
+                            summary.check_bytes += check.bytes_read;
+                            record_check(batch, id, Some(o.id), &check)?;
                         }
                         report(batch, f)?;
                         return Ok(());
                     }
-                    Verdict::Same => {
+                    ContentVerdict::Same => {
                         summary.unchanged += 1;
                         keep_digests(&mut new, o);
                         if new.stat != o.stat
@@ -203,13 +217,27 @@ fn settle_hashed(
                         {
                             batch.update_entry(o.id, &new)?;
                         }
+                        if let Some(check) = check {
+                            summary.checked += 1;
+                            summary.check_bytes += check.bytes_read;
+                            record_check(batch, o.id, Some(o.id), &check)?;
+                        }
                         return Ok(());
                     }
-                    Verdict::Changed => {}
+                    ContentVerdict::Changed => {}
                 }
             }
             *structural += 1;
-            apply_change(batch, ctx, summary, new, old, report)?;
+            let old_id = old
+                .as_ref()
+                .filter(|o| o.kind == EntryKind::File)
+                .map(|o| o.id);
+            let id = apply_change(batch, ctx, summary, new, old, report)?;
+            if let Some(check) = check {
+                summary.checked += 1;
+                summary.check_bytes += check.bytes_read;
+                record_check(batch, id, old_id, &check)?;
+            }
         }
     }
     Ok(())
@@ -234,7 +262,7 @@ const ROTTED: &str = "content changed while size and mtime did not (bit rot?); t
 
 /// How a hashed file compares with its manifest row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verdict {
+pub(super) enum ContentVerdict {
     /// The content is the row's: unchanged (a rotted file whose size or
     /// mtime moved, keeping the same bytes, is accepted as it is).
     Same,
@@ -251,14 +279,14 @@ pub(super) enum Verdict {
 /// -r`, `cp -p` or `rsync --times` all put the mtime back). The one
 /// exception is a row stored as racily clean: its mtime was too fresh to
 /// tell two writes apart.
-pub(super) fn content_verdict(o: &Entry, stat: &Stat, hash: &[u8; 32]) -> Verdict {
+pub(super) fn content_verdict(o: &Entry, stat: &Stat, hash: &[u8; 32]) -> ContentVerdict {
     let same_meta = o.stat.size == stat.size
         && o.stat.mtime_ns == stat.mtime_ns
         && o.stat.ctime_ns != RACY_CTIME;
     match o.trusted_blake3.or(o.blake3) {
-        Some(trusted) if same_meta && trusted != *hash => Verdict::Rotted { trusted },
-        _ if o.blake3.as_ref() == Some(hash) && o.stat.size == stat.size => Verdict::Same,
-        _ => Verdict::Changed,
+        Some(trusted) if same_meta && trusted != *hash => ContentVerdict::Rotted { trusted },
+        _ if o.blake3.as_ref() == Some(hash) && o.stat.size == stat.size => ContentVerdict::Same,
+        _ => ContentVerdict::Changed,
     }
 }
 
@@ -277,12 +305,13 @@ fn apply_change(
     new: NewEntry,
     old: Option<Entry>,
     report: &mut impl FnMut(&mut Batch<'_>, Finding) -> Result<()>,
-) -> Result<()> {
+) -> Result<i64> {
     let is_dir = new.kind == EntryKind::Dir;
+    let id;
     let local = describe(&new.stat, new.blake3.as_ref());
     let finding = match &old {
         None => {
-            batch.insert_entry(ctx.root_id, ctx.run_id, &new)?;
+            id = batch.insert_entry(ctx.root_id, ctx.run_id, &new)?;
             (!is_dir).then(|| {
                 summary.added += 1;
                 Finding::new(Kind::Added, new.path.clone()).local(local)
@@ -290,7 +319,7 @@ fn apply_change(
         }
         Some(o) => {
             let was_dir = o.kind == EntryKind::Dir;
-            batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?;
+            id = batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?;
             match (was_dir, is_dir) {
                 (true, true) => None,
                 (false, true) => {
@@ -330,10 +359,35 @@ fn apply_change(
             }
         }
     };
-    match finding {
-        Some(f) => report(batch, f),
-        None => Ok(()),
+    if let Some(f) = finding {
+        report(batch, f)?;
     }
+    Ok(id)
+}
+
+/// Stores the check of entry row `id`, applying the empty-dump rule: a
+/// complete dump without table data whose earlier version (`old_id`) had
+/// data is `damaged`.
+fn record_check(batch: &mut Batch<'_>, id: i64, old_id: Option<i64>, check: &Report) -> Result<()> {
+    let had_data = match old_id {
+        Some(old) => batch.data_ever(old)?,
+        None => false,
+    };
+    let (verdict, detail) = match (&check.verdict, checks::empty_dump_detail(check, had_data)) {
+        (_, Some(empty)) => ("damaged", Some(empty)),
+        (Verdict::Sound, None) => ("sound", None),
+        (Verdict::Damaged(d), None) => ("damaged", Some(d.clone())),
+        (Verdict::Undecided(why), None) => ("undecided", Some(why.clone())),
+    };
+    let row = CheckRow {
+        level: check.level.name().to_string(),
+        format: check.format.name().to_string(),
+        verdict: verdict.to_string(),
+        detail,
+        table_data: check.table_data,
+        data_ever: had_data || check.table_data == Some(true),
+    };
+    batch.record_check(id, &row)
 }
 
 /// Reports the changes that scans since `baseline` (the last delivered

@@ -1,0 +1,807 @@
+//! Unit tests for the structural checks: for each format a healthy file made
+//! by the real tool (dumps: fixtures made by `scripts/gen-check-fixtures`
+//! with the real pg_dump / mariadb-dump; the rest made here by gzip, zstd,
+//! xz, bzip2, tar, zip, Pillow and SQLite), then truncated and corrupted
+//! copies of it.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use memchr::memmem;
+
+use super::*;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/checks")
+        .join(name)
+}
+
+fn check_path(path: &Path, level: Level) -> Option<Report> {
+    let mut f = File::open(path).expect("open");
+    let size = f.metadata().expect("stat").len();
+    check(&mut f, size, level, &Budget::unlimited()).expect("check")
+}
+
+fn check_bytes(bytes: &[u8], level: Level) -> Option<Report> {
+    let mut c = std::io::Cursor::new(bytes.to_vec());
+    check(&mut c, bytes.len() as u64, level, &Budget::unlimited()).expect("check")
+}
+
+#[track_caller]
+fn sound(bytes: &[u8], level: Level, format: Format) -> Report {
+    let r = check_bytes(bytes, level).expect("a known format");
+    assert_eq!(r.format, format);
+    assert_eq!(r.verdict, Verdict::Sound, "{level:?}");
+    r
+}
+
+#[track_caller]
+fn damaged(bytes: &[u8], level: Level, format: Format, needle: &str) -> String {
+    let r = check_bytes(bytes, level).expect("a known format");
+    assert_eq!(r.format, format);
+    let Verdict::Damaged(d) = &r.verdict else {
+        panic!("expected damage at {level:?}, got {:?}", r.verdict);
+    };
+    assert!(d.contains(needle), "detail {d:?} lacks {needle:?}");
+    d.clone()
+}
+
+#[track_caller]
+fn undecided(bytes: &[u8], level: Level, format: Format) {
+    let r = check_bytes(bytes, level).expect("a known format");
+    assert_eq!(r.format, format);
+    assert!(
+        matches!(r.verdict, Verdict::Undecided(_)),
+        "{:?}",
+        r.verdict
+    );
+}
+
+fn run(dir: &Path, cmd: &str, args: &[&str]) {
+    let st = Command::new(cmd)
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap_or_else(|e| panic!("{cmd} must be installed (scripts/test installs it): {e}"));
+    assert!(st.success(), "{cmd} {args:?} failed");
+}
+
+fn python(dir: &Path, code: &str) {
+    run(dir, "python3", &["-c", code]);
+}
+
+/// Some compressible text, like a log or a dump.
+fn text(lines: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    for i in 0..lines {
+        writeln!(v, "{i}\tcustomer {i}\tc{i}@example.com\t{}", i * 7 % 1000).unwrap();
+    }
+    v
+}
+
+/// Some incompressible bytes.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn flip(bytes: &[u8], at: usize) -> Vec<u8> {
+    let mut v = bytes.to_vec();
+    v[at] ^= 0x55;
+    v
+}
+
+// --- detection -------------------------------------------------------------
+
+#[test]
+fn unknown_formats_and_sql_files_that_are_not_dumps_are_not_checked() {
+    assert_eq!(check_bytes(b"", Level::Full), None);
+    assert_eq!(check_bytes(&noise(10_000), Level::Full), None);
+    assert_eq!(check_bytes(b"SELECT 1;\nSELECT 2;\n", Level::Full), None);
+    // A .sql file that quotes a dump header far below its top is not a dump.
+    let mut notes = b"-- my notes\n".repeat(40);
+    notes.extend_from_slice(b"-- PostgreSQL database dump\nCREATE TABLE t (a int);\n");
+    assert_eq!(check_bytes(&notes, Level::Full), None);
+    // Level none checks nothing, whatever the file.
+    let dump = fs::read(fixture("pg-shop.sql")).unwrap();
+    assert_eq!(check_bytes(&dump, Level::None), None);
+    // The name is never consulted: a dump named .txt is a dump.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("backup.txt");
+    fs::write(&p, &dump).unwrap();
+    assert_eq!(check_path(&p, Level::Fast).unwrap().format, Format::PgDump);
+}
+
+#[test]
+fn numbers_read_with_separators() {
+    assert_eq!(n(0), "0");
+    assert_eq!(n(999), "999");
+    assert_eq!(n(1000), "1,000");
+    assert_eq!(n(73_400_320), "73,400,320");
+}
+
+#[test]
+fn budget_spent_falls_back_to_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("t"), text(2000)).unwrap();
+    run(dir.path(), "gzip", &["-k", "t"]);
+    let gz = fs::read(dir.path().join("t.gz")).unwrap();
+    let budget = Budget::new(gz.len() as u64 - 1);
+    let mut c = std::io::Cursor::new(gz.clone());
+    let r = check(&mut c, gz.len() as u64, Level::Full, &budget)
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.level, Level::Fast);
+    assert_eq!(budget.left(), gz.len() as u64 - 1);
+    let budget = Budget::new(gz.len() as u64);
+    let mut c = std::io::Cursor::new(gz.clone());
+    let r = check(&mut c, gz.len() as u64, Level::Full, &budget)
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.level, r.verdict), (Level::Full, Verdict::Sound));
+    assert_eq!(budget.left(), 0);
+}
+
+// --- SQL text dumps ----------------------------------------------------------
+
+#[test]
+fn pg_dump_plain_healthy_truncated_and_empty() {
+    let dump = fs::read(fixture("pg-shop.sql")).unwrap();
+    // The installed pg_dump writes \unrestrict after the trailer.
+    assert!(String::from_utf8_lossy(&dump[dump.len() - 200..]).contains("\\unrestrict "));
+    for level in [Level::Fast, Level::Full] {
+        let r = sound(&dump, level, Format::PgDump);
+        assert_eq!(r.table_data, Some(true));
+    }
+    let half = &dump[..dump.len() / 2];
+    let d = damaged(
+        half,
+        Level::Fast,
+        Format::PgDump,
+        "without its '-- PostgreSQL database dump complete' trailer",
+    );
+    assert!(
+        d.starts_with(&format!(
+            "pg_dump output ends mid-line at byte {}",
+            n(half.len() as u64)
+        )) || d.starts_with("pg_dump output ends at byte"),
+        "{d}"
+    );
+    // Cut just before the trailer: every table is there, the end is not.
+    let at = memmem::find(&dump, b"-- PostgreSQL database dump complete").unwrap();
+    damaged(
+        &dump[..at],
+        Level::Fast,
+        Format::PgDump,
+        "the dump was cut off",
+    );
+    // Cut inside the closing \unrestrict line: the dump itself is whole.
+    sound(&dump[..dump.len() - 10], Level::Fast, Format::PgDump);
+    // --inserts dumps have data too.
+    let ins = fs::read(fixture("pg-shop-inserts.sql")).unwrap();
+    assert_eq!(
+        sound(&ins, Level::Fast, Format::PgDump).table_data,
+        Some(true)
+    );
+    // A dump of an empty database is complete but holds no data.
+    let empty = fs::read(fixture("pg-empty.sql")).unwrap();
+    let r = sound(&empty, Level::Fast, Format::PgDump);
+    assert_eq!(r.table_data, Some(false));
+    assert_eq!(empty_dump_detail(&r, false), None);
+    let d = empty_dump_detail(&r, true).unwrap();
+    assert!(
+        d.starts_with("the dump holds no table data (no COPY or INSERT statement)"),
+        "{d}"
+    );
+    // Windows line endings do not hide the trailer.
+    let crlf = String::from_utf8(dump.clone())
+        .unwrap()
+        .replace('\n', "\r\n");
+    sound(crlf.as_bytes(), Level::Fast, Format::PgDump);
+}
+
+#[test]
+fn pg_dumpall_needs_the_cluster_trailer() {
+    let all = fs::read(fixture("pg-all.sql")).unwrap();
+    sound(&all, Level::Fast, Format::PgDumpAll);
+    // Cut right after one database's own trailer: the cluster dump is not whole.
+    let at = memmem::rfind(&all, b"-- PostgreSQL database dump complete").unwrap();
+    let cut = &all[..at + "-- PostgreSQL database dump complete\n".len()];
+    damaged(
+        cut,
+        Level::Fast,
+        Format::PgDumpAll,
+        "'-- PostgreSQL database cluster dump complete' trailer",
+    );
+}
+
+#[test]
+fn mariadb_dump_healthy_truncated_empty_and_without_comments() {
+    let dump = fs::read(fixture("my-shop.sql")).unwrap();
+    let r = sound(&dump, Level::Fast, Format::MariadbDump);
+    assert_eq!(r.table_data, Some(true));
+    damaged(
+        &dump[..dump.len() - 60],
+        Level::Fast,
+        Format::MariadbDump,
+        "mariadb-dump output ends",
+    );
+    let d = damaged(
+        &dump[..dump.len() / 2],
+        Level::Full,
+        Format::MariadbDump,
+        "'-- Dump completed' trailer",
+    );
+    assert!(d.contains(&n((dump.len() / 2) as u64)), "{d}");
+    let empty = fs::read(fixture("my-empty.sql")).unwrap();
+    let r = sound(&empty, Level::Fast, Format::MariadbDump);
+    assert_eq!(r.table_data, Some(false));
+    assert!(
+        empty_dump_detail(&r, true)
+            .unwrap()
+            .contains("no INSERT statement")
+    );
+    // --skip-comments: no header, no footer: unverifiable, so not checked.
+    let bare = fs::read(fixture("my-shop-nocomments.sql")).unwrap();
+    assert_eq!(check_bytes(&bare, Level::Full), None);
+    assert_eq!(check_bytes(&bare[..bare.len() / 2], Level::Full), None);
+    // A mysqldump header (MySQL's own tool) is recognised the same way.
+    let mysql = String::from_utf8(dump.clone()).unwrap().replace(
+        "-- MariaDB dump 10.19  Distrib",
+        "-- MySQL dump 10.13  Distrib",
+    );
+    assert_eq!(
+        sound(mysql.as_bytes(), Level::Fast, Format::MysqlDump).table_data,
+        Some(true)
+    );
+}
+
+// --- pg_dump custom format -----------------------------------------------------
+
+#[test]
+fn pg_dump_custom_healthy_in_every_variant() {
+    for name in ["pg-shop.dump", "pg-shop-piped.dump", "pg-shop-z0.dump"] {
+        let dump = fs::read(fixture(name)).unwrap();
+        for level in [Level::Fast, Level::Full] {
+            let r = sound(&dump, level, Format::PgCustom);
+            assert_eq!(r.table_data, Some(true), "{name}");
+        }
+    }
+    let empty = fs::read(fixture("pg-empty.dump")).unwrap();
+    let r = sound(&empty, Level::Fast, Format::PgCustom);
+    assert_eq!(r.table_data, Some(false));
+    assert!(
+        empty_dump_detail(&r, true)
+            .unwrap()
+            .contains("no TABLE DATA entry")
+    );
+}
+
+#[test]
+fn pg_dump_custom_truncated_anywhere_is_damaged() {
+    for name in ["pg-shop.dump", "pg-shop-piped.dump", "pg-shop-z0.dump"] {
+        let dump = fs::read(fixture(name)).unwrap();
+        let len = dump.len();
+        for cut in [20, 300, len / 3, len / 2, len - 200, len - 5, len - 1] {
+            for level in [Level::Fast, Level::Full] {
+                let r = check_bytes(&dump[..cut], level).unwrap();
+                assert_eq!(r.format, Format::PgCustom);
+                let Verdict::Damaged(d) = &r.verdict else {
+                    panic!("{name} cut at {cut} ({level:?}): {:?}", r.verdict);
+                };
+                assert!(d.starts_with("pg_dump custom archive"), "{d}");
+                assert!(
+                    d.contains(&n(cut as u64)) || d.contains("should start at byte"),
+                    "{d}"
+                );
+            }
+        }
+    }
+    // The detail names the table whose data is cut.
+    let dump = fs::read(fixture("pg-shop-z0.dump")).unwrap();
+    let d = damaged(
+        &dump[..dump.len() / 2],
+        Level::Fast,
+        Format::PgCustom,
+        "inside the data of",
+    );
+    assert!(d.contains("table data '"), "{d}");
+}
+
+// --- compressed streams -----------------------------------------------------------
+
+fn gz_of(dir: &Path, name: &str, content: &[u8], args: &[&str]) -> Vec<u8> {
+    fs::write(dir.join(name), content).unwrap();
+    let mut a = vec!["-kf"];
+    a.extend_from_slice(args);
+    a.push(name);
+    run(dir, "gzip", &a);
+    fs::read(dir.join(format!("{name}.gz"))).unwrap()
+}
+
+#[test]
+fn gzip_healthy_truncated_and_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let gz = gz_of(dir.path(), "t", &text(20_000), &[]);
+    // Fast cannot prove a gzip stream's end; it says nothing.
+    undecided(&gz, Level::Fast, Format::Gzip);
+    sound(&gz, Level::Full, Format::Gzip);
+    let cut = &gz[..gz.len() / 2];
+    let d = damaged(cut, Level::Full, Format::Gzip, "gzip stream ends at byte");
+    assert_eq!(
+        d,
+        format!(
+            "gzip stream ends at byte {} before its trailer: the file was cut off",
+            n(cut.len() as u64)
+        )
+    );
+    // Cut a few bytes short: only the trailer is missing.
+    damaged(
+        &gz[..gz.len() - 3],
+        Level::Full,
+        Format::Gzip,
+        "before its trailer",
+    );
+    // A wrong CRC in the trailer, and a corrupted deflate body.
+    let len = gz.len();
+    damaged(
+        &flip(&gz, len - 6),
+        Level::Full,
+        Format::Gzip,
+        "fails its CRC32/length check",
+    );
+    let bad = flip(&gz, len / 2);
+    let r = check_bytes(&bad, Level::Full).unwrap();
+    assert!(matches!(r.verdict, Verdict::Damaged(_)), "{:?}", r.verdict);
+    // Cut inside the header.
+    damaged(&gz[..5], Level::Fast, Format::Gzip, "inside its header");
+    // Fast: an impossible ISIZE in a small file is confirmed and reported.
+    let small = gz_of(dir.path(), "s", &text(3000), &[]);
+    let d = damaged(
+        &small[..small.len() / 3],
+        Level::Fast,
+        Format::Gzip,
+        "before its trailer",
+    );
+    assert!(d.contains(&n((small.len() / 3) as u64)), "{d}");
+}
+
+#[test]
+fn gzip_multi_member_trailing_zeros_and_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = gz_of(dir.path(), "a", &text(500), &[]);
+    let b = gz_of(dir.path(), "b", &text(700), &["-9", "-n"]);
+    let both = [a.clone(), b.clone()].concat();
+    sound(&both, Level::Full, Format::Gzip);
+    let d = damaged(
+        &both[..a.len() + b.len() / 2],
+        Level::Full,
+        Format::Gzip,
+        "member 2 at byte",
+    );
+    assert!(d.contains(&n(a.len() as u64)), "{d}");
+    let padded = [a.clone(), vec![0u8; 1024]].concat();
+    undecided(&padded, Level::Fast, Format::Gzip);
+    sound(&padded, Level::Full, Format::Gzip);
+    // An empty gzip file passes gzip -t: the empty backup is caught by the
+    // dump's content and by `shrunk`, not here.
+    let e = gz_of(dir.path(), "e", b"", &[]);
+    sound(&e, Level::Full, Format::Gzip);
+}
+
+#[test]
+fn gzip_of_a_dump_checks_the_dump_inside_in_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = fs::read(fixture("pg-shop.sql")).unwrap();
+    let gz = gz_of(dir.path(), "d.sql", &dump, &[]);
+    let r = sound(&gz, Level::Full, Format::Gzip);
+    assert_eq!((r.inner, r.table_data), (Some(Format::PgDump), Some(true)));
+    // A dump cut off, then compressed whole: the gzip is fine, the dump not.
+    let cut = &dump[..dump.len() * 2 / 3];
+    let gz = gz_of(dir.path(), "c.sql", cut, &[]);
+    let d = damaged(
+        &gz,
+        Level::Full,
+        Format::Gzip,
+        "the gzip stream holds pg_dump output that ends",
+    );
+    assert!(d.contains(&n(cut.len() as u64)), "{d}");
+    // An empty database, gzipped.
+    let empty = fs::read(fixture("pg-empty.sql")).unwrap();
+    let gz = gz_of(dir.path(), "e.sql", &empty, &[]);
+    let r = sound(&gz, Level::Full, Format::Gzip);
+    assert_eq!(r.table_data, Some(false));
+    assert!(empty_dump_detail(&r, true).is_some());
+}
+
+#[test]
+fn zstd_healthy_truncated_and_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("t"), text(40_000)).unwrap();
+    run(dir.path(), "zstd", &["-q", "-f", "t", "-o", "t.zst"]);
+    run(
+        dir.path(),
+        "zstd",
+        &["-q", "-f", "--no-check", "-19", "t", "-o", "n.zst"],
+    );
+    for name in ["t.zst", "n.zst"] {
+        let z = fs::read(dir.path().join(name)).unwrap();
+        sound(&z, Level::Fast, Format::Zstd);
+        sound(&z, Level::Full, Format::Zstd);
+        for cut in [6, z.len() / 2, z.len() - 1] {
+            let d = damaged(
+                &z[..cut],
+                Level::Fast,
+                Format::Zstd,
+                "zstd stream ends at byte",
+            );
+            assert!(d.contains(&n(cut as u64)), "{d}");
+        }
+    }
+    // Two frames (zstd -c a b > ab.zst style) are one healthy stream.
+    let z = fs::read(dir.path().join("t.zst")).unwrap();
+    let two = [z.clone(), z.clone()].concat();
+    sound(&two, Level::Full, Format::Zstd);
+    // A corrupted body: the walk may pass, decompressing does not.
+    let bad = flip(&z, z.len() / 2);
+    let r = check_bytes(&bad, Level::Full).unwrap();
+    assert!(matches!(r.verdict, Verdict::Damaged(_)), "{:?}", r.verdict);
+    // A corrupted checksum.
+    damaged(
+        &flip(&z, z.len() - 2),
+        Level::Full,
+        Format::Zstd,
+        "zstd data is corrupt",
+    );
+}
+
+#[test]
+fn xz_and_bzip2_healthy_and_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("t"), text(20_000)).unwrap();
+    run(dir.path(), "xz", &["-kf", "t"]);
+    run(dir.path(), "bzip2", &["-kf", "t"]);
+    let xz = fs::read(dir.path().join("t.xz")).unwrap();
+    sound(&xz, Level::Fast, Format::Xz);
+    sound(&[xz.clone(), vec![0; 8]].concat(), Level::Fast, Format::Xz);
+    damaged(
+        &xz[..xz.len() / 2],
+        Level::Fast,
+        Format::Xz,
+        "without its footer",
+    );
+    damaged(&xz[..xz.len() - 1], Level::Fast, Format::Xz, "xz");
+    let bz = fs::read(dir.path().join("t.bz2")).unwrap();
+    sound(&bz, Level::Fast, Format::Bzip2);
+    sound(
+        &[bz.clone(), bz.clone()].concat(),
+        Level::Fast,
+        Format::Bzip2,
+    );
+    let d = damaged(
+        &bz[..bz.len() / 2],
+        Level::Fast,
+        Format::Bzip2,
+        "without its end-of-stream marker",
+    );
+    assert!(d.contains(&n((bz.len() / 2) as u64)), "{d}");
+    damaged(&bz[..bz.len() - 4], Level::Fast, Format::Bzip2, "bzip2");
+}
+
+// --- archives -----------------------------------------------------------------
+
+fn tree(dir: &Path) {
+    fs::create_dir_all(dir.join("src/sub")).unwrap();
+    fs::write(dir.join("src/a.txt"), text(100)).unwrap();
+    fs::write(dir.join("src/sub/b.bin"), noise(5000)).unwrap();
+    fs::write(dir.join("src/empty"), b"").unwrap();
+    let long = "x".repeat(150);
+    fs::write(dir.join("src/sub").join(&long), b"long name").unwrap();
+    std::os::unix::fs::symlink("a.txt", dir.join("src/link")).unwrap();
+}
+
+#[test]
+fn tar_healthy_in_each_format_truncated_and_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    tree(dir.path());
+    for fmt in ["gnu", "pax", "ustar"] {
+        let name = format!("{fmt}.tar");
+        let args = ["--format", fmt, "-cf", &name, "src"];
+        if fmt == "ustar" {
+            // ustar cannot hold the 150-byte name.
+            run(
+                dir.path(),
+                "tar",
+                &["--format", fmt, "-cf", &name, "src/a.txt", "src/sub/b.bin"],
+            );
+        } else {
+            run(dir.path(), "tar", &args);
+        }
+        let t = fs::read(dir.path().join(&name)).unwrap();
+        sound(&t, Level::Fast, Format::Tar);
+        // Cut exactly after the last entry: no end-of-archive blocks.
+        let mut end = t.len();
+        while t[end - 512..end].iter().all(|&b| b == 0) {
+            end -= 512;
+        }
+        let d = damaged(
+            &t[..end],
+            Level::Fast,
+            Format::Tar,
+            "without its end-of-archive marker (two zero blocks)",
+        );
+        assert!(
+            d.contains(&format!("ends at byte {} after entry", n(end as u64))),
+            "{d}"
+        );
+        // Cut inside an entry's data.
+        let at = memmem::find(&t, &noise(5000)[..64]).unwrap();
+        damaged(
+            &t[..at + 100],
+            Level::Fast,
+            Format::Tar,
+            "tar entry 'src/sub/b.bin' (5,000 bytes) is cut off",
+        );
+        // A corrupted header.
+        damaged(
+            &flip(&t, at - 512 + 130),
+            Level::Fast,
+            Format::Tar,
+            "fails its checksum",
+        );
+    }
+}
+
+#[test]
+fn zip_healthy_truncated_and_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    tree(dir.path());
+    run(dir.path(), "zip", &["-qr", "-y", "a.zip", "src"]);
+    let z = fs::read(dir.path().join("a.zip")).unwrap();
+    sound(&z, Level::Fast, Format::Zip);
+    sound(&z, Level::Full, Format::Zip);
+    let d = damaged(
+        &z[..z.len() - 30],
+        Level::Fast,
+        Format::Zip,
+        "no end-of-central-directory record",
+    );
+    assert!(d.contains(&n((z.len() - 30) as u64)), "{d}");
+    damaged(
+        &z[..z.len() / 2],
+        Level::Fast,
+        Format::Zip,
+        "no end-of-central-directory record",
+    );
+    // A corrupted deflated body: the structure is whole, the CRC is not.
+    let at = memmem::find(&z, b"src/a.txt").unwrap() + 9 + 40;
+    let bad = flip(&z, at);
+    sound(&bad, Level::Fast, Format::Zip);
+    let r = check_bytes(&bad, Level::Full).unwrap();
+    let Verdict::Damaged(d) = r.verdict else {
+        panic!("{:?}", r.verdict)
+    };
+    assert!(d.starts_with("zip entry 'src/a.txt'"), "{d}");
+    // Junk after the end record (unzip tolerates it) is not damage.
+    sound(
+        &[z.clone(), b"junk after the end".to_vec()].concat(),
+        Level::Fast,
+        Format::Zip,
+    );
+    // A zip with a comment.
+    fs::write(dir.path().join("c"), "a comment\n").unwrap();
+    run(dir.path(), "sh", &["-c", "zip -q -z a.zip < c"]);
+    sound(
+        &fs::read(dir.path().join("a.zip")).unwrap(),
+        Level::Full,
+        Format::Zip,
+    );
+}
+
+// --- images -----------------------------------------------------------------------
+
+fn pillow(dir: &Path) {
+    python(
+        dir,
+        r#"
+from PIL import Image
+import random
+random.seed(7)
+im = Image.new("RGB", (800, 600))
+im.putdata([(random.randrange(256), (x * 3) % 256, 90) for x in range(800 * 600)])
+im.save("a.jpg", quality=95)
+im.save("p.jpg", quality=90, progressive=True)
+im.save("a.png")
+im.save("a.webp", quality=80)
+"#,
+    );
+}
+
+#[test]
+fn jpeg_healthy_truncated_and_with_trailing_data() {
+    let dir = tempfile::tempdir().unwrap();
+    pillow(dir.path());
+    for name in ["a.jpg", "p.jpg"] {
+        let j = fs::read(dir.path().join(name)).unwrap();
+        assert!(j.len() > 200 * 1024, "{}", j.len());
+        sound(&j, Level::Fast, Format::Jpeg);
+        // Missing its last 100 KiB.
+        let cut = &j[..j.len() - 100 * 1024];
+        let d = damaged(
+            cut,
+            Level::Fast,
+            Format::Jpeg,
+            "JPEG has no end-of-image marker",
+        );
+        assert_eq!(
+            d,
+            format!(
+                "JPEG has no end-of-image marker: its data stops at byte {} (the image was cut off)",
+                n(cut.len() as u64)
+            )
+        );
+        // Missing only the EOI.
+        damaged(
+            &j[..j.len() - 2],
+            Level::Fast,
+            Format::Jpeg,
+            "no end-of-image marker",
+        );
+        sound(&j, Level::Full, Format::Jpeg);
+        damaged(cut, Level::Full, Format::Jpeg, "no end-of-image marker");
+        // Trailing data after EOI (a motion photo, a thumbnail) is fine.
+        let trailing = [j.clone(), noise(300 * 1024)].concat();
+        sound(&trailing, Level::Fast, Format::Jpeg);
+        sound(&trailing, Level::Full, Format::Jpeg);
+        // Cut inside the headers, then bytes that happen to end in FF D9:
+        // the fast walk trusts a final EOI only when the headers are whole.
+        let header_cut = [&j[..200], &[0xff, 0xd9][..]].concat();
+        damaged(
+            &header_cut,
+            Level::Fast,
+            Format::Jpeg,
+            "no end-of-image marker",
+        );
+    }
+    // A header segment with an impossible length.
+    let j = fs::read(dir.path().join("a.jpg")).unwrap();
+    let mut bad = j.clone();
+    bad[4] = 0;
+    bad[5] = 1;
+    damaged(
+        &bad,
+        Level::Fast,
+        Format::Jpeg,
+        "has an impossible length 1",
+    );
+}
+
+#[test]
+fn png_healthy_truncated_and_crc() {
+    let dir = tempfile::tempdir().unwrap();
+    pillow(dir.path());
+    let p = fs::read(dir.path().join("a.png")).unwrap();
+    sound(&p, Level::Fast, Format::Png);
+    sound(&p, Level::Full, Format::Png);
+    let d = damaged(
+        &p[..p.len() / 2],
+        Level::Fast,
+        Format::Png,
+        "inside its 'IDAT' chunk",
+    );
+    assert!(d.contains(&n((p.len() / 2) as u64)), "{d}");
+    damaged(
+        &p[..p.len() - 12],
+        Level::Fast,
+        Format::Png,
+        "PNG has no IEND chunk",
+    );
+    let bad = flip(&p, p.len() / 2);
+    sound(&bad, Level::Fast, Format::Png);
+    damaged(&bad, Level::Full, Format::Png, "fails its CRC32");
+}
+
+#[test]
+fn webp_healthy_and_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    pillow(dir.path());
+    let w = fs::read(dir.path().join("a.webp")).unwrap();
+    sound(&w, Level::Fast, Format::Webp);
+    damaged(
+        &w[..w.len() - 1000],
+        Level::Fast,
+        Format::Webp,
+        "the image was cut off",
+    );
+}
+
+#[test]
+fn iso_bmff_box_walk() {
+    // No MP4/HEIC writer is installable here: boxes written by hand.
+    let bx = |kind: &[u8], body: &[u8]| {
+        let mut v = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(kind);
+        v.extend_from_slice(body);
+        v
+    };
+    let file = [
+        bx(b"ftyp", b"isom\0\0\x02\0isomiso2"),
+        bx(b"moov", &noise(300)),
+        bx(b"mdat", &noise(5000)),
+    ]
+    .concat();
+    sound(&file, Level::Fast, Format::IsoBmff);
+    damaged(
+        &file[..file.len() - 10],
+        Level::Fast,
+        Format::IsoBmff,
+        "box 'mdat' at byte 332 declares 5,008 bytes",
+    );
+}
+
+// --- data files -----------------------------------------------------------------
+
+#[test]
+fn sqlite_healthy_and_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    python(
+        dir.path(),
+        "import sqlite3\nc = sqlite3.connect('a.db')\nc.execute('create table t (a, b)')\nc.executemany('insert into t values (?, ?)', [(i, 'x' * 200) for i in range(2000)])\nc.commit()\nc.close()",
+    );
+    let db = fs::read(dir.path().join("a.db")).unwrap();
+    sound(&db, Level::Fast, Format::Sqlite);
+    let d = damaged(
+        &db[..db.len() - 4096],
+        Level::Fast,
+        Format::Sqlite,
+        "SQLite database is cut off",
+    );
+    assert!(
+        d.contains(&format!(
+            "the file has {} bytes",
+            n((db.len() - 4096) as u64)
+        )),
+        "{d}"
+    );
+}
+
+#[test]
+fn parquet_magic_and_footer() {
+    // No Parquet writer is installed here (pyarrow is large): a minimal file
+    // laid out as the spec says (PAR1, data, footer, length, PAR1).
+    let footer = noise(100);
+    let file = [
+        b"PAR1".to_vec(),
+        noise(1000),
+        footer,
+        100u32.to_le_bytes().to_vec(),
+        b"PAR1".to_vec(),
+    ]
+    .concat();
+    sound(&file, Level::Fast, Format::Parquet);
+    damaged(
+        &file[..file.len() - 3],
+        Level::Fast,
+        Format::Parquet,
+        "lacks its closing 'PAR1' magic",
+    );
+    let mut big = file.clone();
+    let at = big.len() - 8;
+    big[at..at + 4].copy_from_slice(&5000u32.to_le_bytes());
+    damaged(
+        &big,
+        Level::Fast,
+        Format::Parquet,
+        "footer claims 5,000 bytes",
+    );
+}
