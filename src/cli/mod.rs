@@ -84,6 +84,9 @@ pub enum Command {
     History,
     /// Run named audits from the config file (for cron)
     Run(RunArgs),
+    /// Merge the JSON reports of the N shards of one run (--shard K/N)
+    /// into the report of the whole: every shard 0..N-1 exactly once
+    Merge(MergeArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -111,6 +114,9 @@ pub struct DiffArgs {
 pub struct ExportArgs {
     /// The tree to export (scanned first)
     pub root: PathBuf,
+    /// Only the files of shard K of N (see `vouch scan --shard`)
+    #[arg(long, value_name = "K/N", env = "VOUCH_SHARD")]
+    pub shard: Option<String>,
     /// BagIt: copy the payload instead of hard-linking it
     #[arg(long)]
     pub copy: bool,
@@ -168,6 +174,10 @@ pub struct ScanArgs {
     /// Report `shrunk` when a file (of 1 KiB or more) loses more than this fraction of its size
     #[arg(long, value_name = "FRACTION", default_value = "0.5")]
     pub shrink_threshold: Fraction,
+    /// Only the files of shard K of N (0-based; `auto/N` takes K from the
+    /// scheduler's array index); one index per shard
+    #[arg(long, value_name = "K/N", env = "VOUCH_SHARD")]
+    pub shard: Option<String>,
     /// Structural checks of new and changed files (`damaged`): none; fast
     /// (headers, trailers, structure); full (also decompress and verify
     /// every checksum, up to --checks-budget bytes) [default: fast]
@@ -239,6 +249,20 @@ pub struct AuditArgs {
     /// the file, is older than this (e.g. 26h, 7d)
     #[arg(long, value_name = "AGE")]
     pub max_age: Option<Age>,
+    /// Take the listing from this S3 Inventory report instead of listing
+    /// the remote: a destination folder (s3://DEST/PREFIX/BUCKET/CONFIG/,
+    /// its newest report is used) or one manifest.json, a URL or a path
+    #[arg(long, value_name = "URL")]
+    pub inventory: Option<String>,
+    /// A file changed within this long before the inventory was taken, or
+    /// after, is not judged by it (default 1h)
+    #[arg(long, value_name = "AGE")]
+    pub inventory_grace: Option<Age>,
+    /// Only the keys of shard K of N (0-based; `auto/N` takes K from
+    /// JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID, AWS_BATCH_JOB_ARRAY_INDEX
+    /// or PARALLEL_SEQ-1); one index per shard, merged by `vouch merge`
+    #[arg(long, value_name = "K/N", env = "VOUCH_SHARD")]
+    pub shard: Option<String>,
     /// Structural checks of new and changed files while scanning
     /// (`damaged`): none, fast or full [default: fast]
     #[arg(long, value_enum, value_name = "LEVEL")]
@@ -259,6 +283,24 @@ pub struct AuditArgs {
     /// (config file only) write this audit's report to a file
     #[arg(skip)]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Shard reports (json or jsonl), or folders holding them
+    #[arg(required = true, value_name = "REPORT|DIR")]
+    pub reports: Vec<PathBuf>,
+    /// Override the shards' --min-coverage
+    #[arg(long, value_name = "FRACTION")]
+    pub min_coverage: Option<Fraction>,
+    /// Override the shards' --max-age
+    #[arg(long, value_name = "AGE")]
+    pub max_age: Option<Age>,
+    /// Count `unverified` as a discrepancy (exit 1)
+    #[arg(long)]
+    pub strict: bool,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
 }
 
 #[derive(Debug, Args)]

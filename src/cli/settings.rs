@@ -18,14 +18,16 @@ use super::{
 use crate::commands::audit::AuditSettings;
 use crate::commands::diff::DiffSettings;
 use crate::commands::export::ExportSettings;
+use crate::commands::merge::MergeSettings;
 use crate::commands::run::NamedAudit;
 use crate::commands::scan::ScanSettings;
 use crate::commands::verify::VerifySettings;
 use crate::commands::{Alerts, Context, Invocation};
-use crate::engine::audit::Mode;
+use crate::engine::audit::{DEFAULT_INVENTORY_GRACE, Mode};
 use crate::engine::checks::Level;
 use crate::engine::export::ExportFormat;
 use crate::engine::manifest::ManifestFormat;
+use crate::engine::shard::{self, Shard};
 use crate::out::Format;
 
 /// The defaults of an audit, in one place.
@@ -58,6 +60,7 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
             sha256: a.sha256,
             label: a.label,
             shrink_threshold: a.shrink_threshold.0,
+            shard: resolve_shard(a.shard.as_deref())?,
             checks: checks_level(a.checks),
             checks_budget: a.checks_budget.map_or(DEFAULT_CHECKS_BUDGET, |s| s.0),
             alerts: Alerts {
@@ -78,6 +81,7 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
             format: export_format(&cli.common)?,
             copy: a.copy,
             rehash: a.rehash,
+            shard: resolve_shard(a.shard.as_deref())?,
         }),
         Command::Verify(a) => Invocation::Verify(VerifySettings {
             root: a.root,
@@ -90,6 +94,17 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
             kind: a.kind,
         },
         Command::History => Invocation::History,
+        Command::Merge(a) => Invocation::Merge(MergeSettings {
+            reports: a.reports,
+            min_coverage: a.min_coverage.map(|f| f.0),
+            max_age: a.max_age.map(|a| a.0 as i64),
+            strict: a.strict,
+            alerts: Alerts {
+                metrics: a.alerts.metrics,
+                notify: a.alerts.notify,
+                notify_always: a.alerts.notify_always,
+            },
+        }),
         Command::Run(a) => {
             let path = a.config.clone().unwrap_or_else(default_config_path);
             Invocation::Run(resolve_run(&ctx, &cli.common, &path, a.name.as_deref())?)
@@ -147,6 +162,11 @@ pub fn resolve_audit(a: &AuditArgs) -> Result<AuditSettings> {
         min_coverage: a.min_coverage.map_or(DEFAULT_MIN_COVERAGE, |f| f.0),
         shrink_threshold: a.shrink_threshold.map_or(DEFAULT_SHRINK_THRESHOLD, |f| f.0),
         max_age: a.max_age.map(|a| a.0),
+        inventory: a.inventory.clone(),
+        inventory_grace: a
+            .inventory_grace
+            .map_or(DEFAULT_INVENTORY_GRACE, |g| g.0 as i64),
+        shard: resolve_shard(a.shard.as_deref())?,
         checks: checks_level(a.checks),
         checks_budget: a.checks_budget.map_or(DEFAULT_CHECKS_BUDGET, |s| s.0),
         alerts: Alerts {
@@ -155,6 +175,17 @@ pub fn resolve_audit(a: &AuditArgs) -> Result<AuditSettings> {
             notify_always: a.notify_always,
         },
     })
+}
+
+/// `--shard K/N` (or `VOUCH_SHARD`); `auto/N` takes K from the array
+/// index the scheduler sets (the one place that reads those variables).
+pub fn resolve_shard(spec: Option<&str>) -> Result<Option<Shard>> {
+    spec.map(|spec| {
+        Shard::parse(spec, || {
+            shard::auto_index(|var| std::env::var(var).ok()).map(|(k, _)| k)
+        })
+    })
+    .transpose()
 }
 
 /// The named audits of `vouch run`, each with its own context: the

@@ -11,8 +11,10 @@ use super::{Alerts, Context, monitored, with_report};
 use crate::engine::audit::{self, AuditOptions, Mode};
 use crate::engine::checks::Level;
 use crate::engine::hash::Want;
+use crate::engine::inventory::Inventory;
 use crate::engine::remote::{self, RemoteOptions};
 use crate::engine::scan::{self, ScanOptions};
+use crate::engine::shard::Shard;
 use crate::model::{Kind, Outcome};
 use crate::out::Sink;
 
@@ -35,6 +37,11 @@ pub struct AuditSettings {
     pub shrink_threshold: f64,
     /// Seconds.
     pub max_age: Option<u64>,
+    /// An S3 Inventory report as the listing.
+    pub inventory: Option<String>,
+    /// Seconds.
+    pub inventory_grace: i64,
+    pub shard: Option<Shard>,
     pub checks: Level,
     pub checks_budget: u64,
     pub alerts: Alerts,
@@ -61,6 +68,13 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
     };
     job.remote = remote::identity(&s.remote, &remote_opts).ok();
     let remote = remote::open(&s.remote, &remote_opts)?;
+    // The inventory is proven intact (manifest checksum) before anything
+    // is scanned or written; its data files are checked as they are read.
+    let inventory = s
+        .inventory
+        .as_deref()
+        .map(|url| Inventory::open(url, &remote_opts))
+        .transpose()?;
     let mut index = ctx.open_index()?;
     let progress = ctx.progress();
     with_report(ctx, |sink| {
@@ -76,6 +90,7 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
                 checks: s.checks,
                 checks_budget: Some(s.checks_budget),
                 command: Some("audit".into()),
+                shard: s.shard,
                 ..Default::default()
             };
             Some(scan::scan(
@@ -94,6 +109,8 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
                 root.display()
             ),
         };
+        // The manifest must be of the same shard as the audit.
+        scan::check_shard(&index, root_id, &root, s.shard)?;
         let opts = AuditOptions {
             mode: s.mode,
             scrub_budget: s.scrub_budget,
@@ -102,12 +119,15 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
             min_coverage: s.min_coverage,
             max_age: s.max_age.map(|a| a as i64),
             report_rot: s.no_scan,
+            shard: s.shard,
+            inventory_grace: s.inventory_grace,
         };
         let summary = audit::audit(
             &mut index,
             &root,
             root_id,
             &remote,
+            inventory.as_ref(),
             &opts,
             sink,
             progress.as_ref(),

@@ -90,11 +90,13 @@ pub fn scan_source(
     root: &Path,
     rehash: bool,
     sha256: bool,
+    shard: Option<crate::engine::shard::Shard>,
     progress: &dyn Progress,
 ) -> Result<(Source, ScanSummary)> {
     let opts = ScanOptions {
         rehash,
         want: Want { md5: false, sha256 },
+        shard,
         // `command: None` records the run as a scan, so the next `vouch
         // scan` of this root knows the manifest moved on (see
         // scan::last_scan_run).
@@ -165,7 +167,7 @@ fn run_diff(
             Operand::Manifest(_) => manifests[i].take().expect("loaded"),
             Operand::Dir(root) => {
                 let index = index.as_mut().expect("opened");
-                let (src, summary) = scan_source(index, root, s.rehash, sha256, progress)?;
+                let (src, summary) = scan_source(index, root, s.rehash, sha256, None, progress)?;
                 scans[i] = Some(summary);
                 src
             }

@@ -10,6 +10,7 @@ use super::Context;
 use super::diff::scan_source;
 use crate::engine::export::{self, ExportFormat, ExportOptions, ExportSummary};
 use crate::engine::scan;
+use crate::engine::shard::Shard;
 use crate::model::Outcome;
 
 /// Resolved settings of `vouch export`.
@@ -19,6 +20,7 @@ pub struct ExportSettings {
     pub format: ExportFormat,
     pub copy: bool,
     pub rehash: bool,
+    pub shard: Option<Shard>,
 }
 
 pub fn run(ctx: &Context, s: &ExportSettings) -> Result<Outcome> {
@@ -33,7 +35,14 @@ pub fn run(ctx: &Context, s: &ExportSettings) -> Result<Outcome> {
     // Refuse a bad bag directory before scanning anything.
     export::check_output(&root, &opts)?;
     let sha256 = matches!(s.format, ExportFormat::Sha256sum | ExportFormat::Bagit);
-    let (source, scanned) = scan_source(&mut index, &root, s.rehash, sha256, progress.as_ref())?;
+    let (source, scanned) = scan_source(
+        &mut index,
+        &root,
+        s.rehash,
+        sha256,
+        s.shard,
+        progress.as_ref(),
+    )?;
     let summary = export::export(&index, &root, &source, &scanned, &opts, progress.as_ref())?;
     if !ctx.quiet {
         tell(ctx, &root, s.format, &summary);

@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod diff;
 pub mod export;
+pub mod merge;
 pub mod report;
 pub mod run;
 pub mod scan;
@@ -41,6 +42,7 @@ pub enum Invocation {
         kind: Option<Kind>,
     },
     History,
+    Merge(merge::MergeSettings),
     Run(Vec<run::NamedAudit>),
     /// Completions and the man page, already printed.
     Done,
@@ -57,6 +59,7 @@ pub fn dispatch(ctx: &Context, inv: Invocation) -> Result<Outcome> {
         Invocation::Verify(s) => verify::run(ctx, &s),
         Invocation::Report { run, kind } => report::run(ctx, run, kind),
         Invocation::History => report::history(ctx),
+        Invocation::Merge(s) => merge::run(ctx, &s),
         Invocation::Run(audits) => run::run(&audits),
         Invocation::Done => Ok(Outcome::Clean),
     }

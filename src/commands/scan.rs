@@ -8,6 +8,7 @@ use super::{Alerts, Context, monitored, validate_label, with_report};
 use crate::engine::checks::Level;
 use crate::engine::hash::Want;
 use crate::engine::scan::{self, ScanOptions};
+use crate::engine::shard::Shard;
 use crate::model::Outcome;
 use crate::out::Sink;
 
@@ -20,6 +21,7 @@ pub struct ScanSettings {
     pub sha256: bool,
     pub label: Option<String>,
     pub shrink_threshold: f64,
+    pub shard: Option<Shard>,
     pub checks: Level,
     pub checks_budget: u64,
     pub alerts: Alerts,
@@ -46,6 +48,7 @@ pub fn run(ctx: &Context, s: &ScanSettings) -> Result<Outcome> {
                 label: s.label.clone(),
                 command: None,
                 shrink_threshold: Some(s.shrink_threshold),
+                shard: s.shard,
                 checks: s.checks,
                 checks_budget: Some(s.checks_budget),
             };

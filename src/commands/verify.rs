@@ -71,6 +71,7 @@ fn run_verify(
         &root,
         s.rehash,
         needs_sha256(&expected),
+        None,
         progress,
     )?;
     let opts = CompareOptions {

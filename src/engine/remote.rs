@@ -327,6 +327,7 @@ fn list_dir(dir: std::path::PathBuf, id: String) -> BoxStream<'static, Result<Li
                         etag: Some(dir_etag(&meta)),
                         version: None,
                         last_modified: meta.mtime(),
+                        storage_class: None,
                     }))
                 });
             let stop = item.is_err();
@@ -381,6 +382,16 @@ fn read_dir_file(path: &FsPath, etag: Option<&str>) -> Result<([u8; 32], u64), R
 }
 
 impl Remote {
+    /// The bucket (or container) of an object store; `None` for a
+    /// directory.
+    pub fn bucket(&self) -> Option<&str> {
+        if self.dir.is_some() {
+            return None;
+        }
+        let rest = self.id.split_once("://")?.1;
+        rest.split(['/', ' ']).next()
+    }
+
     /// Lists every object under the prefix (in no particular order).
     pub fn list(&self) -> BoxStream<'static, Result<Listed>> {
         if let Some(dir) = &self.dir {
@@ -412,6 +423,7 @@ impl Remote {
                     etag: meta.e_tag,
                     version: meta.version,
                     last_modified: meta.last_modified.timestamp(),
+                    storage_class: None,
                 })
             })
             .boxed()

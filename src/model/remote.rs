@@ -15,6 +15,14 @@ pub struct Listed {
     pub version: Option<String>,
     /// Unix seconds.
     pub last_modified: i64,
+    /// The storage class, where the listing gives it (an inventory does).
+    pub storage_class: Option<String>,
+}
+
+/// True for the archive classes whose bytes cannot be read without a
+/// restore (GLACIER, DEEP_ARCHIVE; GLACIER_IR is instant and is read).
+pub fn is_archived(storage_class: Option<&str>) -> bool {
+    matches!(storage_class, Some("GLACIER" | "DEEP_ARCHIVE"))
 }
 
 impl Listed {
@@ -39,6 +47,7 @@ pub struct RemoteRow {
     pub etag: Option<String>,
     pub version: Option<String>,
     pub last_modified: i64,
+    pub storage_class: Option<String>,
     /// BLAKE3 of the bytes read, at `verified_fingerprint`.
     pub verified_blake3: Option<[u8; 32]>,
     pub verified_fingerprint: Option<String>,
@@ -83,6 +92,7 @@ impl RemoteRow {
             etag: self.etag.clone(),
             version: self.version.clone(),
             last_modified: self.last_modified,
+            storage_class: self.storage_class.clone(),
         }
     }
 

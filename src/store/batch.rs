@@ -183,11 +183,11 @@ impl Batch<'_> {
     /// [`RemoteRow::known_blake3`]).
     pub fn upsert_listed(&mut self, remote: &str, obj: &Listed, run_id: i64) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO remote_objects(remote, key, size, etag, version, last_modified, seen_run)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO remote_objects(remote, key, size, etag, version, last_modified, seen_run, storage_class)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT(remote, key) DO UPDATE SET size = excluded.size, etag = excluded.etag,
                  version = excluded.version, last_modified = excluded.last_modified,
-                 seen_run = excluded.seen_run",
+                 seen_run = excluded.seen_run, storage_class = excluded.storage_class",
         )?;
         stmt.execute(params![
             remote,
@@ -196,7 +196,8 @@ impl Batch<'_> {
             obj.etag,
             obj.version,
             obj.last_modified,
-            run_id
+            run_id,
+            obj.storage_class
         ])?;
         self.tick()
     }

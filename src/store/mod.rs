@@ -116,13 +116,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX checks_damaged ON checks(verdict) WHERE verdict = 'damaged';
     "#,
-    // v4: a rotted file (content changed, size and mtime did not) keeps
+    // v4: an inventory listing gives each object's storage class (archived
+    // objects are never read).
+    r#"
+    ALTER TABLE remote_objects ADD COLUMN storage_class TEXT;
+    "#,
+    // v5: a rotted file (content changed, size and mtime did not) keeps
     // the hash to trust beside the one observed (`blake3`), so it stays
     // `corrupt` on every later run until it is rewritten.
     r#"
     ALTER TABLE entries ADD COLUMN trusted_blake3 BLOB;
     "#,
-    // v5: every proof carries its method ('read', 'etag_md5'); a proof
+    // v6: every proof carries its method ('read', 'etag_md5'); a proof
     // recorded before (NULL) counts as no read.
     r#"
     ALTER TABLE remote_objects ADD COLUMN verified_method TEXT;

@@ -9,7 +9,7 @@ use rusqlite::params;
 use super::{FILE, Index, PAGE, Paged};
 use crate::model::{Proof, RemoteRow};
 
-const SELECT_REMOTE: &str = "SELECT key, size, etag, version, last_modified, verified_blake3, verified_etag, verified_size, verified_at, verified_method FROM remote_objects";
+const SELECT_REMOTE: &str = "SELECT key, size, etag, version, last_modified, verified_blake3, verified_etag, verified_size, verified_at, storage_class, verified_method FROM remote_objects";
 
 fn remote_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RemoteRow> {
     Ok(RemoteRow {
@@ -22,8 +22,9 @@ fn remote_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RemoteRow> {
         verified_fingerprint: row.get(6)?,
         verified_size: row.get::<_, Option<i64>>(7)?.map(|s| s as u64),
         verified_at: row.get(8)?,
+        storage_class: row.get(9)?,
         verified_method: row
-            .get::<_, Option<String>>(9)?
+            .get::<_, Option<String>>(10)?
             .as_deref()
             .and_then(Proof::from_name),
     })

@@ -7,10 +7,12 @@ mod support;
 mod audit;
 mod damage;
 mod false_ok;
+mod inventory;
 mod migrate;
 mod reliability;
 mod reports;
 mod scan;
+mod shards;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -60,6 +62,16 @@ impl Env {
         cmd.env_remove("VOUCH_INDEX")
             .arg("--index")
             .arg(&self.index)
+            .timeout(Duration::from_secs(300));
+        cmd
+    }
+
+    /// `vouch` with another index than the workspace's.
+    pub fn vouch_at(&self, index: &Path) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("vouch").unwrap();
+        cmd.env_remove("VOUCH_INDEX")
+            .arg("--index")
+            .arg(index)
             .timeout(Duration::from_secs(300));
         cmd
     }

@@ -2103,6 +2103,7 @@ mod model {
             etag,
             version: r.version.map(|v| format!("v{v}")),
             last_modified: r.last_modified,
+            storage_class: None,
             verified_blake3: None,
             verified_fingerprint: None,
             verified_size: None,

@@ -13,6 +13,7 @@ use super::decide::{Decision, decide};
 use super::{Event, Policy, ReadTask, describe_remote};
 use crate::engine::join::{Pair, merge_join};
 use crate::engine::scan::describe;
+use crate::model::remote::is_archived;
 use crate::model::{Entry, EntryKind, Finding, Kind, format_time};
 use crate::store::{Index, Rows};
 
@@ -36,121 +37,119 @@ pub(super) fn merge(
     let locals = reader.current_entries(root_id, Rows::NotDirs);
     let remotes = reader.listed_objects(remote_id, run_id);
     let send = |e: Event| events.send(e).map_err(|_| anyhow!("audit writer stopped"));
+    // With an inventory as the listing: was this file changed after (or
+    // just before) the report was taken? Then the report cannot judge it.
+    let after_inventory = |local: &crate::model::Entry| {
+        policy.listed_before.and_then(|cutoff| {
+            let changed = local.stat.mtime_ns.max(local.stat.ctime_ns).div_euclid(1_000_000_000);
+            (changed >= cutoff).then(|| {
+                format!(
+                    "the file changed at {}, after the inventory report was taken (minus --inventory-grace): not judged by it",
+                    format_time(changed)
+                )
+            })
+        })
+    };
     merge_join(locals, remotes, |pair| {
         let pair = match pair {
             Pair::LocalOnly(local) => Pair::LocalOnly(checked_as_trusted(local, policy, &send)?),
             Pair::Both(local, obj) => Pair::Both(checked_as_trusted(local, policy, &send)?, obj),
             other => other,
         };
-        if let Pair::RemoteOnly(obj) = &pair
-            && skip.contains(&obj.key)
-        {
-            // A copy of the index (see `scan::index_files_inside`).
-            return Ok(());
-        }
-        if let Pair::RemoteOnly(obj) = &pair
-            && obj.size == 0
-            && reader.is_current_dir(root_id, &obj.key)?
-        {
-            // A zero-byte `dir/` object (a folder made in the S3 console),
-            // which object_store lists as `dir`: no file, no `extra`.
-            return send(Event::MarkerSkipped);
-        }
-        judge_pair(pair, remote_id, policy, scrub, &reads, &send)
-    })
-}
-
-/// What the backup is checked against. For a rotted file (its content
-/// changed while size and mtime did not), the trusted content: the bytes
-/// on disk are not the ones a backup should hold. Its MD5 and SHA-256 are
-/// of the rotted bytes, so they are dropped. The rot itself is reported
-/// here only when no scan ran first (whose report already says so).
-fn checked_as_trusted(
-    mut local: Entry,
-    policy: Policy,
-    send: &impl Fn(Event) -> Result<()>,
-) -> Result<Entry> {
-    let Some(trusted) = local.trusted_blake3 else {
-        return Ok(local);
-    };
-    if policy.report_rot {
-        send(Event::Finding(
-            Finding::new(Kind::Corrupt, local.path.clone())
-                .local(json!({
-                    "size": local.stat.size,
-                    "blake3": local.blake3.map(hex::encode),
-                    "indexed_blake3": hex::encode(trusted),
-                }))
-                .detail("the local file's content changed while its size and mtime did not (found by an earlier scan); the backup is judged against the trusted hash"),
-        ))?;
-    }
-    local.blake3 = Some(trusted);
-    local.md5 = None;
-    local.sha256 = None;
-    Ok(local)
-}
-
-/// Gives one pair its outcome.
-fn judge_pair(
-    pair: Pair,
-    remote_id: &str,
-    policy: Policy,
-    scrub: &HashSet<Vec<u8>>,
-    reads: &tokio::sync::mpsc::Sender<ReadTask>,
-    send: &impl Fn(Event) -> Result<()>,
-) -> Result<()> {
-    match pair {
-        Pair::LocalOnly(local) => {
-            if local.kind == EntryKind::Symlink {
-                return send(Event::SymlinkSkipped);
+        match pair {
+            Pair::LocalOnly(local) => {
+                if local.kind == EntryKind::Symlink {
+                    return send(Event::SymlinkSkipped);
+                }
+                send(Event::Counted {
+                    local: Some(local.stat.size),
+                    remote: None,
+                })?;
+                if let Some(why) = after_inventory(&local) {
+                    return send(Event::Finding(
+                        Finding::new(Kind::Unverified, local.path.clone())
+                            .local(describe(&local.stat, local.blake3.as_ref()))
+                            .detail(format!("not in the inventory; {why}")),
+                    ));
+                }
+                let mut f = Finding::new(Kind::Missing, local.path.clone())
+                    .local(describe(&local.stat, local.blake3.as_ref()));
+                // A directory remote holds any name; an object store only UTF-8.
+                if std::str::from_utf8(&local.path).is_err() && !remote_id.starts_with("file://") {
+                    f = f.detail("the name is not UTF-8, so no object key can hold it");
+                }
+                send(Event::Finding(f))
             }
-            send(Event::Counted {
-                local: Some(local.stat.size),
-                remote: None,
-            })?;
-            let mut f = Finding::new(Kind::Missing, local.path.clone())
-                .local(describe(&local.stat, local.blake3.as_ref()));
-            // A directory remote holds any name; an object store only UTF-8.
-            if std::str::from_utf8(&local.path).is_err() && !remote_id.starts_with("file://") {
-                f = f.detail("the name is not UTF-8, so no object key can hold it");
+            Pair::RemoteOnly(obj) => {
+                if skip.contains(&obj.key) {
+                    // A copy of the index (see `scan::index_files_inside`).
+                    return Ok(());
+                }
+                if obj.size == 0 && reader.is_current_dir(root_id, &obj.key)? {
+                    // A zero-byte `dir/` object (a folder made in the S3
+                    // console), which object_store lists as `dir`: no file.
+                    return send(Event::MarkerSkipped);
+                }
+                send(Event::Counted {
+                    local: None,
+                    remote: Some(obj.size),
+                })?;
+                send(Event::Finding(
+                    Finding::new(Kind::Extra, obj.key.clone()).remote(describe_remote(&obj)),
+                ))
             }
-            send(Event::Finding(f))
-        }
-        Pair::RemoteOnly(obj) => {
-            send(Event::Counted {
-                local: None,
-                remote: Some(obj.size),
-            })?;
-            send(Event::Finding(
-                Finding::new(Kind::Extra, obj.key.clone()).remote(describe_remote(&obj)),
-            ))
-        }
-        Pair::Both(local, obj) => {
-            if local.kind == EntryKind::Symlink {
-                // Backup tools differ (rclone and object stores copy the
-                // target, rsync -a the link): a symlink is not audited.
-                return send(Event::SymlinkSkipped);
-            }
-            send(Event::Counted {
-                local: Some(local.stat.size),
-                remote: Some(obj.size),
-            })?;
-            if local.stat.size != obj.size {
-                let detail = if obj.size < local.stat.size {
-                    "the backup copy is shorter (truncated?)"
-                } else {
-                    "the backup copy is longer"
+            Pair::Both(local, obj) => {
+                if local.kind == EntryKind::Symlink {
+                    // Backup tools differ (rclone and object stores copy the
+                    // target, rsync -a the link): a symlink is not audited.
+                    return send(Event::SymlinkSkipped);
+                }
+                send(Event::Counted {
+                    local: Some(local.stat.size),
+                    remote: Some(obj.size),
+                })?;
+                let late = after_inventory(&local);
+                let not_judged = |why: String| {
+                    send(Event::Finding(
+                        Finding::new(Kind::Unverified, local.path.clone())
+                            .local(describe(&local.stat, local.blake3.as_ref()))
+                            .remote(describe_remote(&obj))
+                            .detail(why),
+                    ))
                 };
-                return send(Event::Finding(
-                    Finding::new(Kind::SizeMismatch, local.path.clone())
-                        .local(describe(&local.stat, local.blake3.as_ref()))
-                        .remote(describe_remote(&obj))
-                        .detail(detail),
-                ));
-            }
-            let selected = scrub.contains(&obj.key);
-            let lag = local.stat.mtime_ns.div_euclid(1_000_000_000) - obj.last_modified;
-            match decide(&local, &obj, policy.mode, selected) {
+                if local.stat.size != obj.size {
+                    if let Some(why) = late {
+                        return not_judged(why);
+                    }
+                    let detail = if obj.size < local.stat.size {
+                        "the backup copy is shorter (truncated?)"
+                    } else {
+                        "the backup copy is longer"
+                    };
+                    return send(Event::Finding(
+                        Finding::new(Kind::SizeMismatch, local.path.clone())
+                            .local(describe(&local.stat, local.blake3.as_ref()))
+                            .remote(describe_remote(&obj))
+                            .detail(detail),
+                    ));
+                }
+                let selected = scrub.contains(&obj.key);
+                let lag = local.stat.mtime_ns.div_euclid(1_000_000_000) - obj.last_modified;
+                let decision = decide(&local, &obj, policy.mode, selected);
+                if let Some(why) = late
+                    && !matches!(decision, Decision::Verified { .. })
+                {
+                    return not_judged(why);
+                }
+                if decision == Decision::Read && is_archived(obj.storage_class.as_deref()) {
+                    // Reading it would fail, or start a paid restore.
+                    send(Event::ArchivedNotRead)?;
+                    return not_judged(format!(
+                        "archived in {}: not read (restore it to verify its bytes)",
+                        obj.storage_class.as_deref().unwrap_or("?")
+                    ));
+                }
+                match decision {
                 Decision::Unverified(_) if policy.max_age.is_some_and(|max| lag > max) => {
                     send(Event::Finding(
                         Finding::new(Kind::Stale, local.path.clone())
@@ -199,6 +198,37 @@ fn judge_pair(
                     .blocking_send(ReadTask { local, remote: obj })
                     .map_err(|_| anyhow!("object readers stopped")),
             }
+            }
         }
+    })
+}
+
+/// What the backup is checked against. For a rotted file (its content
+/// changed while size and mtime did not), the trusted content: the bytes
+/// on disk are not the ones a backup should hold. Its MD5 and SHA-256 are
+/// of the rotted bytes, so they are dropped. The rot itself is reported
+/// here only when no scan ran first (whose report already says so).
+fn checked_as_trusted(
+    mut local: Entry,
+    policy: Policy,
+    send: &impl Fn(Event) -> Result<()>,
+) -> Result<Entry> {
+    let Some(trusted) = local.trusted_blake3 else {
+        return Ok(local);
+    };
+    if policy.report_rot {
+        send(Event::Finding(
+            Finding::new(Kind::Corrupt, local.path.clone())
+                .local(json!({
+                    "size": local.stat.size,
+                    "blake3": local.blake3.map(hex::encode),
+                    "indexed_blake3": hex::encode(trusted),
+                }))
+                .detail("the local file's content changed while its size and mtime did not (found by an earlier scan); the backup is judged against the trusted hash"),
+        ))?;
     }
+    local.blake3 = Some(trusted);
+    local.md5 = None;
+    local.sha256 = None;
+    Ok(local)
 }

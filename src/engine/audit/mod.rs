@@ -16,7 +16,7 @@
 //! that merely looks right is `unverified`, never a match.
 
 mod decide;
-mod health;
+pub mod health;
 mod merger;
 mod reads;
 
@@ -31,7 +31,9 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
+use crate::engine::inventory::Inventory;
 use crate::engine::remote::Remote;
+use crate::engine::shard::Shard;
 use crate::model::{
     Entry, Finding, Kind, Proof, ReadError, RemoteRow, format_time, now_unix, paths,
 };
@@ -75,7 +77,18 @@ pub struct AuditOptions {
     /// `Entry::trusted_blake3`): set when no scan ran first, since a
     /// scan reports them itself.
     pub report_rot: bool,
+    /// Only the keys of this shard (`--shard K/N`). A shard reports no
+    /// whole-backup findings: `vouch merge` decides those on the whole.
+    pub shard: Option<Shard>,
+    /// With an inventory as the listing: a file changed less than this
+    /// many seconds before the report was taken (or after) is not judged
+    /// by it.
+    pub inventory_grace: i64,
 }
+
+/// The default `--inventory-grace`: an inventory lists what the bucket
+/// held at some point while the report was being produced.
+pub const DEFAULT_INVENTORY_GRACE: i64 = 3600;
 
 /// What an audit found, with the counters its summary prints.
 #[derive(Debug, Clone, Default)]
@@ -103,6 +116,14 @@ pub struct AuditSummary {
     pub newest_object: Option<i64>,
     /// Objects (and bytes) whose last full read is at most N days old.
     pub verified_within: BTreeMap<u32, (u64, u64)>,
+    /// Archived objects (GLACIER, DEEP_ARCHIVE) a deep or scrub read
+    /// skipped.
+    pub archived_not_read: u64,
+    /// What was listed: `{"source": "list"}` or the inventory snapshot.
+    pub listing: Value,
+    pub shard: Option<Shard>,
+    pub min_coverage: f64,
+    pub max_age: Option<i64>,
     pub elapsed_ms: u64,
 }
 
@@ -153,6 +174,11 @@ impl AuditSummary {
         m.insert("remote_objects".into(), json!(self.remote_objects));
         m.insert("remote_bytes".into(), json!(self.remote_bytes));
         m.insert("symlinks_skipped".into(), json!(self.symlinks_skipped));
+        if self.archived_not_read > 0 {
+            m.insert("archived_not_read".into(), json!(self.archived_not_read));
+        }
+        m.insert("held_files".into(), json!(self.held_files));
+        m.insert("held_bytes".into(), json!(self.held_bytes));
         m.insert(
             "directory_markers_skipped".into(),
             json!(self.directory_markers_skipped),
@@ -180,6 +206,17 @@ impl AuditSummary {
             );
         }
         m.insert("verified_within".into(), Value::Object(within));
+        if !self.listing.is_null() {
+            m.insert("listing".into(), self.listing.clone());
+        }
+        if let Some(s) = self.shard {
+            m.insert("shard".into(), s.to_json());
+            // What `vouch merge` needs to decide the whole-backup checks.
+            m.insert(
+                "policy".into(),
+                json!({ "min_coverage": self.min_coverage, "max_age_s": self.max_age }),
+            );
+        }
         m.insert("elapsed_ms".into(), json!(self.elapsed_ms));
         m
     }
@@ -199,6 +236,9 @@ pub(crate) struct Policy {
     mode: Mode,
     max_age: Option<i64>,
     report_rot: bool,
+    /// With an inventory: its creation time minus the grace. A file
+    /// changed since cannot be judged by the inventory.
+    listed_before: Option<i64>,
 }
 
 /// An object whose bytes must be read.
@@ -227,15 +267,19 @@ pub(crate) enum Event {
     },
     SymlinkSkipped,
     MarkerSkipped,
+    ArchivedNotRead,
     Failed(anyhow::Error),
 }
 
-/// Audits the manifest of `root_id` against `remote`.
+/// Audits the manifest of `root_id` against `remote`, listed by a LIST of
+/// the prefix, or read from `inventory` when given.
+#[allow(clippy::too_many_arguments)]
 pub fn audit(
     index: &mut Index,
     root: &Path,
     root_id: i64,
     remote: &Remote,
+    inventory: Option<&Inventory>,
     opts: &AuditOptions,
     sink: &mut dyn Sink,
     progress: &dyn Progress,
@@ -245,7 +289,7 @@ pub fn audit(
     let skip = crate::engine::scan::index_files_inside(index.path(), root);
     let run_id = index.begin_run(Some(root_id), "audit", Some(&remote.id), None)?;
     match audit_run(
-        index, root_id, remote, opts, sink, progress, run_id, prev_run, &skip,
+        index, root_id, remote, inventory, opts, sink, progress, run_id, prev_run, &skip,
     ) {
         Ok(summary) => {
             let bad = summary.discrepancies(opts.strict) > 0;
@@ -271,6 +315,7 @@ fn audit_run(
     index: &mut Index,
     root_id: i64,
     remote: &Remote,
+    inventory: Option<&Inventory>,
     opts: &AuditOptions,
     sink: &mut dyn Sink,
     progress: &dyn Progress,
@@ -287,11 +332,42 @@ fn audit_run(
     progress.begin("auditing");
 
     // 1. List the remote into the index.
-    let listing_started = now_unix();
-    let markers = list_into_index(index, remote, run_id, &runtime, progress)?;
+    let mut markers = 0;
+    let (listing_started, listing) = match inventory {
+        Some(inv) => {
+            let mut snapshot = inv.to_json();
+            let read = inventory_into_index(index, remote, inv, run_id, opts.shard, progress)?;
+            snapshot["source"] = json!("inventory");
+            snapshot["age_s"] = json!(now_unix() - inv.created());
+            snapshot["rows"] = json!(read.rows);
+            (inv.created(), snapshot)
+        }
+        None => {
+            let started = now_unix();
+            markers = list_into_index(index, remote, run_id, opts.shard, &runtime, progress)?;
+            (started, json!({ "source": "list" }))
+        }
+    };
 
-    // Whole-backup findings, and what a scrub re-reads.
-    let health = health::backup_health(index, root_id, &remote.id, run_id, opts)?;
+    // Whole-backup findings (a shard leaves them to `vouch merge`), and
+    // what a scrub re-reads.
+    let mut health = health::backup_health(index, root_id, &remote.id, run_id, opts)?;
+    if let Some(inv) = inventory
+        && let Some(f) = health::inventory_finding(
+            &inv.location,
+            inv.created(),
+            &health::Policy {
+                min_coverage: opts.min_coverage,
+                max_age: opts.max_age,
+            },
+            now_unix(),
+        )
+    {
+        health.findings.push(f);
+    }
+    if opts.shard.is_some() {
+        health.findings.clear();
+    }
     let scrub = if opts.mode == Mode::Scrub {
         index.scrub_selection(root_id, &remote.id, run_id, opts.scrub_budget)?
     } else {
@@ -306,6 +382,10 @@ fn audit_run(
             held_bytes: health.held_bytes,
             newest_object: health.newest,
             directory_markers_skipped: markers,
+            listing,
+            shard: opts.shard,
+            min_coverage: opts.min_coverage,
+            max_age: opts.max_age,
             ..Default::default()
         },
         run_id,
@@ -320,6 +400,7 @@ fn audit_run(
         mode: opts.mode,
         max_age: opts.max_age,
         report_rot: opts.report_rot,
+        listed_before: inventory.map(|inv| inv.created() - opts.inventory_grace),
     };
     let (event_tx, event_rx) = mpsc::channel::<Event>();
     let (read_tx, read_rx) = tokio::sync::mpsc::channel::<ReadTask>(opts.jobs.max(1) * 4);
@@ -365,12 +446,13 @@ fn audit_run(
 
 /// Lists the remote into the index (`remote_objects`), skipping zero-byte
 /// directory markers (`dir/`; the prefix itself) and returning how many,
-/// and forgets objects the listing no longer returns. A key ending in `/`
+/// skipping other shards' keys, and forgets objects the listing no longer returns. A key ending in `/`
 /// or naming the prefix itself that holds bytes is kept: it is `extra`.
 fn list_into_index(
     index: &mut Index,
     remote: &Remote,
     run_id: i64,
+    shard: Option<Shard>,
     runtime: &tokio::runtime::Runtime,
     progress: &dyn Progress,
 ) -> Result<u64> {
@@ -385,6 +467,9 @@ fn list_into_index(
                 markers += 1;
                 continue; // a "directory marker" object
             }
+            if shard.is_some_and(|s| !s.owns_stored(&obj.key)) {
+                continue;
+            }
             batch.upsert_listed(&remote.id, &obj, run_id)?;
             n += 1;
             progress.status(&format!("{n} objects listed"));
@@ -394,6 +479,65 @@ fn list_into_index(
     batch.commit()?;
     index.prune_remote(&remote.id, run_id)?;
     Ok(markers)
+}
+
+/// Reads the inventory's rows under the remote's prefix (and in this
+/// shard) into the index, as a listing would have listed them. The
+/// inventory must be of the remote's bucket.
+fn inventory_into_index(
+    index: &mut Index,
+    remote: &Remote,
+    inv: &Inventory,
+    run_id: i64,
+    shard: Option<Shard>,
+    progress: &dyn Progress,
+) -> Result<crate::engine::inventory::ReadStats> {
+    if let Some(bucket) = remote.bucket()
+        && bucket != inv.manifest.source_bucket
+    {
+        anyhow::bail!(
+            "the inventory {} lists bucket {}, not the remote's bucket {bucket}",
+            inv.location,
+            inv.manifest.source_bucket
+        );
+    }
+    let prefix = remote.prefix.as_ref().as_bytes().to_vec();
+    let mut batch = index.batch()?;
+    let mut n = 0u64;
+    let stats = inv.for_each_row(|row| {
+        let rel = if prefix.is_empty() {
+            &row.key[..]
+        } else {
+            match row.key.strip_prefix(&prefix[..]) {
+                Some(rest) if rest.first() == Some(&b'/') => &rest[1..],
+                _ => return Ok(()),
+            }
+        };
+        let key = paths::key_from_slash(rel);
+        if key.last() == Some(&paths::SEP) || key.is_empty() {
+            return Ok(()); // a "directory marker" object
+        }
+        if shard.is_some_and(|s| !s.owns(rel)) {
+            return Ok(());
+        }
+        let obj = crate::model::Listed {
+            key,
+            size: row.size,
+            etag: row.etag.clone(),
+            version: row.version.clone(),
+            last_modified: row.last_modified,
+            storage_class: row.storage_class.clone(),
+        };
+        batch.upsert_listed(&remote.id, &obj, run_id)?;
+        n += 1;
+        if n.is_multiple_of(4096) {
+            progress.status(&format!("{n} objects read from the inventory"));
+        }
+        Ok(())
+    })?;
+    batch.commit()?;
+    index.prune_remote(&remote.id, run_id)?;
+    Ok(stats)
 }
 
 /// The recorder: applies what the merger and the readers send, in the
@@ -446,6 +590,7 @@ impl Recorder<'_> {
                 }
                 Event::SymlinkSkipped => self.summary.symlinks_skipped += 1,
                 Event::MarkerSkipped => self.summary.directory_markers_skipped += 1,
+                Event::ArchivedNotRead => self.summary.archived_not_read += 1,
                 Event::Finding(f) => self.report(batch, f)?,
                 Event::Verified {
                     size,
@@ -502,5 +647,8 @@ pub fn describe_remote(r: &RemoteRow) -> Value {
         m.insert("version".into(), json!(v));
     }
     m.insert("last_modified".into(), json!(format_time(r.last_modified)));
+    if let Some(c) = &r.storage_class {
+        m.insert("storage_class".into(), json!(c));
+    }
     Value::Object(m)
 }

@@ -35,6 +35,7 @@ use serde_json::{Map, Value, json};
 use crate::engine::checks::{self, Budget, Level, Report};
 use crate::engine::hash::{self, Digests, HashError, Want};
 use crate::engine::merkle::{DirHash, Folder};
+use crate::engine::shard::Shard;
 use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry, Stat, format_time};
 use crate::out::{Progress, Sink};
 use crate::store::{Index, Rows};
@@ -52,6 +53,9 @@ pub struct ScanOptions {
     /// Report `shrunk` when a file of at least [`SHRUNK_MIN_SIZE`] bytes
     /// loses more than this fraction of its size (0.5 = half).
     pub shrink_threshold: Option<f64>,
+    /// Only the files and symlinks of this shard (`--shard K/N`); every
+    /// directory is still walked and recorded.
+    pub shard: Option<Shard>,
     /// Structural checks of new and changed files (`damaged`).
     pub checks: Level,
     /// Bytes the `full` checks may read in this run (`None`: no limit).
@@ -86,6 +90,8 @@ pub struct ScanSummary {
     pub dirs: u64,
     pub bytes_hashed: u64,
     pub merkle_root: [u8; 32],
+    /// The shard scanned (`--shard K/N`), if any.
+    pub shard: Option<Shard>,
     pub elapsed_ms: u64,
 }
 
@@ -115,6 +121,9 @@ impl ScanSummary {
         m.insert("dirs".into(), json!(self.dirs));
         m.insert("bytes_hashed".into(), json!(self.bytes_hashed));
         m.insert("merkle_root".into(), json!(hex::encode(self.merkle_root)));
+        if let Some(s) = self.shard {
+            m.insert("shard".into(), s.to_json());
+        }
         m.insert("elapsed_ms".into(), json!(self.elapsed_ms));
         m
     }
@@ -193,6 +202,7 @@ pub fn scan(
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
     let root_id = index.root_id(root)?;
+    check_shard(index, root_id, root, opts.shard)?;
     let previous_scan = index.last_scan_run(root_id)?;
     // Changes are reported against the last scan whose report was
     // delivered, even when scans after it were interrupted.
@@ -205,6 +215,7 @@ pub fn scan(
     let mut summary = ScanSummary {
         run_id,
         root_id,
+        shard: opts.shard,
         ..Default::default()
     };
     let mut structural_changes = 0u64;
@@ -215,6 +226,7 @@ pub fn scan(
     let skip = index_files_inside(&index_path, root);
     let want = opts.want;
     let rehash = opts.rehash;
+    let shard = opts.shard;
 
     let ctx = writer::WriteCtx {
         root_id,
@@ -237,6 +249,7 @@ pub fn scan(
                 rehash,
                 want,
                 &skip,
+                shard,
                 job_tx,
                 walker_events.clone(),
             ) {
@@ -298,6 +311,51 @@ pub fn scan(
         &Value::Object(summary.to_json(root)).to_string(),
     )?;
     Ok(summary)
+}
+
+/// The shard whose files the index holds for `root_id`, from the summary
+/// of its last scan (`None`: the whole tree, or never scanned).
+pub fn indexed_shard(index: &Index, root_id: i64) -> Result<Option<Option<Shard>>> {
+    let Some(run) = index.last_scan(root_id)? else {
+        return Ok(None);
+    };
+    let summary: Value = run
+        .summary
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Null);
+    // An audit's summary nests its scan's.
+    let shard = summary
+        .get("shard")
+        .or_else(|| summary.get("scan").and_then(|s| s.get("shard")));
+    Ok(Some(shard.and_then(|s| {
+        Some(Shard {
+            index: s.get("index")?.as_u64()?,
+            count: s.get("count")?.as_u64()?,
+        })
+    })))
+}
+
+fn shard_name(s: Option<Shard>) -> String {
+    s.map_or("the whole tree".into(), |s| format!("shard {s}"))
+}
+
+/// Refuses to scan one shard into an index that holds another shard (or
+/// the whole tree) of the same root: the files outside this shard would
+/// be recorded as deleted. One index per shard.
+pub fn check_shard(index: &Index, root_id: i64, root: &Path, shard: Option<Shard>) -> Result<()> {
+    if let Some(held) = indexed_shard(index, root_id)?
+        && held != shard
+    {
+        bail!(
+            "the index {} holds {} of {}, not {}: use one index per shard (--index)",
+            index.path().display(),
+            shard_name(held),
+            root.display(),
+            shard_name(shard)
+        );
+    }
+    Ok(())
 }
 
 /// `shrunk` when a regular file of at least [`SHRUNK_MIN_SIZE`] bytes lost

@@ -10,6 +10,7 @@ use anyhow::{Result, bail};
 
 use super::{Event, Job};
 use crate::engine::hash::{self, Want};
+use crate::engine::shard::Shard;
 use crate::engine::walk::{self, Item};
 use crate::model::{Entry, EntryKind, NewEntry, paths};
 use crate::store::{Index, Rows};
@@ -23,6 +24,7 @@ pub(super) fn walk_and_merge(
     rehash: bool,
     want: Want,
     skip: &[Vec<u8>],
+    shard: Option<Shard>,
     jobs: SyncSender<Job>,
     events: SyncSender<Event>,
 ) -> Result<()> {
@@ -62,6 +64,18 @@ pub(super) fn walk_and_merge(
     };
 
     for item in walk::walk(root) {
+        // Another shard's file: not this index's business (directories
+        // are every shard's, so each index can fold its Merkle tree).
+        if let Some(shard) = shard {
+            let (key, dir) = match &item {
+                Item::Entry { key, kind, .. } => (key, *kind == EntryKind::Dir),
+                Item::Special { key } => (key, false),
+                Item::Unreadable { key, is_dir, .. } => (key, *is_dir),
+            };
+            if !dir && !shard.owns_stored(key) {
+                continue;
+            }
+        }
         let key = match &item {
             Item::Entry { key, .. } | Item::Special { key } | Item::Unreadable { key, .. } => {
                 key.clone()

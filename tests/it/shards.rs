@@ -1,0 +1,263 @@
+//! `--shard K/N` and `vouch merge`: shards partition the keys, and the
+//! merge of the shard reports is the unsharded report.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::inventory::{InvObject, Spec, write_dir};
+use crate::*;
+
+/// A tree of 60 files, a directory backup with every kind of discrepancy.
+fn setup(env: &Env) -> PathBuf {
+    setup_listed(env).0
+}
+
+/// [`setup`], and the backup's objects as an inventory lists them.
+fn setup_listed(env: &Env) -> (PathBuf, Vec<InvObject>) {
+    let mut objects = Vec::new();
+    let backup = env.dir.path().join("backup");
+    for i in 0..60u32 {
+        let rel = format!("d{}/f{i:02}.txt", i % 4);
+        let content = format!("content of file {i}").repeat(1 + i as usize % 3);
+        env.write(&rel, content.as_bytes());
+        match i % 10 {
+            0 => {} // missing from the backup
+            1 => {
+                Env::write_in(&backup, &rel, b"short");
+                objects.push(InvObject::of(&rel, b"short", 1_600_000_000));
+            }
+            _ => {
+                Env::write_in(&backup, &rel, content.as_bytes());
+                objects.push(InvObject::of(&rel, content.as_bytes(), 1_600_000_000));
+            }
+        }
+    }
+    Env::write_in(&backup, "extra-1", b"x");
+    Env::write_in(&backup, "d2/extra-2", b"y");
+    objects.push(InvObject::of("extra-1", b"x", 1_600_000_000));
+    objects.push(InvObject::of("d2/extra-2", b"y", 1_600_000_000));
+    objects.sort_by(|a, b| a.key.cmp(&b.key));
+    (backup, objects)
+}
+
+fn audit(env: &Env, index: &Path, backup: &Path, extra: &[&str]) -> (i32, Value, String) {
+    let out = env
+        .vouch_at(index)
+        .env_remove("VOUCH_SHARD")
+        .arg("audit")
+        .arg(&env.root)
+        .arg("--remote")
+        .arg(backup)
+        .args(["--format", "json", "--mode", "deep"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap(), doc, stderr_of(&out))
+}
+
+/// The counters a merge must reproduce exactly.
+const SUMMED: [&str; 12] = [
+    "missing",
+    "extra",
+    "size_mismatch",
+    "unverified",
+    "verified",
+    "verified_bytes",
+    "objects_read",
+    "bytes_read",
+    "local_files",
+    "local_bytes",
+    "remote_objects",
+    "remote_bytes",
+];
+
+#[test]
+fn shards_partition_the_keys_and_their_merge_is_the_unsharded_report() {
+    let env = Env::new();
+    let backup = setup(&env);
+    let (code, whole, err) = audit(&env, &env.dir.path().join("all.sqlite3"), &backup, &[]);
+    assert_eq!(code, 1, "{err}");
+    let n = 4;
+    let reports = env.dir.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    let mut union = Vec::new();
+    for k in 0..n {
+        let index = env.dir.path().join(format!("shard-{k}.sqlite3"));
+        let out = reports.join(format!("shard-{k}.json"));
+        let shard = format!("{k}/{n}");
+        let (code, _, err) = audit(
+            &env,
+            &index,
+            &backup,
+            &["--shard", &shard, "--output", out.to_str().unwrap()],
+        );
+        assert!(code <= 1, "{err}");
+        let doc: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        assert_eq!(doc["summary"]["shard"]["index"], k);
+        assert_eq!(doc["summary"]["shard"]["hash"], "blake3-64le/v1");
+        let mine = findings(&doc);
+        assert!(!mine.is_empty(), "shard {k} of 60 files found nothing");
+        union.extend(mine);
+        // Each shard's index holds its own files only.
+        let (_, scan) = {
+            let out = env
+                .vouch_at(&index)
+                .args(["scan", env.root.to_str().unwrap(), "--format", "json"])
+                .args(["--shard", &shard])
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+            )
+        };
+        let files = counter(&scan, "files");
+        assert!((5..=25).contains(&files), "shard {k} holds {files} of 60");
+    }
+    // Disjoint and covering: the shards' findings are the whole's, once
+    // (but for the whole-backup ones, which only the merge decides).
+    union.sort();
+    let per_file: Vec<_> = findings(&whole)
+        .into_iter()
+        .filter(|(_, path)| !path.is_empty())
+        .collect();
+    assert_eq!(union, per_file);
+    assert!(findings(&whole).contains(&("low_coverage".into(), "".into())));
+
+    // The merge: same findings, same counters, same exit status.
+    let out = env
+        .vouch()
+        .args(["merge", reports.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let merged: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(findings(&merged), findings(&whole));
+    for c in SUMMED {
+        assert_eq!(counter(&merged, c), counter(&whole, c), "{c}");
+    }
+    assert_eq!(
+        merged["summary"]["coverage_files"],
+        whole["summary"]["coverage_files"]
+    );
+    assert_eq!(merged["summary"]["command"], "merge");
+    assert_eq!(merged["summary"]["shards"]["count"], n);
+
+    // A missing shard fails the merge and names it; so does a duplicate.
+    std::fs::rename(reports.join("shard-2.json"), env.dir.path().join("s2.json")).unwrap();
+    let out = env
+        .vouch()
+        .args(["merge", reports.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("shard 2/4 missing"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = env
+        .vouch()
+        .arg("merge")
+        .arg(&reports)
+        .arg(reports.join("shard-1.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("shard 1/4 appears twice"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn shard_arguments_and_indexes_are_checked() {
+    let env = Env::new();
+    let backup = setup(&env);
+    let index = env.dir.path().join("s.sqlite3");
+    let (code, _, err) = audit(&env, &index, &backup, &["--shard", "4/4"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not below N = 4"), "{err}");
+    // auto/N from the scheduler's variable (GNU parallel's is 1-based).
+    let out = env
+        .vouch_at(&index)
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
+        .env("PARALLEL_SEQ", "2")
+        .env("VOUCH_SHARD", "auto/4")
+        .args(["scan", env.root.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["summary"]["shard"]["index"], 1);
+    // That index holds shard 1/4: another shard, or the whole tree, is refused.
+    for other in [&["--shard", "0/4"][..], &[]] {
+        let (code, _, err) = audit(&env, &index, &backup, other);
+        assert_eq!(code, 2, "{other:?}");
+        assert!(err.contains("holds shard 1/4"), "{err}");
+    }
+    let (code, _, err) = audit(&env, &index, &backup, &["--shard", "1/4"]);
+    assert!(code <= 1, "{err}");
+}
+
+#[test]
+fn inventory_shards_merge_into_the_unsharded_inventory_audit() {
+    let env = Env::new();
+    let (backup, objects) = setup_listed(&env);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let dest = env.dir.path().join("dest");
+    let spec = Spec::new("bkt", now + 3 * 3600, objects);
+    write_dir(&dest, &spec);
+    let inv = dest.join(spec.config_key());
+    let inv = inv.to_str().unwrap();
+    let (code, whole, err) = audit(
+        &env,
+        &env.dir.path().join("all.sqlite3"),
+        &backup,
+        &["--inventory", inv, "--md5"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(whole["summary"]["listing"]["rows"], 56);
+    let reports = env.dir.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    for k in 0..3 {
+        let out = reports.join(format!("shard-{k}.json"));
+        let (code, _, err) = audit(
+            &env,
+            &env.dir.path().join(format!("s{k}.sqlite3")),
+            &backup,
+            &[
+                "--inventory",
+                inv,
+                "--md5",
+                "--shard",
+                &format!("{k}/3"),
+                "--output",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(code <= 1, "{err}");
+    }
+    let out = env
+        .vouch()
+        .args(["merge", reports.to_str().unwrap(), "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let merged: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(findings(&merged), findings(&whole));
+    for c in SUMMED {
+        assert_eq!(counter(&merged, c), counter(&whole, c), "{c}");
+    }
+    assert_eq!(merged["summary"]["listing"]["rows"], 56);
+    assert_eq!(
+        merged["summary"]["listing"]["md5"],
+        whole["summary"]["listing"]["md5"]
+    );
+}
