@@ -157,6 +157,7 @@ mod tests {
             etag: Some("\"e\"".into()),
             version: Some("v1".into()),
             last_modified: 100,
+            storage_class: None,
         };
         let changed = [
             Listed {
