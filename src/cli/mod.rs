@@ -230,6 +230,11 @@ pub struct AuditArgs {
     #[arg(long)]
     #[serde(default)]
     pub md5: bool,
+    /// Listing only: do not ask the store for its stored checksums (no HEAD
+    /// requests); objects not read earlier stay `unverified`
+    #[arg(long)]
+    #[serde(default)]
+    pub no_head: bool,
     /// Retries of a failed request (exponential backoff) [default: 4]
     #[arg(long, value_name = "N")]
     pub retries: Option<usize>,

@@ -157,6 +157,7 @@ pub fn resolve_audit(a: &AuditArgs) -> Result<AuditSettings> {
         no_scan: a.no_scan,
         strict: a.strict,
         md5: a.md5,
+        head: !a.no_head,
         retries: a.retries.unwrap_or(DEFAULT_RETRIES),
         timeout: Duration::from_secs(a.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS)),
         min_coverage: a.min_coverage.map_or(DEFAULT_MIN_COVERAGE, |f| f.0),

@@ -31,6 +31,8 @@ pub struct AuditSettings {
     pub no_scan: bool,
     pub strict: bool,
     pub md5: bool,
+    /// Prove content from the store's checksums (HEAD requests).
+    pub head: bool,
     pub retries: usize,
     pub timeout: Duration,
     pub min_coverage: f64,
@@ -121,6 +123,7 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
             report_rot: s.no_scan,
             shard: s.shard,
             inventory_grace: s.inventory_grace,
+            head: s.head,
         };
         let summary = audit::audit(
             &mut index,

@@ -30,6 +30,7 @@ use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ClientConfigKey, GetOptions, ObjectStore, RetryConfig};
 
+use crate::engine::proof::probe::{Backend, Prober};
 use crate::model::{Listed, ReadError, paths};
 
 /// How patient to be with a remote.
@@ -62,6 +63,8 @@ pub struct Remote {
     /// For a directory remote, the directory: listed and read natively
     /// (see [`Remote::list`]), not through `store`.
     pub dir: Option<std::path::PathBuf>,
+    /// Asks the store for its stored checksums (object stores only).
+    pub prober: Option<crate::engine::proof::probe::Prober>,
 }
 
 /// Timeouts, as config keys: set one by one so they do not replace the
@@ -96,6 +99,7 @@ fn retry_config(opts: &RemoteOptions) -> RetryConfig {
 pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
     let parsed = url::Url::parse(url);
     let mut dir = None;
+    let mut backend = None;
     let (store, prefix, id): (Arc<dyn ObjectStore>, Path, String) = match parsed {
         Ok(u) if u.scheme() == "file" => {
             let path = u
@@ -129,7 +133,9 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                             b = b.with_allow_http(true);
                         }
                     }
-                    Arc::new(b.build().map_err(|e| anyhow!("remote {url}: {e}"))?)
+                    let s3 = Arc::new(b.build().map_err(|e| anyhow!("remote {url}: {e}"))?);
+                    backend = Some(Backend::S3(Arc::clone(&s3)));
+                    s3
                 }
                 "gs" => {
                     use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
@@ -139,7 +145,20 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                     for (k, v) in client_config(opts) {
                         b = b.with_config(GoogleConfigKey::Client(k), v);
                     }
-                    Arc::new(b.build().map_err(|e| anyhow!("remote {url}: {e}"))?)
+                    let base_url = b
+                        .get_config_value(&GoogleConfigKey::BaseUrl)
+                        .unwrap_or_else(|| "https://storage.googleapis.com".into());
+                    let anonymous = b
+                        .get_config_value(&GoogleConfigKey::SkipSignature)
+                        .is_some_and(|v| v == "true");
+                    let gcs = Arc::new(b.build().map_err(|e| anyhow!("remote {url}: {e}"))?);
+                    backend = Some(Backend::Gcs {
+                        store: Arc::clone(&gcs),
+                        base_url,
+                        bucket: bucket.to_string(),
+                        anonymous,
+                    });
+                    gcs
                 }
                 "az" | "azure" | "abfs" | "abfss" => {
                     use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
@@ -155,7 +174,9 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                             b = b.with_allow_http(true);
                         }
                     }
-                    Arc::new(b.build().map_err(|e| anyhow!("remote {url}: {e}"))?)
+                    let az = Arc::new(b.build().map_err(|e| anyhow!("remote {url}: {e}"))?);
+                    backend = Some(Backend::Azure(Arc::clone(&az)));
+                    az
                 }
                 other => bail!(
                     "remote {url}: unknown scheme {other:?} (use s3://, gs://, az://, file:// or a directory path)"
@@ -167,11 +188,16 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
         // A plain path (also `C:`-like one-letter "schemes" never occur on Unix).
         _ => open_dir(FsPath::new(url), url, &mut dir)?,
     };
+    let prober = match backend {
+        Some(b) => Some(Prober::new(b, opts.retries, opts.timeout)?),
+        None => None,
+    };
     Ok(Remote {
         store,
         prefix,
         id,
         dir,
+        prober,
     })
 }
 

@@ -1,7 +1,12 @@
 //! Walking ROOT: one sorted, never-following pass over the tree.
 //!
-//! The walk is single-threaded and only stats; hashing happens elsewhere,
-//! in parallel, and only for what changed. Children are sorted by name so
+//! The walk yields entries from one thread, in key order; hashing happens
+//! elsewhere, in parallel, and only for what changed. With
+//! [`walk_parallel`], directories the walk will soon enter are listed and
+//! stat-ed ahead by helper threads (the listing and the `statx` of every
+//! entry are most of a no-change rescan), a bounded number of entries
+//! ahead, so the one ordered consumer is left with the merge-join and
+//! adding threads spreads the system calls. Children are sorted by name so
 //! entries come out in the same order as the index's keys (see
 //! [`crate::paths`]), which lets the scan merge-join the two without
 //! holding either in memory. Symlinks are recorded with their target and
@@ -9,7 +14,11 @@
 //! sockets and devices are skipped and counted: reading one would block or
 //! be meaningless.
 
+use std::collections::{HashMap, VecDeque};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 
 use crate::model::paths;
 use crate::model::{EntryKind, Stat};
@@ -45,9 +54,16 @@ pub enum Item {
 /// open directory (`statx(dirfd, name)`, no path lookup from `/`), then the
 /// directory is closed, so deep trees never hold many descriptors open.
 pub fn walk(root: &Path) -> Walk {
+    walk_parallel(root, 1)
+}
+
+/// [`walk`], with `threads - 1` helper threads listing directories ahead
+/// (none when `threads` is 1). The order and the items are the same.
+pub fn walk_parallel(root: &Path, threads: usize) -> Walk {
     let mut walk = Walk {
         stack: Vec::new(),
-        pending: std::collections::VecDeque::new(),
+        pending: VecDeque::new(),
+        ahead: (threads > 1).then(|| Ahead::start(threads - 1)),
     };
     match std::fs::symlink_metadata(root) {
         Ok(meta) => {
@@ -64,31 +80,181 @@ pub fn walk(root: &Path) -> Walk {
     walk
 }
 
+/// A directory's entries, sorted and reversed (so `pop` yields them in
+/// order), each with its metadata (not following symlinks).
+type Listing = std::io::Result<Vec<(OsString, std::io::Result<std::fs::Metadata>)>>;
+
+fn list(path: &Path) -> Listing {
+    let mut entries = std::fs::read_dir(path).and_then(|rd| {
+        rd.map(|e| e.map(|e| (e.file_name(), e.metadata())))
+            .collect::<std::io::Result<Vec<_>>>()
+    })?;
+    entries.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    Ok(entries)
+}
+
+/// Entries listed ahead and not yet walked, at most (beyond the directories
+/// in flight): bounds the memory the read-ahead holds (~200 bytes each).
+const AHEAD_ENTRIES: usize = 32 << 10;
+/// Directories listed ahead at once, per helper thread.
+const AHEAD_DIRS_PER_THREAD: usize = 4;
+
+/// One directory being listed ahead.
+struct Slot {
+    listing: Mutex<Option<Listing>>,
+    done: Condvar,
+}
+
+/// The read-ahead: helper threads list the subdirectories of directories
+/// the walk has entered, nearest first, while the walk goes on.
+struct Ahead {
+    jobs: Option<mpsc::Sender<(PathBuf, Arc<Slot>)>>,
+    /// Listed or being listed, not yet entered, by key.
+    slots: HashMap<Vec<u8>, Arc<Slot>>,
+    /// Subdirectories seen and not yet sent, about in walk order.
+    candidates: VecDeque<(Vec<u8>, PathBuf)>,
+    /// Entries held by finished listings not yet entered.
+    held: Arc<AtomicUsize>,
+    max_dirs: usize,
+    /// The key of the directory the walk entered last: candidates at or
+    /// before it have been passed.
+    position: Vec<u8>,
+}
+
+impl Ahead {
+    fn start(helpers: usize) -> Ahead {
+        let (tx, rx) = mpsc::channel::<(PathBuf, Arc<Slot>)>();
+        let rx = Arc::new(Mutex::new(rx));
+        let held = Arc::new(AtomicUsize::new(0));
+        for _ in 0..helpers {
+            let (rx, held) = (rx.clone(), held.clone());
+            // Detached: each ends when the walk drops the sender.
+            std::thread::spawn(move || {
+                loop {
+                    let job = rx
+                        .lock()
+                        .map_err(|_| ())
+                        .and_then(|r| r.recv().map_err(|_| ()));
+                    let Ok((path, slot)) = job else { break };
+                    let listing = list(&path);
+                    if let Ok(l) = &listing {
+                        held.fetch_add(l.len(), Ordering::Relaxed);
+                    }
+                    if let Ok(mut out) = slot.listing.lock() {
+                        *out = Some(listing);
+                    }
+                    slot.done.notify_all();
+                }
+            });
+        }
+        Ahead {
+            jobs: Some(tx),
+            slots: HashMap::new(),
+            candidates: VecDeque::new(),
+            held,
+            max_dirs: helpers * AHEAD_DIRS_PER_THREAD,
+            position: Vec::new(),
+        }
+    }
+
+    /// The listing of the directory at `key`, if it was listed ahead
+    /// (waits for it when it is still being listed).
+    fn take(&mut self, key: &[u8]) -> Option<Listing> {
+        self.position = key.to_vec();
+        let slot = self.slots.remove(key)?;
+        let mut guard = slot.listing.lock().ok()?;
+        while guard.is_none() {
+            guard = slot.done.wait(guard).ok()?;
+        }
+        let listing = guard.take()?;
+        if let Ok(l) = &listing {
+            self.held.fetch_sub(l.len(), Ordering::Relaxed);
+        }
+        Some(listing)
+    }
+
+    /// Queues the subdirectories of a directory just entered, to be listed
+    /// before those queued earlier (the walk enters them first), and sends
+    /// what the bounds allow.
+    fn entered(
+        &mut self,
+        key: &[u8],
+        path: &Path,
+        entries: &[(OsString, std::io::Result<std::fs::Metadata>)],
+    ) {
+        // `entries` is reversed: pushing each to the front leaves them in
+        // walk order.
+        for (name, meta) in entries {
+            if meta.as_ref().is_ok_and(|m| m.is_dir()) {
+                let mut sub = key.to_vec();
+                if !sub.is_empty() {
+                    sub.push(paths::SEP);
+                }
+                sub.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()));
+                self.candidates.push_front((sub, path.join(name)));
+            }
+        }
+        self.send();
+    }
+
+    fn send(&mut self) {
+        while self.slots.len() < self.max_dirs && self.held.load(Ordering::Relaxed) < AHEAD_ENTRIES
+        {
+            let Some((key, path)) = self.candidates.pop_front() else {
+                break;
+            };
+            if key <= self.position {
+                continue;
+            }
+            let slot = Arc::new(Slot {
+                listing: Mutex::new(None),
+                done: Condvar::new(),
+            });
+            let Some(jobs) = &self.jobs else { break };
+            if jobs.send((path, slot.clone())).is_err() {
+                break;
+            }
+            self.slots.insert(key, slot);
+        }
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        // Stops the helpers once the listings in flight are done.
+        self.jobs.take();
+    }
+}
+
 /// The iterator [`walk`] returns.
 pub struct Walk {
     /// Open directories, innermost last, with their remaining entries
     /// (sorted, reversed so `pop` yields them in order).
     stack: Vec<Level>,
     /// Items ready to be yielded before anything else.
-    pending: std::collections::VecDeque<Item>,
+    pending: VecDeque<Item>,
+    /// Directories listed ahead by helper threads, if any.
+    ahead: Option<Ahead>,
 }
 
 struct Level {
     key: Vec<u8>,
     path: PathBuf,
-    entries: Vec<(std::ffi::OsString, std::io::Result<std::fs::Metadata>)>,
+    entries: Vec<(OsString, std::io::Result<std::fs::Metadata>)>,
 }
 
 impl Walk {
     /// Lists a directory and queues its entries, or an `Unreadable` item.
     fn descend(&mut self, key: Vec<u8>, path: PathBuf) {
-        let listing = std::fs::read_dir(&path).and_then(|rd| {
-            rd.map(|e| e.map(|e| (e.file_name(), e.metadata())))
-                .collect::<std::io::Result<Vec<_>>>()
-        });
+        let listing = match self.ahead.as_mut().and_then(|a| a.take(&key)) {
+            Some(listing) => listing,
+            None => list(&path),
+        };
         match listing {
-            Ok(mut entries) => {
-                entries.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            Ok(entries) => {
+                if let Some(ahead) = self.ahead.as_mut() {
+                    ahead.entered(&key, &path, &entries);
+                }
                 self.stack.push(Level { key, path, entries });
             }
             Err(e) => self.pending.push_back(Item::Unreadable {
@@ -181,5 +347,70 @@ fn entry_item(key: Vec<u8>, path: PathBuf, meta: std::fs::Metadata) -> Item {
         kind,
         stat,
         target,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(items: impl Iterator<Item = Item>) -> Vec<String> {
+        items
+            .map(|item| match item {
+                Item::Entry {
+                    key,
+                    kind,
+                    stat,
+                    target,
+                    ..
+                } => format!(
+                    "{} {kind:?} {} {} {:?}",
+                    paths::display(&key),
+                    stat.size,
+                    stat.inode,
+                    target
+                ),
+                Item::Special { key } => format!("{} special", paths::display(&key)),
+                Item::Unreadable { key, is_dir, .. } => {
+                    format!("{} unreadable {is_dir}", paths::display(&key))
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn listing_ahead_yields_exactly_the_sequential_walk() {
+        // Wide and deep enough that the read-ahead bounds (directories in
+        // flight, entries held) are reached many times over.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for a in 0..40 {
+            for b in 0..(a % 7) {
+                let d = root.join(format!("d{a:02}/e{b}"));
+                std::fs::create_dir_all(&d).unwrap();
+                for f in 0..(a * 3 % 11) {
+                    std::fs::write(d.join(format!("f{f}")), vec![b'x'; f]).unwrap();
+                }
+            }
+            std::fs::write(root.join(format!("d{a:02}.txt")), b"between").unwrap();
+        }
+        std::fs::create_dir_all(root.join("deep/a/b/c/d/e/f")).unwrap();
+        std::os::unix::fs::symlink("d01", root.join("link-to-dir")).unwrap();
+        std::os::unix::fs::symlink("nowhere", root.join("d03/dangling")).unwrap();
+        let fifo = root.join("d05/pipe");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let sequential = summary(walk(root));
+        assert!(sequential.len() > 300, "{}", sequential.len());
+        for threads in [2, 3, 8] {
+            assert_eq!(
+                summary(walk_parallel(root, threads)),
+                sequential,
+                "{threads} threads"
+            );
+        }
     }
 }

@@ -13,7 +13,7 @@ pub mod time;
 
 pub use entry::{Entry, EntryKind, NewEntry, Node, Run, Stat};
 pub use finding::{Finding, Kind};
-pub use remote::{Listed, Proof, ReadError, RemoteRow, etag_md5};
+pub use remote::{Listed, Proof, ProofRow, ReadError, RemoteRow, etag_md5};
 pub use time::{format_time, now_unix};
 
 /// The outcome of a command, mapped by `main` to the process exit status.

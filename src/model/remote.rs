@@ -209,3 +209,39 @@ mod tests {
         assert!(etag_md5("\"zz41402abc4b2a76b9719d911017c592\"").is_none());
     }
 }
+
+/// What the checksum ladder concluded about one object version, as the
+/// index keeps it (`remote_proofs`): valid only while the object's ETag,
+/// size, last-modified time and version id are those recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProofRow {
+    pub key: Vec<u8>,
+    pub etag: Option<String>,
+    pub size: u64,
+    pub last_modified: i64,
+    pub version: Option<String>,
+    /// The store's facts (stored checksums, part sizes) as JSON, so a
+    /// later run needs no request for this version.
+    pub facts: Option<String>,
+    /// `proven`, `mismatch` or `undecided`.
+    pub verdict: String,
+    /// The method that decided (`crc64nvme`, `multipart-etag`, ...).
+    pub method: Option<String>,
+    /// The part layout used, for per-part methods.
+    pub params: Option<String>,
+    /// The BLAKE3 of the local content the verdict is about.
+    pub blake3: Option<[u8; 32]>,
+    pub detail: Option<String>,
+    pub checked_at: i64,
+}
+
+impl ProofRow {
+    /// Whether this record is about the object version `obj` lists now.
+    pub fn is_for(&self, obj: &RemoteRow) -> bool {
+        self.key == obj.key
+            && self.etag == obj.etag
+            && self.size == obj.size
+            && self.last_modified == obj.last_modified
+            && self.version == obj.version
+    }
+}

@@ -121,13 +121,40 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE remote_objects ADD COLUMN storage_class TEXT;
     "#,
-    // v5: a rotted file (content changed, size and mtime did not) keeps
+    // v5: checksum proofs. What the store said about each object version
+    // and what the ladder concluded; local digests (CRC64NVME, MD5, part
+    // MD5s, ...) cached by the BLAKE3 of the content they are of.
+    r#"
+    CREATE TABLE remote_proofs (
+        remote TEXT NOT NULL,
+        key BLOB NOT NULL,
+        etag TEXT,
+        size INTEGER NOT NULL,
+        last_modified INTEGER NOT NULL,
+        version TEXT,
+        facts TEXT,
+        verdict TEXT NOT NULL,
+        method TEXT,
+        params TEXT,
+        blake3 BLOB,
+        detail TEXT,
+        checked_at INTEGER NOT NULL,
+        PRIMARY KEY (remote, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE content_digests (
+        blake3 BLOB NOT NULL,
+        spec TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (blake3, spec)
+    ) WITHOUT ROWID;
+    "#,
+    // v6: a rotted file (content changed, size and mtime did not) keeps
     // the hash to trust beside the one observed (`blake3`), so it stays
     // `corrupt` on every later run until it is rewritten.
     r#"
     ALTER TABLE entries ADD COLUMN trusted_blake3 BLOB;
     "#,
-    // v6: every proof carries its method ('read', 'etag_md5'); a proof
+    // v7: every proof carries its method ('read', 'etag_md5'); a proof
     // recorded before (NULL) counts as no read.
     r#"
     ALTER TABLE remote_objects ADD COLUMN verified_method TEXT;
@@ -158,6 +185,7 @@ mod batch;
 mod checks;
 mod entries;
 mod findings;
+mod proofs;
 mod remote;
 mod runs;
 

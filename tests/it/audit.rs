@@ -89,30 +89,7 @@ fn walkdir(root: &Path) -> Vec<PathBuf> {
 }
 
 fn audit(env: &Env, backup: &Backup, args: &[&str]) -> (i32, Value) {
-    let out = env
-        .vouch()
-        .envs(backup.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .arg("audit")
-        .arg(&env.root)
-        .args([
-            "--remote",
-            &backup.url,
-            "--format",
-            "json",
-            "--retries",
-            "1",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    let code = out.status.code().unwrap_or(-1);
-    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "audit {args:?} exit {code}: {e}: stderr {}",
-            stderr_of(&out)
-        )
-    });
-    (code, doc)
+    crate::audit_json(env, &backup.url, &backup.env, args)
 }
 
 /// Only the audit's own findings (not the scan's added/modified lines).
@@ -141,7 +118,9 @@ fn a_clean_mirror_is_unverified_on_first_sight_then_verified_by_a_deep_audit() {
         let backup = Backup::new(&env, backend);
         backup.mirror(&env.root);
 
-        let (code, doc) = audit(&env, &backup, &[]);
+        // Listing only (--no-head): the checksum ladder is tested in
+        // tests/it/proof.rs.
+        let (code, doc) = audit(&env, &backup, &["--no-head"]);
         assert_eq!(code, 0, "{backend:?}: unverified alone is not a failure");
         assert_eq!(counter(&doc, "unverified"), 4, "{backend:?}");
         assert_eq!(
@@ -151,7 +130,7 @@ fn a_clean_mirror_is_unverified_on_first_sight_then_verified_by_a_deep_audit() {
         );
         assert_eq!(counter(&doc, "bytes_read"), 0);
 
-        let (code, _) = audit(&env, &backup, &["--strict"]);
+        let (code, _) = audit(&env, &backup, &["--strict", "--no-head"]);
         assert_eq!(code, 1, "{backend:?}: --strict fails on unverified");
 
         let (code, doc) = audit(&env, &backup, &["--mode", "deep"]);
@@ -208,9 +187,16 @@ fn every_kind_of_damage_is_found_with_its_own_kind() {
                 ("low_coverage", ""),
                 ("missing", "readme"),
                 ("size_mismatch", "db/dump.sql"),
-                // Quick mode cannot see a flipped bit: the object changed
+                // A listing cannot see a flipped bit: the object changed
                 // since it was read, so it is unverified, never verified.
-                ("unverified", "photos/2026/a.jpg"),
+                // On S3 the HEAD's MD5 ETag proves the damage.
+                (
+                    match backend {
+                        Backend::Dir => "unverified",
+                        Backend::S3 => "corrupt",
+                    },
+                    "photos/2026/a.jpg",
+                ),
             ]),
             "{backend:?}"
         );
@@ -368,13 +354,14 @@ fn single_part_md5_etags_verify_in_quick_mode_and_multipart_etags_stay_unverifie
         server: None,
     };
 
-    // Without --md5 the scan knows no MD5: nothing can be verified quickly.
-    let (code, doc) = audit(&env, &backup, &[]);
+    // Listing only (--no-head), without --md5 the scan knows no MD5:
+    // nothing can be verified quickly.
+    let (code, doc) = audit(&env, &backup, &["--no-head"]);
     assert_eq!(code, 0);
     assert_eq!(counter(&doc, "verified"), 0);
     assert_eq!(counter(&doc, "unverified"), 3);
 
-    let (code, doc) = audit(&env, &backup, &["--md5"]);
+    let (code, doc) = audit(&env, &backup, &["--md5", "--no-head"]);
     assert_eq!(code, 0, "unverified is not a discrepancy");
     assert_eq!(counter(&doc, "verified"), 1);
     assert_eq!(counter(&doc, "verified_by_md5"), 1);
@@ -511,7 +498,9 @@ fn without_an_etag_a_read_racing_a_rewrite_is_never_trusted_later() {
 
     std::fs::write(backup.path("f"), b"BAD! content").unwrap();
     set_mtime(&backup.path("f"), future);
-    let (code, doc) = audit(&env, &backup, &[]);
+    // Listing only: the cached read must not count (with HEADs, the MD5
+    // ETag would prove the damage instead).
+    let (code, doc) = audit(&env, &backup, &["--no-head"]);
     assert_eq!(code, 0);
     assert_eq!(counter(&doc, "verified"), 0, "a false OK");
     assert_eq!(audit_findings(&doc), pairs(&[("unverified", "f")]));

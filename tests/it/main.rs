@@ -8,7 +8,9 @@ mod audit;
 mod damage;
 mod false_ok;
 mod inventory;
+mod large_files;
 mod migrate;
+mod proof;
 mod reliability;
 mod reports;
 mod scan;
@@ -99,6 +101,27 @@ impl Env {
         let root = self.root.to_str().unwrap().to_string();
         self.json(&["scan", &root])
     }
+}
+
+/// `vouch audit` with `--format json` against `url`, in `env`.
+pub fn audit_json(env: &Env, url: &str, vars: &[(String, String)], args: &[&str]) -> (i32, Value) {
+    let out = env
+        .vouch()
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .arg("audit")
+        .arg(&env.root)
+        .args(["--remote", url, "--format", "json", "--retries", "1"])
+        .args(args)
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "audit {args:?} exit {code}: {e}: stderr {}",
+            stderr_of(&out)
+        )
+    });
+    (code, doc)
 }
 
 pub fn set_old_mtime(path: &Path) {

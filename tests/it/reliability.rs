@@ -160,12 +160,13 @@ fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> std::process:
 
 /// Summary counters that legitimately differ between an interrupted and
 /// resumed run and an uninterrupted one.
-const VOLATILE: [&str; 5] = [
+const VOLATILE: [&str; 6] = [
     "run",
     "elapsed_ms",
     "bytes_hashed",
     "objects_read",
     "bytes_read",
+    "bytes_downloaded",
 ];
 
 fn stable_summary(summary: &Value) -> Value {

@@ -29,7 +29,7 @@ pub struct MotoServer {
 const PIP_HINT: &str = "moto_server is needed for this test: run `pip install 'moto[server]'` \
                         (and make sure `moto_server` and `python3` with boto3 are on PATH)";
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -10,6 +10,7 @@ use anyhow::{Result, anyhow};
 use serde_json::json;
 
 use super::decide::{Decision, decide};
+use super::prove::ProveTask;
 use super::{Event, Policy, ReadTask, describe_remote};
 use crate::engine::join::{Pair, merge_join};
 use crate::engine::scan::describe;
@@ -28,6 +29,7 @@ pub(super) fn merge(
     policy: Policy,
     scrub: &HashSet<Vec<u8>>,
     reads: tokio::sync::mpsc::Sender<ReadTask>,
+    proofs: tokio::sync::mpsc::Sender<ProveTask>,
     events: &mpsc::Sender<Event>,
 ) -> Result<()> {
     // Its own read-only connection, in one read transaction, so the
@@ -187,6 +189,28 @@ pub(super) fn merge(
                                 read_at.unwrap_or_else(|| "earlier".into())
                             )),
                     ))
+                }
+                // Not read at this version: the store's checksums may
+                // prove it without a download.
+                Decision::Unverified(_) if policy.head && local.blake3.is_some() => {
+                    let recorded = reader
+                        .proof_of(remote_id, &obj.key)?
+                        .filter(|p| p.is_for(&obj));
+                    if let Some(p) = &recorded
+                        && p.verdict == "proven"
+                        && p.blake3 == local.blake3
+                        && let Some(method) = &p.method
+                    {
+                        return send(Event::Proved {
+                            size: obj.size,
+                            method: method.clone(),
+                        });
+                    }
+                    let cached = reader.digests_of(&local.blake3.expect("checked"))?;
+                    let facts = recorded.and_then(|p| p.facts);
+                    proofs
+                        .blocking_send(ProveTask::new(local, obj, facts.as_deref(), &cached))
+                        .map_err(|_| anyhow!("provers stopped"))
                 }
                 Decision::Unverified(why) => send(Event::Finding(
                     Finding::new(Kind::Unverified, local.path.clone())

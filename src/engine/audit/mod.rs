@@ -18,6 +18,7 @@
 mod decide;
 pub mod health;
 mod merger;
+mod prove;
 mod reads;
 
 pub use decide::{Decision, decide};
@@ -84,6 +85,9 @@ pub struct AuditOptions {
     /// many seconds before the report was taken (or after) is not judged
     /// by it.
     pub inventory_grace: i64,
+    /// Prove objects not read earlier from the store's checksums (HEAD
+    /// requests, no download) in quick and scrub modes.
+    pub head: bool,
 }
 
 /// The default `--inventory-grace`: an inventory lists what the bucket
@@ -124,6 +128,13 @@ pub struct AuditSummary {
     pub shard: Option<Shard>,
     pub min_coverage: f64,
     pub max_age: Option<i64>,
+    /// Objects and bytes proven equal to the file, by method
+    /// (`blake3-read`, `crc64nvme`, `multipart-etag`, ...).
+    pub proven_by: BTreeMap<String, (u64, u64)>,
+    /// Requests made to prove content without reading it (HEADs).
+    pub requests: u64,
+    /// Local bytes read to compute checksums other than BLAKE3.
+    pub local_bytes_hashed: u64,
     pub elapsed_ms: u64,
 }
 
@@ -217,6 +228,17 @@ impl AuditSummary {
                 json!({ "min_coverage": self.min_coverage, "max_age_s": self.max_age }),
             );
         }
+        let mut by = Map::new();
+        for (method, (objects, bytes)) in &self.proven_by {
+            by.insert(
+                method.clone(),
+                json!({ "objects": objects, "bytes": bytes }),
+            );
+        }
+        m.insert("proven_by".into(), Value::Object(by));
+        m.insert("requests".into(), json!(self.requests));
+        m.insert("bytes_downloaded".into(), json!(self.bytes_read));
+        m.insert("local_bytes_hashed".into(), json!(self.local_bytes_hashed));
         m.insert("elapsed_ms".into(), json!(self.elapsed_ms));
         m
     }
@@ -239,6 +261,8 @@ pub(crate) struct Policy {
     /// With an inventory: its creation time minus the grace. A file
     /// changed since cannot be judged by the inventory.
     listed_before: Option<i64>,
+    /// Prove unread objects from the store's checksums.
+    head: bool,
 }
 
 /// An object whose bytes must be read.
@@ -260,6 +284,16 @@ pub(crate) enum Event {
     Read {
         task: Box<ReadTask>,
         result: Result<([u8; 32], u64), ReadError>,
+    },
+    /// Proven by a proof recorded earlier for this object version.
+    Proved {
+        size: u64,
+        method: String,
+    },
+    /// The checksum ladder's result for one object.
+    Proof {
+        task: Box<prove::ProveTask>,
+        result: Result<crate::engine::proof::Proof, crate::engine::proof::probe::ProbeError>,
     },
     Counted {
         local: Option<u64>,
@@ -289,7 +323,7 @@ pub fn audit(
     let skip = crate::engine::scan::index_files_inside(index.path(), root);
     let run_id = index.begin_run(Some(root_id), "audit", Some(&remote.id), None)?;
     match audit_run(
-        index, root_id, remote, inventory, opts, sink, progress, run_id, prev_run, &skip,
+        index, root, root_id, remote, inventory, opts, sink, progress, run_id, prev_run, &skip,
     ) {
         Ok(summary) => {
             let bad = summary.discrepancies(opts.strict) > 0;
@@ -313,6 +347,7 @@ pub fn audit(
 #[allow(clippy::too_many_arguments)]
 fn audit_run(
     index: &mut Index,
+    root: &Path,
     root_id: i64,
     remote: &Remote,
     inventory: Option<&Inventory>,
@@ -401,9 +436,11 @@ fn audit_run(
         max_age: opts.max_age,
         report_rot: opts.report_rot,
         listed_before: inventory.map(|inv| inv.created() - opts.inventory_grace),
+        head: opts.head && opts.mode != Mode::Deep && remote.prober.is_some(),
     };
     let (event_tx, event_rx) = mpsc::channel::<Event>();
     let (read_tx, read_rx) = tokio::sync::mpsc::channel::<ReadTask>(opts.jobs.max(1) * 4);
+    let (prove_tx, prove_rx) = tokio::sync::mpsc::channel::<prove::ProveTask>(opts.jobs.max(1) * 4);
     let index_path = index.path().to_path_buf();
     let jobs = opts.jobs.max(1);
     std::thread::scope(|scope| -> Result<()> {
@@ -420,15 +457,27 @@ fn audit_run(
                 policy,
                 scrub,
                 read_tx,
+                prove_tx,
                 &merger_events,
             ) {
                 let _ = merger_events.send(Event::Failed(e));
             }
         });
-        let reader_events = event_tx;
+        let reader_events = event_tx.clone();
         let handle = runtime.handle().clone();
         scope.spawn(move || {
             handle.block_on(reads::read_objects(remote, read_rx, jobs, reader_events));
+        });
+        let prover_events = event_tx;
+        let handle = runtime.handle().clone();
+        scope.spawn(move || {
+            handle.block_on(prove::prove_objects(
+                remote,
+                root,
+                prove_rx,
+                jobs,
+                prover_events,
+            ));
         });
         let mut batch = index.batch()?;
         for f in health.findings {
@@ -440,6 +489,7 @@ fn audit_run(
     })?;
     progress.end();
     let mut summary = recorder.summary;
+    summary.requests = remote.prober.as_ref().map_or(0, |p| p.requests());
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
 }
@@ -560,6 +610,17 @@ impl Recorder<'_> {
         self.sink.finding(&f)
     }
 
+    /// Counts an object proven by `method`.
+    fn proven(&mut self, method: &str, size: u64) {
+        let e = self
+            .summary
+            .proven_by
+            .entry(method.to_string())
+            .or_default();
+        e.0 += 1;
+        e.1 += size;
+    }
+
     /// Counts an object whose last full read was at `at`.
     fn read_within(&mut self, at: i64, size: u64) {
         for days in WITHIN_DAYS {
@@ -599,6 +660,12 @@ impl Recorder<'_> {
                 } => {
                     self.summary.verified += 1;
                     self.summary.verified_bytes += size;
+                    let method = if by_md5.is_some() {
+                        "md5-etag"
+                    } else {
+                        "blake3-read"
+                    };
+                    self.proven(method, size);
                     if let Some((key, blake3, fingerprint)) = by_md5 {
                         self.summary.verified_by_md5 += 1;
                         batch.record_read(
@@ -615,6 +682,7 @@ impl Recorder<'_> {
                     }
                 }
                 Event::Read { task, result } => {
+                    let result_ok = result.is_ok();
                     let f = reads::settle_read(
                         batch,
                         self.remote_id,
@@ -623,11 +691,30 @@ impl Recorder<'_> {
                         self.listing_started,
                         &mut self.summary,
                     )?;
-                    if f.is_none() {
+                    if f.is_none() && result_ok {
                         self.read_within(self.now, task.remote.size);
+                        self.proven("blake3-read", task.remote.size);
                     }
                     self.progress.bytes("read", self.summary.bytes_read);
                     if let Some(f) = f {
+                        self.report(batch, f)?;
+                    }
+                }
+                Event::Proved { size, method } => {
+                    self.summary.verified += 1;
+                    self.summary.verified_bytes += size;
+                    self.proven(&method, size);
+                }
+                Event::Proof { task, result } => {
+                    let settled =
+                        prove::settle_proof(batch, self.remote_id, &task, result, self.now)?;
+                    self.summary.local_bytes_hashed += settled.bytes_hashed;
+                    if let Some(method) = settled.proven {
+                        self.summary.verified += 1;
+                        self.summary.verified_bytes += task.remote.size;
+                        self.proven(&method, task.remote.size);
+                    }
+                    if let Some(f) = settled.finding {
                         self.report(batch, f)?;
                     }
                 }
@@ -635,6 +722,14 @@ impl Recorder<'_> {
         }
         Ok(())
     }
+}
+
+/// The tasks a channel delivers, as a stream (for `for_each_concurrent`).
+fn queue<T: Send>(tasks: tokio::sync::mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
+    futures::stream::unfold(
+        tasks,
+        |mut rx| async move { rx.recv().await.map(|t| (t, rx)) },
+    )
 }
 
 pub fn describe_remote(r: &RemoteRow) -> Value {

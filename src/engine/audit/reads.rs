@@ -104,12 +104,7 @@ pub(super) async fn read_objects(
     jobs: usize,
     events: mpsc::Sender<Event>,
 ) {
-    let stream =
-        futures::stream::unfold(
-            tasks,
-            |mut rx| async move { rx.recv().await.map(|t| (t, rx)) },
-        );
-    stream
+    super::queue(tasks)
         .for_each_concurrent(jobs, |task| {
             let events = events.clone();
             async move {

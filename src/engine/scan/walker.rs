@@ -63,7 +63,7 @@ pub(super) fn walk_and_merge(
         Ok(())
     };
 
-    for item in walk::walk(root) {
+    for item in walk::walk_parallel(root, rayon::current_num_threads()) {
         // Another shard's file: not this index's business (directories
         // are every shard's, so each index can fold its Merkle tree).
         if let Some(shard) = shard {
