@@ -142,6 +142,7 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
             min_coverage: s.min_coverage,
             min_proven: s.min_proven,
             max_age: s.max_age.map(|a| a as i64),
+            report_rot: s.no_scan,
             shard: s.shard,
             inventory_grace: s.inventory_grace,
             head: s.head,

@@ -13,6 +13,8 @@ use crate::model::{Entry, RemoteRow, paths};
 
 /// One side or both of a merge-join step.
 #[derive(Debug)]
+// One pair at a time is moved through the join, never stored in bulk.
+#[allow(clippy::large_enum_variant)]
 pub enum Pair {
     LocalOnly(Entry),
     RemoteOnly(RemoteRow),

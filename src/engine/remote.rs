@@ -127,7 +127,11 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                     }
                     if let Some(ep) = &opts.endpoint {
                         check_endpoint(url, ep, "--endpoint")?;
-                        b = b.with_endpoint(ep);
+                        // `--endpoint` wins over AWS_ENDPOINT_URL_S3 too
+                        // (object_store prefers that one to `endpoint`).
+                        b = b
+                            .with_endpoint(ep)
+                            .with_config(AmazonS3ConfigKey::S3Endpoint, ep);
                         if ep.starts_with("http://") {
                             b = b.with_allow_http(true);
                         }
@@ -396,11 +400,11 @@ pub fn identity(url: &str, opts: &RemoteOptions) -> Result<String> {
             let bucket = u.host_str().unwrap_or_default();
             let prefix = u.path().trim_matches('/');
             let mut id = format!("{}://{}/{}", u.scheme(), bucket, prefix);
-            if let Some(ep) = &opts.endpoint {
-                id.push_str(&format!(" @{ep}"));
-            } else if let Ok(ep) = std::env::var("AWS_ENDPOINT_URL")
-                && u.scheme().starts_with("s3")
-            {
+            let endpoint = match u.scheme() {
+                "s3" | "s3a" => s3_endpoint(url, opts),
+                _ => opts.endpoint.clone(),
+            };
+            if let Some(ep) = endpoint {
                 id.push_str(&format!(" @{ep}"));
             }
             Ok(id)
@@ -409,10 +413,33 @@ pub fn identity(url: &str, opts: &RemoteOptions) -> Result<String> {
     }
 }
 
-/// The ETag of a file in a directory remote: the form `object_store`'s
-/// local store gives (inode, mtime in microseconds, size), so cached
-/// verifications stay valid. Any rewrite (a new inode, or a new mtime or
-/// size) changes it.
+/// The endpoint an S3 client opened with `opts` talks to: `--endpoint`,
+/// else what the client's own configuration reads from the environment
+/// (`AWS_ENDPOINT_URL_S3`, which wins, `AWS_ENDPOINT_URL`,
+/// `AWS_ENDPOINT`), so the remote's identity names the server whatever
+/// variable chose it, and proofs made on one server never count on
+/// another with the same bucket name.
+fn s3_endpoint(url: &str, opts: &RemoteOptions) -> Option<String> {
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+    if let Some(ep) = &opts.endpoint {
+        return Some(ep.clone());
+    }
+    let b = AmazonS3Builder::from_env().with_url(url);
+    b.get_config_value(&AmazonS3ConfigKey::S3Endpoint)
+        .or_else(|| b.get_config_value(&AmazonS3ConfigKey::Endpoint))
+        .filter(|ep| !ep.is_empty())
+}
+
+/// The ETag of a file in a directory remote: its version, from what a
+/// user cannot set back. Inode, mtime (µs) and size, as `object_store`'s
+/// local store gives, are not enough: a file rewritten in place with its
+/// mtime put back (`touch -r`, `rsync --times`, `cp -p`, bit rot) keeps
+/// all three, and a different disk mounted at the same path may too. So
+/// the ctime (ns), which every write and every `utimensat` moves and no
+/// call sets, and the device id are part of it. (A chmod or a new hard
+/// link moves the ctime too: the object is then read once more, never
+/// trusted on less.) Proofs cached under the earlier three-part form
+/// match no ETag now, so each object is read once more.
 fn dir_etag(meta: &std::fs::Metadata) -> String {
     use std::os::unix::fs::MetadataExt;
     let mtime = meta
@@ -421,7 +448,13 @@ fn dir_etag(meta: &std::fs::Metadata) -> String {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .unwrap_or_default()
         .as_micros();
-    format!("\"{:x}-{mtime:x}-{:x}\"", meta.ino(), meta.len())
+    let ctime = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
+    format!(
+        "\"{:x}-{mtime:x}-{:x}-{:x}-{ctime:x}\"",
+        meta.ino(),
+        meta.len(),
+        meta.dev()
+    )
 }
 
 /// Lists a directory remote natively: any file name (not UTF-8, control
@@ -526,13 +559,20 @@ impl Remote {
         } else {
             format!("{}/", prefix.as_ref())
         };
+        let whole = prefix.as_ref().to_string();
         let id = self.id.clone();
         self.store
             .list((!prefix.as_ref().is_empty()).then_some(&prefix))
             .map(move |item| {
                 let meta = item.map_err(|e| anyhow!("listing {id} failed: {e}"))?;
                 let full = meta.location.as_ref();
-                let rel = full.strip_prefix(strip.as_str()).unwrap_or(full);
+                // object_store drops a trailing `/`: the marker `prefix/`
+                // arrives as the prefix itself, which is key "" here.
+                let rel = if !strip.is_empty() && full == whole {
+                    ""
+                } else {
+                    full.strip_prefix(strip.as_str()).unwrap_or(full)
+                };
                 Ok(Listed {
                     key: paths::key_from_slash(rel.as_bytes()),
                     size: meta.size,

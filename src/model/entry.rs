@@ -68,6 +68,11 @@ pub struct Entry {
     pub sha256: Option<[u8; 32]>,
     pub target: Option<Vec<u8>>,
     pub since_run: i64,
+    /// Set only while the file is *rotted*: its content (`blake3`) changed
+    /// while its size and mtime did not. This is the hash it had before,
+    /// the one to trust; it stays until the file is rewritten (size or
+    /// mtime change) or its content comes back.
+    pub trusted_blake3: Option<[u8; 32]>,
 }
 
 /// What a scan learned about one path, ready to be stored.
@@ -80,6 +85,8 @@ pub struct NewEntry {
     pub md5: Option<[u8; 16]>,
     pub sha256: Option<[u8; 32]>,
     pub target: Option<Vec<u8>>,
+    /// See [`Entry::trusted_blake3`].
+    pub trusted_blake3: Option<[u8; 32]>,
 }
 
 /// A past or running run, as `history` lists it.

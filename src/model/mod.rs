@@ -14,7 +14,7 @@ pub mod verdict;
 
 pub use entry::{Entry, EntryKind, NewEntry, Node, Run, Stat};
 pub use finding::{Acceptance, Finding, Kind};
-pub use remote::{Listed, ProofRow, ReadError, RemoteRow, etag_md5};
+pub use remote::{Listed, Proof, ProofRow, ReadError, RemoteRow, etag_md5};
 pub use time::{format_time, now_unix, parse_time};
 pub use verdict::{Status, Verdict};
 

@@ -26,15 +26,16 @@ pub fn is_archived(storage_class: Option<&str>) -> bool {
 }
 
 impl Listed {
-    /// What identifies this exact content version: the ETag, else the
-    /// version id, else size and modification time. A cached verification
-    /// is valid only while the fingerprint is unchanged.
+    /// What identifies this exact content version: the ETag, the size,
+    /// the last-modified time and the version id (or generation) where the
+    /// store has one, all of them. A cached proof holds only while the
+    /// fingerprint is unchanged: an ETag alone is not enough (an MD5
+    /// collision; stores whose ETag is no content hash). Proofs recorded
+    /// under the earlier form (`etag:…`) match no fingerprint now, so each
+    /// object is read once more.
     pub fn fingerprint(&self) -> String {
-        match (&self.etag, &self.version) {
-            (Some(e), _) => format!("etag:{e}"),
-            (None, Some(v)) => format!("version:{v}"),
-            (None, None) => format!("mtime:{}:{}", self.size, self.last_modified),
-        }
+        let parts = serde_json::json!([self.size, self.last_modified, self.etag, self.version]);
+        format!("v2:{parts}")
     }
 }
 
@@ -52,6 +53,35 @@ pub struct RemoteRow {
     pub verified_fingerprint: Option<String>,
     pub verified_size: Option<u64>,
     pub verified_at: Option<i64>,
+    /// How `verified_blake3` was proven; `None` for a proof recorded
+    /// before methods were (it counts as no read).
+    pub verified_method: Option<Proof>,
+}
+
+/// How a proof about an object's content was made. Only a read is a
+/// read: "read within N days" and a deep run count nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// Every byte read and hashed.
+    Read,
+    /// A single-part ETag equal to the local file's MD5: the bytes were
+    /// not read.
+    EtagMd5,
+}
+
+impl Proof {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proof::Read => "read",
+            Proof::EtagMd5 => "etag_md5",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Proof> {
+        [Proof::Read, Proof::EtagMd5]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
 }
 
 impl RemoteRow {
@@ -66,7 +96,13 @@ impl RemoteRow {
         }
     }
 
-    /// The remote's content hash, if it was read at its current version.
+    /// True when the proof at the current version was a read of every byte.
+    pub fn known_by_read(&self) -> bool {
+        self.known_blake3().is_some() && self.verified_method == Some(Proof::Read)
+    }
+
+    /// The remote's content hash, if it was proven at its current version
+    /// (read, or inferred from an MD5 ETag: see `verified_method`).
     pub fn known_blake3(&self) -> Option<[u8; 32]> {
         let current = self.listed().fingerprint();
         (self.verified_fingerprint.as_deref() == Some(current.as_str())
@@ -112,6 +148,58 @@ pub fn etag_md5(etag: &str) -> Option<[u8; 16]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proof_holds_only_for_the_same_etag_size_time_and_version() {
+        let base = Listed {
+            key: b"k".to_vec(),
+            size: 10,
+            etag: Some("\"e\"".into()),
+            version: Some("v1".into()),
+            last_modified: 100,
+            storage_class: None,
+        };
+        let changed = [
+            Listed {
+                size: 11,
+                ..base.clone()
+            },
+            Listed {
+                last_modified: 101,
+                ..base.clone()
+            },
+            Listed {
+                etag: Some("\"f\"".into()),
+                ..base.clone()
+            },
+            Listed {
+                etag: None,
+                ..base.clone()
+            },
+            Listed {
+                version: Some("v2".into()),
+                ..base.clone()
+            },
+            Listed {
+                version: None,
+                ..base.clone()
+            },
+        ];
+        for other in &changed {
+            assert_ne!(other.fingerprint(), base.fingerprint(), "{other:?}");
+        }
+        // No two of them collide either (no separator an ETag could fake).
+        let mut all: Vec<String> = changed.iter().map(Listed::fingerprint).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), changed.len());
+        let tricky = Listed {
+            etag: Some("\"e\",\"v1\"".into()),
+            version: None,
+            ..base.clone()
+        };
+        assert_ne!(tricky.fingerprint(), base.fingerprint());
+    }
 
     #[test]
     fn only_plain_32_hex_etags_carry_an_md5() {

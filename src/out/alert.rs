@@ -60,11 +60,33 @@ impl RunOutcome {
         self.summary.get(key).and_then(Value::as_u64).unwrap_or(0)
     }
 
-    /// The Prometheus text exposition of this run.
+    /// True for a run that did not finish (exit 2): it found nothing, it
+    /// proved nothing, and its metrics must not say "0 discrepancies".
+    fn failed(&self) -> bool {
+        self.exit_code == 2 || self.error.is_some()
+    }
+
+    /// The Prometheus text exposition of this run. A failed run has no
+    /// findings, discrepancies, verified or coverage series at all (a
+    /// dashboard must not read it as clean); its exit code, duration and
+    /// the time of the last success are there.
     pub fn metrics_text(&self) -> String {
         let l = self.labels();
+        let failed = self.failed();
         let mut out = String::new();
         let mut metric = |name: &str, help: &str, kind: &str, lines: Vec<(String, String)>| {
+            if failed
+                && matches!(
+                    name,
+                    "vouch_findings"
+                        | "vouch_discrepancies"
+                        | "vouch_files_verified"
+                        | "vouch_bytes_verified"
+                        | "vouch_coverage_ratio"
+                )
+            {
+                return;
+            }
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
             for (labels, value) in lines {
                 out.push_str(&format!("{name}{{{labels}}} {value}\n"));
@@ -273,4 +295,43 @@ pub fn notify(url: &str, outcome: &RunOutcome) -> Result<()> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(exit_code: u8, error: Option<&str>) -> RunOutcome {
+        RunOutcome {
+            command: "audit".into(),
+            name: None,
+            root: Some("/data".into()),
+            remote: None,
+            exit_code,
+            summary: Map::new(),
+            error: error.map(str::to_string),
+            elapsed_secs: 1.0,
+            finished_unix: 1_700_000_000,
+            last_success_unix: Some(1_690_000_000),
+        }
+    }
+
+    #[test]
+    fn a_failed_run_has_no_discrepancy_series() {
+        let text = outcome(2, Some("the backup directory is gone")).metrics_text();
+        for absent in [
+            "vouch_findings",
+            "vouch_discrepancies",
+            "vouch_files_verified",
+            "vouch_bytes_verified",
+        ] {
+            assert!(!text.contains(absent), "{absent} in {text}");
+        }
+        assert!(text.contains("vouch_last_run_exit_code{command=\"audit\",root=\"/data\"} 2\n"));
+        assert!(text.contains(
+            "vouch_last_success_timestamp_seconds{command=\"audit\",root=\"/data\"} 1690000000\n"
+        ));
+        let clean = outcome(0, None).metrics_text();
+        assert!(clean.contains("vouch_discrepancies{command=\"audit\",root=\"/data\"} 0\n"));
+    }
 }

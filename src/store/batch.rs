@@ -10,7 +10,7 @@ use anyhow::Result;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Index;
-use crate::model::{Entry, Finding, Listed, NewEntry, now_unix};
+use crate::model::{Entry, Finding, Listed, NewEntry, Proof, now_unix};
 
 const CLOSE_ENTRY: &str = "UPDATE entries SET until_run = ?2 WHERE id = ?1";
 
@@ -56,8 +56,8 @@ impl<'c> Batch<'c> {
 
     pub fn insert_entry(&mut self, root_id: i64, run_id: i64, e: &NewEntry) -> Result<i64> {
         let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO entries(root_id, path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            "INSERT INTO entries(root_id, path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run, trusted_blake3)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?;
         stmt.execute(params![
             root_id,
@@ -71,7 +71,8 @@ impl<'c> Batch<'c> {
             e.md5.as_ref().map(|h| h.as_slice()),
             e.sha256.as_ref().map(|h| h.as_slice()),
             e.target,
-            run_id
+            run_id,
+            e.trusted_blake3.as_ref().map(|h| h.as_slice())
         ])?;
         let id = self.conn.last_insert_rowid();
         self.tick()?;
@@ -83,7 +84,7 @@ impl<'c> Batch<'c> {
     pub fn update_entry(&mut self, id: i64, e: &NewEntry) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(
             "UPDATE entries SET kind = ?2, size = ?3, mtime_ns = ?4, ctime_ns = ?5, inode = ?6,
-                 blake3 = ?7, md5 = ?8, sha256 = ?9, target = ?10 WHERE id = ?1",
+                 blake3 = ?7, md5 = ?8, sha256 = ?9, target = ?10, trusted_blake3 = ?11 WHERE id = ?1",
         )?;
         stmt.execute(params![
             id,
@@ -95,7 +96,8 @@ impl<'c> Batch<'c> {
             e.blake3.as_ref().map(|h| h.as_slice()),
             e.md5.as_ref().map(|h| h.as_slice()),
             e.sha256.as_ref().map(|h| h.as_slice()),
-            e.target
+            e.target,
+            e.trusted_blake3.as_ref().map(|h| h.as_slice())
         ])?;
         self.tick()
     }
@@ -200,7 +202,8 @@ impl Batch<'_> {
         self.tick()
     }
 
-    /// Records the hash of an object's bytes, read in full at `fingerprint`.
+    /// Records the hash of an object's bytes at `fingerprint`, and how it
+    /// was proven (`method`).
     pub fn record_read(
         &mut self,
         remote: &str,
@@ -208,9 +211,11 @@ impl Batch<'_> {
         blake3: &[u8; 32],
         fingerprint: &str,
         size: u64,
+        method: Proof,
     ) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(
-            "UPDATE remote_objects SET verified_blake3 = ?3, verified_etag = ?4, verified_size = ?5, verified_at = ?6
+            "UPDATE remote_objects SET verified_blake3 = ?3, verified_etag = ?4, verified_size = ?5, verified_at = ?6,
+                 verified_method = ?7
              WHERE remote = ?1 AND key = ?2",
         )?;
         stmt.execute(params![
@@ -219,7 +224,8 @@ impl Batch<'_> {
             blake3.as_slice(),
             fingerprint,
             size as i64,
-            now_unix()
+            now_unix(),
+            method.name()
         ])?;
         self.tick()
     }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::{DIR, FILE, Index, PAGE, Paged, at_run};
 use crate::model::{Entry, EntryKind, Finding, Kind, Node, Stat};
 
-const SELECT_ENTRY: &str = "SELECT id, path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run FROM entries";
+const SELECT_ENTRY: &str = "SELECT id, path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run, trusted_blake3 FROM entries";
 
 /// Reads an entry from a row selected with [`SELECT_ENTRY`]'s columns.
 pub(super) fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
@@ -34,6 +34,7 @@ pub(super) fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry>
         sha256: row.get(9)?,
         target: row.get(10)?,
         since_run: row.get(11)?,
+        trusted_blake3: row.get(12)?,
     })
 }
 
@@ -161,6 +162,29 @@ impl Index {
         Ok((files as u64, dirs as u64))
     }
 
+    /// True when `path` is a directory of the current manifest.
+    pub fn is_current_dir(&self, root_id: i64, path: &[u8]) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT EXISTS(SELECT 1 FROM entries WHERE root_id = ?1 AND path = ?2 AND until_run IS NULL AND kind = {DIR})"
+            ))?
+            .query_row(params![root_id, path], |r| r.get(0))?)
+    }
+
+    /// Regular files of run `run_id`'s manifest and their total bytes.
+    pub fn file_totals_at_run(&self, root_id: i64, run_id: i64) -> Result<(u64, u64)> {
+        let (files, bytes): (i64, i64) = self.conn.query_row(
+            &format!(
+                "SELECT count(*), COALESCE(SUM(size), 0) FROM entries WHERE root_id = ?1 AND {} AND kind = {FILE}",
+                at_run(2)
+            ),
+            params![root_id, run_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((files as u64, bytes as u64))
+    }
+
     /// Current rows written by runs strictly between `after` and `before`
     /// (scans whose report never came out), in key order.
     pub fn opened_between(&self, root_id: i64, after: i64, before: i64) -> Result<Vec<Entry>> {
@@ -207,7 +231,8 @@ impl Index {
     }
 
     /// The added, modified and deleted files of scan run `run_id`, derived
-    /// from the rows it opened and closed.
+    /// from the rows it opened and closed. A row opened for a rotted file
+    /// is no change (the run stored its `corrupt` finding).
     pub fn scan_changes(&self, run_id: i64) -> Result<Vec<Finding>> {
         let mut out = Vec::new();
         let mut stmt = self.conn.prepare(&format!(
@@ -215,7 +240,8 @@ impl Index {
                     EXISTS(SELECT 1 FROM entries o WHERE o.root_id = n.root_id AND o.path = n.path
                            AND o.until_run = n.since_run AND o.kind != {DIR})
              FROM entries n JOIN runs r ON r.root_id = n.root_id
-             WHERE r.id = ?1 AND n.since_run = ?1 AND n.kind != {DIR} ORDER BY n.path"
+             WHERE r.id = ?1 AND n.since_run = ?1 AND n.kind != {DIR} AND n.trusted_blake3 IS NULL
+             ORDER BY n.path"
         ))?;
         let mut rows = stmt.query([run_id])?;
         while let Some(row) = rows.next()? {

@@ -162,6 +162,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (root_id, path, kind)
     );
     "#,
+    // v7: a rotted file (content changed, size and mtime did not) keeps
+    // the hash to trust beside the one observed (`blake3`), so it stays
+    // `corrupt` on every later run until it is rewritten.
+    r#"
+    ALTER TABLE entries ADD COLUMN trusted_blake3 BLOB;
+    "#,
+    // v8: every proof carries its method ('read', 'etag_md5'); a proof
+    // recorded before (NULL) counts as no read.
+    r#"
+    ALTER TABLE remote_objects ADD COLUMN verified_method TEXT;
+    "#,
 ];
 
 /// How to wait for the index lock held by another vouch process.

@@ -7,9 +7,9 @@ use anyhow::Result;
 use rusqlite::params;
 
 use super::{FILE, Index, PAGE, Paged};
-use crate::model::RemoteRow;
+use crate::model::{Proof, RemoteRow};
 
-const SELECT_REMOTE: &str = "SELECT key, size, etag, version, last_modified, verified_blake3, verified_etag, verified_size, verified_at, storage_class FROM remote_objects";
+const SELECT_REMOTE: &str = "SELECT key, size, etag, version, last_modified, verified_blake3, verified_etag, verified_size, verified_at, storage_class, verified_method FROM remote_objects";
 
 fn remote_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RemoteRow> {
     Ok(RemoteRow {
@@ -23,6 +23,10 @@ fn remote_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RemoteRow> {
         verified_size: row.get::<_, Option<i64>>(7)?.map(|s| s as u64),
         verified_at: row.get(8)?,
         storage_class: row.get(9)?,
+        verified_method: row
+            .get::<_, Option<String>>(10)?
+            .as_deref()
+            .and_then(Proof::from_name),
     })
 }
 
@@ -100,7 +104,8 @@ impl Index {
         })
     }
 
-    /// The least recently verified objects (never-read first) that have a
+    /// The least recently read objects (never read first: an MD5 ETag
+    /// match is no read) that have a
     /// file of the same size in the manifest, whose sizes add up to at most
     /// `budget` bytes.
     pub fn scrub_selection(
@@ -115,7 +120,7 @@ impl Index {
              JOIN entries e ON e.root_id = ?3 AND e.path = r.key AND e.until_run IS NULL
                            AND e.kind = {FILE} AND e.size = r.size
              WHERE r.remote = ?1 AND r.seen_run = ?2
-             ORDER BY r.verified_at IS NOT NULL, r.verified_at, r.key"
+             ORDER BY r.verified_method IS 'read', r.verified_at, r.key"
         ))?;
         let mut rows = stmt.query(params![remote, run_id, root_id])?;
         let mut chosen = HashSet::new();

@@ -6,6 +6,7 @@ mod support;
 
 mod audit;
 mod damage;
+mod false_ok;
 mod inventory;
 mod large_files;
 mod migrate;

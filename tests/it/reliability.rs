@@ -2087,6 +2087,7 @@ mod model {
             sha256: None,
             target: None,
             since_run: 1,
+            trusted_blake3: None,
         }
     }
 
@@ -2108,6 +2109,7 @@ mod model {
             verified_fingerprint: None,
             verified_size: None,
             verified_at: None,
+            verified_method: Some(vouch::model::Proof::Read),
         };
         let current = row.listed().fingerprint();
         match r.cache {
@@ -2171,7 +2173,12 @@ mod model {
                 Outcome::Corrupt
             };
         }
-        if matches!(r.etag, Etag::Md5) && l.md5_known && r.content == l.content {
+        // A deep run reads: an MD5 ETag is no proof for it.
+        if matches!(r.etag, Etag::Md5)
+            && l.md5_known
+            && r.content == l.content
+            && mode != Mode::Deep
+        {
             return Outcome::Verified { by_md5: true };
         }
         if mode == Mode::Deep {

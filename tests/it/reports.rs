@@ -340,15 +340,19 @@ fn an_emptied_backup_is_the_headline_and_a_shrunk_dump_is_caught() {
         .iter()
         .filter(|f| f["kind"] == "shrunk")
         .collect();
-    assert_eq!(shrunk.len(), 1);
-    assert_eq!(shrunk[0]["path"], "db/dump.sql");
+    // The tree, which lost 99% of its bytes (findings about the whole
+    // come first), and the file.
+    assert_eq!(shrunk.len(), 2);
+    assert_eq!(shrunk[0]["path"], "");
+    assert_eq!(shrunk[0]["local"]["after"]["files"], 4);
+    assert_eq!(shrunk[1]["path"], "db/dump.sql");
     assert!(
-        shrunk[0]["detail"]
+        shrunk[1]["detail"]
             .as_str()
             .unwrap()
             .contains("1048576 to 10 bytes")
     );
-    assert_eq!(doc["summary"]["shrunk"], 1);
+    assert_eq!(doc["summary"]["shrunk"], 2);
     assert_eq!(doc["summary"]["verified"], 4, "the copy itself matches");
 
     // Someone empties the bucket.

@@ -2,9 +2,11 @@
 //! settled. A pure function, so it is tested against a naive model.
 //!
 //! An object counts as verified only when its bytes were hashed in full at
-//! its current fingerprint (this run or an earlier one), or its
-//! single-part MD5 ETag equals the file's MD5. Anything else that merely
-//! looks right is `unverified`, never a match.
+//! its current fingerprint (this run or an earlier one), or, outside a
+//! deep run, its single-part MD5 ETag equals the file's MD5 (`by_md5`, now
+//! or cached). A deep run reads every object not read at its current
+//! fingerprint. Anything else that merely looks right is `unverified`,
+//! never a match.
 
 use super::Mode;
 use crate::model::{Entry, RemoteRow, etag_md5};
@@ -33,18 +35,23 @@ pub fn decide(local: &Entry, remote: &RemoteRow, mode: Mode, scrub_selected: boo
     if scrub_selected {
         return Decision::Read;
     }
+    // A deep run reads: only a read proves for it, never an MD5 ETag.
+    let deep = mode == Mode::Deep;
     if let Some(known) = remote.known_blake3() {
-        return if known == local_hash {
-            Decision::Verified { by_md5: false }
-        } else {
-            Decision::Corrupt {
+        let by_md5 = !remote.known_by_read();
+        if known != local_hash {
+            return Decision::Corrupt {
                 remote_blake3: known,
-            }
-        };
+            };
+        }
+        if !(deep && by_md5) {
+            return Decision::Verified { by_md5 };
+        }
     }
     let md5_etag = remote.etag.as_deref().and_then(etag_md5);
     if let (Some(etag_md5), Some(local_md5)) = (md5_etag, local.md5)
         && etag_md5 == local_md5
+        && !deep
     {
         return Decision::Verified { by_md5: true };
     }

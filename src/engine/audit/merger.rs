@@ -16,13 +16,14 @@ use crate::engine::exclude::Excludes;
 use crate::engine::join::{Pair, merge_join};
 use crate::engine::scan::describe;
 use crate::model::remote::is_archived;
-use crate::model::{EntryKind, Finding, Kind, format_time, now_unix};
+use crate::model::{Entry, EntryKind, Finding, Kind, format_time};
 use crate::store::{Index, Rows};
 
 /// The merger: one outcome per key.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn merge(
     index_path: &Path,
+    skip: &[Vec<u8>],
     root_id: i64,
     remote_id: &str,
     run_id: i64,
@@ -53,126 +54,140 @@ pub(super) fn merge(
             })
         })
     };
-    merge_join(locals, remotes, |pair| match pair {
-        Pair::LocalOnly(local) if excludes.excludes_path(&local.path, false) => {
-            send(Event::Excluded {
-                local: true,
-                remote: false,
-            })
+    merge_join(locals, remotes, |pair| {
+        // What the excludes leave out is counted, never judged.
+        let excluded = match &pair {
+            Pair::LocalOnly(local) => excludes
+                .excludes_path(&local.path, false)
+                .then_some((true, false)),
+            Pair::RemoteOnly(obj) => excludes
+                .excludes_path(&obj.key, false)
+                .then_some((false, true)),
+            Pair::Both(local, _) => excludes
+                .excludes_path(&local.path, false)
+                .then_some((true, true)),
+        };
+        if let Some((local, remote)) = excluded {
+            return send(Event::Excluded { local, remote });
         }
-        Pair::RemoteOnly(obj) if excludes.excludes_path(&obj.key, false) => send(Event::Excluded {
-            local: false,
-            remote: true,
-        }),
-        Pair::Both(local, _) if excludes.excludes_path(&local.path, false) => {
-            send(Event::Excluded {
-                local: true,
-                remote: true,
-            })
-        }
-        Pair::LocalOnly(local) => {
-            if local.kind == EntryKind::Symlink {
-                return send(Event::SymlinkSkipped);
+        let pair = match pair {
+            Pair::LocalOnly(local) => Pair::LocalOnly(checked_as_trusted(local, policy, &send)?),
+            Pair::Both(local, obj) => Pair::Both(checked_as_trusted(local, policy, &send)?, obj),
+            other => other,
+        };
+        match pair {
+            Pair::LocalOnly(local) => {
+                if local.kind == EntryKind::Symlink {
+                    return send(Event::SymlinkSkipped);
+                }
+                send(Event::Counted {
+                    local: Some(local.stat.size),
+                    remote: None,
+                })?;
+                if let Some(why) = after_inventory(&local) {
+                    return send(Event::Finding(
+                        Finding::new(Kind::Unverified, local.path.clone())
+                            .local(describe(&local.stat, local.blake3.as_ref()))
+                            .detail(format!("not in the inventory; {why}")),
+                    ));
+                }
+                let mut f = Finding::new(Kind::Missing, local.path.clone())
+                    .local(describe(&local.stat, local.blake3.as_ref()));
+                // A directory remote holds any name; an object store only UTF-8.
+                if std::str::from_utf8(&local.path).is_err() && !remote_id.starts_with("file://") {
+                    f = f.detail("the name is not UTF-8, so no object key can hold it");
+                }
+                send(Event::Finding(f))
             }
-            send(Event::Counted {
-                local: Some(local.stat.size),
-                remote: None,
-            })?;
-            if let Some(why) = after_inventory(&local) {
-                return send(Event::Finding(
-                    Finding::new(Kind::Unverified, local.path.clone())
-                        .local(describe(&local.stat, local.blake3.as_ref()))
-                        .detail(format!("not in the inventory; {why}")),
-                ));
-            }
-            let mut f = Finding::new(Kind::Missing, local.path.clone())
-                .local(describe(&local.stat, local.blake3.as_ref()));
-            // A directory remote holds any name; an object store only UTF-8.
-            if std::str::from_utf8(&local.path).is_err() && !remote_id.starts_with("file://") {
-                f = f.detail("the name is not UTF-8, so no object key can hold it");
-            }
-            send(Event::Finding(f))
-        }
-        Pair::RemoteOnly(obj) => {
-            send(Event::Counted {
-                local: None,
-                remote: Some(obj.size),
-            })?;
-            let kind = if policy.one_way {
-                Kind::BackupOnly
-            } else {
-                Kind::Extra
-            };
-            send(Event::Finding(
-                Finding::new(kind, obj.key.clone()).remote(describe_remote(&obj)),
-            ))
-        }
-        Pair::Both(local, obj) => {
-            if local.kind == EntryKind::Symlink {
-                // Backup tools differ (rclone and object stores copy the
-                // target, rsync -a the link): a symlink is not audited.
-                return send(Event::SymlinkSkipped);
-            }
-            send(Event::Counted {
-                local: Some(local.stat.size),
-                remote: Some(obj.size),
-            })?;
-            let late = after_inventory(&local);
-            let not_judged = |why: String| {
+            Pair::RemoteOnly(obj) => {
+                if skip.contains(&obj.key) {
+                    // A copy of the index (see `scan::index_files_inside`).
+                    return Ok(());
+                }
+                if obj.size == 0 && reader.is_current_dir(root_id, &obj.key)? {
+                    // A zero-byte `dir/` object (a folder made in the S3
+                    // console), which object_store lists as `dir`: no file.
+                    return send(Event::MarkerSkipped);
+                }
+                send(Event::Counted {
+                    local: None,
+                    remote: Some(obj.size),
+                })?;
+                let kind = if policy.one_way {
+                    Kind::BackupOnly
+                } else {
+                    Kind::Extra
+                };
                 send(Event::Finding(
-                    Finding::new(Kind::Unverified, local.path.clone())
-                        .local(describe(&local.stat, local.blake3.as_ref()))
-                        .remote(describe_remote(&obj))
-                        .detail(why),
+                    Finding::new(kind, obj.key.clone()).remote(describe_remote(&obj)),
                 ))
-            };
-            if local.stat.size != obj.size {
-                if let Some(why) = late {
+            }
+            Pair::Both(local, obj) => {
+                if local.kind == EntryKind::Symlink {
+                    // Backup tools differ (rclone and object stores copy the
+                    // target, rsync -a the link): a symlink is not audited.
+                    return send(Event::SymlinkSkipped);
+                }
+                send(Event::Counted {
+                    local: Some(local.stat.size),
+                    remote: Some(obj.size),
+                })?;
+                let late = after_inventory(&local);
+                let not_judged = |why: String| {
+                    send(Event::Finding(
+                        Finding::new(Kind::Unverified, local.path.clone())
+                            .local(describe(&local.stat, local.blake3.as_ref()))
+                            .remote(describe_remote(&obj))
+                            .detail(why),
+                    ))
+                };
+                if local.stat.size != obj.size {
+                    if let Some(why) = late {
+                        return not_judged(why);
+                    }
+                    let detail = if obj.size < local.stat.size {
+                        "the backup copy is shorter (truncated?)"
+                    } else {
+                        "the backup copy is longer"
+                    };
+                    return send(Event::Finding(
+                        Finding::new(Kind::SizeMismatch, local.path.clone())
+                            .local(describe(&local.stat, local.blake3.as_ref()))
+                            .remote(describe_remote(&obj))
+                            .detail(detail),
+                    ));
+                }
+                let selected = scrub.contains(&obj.key);
+                let lag = local.stat.mtime_ns.div_euclid(1_000_000_000) - obj.last_modified;
+                // A dry run decides as deep would, and reads nothing.
+                let (mode, selected) = if policy.dry_run {
+                    let deep = decide(&local, &obj, Mode::Deep, false) == Decision::Read;
+                    if deep || selected {
+                        send(Event::WouldRead {
+                            size: obj.size,
+                            deep,
+                            scrub: selected,
+                        })?;
+                    }
+                    (Mode::Quick, false)
+                } else {
+                    (policy.mode, selected)
+                };
+                let decision = decide(&local, &obj, mode, selected);
+                if let Some(why) = late
+                    && !matches!(decision, Decision::Verified { .. })
+                {
                     return not_judged(why);
                 }
-                let detail = if obj.size < local.stat.size {
-                    "the backup copy is shorter (truncated?)"
-                } else {
-                    "the backup copy is longer"
-                };
-                return send(Event::Finding(
-                    Finding::new(Kind::SizeMismatch, local.path.clone())
-                        .local(describe(&local.stat, local.blake3.as_ref()))
-                        .remote(describe_remote(&obj))
-                        .detail(detail),
-                ));
-            }
-            let selected = scrub.contains(&obj.key);
-            let lag = local.stat.mtime_ns.div_euclid(1_000_000_000) - obj.last_modified;
-            // A dry run decides as deep would, and reads nothing.
-            let (mode, selected) = if policy.dry_run {
-                let deep = decide(&local, &obj, Mode::Deep, false) == Decision::Read;
-                if deep || selected {
-                    send(Event::WouldRead {
-                        size: obj.size,
-                        deep,
-                        scrub: selected,
-                    })?;
+                if decision == Decision::Read && is_archived(obj.storage_class.as_deref()) {
+                    // Reading it would fail, or start a paid restore.
+                    send(Event::ArchivedNotRead)?;
+                    return not_judged(format!(
+                        "archived in {}: not read (restore it to verify its bytes)",
+                        obj.storage_class.as_deref().unwrap_or("?")
+                    ));
                 }
-                (Mode::Quick, false)
-            } else {
-                (policy.mode, selected)
-            };
-            let decision = decide(&local, &obj, mode, selected);
-            if let Some(why) = late
-                && !matches!(decision, Decision::Verified { .. })
-            {
-                return not_judged(why);
-            }
-            if decision == Decision::Read && is_archived(obj.storage_class.as_deref()) {
-                // Reading it would fail, or start a paid restore.
-                send(Event::ArchivedNotRead)?;
-                return not_judged(format!(
-                    "archived in {}: not read (restore it to verify its bytes)",
-                    obj.storage_class.as_deref().unwrap_or("?")
-                ));
-            }
-            match decision {
+                match decision {
                 Decision::Unverified(_) if policy.max_age.is_some_and(|max| lag > max) => {
                     send(Event::Finding(
                         Finding::new(Kind::Stale, local.path.clone())
@@ -188,11 +203,7 @@ pub(super) fn merge(
                 }
                 Decision::Verified { by_md5 } => send(Event::Verified {
                     size: obj.size,
-                    verified_at: if by_md5 {
-                        Some(now_unix())
-                    } else {
-                        obj.verified_at
-                    },
+                    verified_at: obj.known_by_read().then_some(obj.verified_at).flatten(),
                     by_md5: by_md5.then(|| {
                         (
                             obj.key.clone(),
@@ -247,6 +258,37 @@ pub(super) fn merge(
                     .blocking_send(ReadTask { local, remote: obj })
                     .map_err(|_| anyhow!("object readers stopped")),
             }
+            }
         }
     })
+}
+
+/// What the backup is checked against. For a rotted file (its content
+/// changed while size and mtime did not), the trusted content: the bytes
+/// on disk are not the ones a backup should hold. Its MD5 and SHA-256 are
+/// of the rotted bytes, so they are dropped. The rot itself is reported
+/// here only when no scan ran first (whose report already says so).
+fn checked_as_trusted(
+    mut local: Entry,
+    policy: Policy,
+    send: &impl Fn(Event) -> Result<()>,
+) -> Result<Entry> {
+    let Some(trusted) = local.trusted_blake3 else {
+        return Ok(local);
+    };
+    if policy.report_rot {
+        send(Event::Finding(
+            Finding::new(Kind::Corrupt, local.path.clone())
+                .local(json!({
+                    "size": local.stat.size,
+                    "blake3": local.blake3.map(hex::encode),
+                    "indexed_blake3": hex::encode(trusted),
+                }))
+                .detail("the local file's content changed while its size and mtime did not (found by an earlier scan); the backup is judged against the trusted hash"),
+        ))?;
+    }
+    local.blake3 = Some(trusted);
+    local.md5 = None;
+    local.sha256 = None;
+    Ok(local)
 }

@@ -38,7 +38,7 @@ use crate::engine::remote::Remote;
 use crate::engine::shard::Shard;
 use crate::model::verdict;
 use crate::model::{
-    Acceptance, Entry, Finding, Kind, ReadError, RemoteRow, format_time, now_unix, paths,
+    Acceptance, Entry, Finding, Kind, Proof, ReadError, RemoteRow, format_time, now_unix, paths,
 };
 use crate::out::{Progress, Sink};
 use crate::store::{Batch, Index};
@@ -88,6 +88,10 @@ pub struct AuditOptions {
     /// The fraction of the manifest that must be proven identical for the
     /// verdict `proven` (see [`crate::model::verdict`]).
     pub min_proven: f64,
+    /// Report the files the index holds as rotted (`corrupt`, see
+    /// `Entry::trusted_blake3`): set when no scan ran first, since a
+    /// scan reports them itself.
+    pub report_rot: bool,
     /// Only the keys of this shard (`--shard K/N`). A shard reports no
     /// whole-backup findings: `vouch merge` decides those on the whole.
     pub shard: Option<Shard>,
@@ -122,6 +126,9 @@ pub struct AuditSummary {
     /// Manifest files and listed objects the excludes left out.
     pub excluded_files: u64,
     pub excluded_objects: u64,
+    /// Zero-byte "directory marker" objects (`dir/`, a folder made in the
+    /// S3 console; the prefix itself), skipped.
+    pub directory_markers_skipped: u64,
     /// Files (and bytes) of the manifest present on the remote at the
     /// same size.
     pub held_files: u64,
@@ -221,6 +228,10 @@ impl AuditSummary {
         m.insert("held_files".into(), json!(self.held_files));
         m.insert("held_bytes".into(), json!(self.held_bytes));
         m.insert(
+            "directory_markers_skipped".into(),
+            json!(self.directory_markers_skipped),
+        );
+        m.insert(
             "coverage_files".into(),
             json!(fraction(self.held_files, self.local_files)),
         );
@@ -302,6 +313,7 @@ pub(crate) struct Policy {
     max_age: Option<i64>,
     one_way: bool,
     dry_run: bool,
+    report_rot: bool,
     /// With an inventory: its creation time minus the grace. A file
     /// changed since cannot be judged by the inventory.
     listed_before: Option<i64>,
@@ -320,6 +332,8 @@ pub(crate) enum Event {
     Finding(Finding),
     Verified {
         size: u64,
+        /// When its bytes were last read (`None`: never, e.g. an MD5 ETag
+        /// proof): what "read within N days" counts.
         verified_at: Option<i64>,
         by_md5: Option<(Vec<u8>, [u8; 32], String)>,
     },
@@ -354,6 +368,7 @@ pub(crate) enum Event {
         local: bool,
         remote: bool,
     },
+    MarkerSkipped,
     ArchivedNotRead,
     Failed(anyhow::Error),
 }
@@ -372,9 +387,11 @@ pub fn audit(
     progress: &dyn Progress,
 ) -> Result<AuditSummary> {
     let prev_run = index.last_audit_run(root_id, &remote.id)?;
+    // The index inside ROOT is no part of the tree, nor is its copy.
+    let skip = crate::engine::scan::index_files_inside(index.path(), root);
     let run_id = index.begin_run(Some(root_id), "audit", Some(&remote.id), None)?;
     match audit_run(
-        index, root, root_id, remote, inventory, opts, sink, progress, run_id, prev_run,
+        index, root, root_id, remote, inventory, opts, sink, progress, run_id, prev_run, &skip,
     ) {
         Ok(summary) => {
             let bad = summary.discrepancies(opts.strict) > 0;
@@ -407,6 +424,7 @@ fn audit_run(
     progress: &dyn Progress,
     run_id: i64,
     prev_run: Option<i64>,
+    skip: &[Vec<u8>],
 ) -> Result<AuditSummary> {
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -417,6 +435,7 @@ fn audit_run(
     progress.begin("auditing");
 
     // 1. List the remote into the index.
+    let mut markers = 0;
     let (listing_started, listing) = match inventory {
         Some(inv) => {
             let mut snapshot = inv.to_json();
@@ -428,7 +447,7 @@ fn audit_run(
         }
         None => {
             let started = now_unix();
-            list_into_index(index, remote, run_id, opts.shard, &runtime, progress)?;
+            markers = list_into_index(index, remote, run_id, opts.shard, &runtime, progress)?;
             (started, json!({ "source": "list" }))
         }
     };
@@ -469,6 +488,7 @@ fn audit_run(
             newest_object: health.newest,
             would_read: opts.dry_run.then(WouldRead::default),
             min_proven: opts.min_proven,
+            directory_markers_skipped: markers,
             listing,
             shard: opts.shard,
             min_coverage: opts.min_coverage,
@@ -500,6 +520,7 @@ fn audit_run(
         max_age: opts.max_age.filter(|_| !backup_stale),
         one_way: opts.one_way,
         dry_run: opts.dry_run,
+        report_rot: opts.report_rot,
         listed_before: inventory.map(|inv| inv.created() - opts.inventory_grace),
         head: opts.head && opts.mode != Mode::Deep && remote.prober.is_some(),
     };
@@ -516,6 +537,7 @@ fn audit_run(
         scope.spawn(move || {
             if let Err(e) = merger::merge(
                 &index_path,
+                skip,
                 root_id,
                 &remote_id,
                 run_id,
@@ -560,9 +582,10 @@ fn audit_run(
     Ok(summary)
 }
 
-/// Lists the remote into the index (`remote_objects`), skipping directory
-/// markers and other shards' keys, and forgets objects the listing no
-/// longer returns.
+/// Lists the remote into the index (`remote_objects`), skipping zero-byte
+/// directory markers (`dir/`; the prefix itself) and returning how many,
+/// skipping other shards' keys, and forgets objects the listing no longer returns. A key ending in `/`
+/// or naming the prefix itself that holds bytes is kept: it is `extra`.
 fn list_into_index(
     index: &mut Index,
     remote: &Remote,
@@ -570,14 +593,16 @@ fn list_into_index(
     shard: Option<Shard>,
     runtime: &tokio::runtime::Runtime,
     progress: &dyn Progress,
-) -> Result<()> {
+) -> Result<u64> {
     let mut batch = index.batch()?;
+    let mut markers = 0u64;
     runtime.block_on(async {
         let mut stream = remote.list();
         let mut n = 0u64;
         while let Some(item) = stream.next().await {
             let obj = item?;
-            if obj.key.last() == Some(&paths::SEP) || obj.key.is_empty() {
+            if obj.size == 0 && (obj.key.last() == Some(&paths::SEP) || obj.key.is_empty()) {
+                markers += 1;
                 continue; // a "directory marker" object
             }
             if shard.is_some_and(|s| !s.owns_stored(&obj.key)) {
@@ -591,7 +616,7 @@ fn list_into_index(
     })?;
     batch.commit()?;
     index.prune_remote(&remote.id, run_id)?;
-    Ok(())
+    Ok(markers)
 }
 
 /// Reads the inventory's rows under the remote's prefix (and in this
@@ -745,6 +770,7 @@ impl Recorder<'_> {
                     self.summary.excluded_files += u64::from(local);
                     self.summary.excluded_objects += u64::from(remote);
                 }
+                Event::MarkerSkipped => self.summary.directory_markers_skipped += 1,
                 Event::ArchivedNotRead => self.summary.archived_not_read += 1,
                 Event::Finding(f) => self.report(batch, f)?,
                 Event::Verified {
@@ -762,7 +788,14 @@ impl Recorder<'_> {
                     self.proven(method, size);
                     if let Some((key, blake3, fingerprint)) = by_md5 {
                         self.summary.verified_by_md5 += 1;
-                        batch.record_read(self.remote_id, &key, &blake3, &fingerprint, size)?;
+                        batch.record_read(
+                            self.remote_id,
+                            &key,
+                            &blake3,
+                            &fingerprint,
+                            size,
+                            Proof::EtagMd5,
+                        )?;
                     }
                     if let Some(at) = verified_at {
                         self.read_within(at, size);

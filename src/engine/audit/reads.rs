@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{AuditSummary, Event, ReadTask, describe_remote};
 use crate::engine::remote::Remote;
 use crate::engine::scan::describe;
-use crate::model::{Finding, Kind, ReadError};
+use crate::model::{Finding, Kind, Proof, ReadError};
 use crate::store::Batch;
 
 /// Applies the result of reading one object; returns its finding, if any.
@@ -53,7 +53,14 @@ pub(super) fn settle_read(
                     // verification.
                     fingerprint.push_str(":racy");
                 }
-                batch.record_read(remote_id, &task.remote.key, &hash, &fingerprint, n)?;
+                batch.record_read(
+                    remote_id,
+                    &task.remote.key,
+                    &hash,
+                    &fingerprint,
+                    n,
+                    Proof::Read,
+                )?;
                 if Some(hash) == task.local.blake3 {
                     summary.verified += 1;
                     summary.verified_bytes += n;

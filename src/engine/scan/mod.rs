@@ -171,7 +171,11 @@ pub(crate) enum Event {
         key: Vec<u8>,
         error: String,
     },
-    Special,
+    /// A FIFO, socket or device: skipped, counted. `replaced` is the
+    /// manifest row it took the place of.
+    Special {
+        replaced: Option<Entry>,
+    },
     /// The walker failed as a whole (index read error, order violation).
     Failed(anyhow::Error),
 }
@@ -231,6 +235,7 @@ pub fn scan(
     let (job_tx, job_rx) = sync_channel::<Job>(1024);
     let (event_tx, event_rx) = sync_channel::<Event>(4096);
     let index_path = index.path().to_path_buf();
+    let skip = index_files_inside(&index_path, root);
     let want = opts.want;
     let rehash = opts.rehash;
     let excludes = opts.excludes.clone();
@@ -240,7 +245,6 @@ pub fn scan(
         root_id,
         run_id,
         start_ns,
-        rehash,
         prev_findings_run,
         shrink_threshold: opts.shrink_threshold,
     };
@@ -258,6 +262,7 @@ pub fn scan(
                 rehash,
                 want,
                 excludes,
+                &skip,
                 shard,
                 job_tx,
                 walker_events.clone(),
@@ -294,6 +299,17 @@ pub fn scan(
     };
     summary.excluded = excluded;
     writer::carry_over_interrupted(index, ctx, baseline, &mut summary, sink)?;
+    if let (Some(t), Some(b)) = (opts.shrink_threshold, baseline) {
+        let before = index.file_totals_at_run(root_id, b)?;
+        let after = index.file_totals_at_run(root_id, run_id)?;
+        if let Some(mut f) = tree_shrunk(t, before, after) {
+            summary.shrunk += 1;
+            let mut batch = index.batch()?;
+            batch.record_finding(run_id, prev_findings_run, &mut f)?;
+            sink.finding(&f)?;
+            batch.commit()?;
+        }
+    }
     if opts.checks != Level::None {
         summary.checks_skipped = summary.unchanged;
         report_damaged(index, ctx, &mut summary, sink)?;
@@ -400,6 +416,64 @@ pub(crate) fn shrunk_finding(
             old.stat.size, new.size
         ))
     })
+}
+
+/// `shrunk` for ROOT itself (key `""`) when the tree lost more than
+/// `threshold` of its regular files, or of their bytes, since the previous
+/// scan: everything deleted, a data folder moved to a new disk, a mount
+/// that is missing — the loss a backup then faithfully mirrors. `before`
+/// and `after` are (files, bytes). Trees under [`SHRUNK_MIN_SIZE`] bytes
+/// are judged on their file count only.
+pub(crate) fn tree_shrunk(
+    threshold: f64,
+    before: (u64, u64),
+    after: (u64, u64),
+) -> Option<Finding> {
+    let ((bf, bb), (af, ab)) = (before, after);
+    let lost = |b: u64, a: u64| (a as f64) < (b as f64) * (1.0 - threshold);
+    let pct = |b: u64, a: u64| 100.0 * (1.0 - a as f64 / b.max(1) as f64);
+    let shrank = (bf > 0 && lost(bf, af)) || (bb >= SHRUNK_MIN_SIZE && lost(bb, ab));
+    shrank.then(|| {
+        Finding::new(Kind::Shrunk, Vec::new())
+            .local(json!({
+                "before": { "files": bf, "bytes": bb },
+                "after": { "files": af, "bytes": ab },
+            }))
+            .detail(format!(
+                "the tree lost {:.1}% of its files ({bf} to {af}) and {:.1}% of their bytes ({bb} to {ab}) since the previous scan (shrink threshold {threshold}): deleted, moved, or a disk not mounted?",
+                pct(bf, af),
+                pct(bb, ab)
+            ))
+    })
+}
+
+/// The keys of the index and its companion files (`-wal`, `-shm`,
+/// `-journal`, `.lock`) when the index lives inside ROOT (the default one
+/// lives under `$HOME`, which users audit): they are never part of the
+/// tree, which would otherwise change under every run that reads it.
+pub(crate) fn index_files_inside(index: &Path, root: &Path) -> Vec<Vec<u8>> {
+    let (Some(dir), Some(name)) = (index.parent(), index.file_name()) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return Vec::new();
+    };
+    if !dir.starts_with(root) {
+        return Vec::new();
+    }
+    ["", "-wal", "-shm", "-journal", ".lock"]
+        .iter()
+        .map(|suffix| {
+            let mut file = name.to_os_string();
+            file.push(suffix);
+            crate::model::paths::key_of(root, &dir.join(file))
+        })
+        .collect()
 }
 
 /// The hashers: the rayon pool drains the job channel in parallel. Each
@@ -521,6 +595,7 @@ fn fold_merkle(
             md5: None,
             sha256: None,
             target: None,
+            trusted_blake3: None,
         };
         batch.replace_entry(root_id, run_id, row, &new)?;
     }

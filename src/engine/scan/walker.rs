@@ -28,6 +28,7 @@ pub(super) fn walk_and_merge(
     rehash: bool,
     want: Want,
     excludes: Excludes,
+    skip: &[Vec<u8>],
     shard: Option<Shard>,
     jobs: SyncSender<Job>,
     events: SyncSender<Event>,
@@ -93,6 +94,9 @@ pub(super) fn walk_and_merge(
                 key.clone()
             }
         };
+        if skip.contains(&key) {
+            continue; // the index itself (see `index_files_inside`)
+        }
         let repeat =
             matches!(&item, Item::Unreadable { .. }) && last_key.as_deref() == Some(key.as_slice());
         if !repeat {
@@ -130,12 +134,7 @@ pub(super) fn walk_and_merge(
                 }
                 send(Event::Unreadable { key, error })?;
             }
-            Item::Special { .. } => {
-                if let Some(old) = old {
-                    send(Event::Deleted(old))?;
-                }
-                send(Event::Special)?;
-            }
+            Item::Special { .. } => send(Event::Special { replaced: old })?,
             Item::Entry {
                 key,
                 path,
@@ -154,6 +153,7 @@ pub(super) fn walk_and_merge(
                             md5: None,
                             sha256: None,
                             target: None,
+                            trusted_blake3: None,
                         },
                         old,
                     })?,
@@ -173,14 +173,19 @@ pub(super) fn walk_and_merge(
                                 md5: None,
                                 sha256: None,
                                 target,
+                                trusted_blake3: None,
                             },
                             old,
                         })?
                     }
                 },
                 EntryKind::File => {
+                    // A rotted file is hashed on every scan: it stays
+                    // `corrupt` until rewritten, or heals if its content
+                    // comes back.
                     let trusted = old.as_ref().is_some_and(|o| {
                         o.kind == EntryKind::File
+                            && o.trusted_blake3.is_none()
                             && o.stat == stat
                             && o.blake3.is_some()
                             && (!want.md5 || o.md5.is_some())

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{Event, RACY_CTIME, RACY_WINDOW_NS, ScanSummary, describe, shrunk_finding};
 use crate::engine::checks::{self, Report, Verdict};
 use crate::engine::hash::{Digests, HashError};
-use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry, Stat};
+use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry, Stat, paths};
 use crate::out::{Progress, Sink};
 use crate::store::{Batch, CheckRow, Index};
 
@@ -20,7 +20,6 @@ pub(super) struct WriteCtx {
     pub(super) root_id: i64,
     pub(super) run_id: i64,
     pub(super) start_ns: i64,
-    pub(super) rehash: bool,
     pub(super) prev_findings_run: Option<i64>,
     pub(super) shrink_threshold: Option<f64>,
 }
@@ -48,7 +47,27 @@ pub(super) fn write_events(
         progress.advance(1);
         match event {
             Event::Failed(e) => return Err(e),
-            Event::Special => summary.special += 1,
+            Event::Special { replaced } => {
+                summary.special += 1;
+                if let Some(old) = replaced {
+                    *structural += 1;
+                    batch.close_entry(old.id, ctx.run_id)?;
+                    if old.kind != EntryKind::Dir {
+                        summary.deleted += 1;
+                        let local = describe(&old.stat, old.blake3.as_ref());
+                        if let Some(f) = replaced_finding(ctx, &old, "a FIFO, socket or device") {
+                            summary.shrunk += 1;
+                            report(batch, f)?;
+                        }
+                        report(
+                            batch,
+                            Finding::new(Kind::Deleted, old.path.clone())
+                                .local(local)
+                                .detail("replaced by a FIFO, socket or device (not read)"),
+                        )?;
+                    }
+                }
+            }
             Event::Unchanged { files, dirs } => {
                 progress.advance(files + dirs);
                 summary.files += files;
@@ -99,7 +118,8 @@ pub(super) fn write_events(
 }
 
 /// Applies the result of hashing one file: unchanged content (metadata
-/// refreshed), a change, silent corruption under `--rehash`, a file that
+/// refreshed), a change, bit rot (content changed under the same size and
+/// mtime: `corrupt`), a file that
 /// vanished, or one that could not be read.
 #[allow(clippy::too_many_arguments)]
 fn settle_hashed(
@@ -145,58 +165,7 @@ fn settle_hashed(
             if stat.mtime_ns >= ctx.start_ns - RACY_WINDOW_NS {
                 stat.ctime_ns = RACY_CTIME;
             }
-            let same_content = old.as_ref().is_some_and(|o| {
-                o.kind == EntryKind::File
-                    && o.stat.size == stat.size
-                    && o.blake3 == Some(digests.blake3)
-            });
-            if let Some(o) = old.as_ref().filter(|_| same_content) {
-                summary.unchanged += 1;
-                let new = NewEntry {
-                    path: key,
-                    kind: EntryKind::File,
-                    stat,
-                    blake3: Some(digests.blake3),
-                    md5: digests.md5.or(o.md5),
-                    sha256: digests.sha256.or(o.sha256),
-                    target: None,
-                };
-                if new.stat != o.stat || new.md5 != o.md5 || new.sha256 != o.sha256 {
-                    batch.update_entry(o.id, &new)?;
-                }
-                if let Some(check) = check {
-                    summary.checked += 1;
-                    summary.check_bytes += check.bytes_read;
-                    record_check(batch, o.id, Some(o.id), &check)?;
-                }
-                return Ok(());
-            }
-            let silent = old.as_ref().is_some_and(|o| {
-                ctx.rehash
-                    && o.kind == EntryKind::File
-                    && o.stat.size == stat.size
-                    && o.stat.mtime_ns == stat.mtime_ns
-                    && o.stat.inode == stat.inode
-                    && o.stat.ctime_ns != RACY_CTIME
-                    && o.stat.ctime_ns == stat.ctime_ns
-            });
-            if silent {
-                let o = old.as_ref().expect("checked");
-                summary.corrupt += 1;
-                report(
-                    batch,
-                    Finding::new(Kind::Corrupt, key)
-                        .local(json!({
-                            "size": stat.size,
-                            "blake3": hex::encode(digests.blake3),
-                            "indexed_blake3": o.blake3.map(hex::encode),
-                        }))
-                        .detail("content changed but size, mtime, ctime and inode did not (bit rot?); the index keeps the earlier hash"),
-                )?;
-                return Ok(());
-            }
-            *structural += 1;
-            let new = NewEntry {
+            let mut new = NewEntry {
                 path: key,
                 kind: EntryKind::File,
                 stat,
@@ -204,7 +173,61 @@ fn settle_hashed(
                 md5: digests.md5,
                 sha256: digests.sha256,
                 target: None,
+                trusted_blake3: None,
             };
+            if let Some(o) = old.as_ref().filter(|o| o.kind == EntryKind::File) {
+                match content_verdict(o, &new.stat, &digests.blake3) {
+                    ContentVerdict::Rotted { trusted } => {
+                        summary.corrupt += 1;
+                        let f = Finding::new(Kind::Corrupt, new.path.clone())
+                            .local(json!({
+                                "size": stat.size,
+                                "blake3": hex::encode(digests.blake3),
+                                "indexed_blake3": hex::encode(trusted),
+                            }))
+                            .detail(ROTTED);
+                        new.trusted_blake3 = Some(trusted);
+                        let id = if o.blake3 == new.blake3 {
+                            keep_digests(&mut new, o);
+                            if new.stat != o.stat || new.md5 != o.md5 || new.sha256 != o.sha256 {
+                                batch.update_entry(o.id, &new)?;
+                            }
+                            o.id
+                        } else {
+                            // The content on disk moved on: a new
+                            // row, so earlier snapshots keep theirs.
+                            *structural += 1;
+                            batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?
+                        };
+                        if let Some(check) = check {
+                            summary.checked += 1;
+                            summary.check_bytes += check.bytes_read;
+                            record_check(batch, id, Some(o.id), &check)?;
+                        }
+                        report(batch, f)?;
+                        return Ok(());
+                    }
+                    ContentVerdict::Same => {
+                        summary.unchanged += 1;
+                        keep_digests(&mut new, o);
+                        if new.stat != o.stat
+                            || new.md5 != o.md5
+                            || new.sha256 != o.sha256
+                            || o.trusted_blake3.is_some()
+                        {
+                            batch.update_entry(o.id, &new)?;
+                        }
+                        if let Some(check) = check {
+                            summary.checked += 1;
+                            summary.check_bytes += check.bytes_read;
+                            record_check(batch, o.id, Some(o.id), &check)?;
+                        }
+                        return Ok(());
+                    }
+                    ContentVerdict::Changed => {}
+                }
+            }
+            *structural += 1;
             let old_id = old
                 .as_ref()
                 .filter(|o| o.kind == EntryKind::File)
@@ -218,6 +241,60 @@ fn settle_hashed(
         }
     }
     Ok(())
+}
+
+/// `shrunk` for a tracked regular file replaced by something whose bytes
+/// no audit reads (a symlink, to `/dev/null` or out of the tree; a FIFO):
+/// its content is gone from the tree, though no file went missing.
+fn replaced_finding(ctx: WriteCtx, old: &Entry, by: &str) -> Option<Finding> {
+    (ctx.shrink_threshold.is_some() && old.kind == EntryKind::File).then(|| {
+        Finding::new(Kind::Shrunk, old.path.clone())
+            .local(describe(&old.stat, old.blake3.as_ref()))
+            .detail(format!(
+                "a regular file of {} bytes was replaced by {by}",
+                old.stat.size
+            ))
+    })
+}
+
+/// The detail of a `corrupt` finding for a rotted local file.
+const ROTTED: &str = "content changed while size and mtime did not (bit rot?); the index keeps the trusted hash, and the file stays corrupt until it is rewritten (its size or mtime changes)";
+
+/// How a hashed file compares with its manifest row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ContentVerdict {
+    /// The content is the row's: unchanged (a rotted file whose size or
+    /// mtime moved, keeping the same bytes, is accepted as it is).
+    Same,
+    /// The content changed while size and mtime did not: `corrupt`, and
+    /// `trusted` is the hash to keep trusting.
+    Rotted { trusted: [u8; 32] },
+    /// A change: a rewrite, or a rotted file whose content came back.
+    Changed,
+}
+
+/// Decides a hashed regular file against its manifest row `o` (a file).
+/// A write changes the mtime; content that changed under the same size
+/// and mtime is rot, whatever the ctime or inode say (a chmod, a `touch
+/// -r`, `cp -p` or `rsync --times` all put the mtime back). The one
+/// exception is a row stored as racily clean: its mtime was too fresh to
+/// tell two writes apart.
+pub(super) fn content_verdict(o: &Entry, stat: &Stat, hash: &[u8; 32]) -> ContentVerdict {
+    let same_meta = o.stat.size == stat.size
+        && o.stat.mtime_ns == stat.mtime_ns
+        && o.stat.ctime_ns != RACY_CTIME;
+    match o.trusted_blake3.or(o.blake3) {
+        Some(trusted) if same_meta && trusted != *hash => ContentVerdict::Rotted { trusted },
+        _ if o.blake3.as_ref() == Some(hash) && o.stat.size == stat.size => ContentVerdict::Same,
+        _ => ContentVerdict::Changed,
+    }
+}
+
+/// Keeps the row's MD5 and SHA-256 where this hash did not compute them
+/// (the content is the same).
+fn keep_digests(new: &mut NewEntry, o: &Entry) {
+    new.md5 = new.md5.or(o.md5);
+    new.sha256 = new.sha256.or(o.sha256);
 }
 
 /// Stores an added or modified entry and reports it as a change.
@@ -262,12 +339,20 @@ fn apply_change(
                     if o.kind != new.kind {
                         f = f.detail(format!("{} became a {}", o.kind.name(), new.kind.name()));
                     }
-                    let shrunk = (new.kind == EntryKind::File)
-                        .then(|| shrunk_finding(ctx.shrink_threshold, o, &new.path, &new.stat))
-                        .flatten();
+                    let shrunk = match new.kind {
+                        EntryKind::File => {
+                            shrunk_finding(ctx.shrink_threshold, o, &new.path, &new.stat)
+                                .map(|f| f.local(local.clone()))
+                        }
+                        _ => {
+                            let target = new.target.as_deref().map(paths::display);
+                            let by = format!("a symlink to {}", target.unwrap_or_default());
+                            replaced_finding(ctx, o, &by)
+                        }
+                    };
                     if let Some(shrunk) = shrunk {
                         summary.shrunk += 1;
-                        report(batch, shrunk.local(local))?;
+                        report(batch, shrunk)?;
                     }
                     Some(f)
                 }
@@ -336,6 +421,10 @@ pub(super) fn carry_over_interrupted(
     let mut findings = Vec::new();
     {
         for new in index.opened_between(root_id, b, run_id)? {
+            if new.trusted_blake3.is_some() {
+                // Rotted: this run hashed it again and reported it.
+                continue;
+            }
             let old = index.closed_between(root_id, &new.path, b, run_id)?;
             let local = describe(&new.stat, new.blake3.as_ref());
             let is_dir = new.kind == EntryKind::Dir;

@@ -1,0 +1,575 @@
+//! Never a false OK (issue 17): each test here tries, as a user would, a
+//! way a hostile review made vouch say OK (exit 0, `verified`, identical)
+//! about data that is not whole, and pins down that it no longer does.
+//! Every test fails on the code before its fix.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::{Env, findings, pairs, set_old_mtime, stderr_of};
+
+fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+/// Rewrites a file in place with other bytes of the same size and puts
+/// its mtime back, as bit rot (or `touch -r`, `cp -p`) leaves it: only the
+/// ctime moves.
+fn rot(path: &Path, bytes: &[u8]) {
+    assert_eq!(std::fs::metadata(path).unwrap().len(), bytes.len() as u64);
+    std::fs::write(path, bytes).unwrap();
+    set_old_mtime(path);
+}
+
+fn finding<'a>(doc: &'a Value, kind: &str, path: &str) -> &'a Value {
+    doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == kind && f["path"] == path)
+        .unwrap_or_else(|| panic!("no {kind} {path} in {doc}"))
+}
+
+#[test]
+fn rotted_file_stays_corrupt_on_every_later_run_until_rewritten() {
+    let env = Env::new();
+    let photo = env.write("photo.jpg", b"original bytes");
+    env.write("other", b"fine");
+    let root = s(&env.root);
+    // A backup copy, a pinned snapshot and an exported manifest, all taken
+    // while the file was whole.
+    let backup = env.dir.path().join("backup");
+    Env::write_in(&backup, "photo.jpg", b"original bytes");
+    Env::write_in(&backup, "other", b"fine");
+    let (code, _) = env.json(&["scan", &root, "--label", "before"]);
+    assert_eq!(code, 0);
+    let manifest = env.dir.path().join("B3SUMS");
+    let out = env
+        .vouch()
+        .args([
+            "export",
+            &root,
+            "--format",
+            "b3sum",
+            "--output",
+            &s(&manifest),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+
+    rot(&photo, b"ORIGINAL BYTES");
+
+    // The first plain scan to see it (the write moved the ctime): corrupt,
+    // not `modified` with its new hash accepted.
+    let (code, doc) = env.scan();
+    assert_eq!(
+        (code, findings(&doc)),
+        (1, pairs(&[("corrupt", "photo.jpg")]))
+    );
+    let f = finding(&doc, "corrupt", "photo.jpg");
+    assert_eq!(
+        f["local"]["indexed_blake3"],
+        blake3::hash(b"original bytes").to_hex().as_str()
+    );
+    assert_eq!(
+        f["local"]["blake3"],
+        blake3::hash(b"ORIGINAL BYTES").to_hex().as_str()
+    );
+    let first_seen = f["first_seen"].clone();
+
+    // Every later scan says so again, with the same first_seen.
+    for args in [vec!["scan", &root], vec!["scan", &root, "--rehash"]] {
+        let (code, doc) = env.json(&args);
+        assert_eq!(
+            (code, findings(&doc)),
+            (1, pairs(&[("corrupt", "photo.jpg")])),
+            "{args:?}"
+        );
+        assert_eq!(
+            finding(&doc, "corrupt", "photo.jpg")["first_seen"],
+            first_seen
+        );
+    }
+
+    // An audit against the whole backup: the local file is corrupt (its
+    // scan says so), the backup copy is verified against the trusted hash.
+    let (code, doc) = env.json(&["audit", &root, "--remote", &s(&backup), "--mode", "deep"]);
+    assert_eq!(
+        (code, findings(&doc)),
+        (1, pairs(&[("corrupt", "photo.jpg")])),
+        "{doc}"
+    );
+    assert_eq!(doc["summary"]["verified"], 2, "{doc}");
+    // Without a scan first, the audit reports the rot from the index.
+    let (code, doc) = env.json(&[
+        "audit",
+        &root,
+        "--remote",
+        &s(&backup),
+        "--mode",
+        "deep",
+        "--no-scan",
+    ]);
+    assert_eq!(
+        (code, findings(&doc)),
+        (1, pairs(&[("corrupt", "photo.jpg")])),
+        "{doc}"
+    );
+    assert_eq!(doc["summary"]["verified"], 2, "{doc}");
+
+    // verify against the manifest exported before, diff against the
+    // snapshot before and against the backup copy.
+    for args in [
+        vec!["verify", &root, "--manifest", &s(&manifest)],
+        vec!["diff", "@before", &root],
+        vec!["diff", &s(&backup), &root],
+    ] {
+        let (code, doc) = env.json(&args);
+        assert_eq!(
+            (code, findings(&doc)),
+            (1, pairs(&[("corrupt", "photo.jpg")])),
+            "{args:?}: {doc}"
+        );
+    }
+
+    // An export would vouch for the rotted bytes: refused, nothing written.
+    let again = env.dir.path().join("B3SUMS.after");
+    let out = env
+        .vouch()
+        .args(["export", &root, "--format", "b3sum", "--output", &s(&again)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("could not be settled") && err.contains("photo.jpg: content changed"),
+        "{err}"
+    );
+    assert!(!again.exists());
+
+    // A chmod moves only the ctime: still corrupt.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&photo, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, doc) = env.scan();
+    assert_eq!(
+        (code, findings(&doc)),
+        (1, pairs(&[("corrupt", "photo.jpg")]))
+    );
+
+    // Rewritten (its mtime moves): the new content is accepted, once.
+    crate::set_mtime(&photo, 1_600_000_100);
+    let (code, doc) = env.scan();
+    assert_eq!((code, findings(&doc)), (0, vec![]), "{doc}");
+    let (code, doc) = env.scan();
+    assert_eq!((code, findings(&doc)), (0, vec![]), "{doc}");
+}
+
+#[test]
+fn rotted_file_whose_content_comes_back_heals() {
+    let env = Env::new();
+    let photo = env.write("photo.jpg", b"original bytes");
+    assert_eq!(env.scan().0, 0);
+    rot(&photo, b"ORIGINAL BYTES");
+    assert_eq!(env.scan().0, 1);
+    // Restored from a backup with its mtime (`cp -p`): whole again.
+    rot(&photo, b"original bytes");
+    let (code, doc) = env.scan();
+    assert_eq!(
+        (code, findings(&doc)),
+        (0, pairs(&[("modified", "photo.jpg")])),
+        "{doc}"
+    );
+    let (code, doc) = env.scan();
+    assert_eq!((code, findings(&doc)), (0, vec![]));
+}
+
+#[test]
+fn a_tree_that_loses_everything_is_shrunk_even_when_the_backup_mirrors_it() {
+    let env = Env::new();
+    let backup = env.dir.path().join("backup");
+    let names = ["a.db", "b.db", "c/d.db", "c/e.db"];
+    for (i, name) in names.iter().enumerate() {
+        let bytes = vec![b'x'; 1000 * (i + 1)];
+        env.write(name, &bytes);
+        Env::write_in(&backup, name, &bytes);
+    }
+    let root = s(&env.root);
+    let audit = || env.json(&["audit", &root, "--remote", &s(&backup), "--mode", "deep"]);
+    let (code, doc) = audit();
+    assert_eq!(code, 0, "{doc}");
+    // The data folder is emptied and the backup job mirrors the deletion.
+    for name in names {
+        std::fs::remove_file(env.root.join(name)).unwrap();
+        std::fs::remove_file(backup.join(name)).unwrap();
+    }
+    let (code, doc) = audit();
+    assert_eq!(code, 1, "losing everything is not clean: {doc}");
+    assert_eq!(
+        findings(&doc),
+        pairs(&[
+            ("deleted", "a.db"),
+            ("deleted", "b.db"),
+            ("deleted", "c/d.db"),
+            ("deleted", "c/e.db"),
+            ("shrunk", ""),
+        ])
+    );
+    let f = finding(&doc, "shrunk", "");
+    assert_eq!(
+        f["local"],
+        serde_json::json!({
+            "before": { "files": 4, "bytes": 10000 },
+            "after": { "files": 0, "bytes": 0 },
+        })
+    );
+    assert_eq!(doc["summary"]["shrunk"], 1, "{doc}");
+
+    // Losing half the bytes but few files is a shrink too (one file here
+    // holds most of them); losing less than the threshold is not.
+    let env = Env::new();
+    env.write("big", &vec![b'x'; 9000]);
+    env.write("small1", b"1");
+    env.write("small2", b"2");
+    assert_eq!(env.scan().0, 0);
+    std::fs::remove_file(env.root.join("small1")).unwrap();
+    let (code, doc) = env.scan();
+    assert_eq!((code, findings(&doc)), (0, pairs(&[("deleted", "small1")])));
+    std::fs::remove_file(env.root.join("big")).unwrap();
+    let (code, doc) = env.scan();
+    assert_eq!(
+        (code, findings(&doc)),
+        (1, pairs(&[("deleted", "big"), ("shrunk", "")]))
+    );
+}
+
+#[test]
+fn a_file_replaced_by_a_symlink_or_a_fifo_is_shrunk_not_silent() {
+    let env = Env::new();
+    let backup = env.dir.path().join("backup");
+    // Five files, so that losing two is not a shrink of the whole tree.
+    for name in ["keep1", "keep2", "keep3", "linked", "piped"] {
+        env.write(name, b"precious data");
+        Env::write_in(&backup, name, b"precious data");
+    }
+    let root = s(&env.root);
+    assert_eq!(env.scan().0, 0);
+    std::fs::remove_file(env.root.join("linked")).unwrap();
+    std::os::unix::fs::symlink("/dev/null", env.root.join("linked")).unwrap();
+    std::fs::remove_file(env.root.join("piped")).unwrap();
+    nix_mkfifo(&env.root.join("piped"));
+    let (code, doc) = env.json(&["audit", &root, "--remote", &s(&backup), "--mode", "deep"]);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(
+        findings(&doc),
+        pairs(&[
+            ("deleted", "piped"),
+            ("extra", "piped"),
+            ("modified", "linked"),
+            ("shrunk", "linked"),
+            ("shrunk", "piped"),
+        ]),
+        "{doc}"
+    );
+    assert!(
+        finding(&doc, "shrunk", "linked")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("replaced by a symlink to /dev/null"),
+        "{doc}"
+    );
+    assert_eq!(finding(&doc, "shrunk", "linked")["local"]["size"], 13);
+}
+
+fn nix_mkfifo(path: &Path) {
+    let st = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Runs an audit of `env` against `url` with the given environment.
+fn audit_with(env: &Env, url: &str, envs: &[(String, String)], args: &[&str]) -> (i32, Value) {
+    let root = s(&env.root);
+    let out = env
+        .vouch()
+        .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .args([
+            "audit",
+            &root,
+            "--remote",
+            url,
+            "--format",
+            "json",
+            "--retries",
+            "1",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    let doc = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("exit {code}: not JSON ({e}): {}", stderr_of(&out)));
+    (code, doc)
+}
+
+#[test]
+fn an_md5_etag_match_is_no_read_for_a_deep_run_or_read_within() {
+    let env = Env::new();
+    let moto = crate::support::moto::MotoServer::start();
+    moto.create_bucket("md5proof");
+    for (name, content) in [("a", &b"alpha content"[..]), ("b", &b"beta content"[..])] {
+        env.write(name, content);
+        moto.put_object("md5proof", &format!("p/{name}"), content);
+    }
+    let url = "s3://md5proof/p";
+    let within = |doc: &Value| doc["summary"]["verified_within"]["1d"]["objects"].as_u64();
+
+    // Quick: both proven by their MD5 ETags, none of them read.
+    let (code, doc) = audit_with(&env, url, &moto.env(), &["--md5"]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["summary"]["verified"], 2);
+    assert_eq!(doc["summary"]["verified_by_md5"], 2);
+    assert_eq!(doc["summary"]["objects_read"], 0);
+    assert_eq!(
+        within(&doc),
+        None,
+        "read within a day: nothing was read: {doc}"
+    );
+
+    // Deep reads every object, whatever its ETag says (and the cached MD5
+    // proof is no read either).
+    let (code, doc) = audit_with(&env, url, &moto.env(), &["--md5", "--mode", "deep"]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["summary"]["objects_read"], 2, "{doc}");
+    assert_eq!(doc["summary"]["verified"], 2);
+    assert_eq!(doc["summary"]["verified_by_md5"], 0);
+    assert_eq!(within(&doc), Some(2));
+
+    // Now the proofs are reads: a quick run keeps them, and counts them.
+    let (code, doc) = audit_with(&env, url, &moto.env(), &["--md5"]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["summary"]["verified_by_md5"], 0);
+    assert_eq!(doc["summary"]["objects_read"], 0);
+    assert_eq!(within(&doc), Some(2));
+}
+
+#[test]
+fn a_directory_backup_rewritten_with_its_mtime_put_back_is_read_again() {
+    let env = Env::new();
+    let backup = env.dir.path().join("backup");
+    env.write("db.dump", b"the real dump contents");
+    let copy = Env::write_in(&backup, "db.dump", b"the real dump contents");
+    let url = s(&backup);
+    let (code, doc) = audit_with(&env, &url, &[], &["--mode", "deep"]);
+    assert_eq!(
+        (code, doc["summary"]["objects_read"].as_u64()),
+        (0, Some(1))
+    );
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&copy).unwrap());
+
+    // Rewritten in place (same inode, same size) and its mtime put back,
+    // as `touch -r`, `rsync --times` or bit rot leave it.
+    std::fs::write(&copy, b"THE REAL DUMP CONTENTS").unwrap();
+    set_old_mtime(&copy);
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&copy).unwrap()),
+        ino
+    );
+    let (code, doc) = audit_with(&env, &url, &[], &["--mode", "deep"]);
+    assert_eq!(code, 1, "not verified from the earlier read: {doc}");
+    assert_eq!(findings(&doc), pairs(&[("corrupt", "db.dump")]));
+    assert_eq!(doc["summary"]["objects_read"], 1);
+}
+
+#[test]
+fn an_earlier_read_holds_only_for_the_same_etag_size_and_last_modified() {
+    let env = Env::new();
+    let moto = crate::support::moto::MotoServer::start();
+    moto.create_bucket("sameetag");
+    env.write("f", b"some content");
+    moto.put_object("sameetag", "p/f", b"some content");
+    let url = "s3://sameetag/p";
+    let (code, doc) = audit_with(&env, url, &moto.env(), &["--mode", "deep"]);
+    assert_eq!(
+        (code, doc["summary"]["objects_read"].as_u64()),
+        (0, Some(1))
+    );
+    // `--no-head`: only what earlier runs proved counts (no fresh proof
+    // from the store's checksums).
+    let (code, doc) = audit_with(&env, url, &moto.env(), &["--no-head"]);
+    assert_eq!((code, doc["summary"]["verified"].as_u64()), (0, Some(1)));
+
+    // Replaced by an object with the same ETag (here: the same bytes; an
+    // MD5 collision or a store whose ETag is no content hash would do the
+    // same) but a later LastModified: what the read proved no longer holds.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    moto.put_object("sameetag", "p/f", b"some content");
+    let (code, doc) = audit_with(&env, url, &moto.env(), &["--no-head"]);
+    assert_eq!(code, 0);
+    assert_eq!(doc["summary"]["verified"], 0, "{doc}");
+    assert_eq!(findings(&doc), pairs(&[("unverified", "f")]));
+    let (code, doc) = audit_with(&env, url, &moto.env(), &["--mode", "deep"]);
+    assert_eq!(
+        (code, doc["summary"]["objects_read"].as_u64()),
+        (0, Some(1))
+    );
+}
+
+#[test]
+fn a_failed_run_writes_no_discrepancy_count_to_its_metrics() {
+    let env = Env::new();
+    let backup = env.dir.path().join("backup");
+    env.write("f", b"data");
+    Env::write_in(&backup, "f", b"data");
+    let prom = env.dir.path().join("vouch.prom");
+    let run = || {
+        env.vouch()
+            .args([
+                "audit",
+                &s(&env.root),
+                "--remote",
+                &s(&backup),
+                "--metrics",
+                &s(&prom),
+            ])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(run().status.code(), Some(0));
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(text.contains("vouch_discrepancies{"), "{text}");
+    // The backup disk is gone: the run fails, and its metrics must not
+    // read as "0 discrepancies".
+    std::fs::rename(&backup, env.dir.path().join("unplugged")).unwrap();
+    assert_eq!(run().status.code(), Some(2));
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(!text.contains("vouch_discrepancies"), "{text}");
+    assert!(!text.contains("vouch_findings"), "{text}");
+    let exit = text
+        .lines()
+        .find(|l| l.starts_with("vouch_last_run_exit_code{"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(exit.ends_with(" 2"), "{exit}");
+    let success = text
+        .lines()
+        .find(|l| l.starts_with("vouch_last_success_timestamp_seconds{"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        !success.ends_with(" 0"),
+        "the last success is kept: {success}"
+    );
+}
+
+#[test]
+fn zero_byte_folder_markers_are_skipped_and_counted_not_extra() {
+    let env = Env::new();
+    let moto = crate::support::moto::MotoServer::start();
+    moto.create_bucket("markers");
+    env.write("photos/a.jpg", b"a photo");
+    std::fs::create_dir(env.root.join("empty")).unwrap();
+    moto.put_object("markers", "p/photos/a.jpg", b"a photo");
+    // Folders made in the S3 console: the prefix itself, a folder with a
+    // file, an empty folder. object_store lists `x/` as `x`.
+    for marker in ["p/", "p/photos/", "p/empty/"] {
+        moto.put_object("markers", marker, b"");
+    }
+    let (code, doc) = audit_with(&env, "s3://markers/p", &moto.env(), &["--mode", "deep"]);
+    assert_eq!(
+        (code, findings(&doc)),
+        (0, pairs(&[("added", "photos/a.jpg")])),
+        "no `extra`: {doc}"
+    );
+    assert_eq!(doc["summary"]["directory_markers_skipped"], 3, "{doc}");
+    assert_eq!(doc["summary"]["verified"], 1);
+    assert_eq!(doc["summary"]["remote_objects"], 1);
+}
+
+#[test]
+fn an_index_inside_root_is_never_part_of_the_tree() {
+    let env = Env::new();
+    env.write("data.txt", b"the data");
+    // The index inside the audited tree, as the default one under $HOME
+    // is when a user audits $HOME.
+    let index = env.root.join(".local/vouch/index.sqlite3");
+    let backup = env.dir.path().join("backup");
+    let vouch = |args: &[&str]| {
+        let out = assert_cmd::Command::cargo_bin("vouch")
+            .unwrap()
+            .env_remove("VOUCH_INDEX")
+            .arg("--index")
+            .arg(&index)
+            .args(args)
+            .args(["--format", "json"])
+            .output()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", stderr_of(&out)));
+        (out.status.code().unwrap_or(-1), doc)
+    };
+    let root = s(&env.root);
+    let (code, doc) = vouch(&["scan", &root]);
+    assert_eq!((code, findings(&doc)), (0, pairs(&[("added", "data.txt")])));
+    for _ in 0..2 {
+        let (code, doc) = vouch(&["scan", &root]);
+        assert_eq!((code, findings(&doc)), (0, vec![]), "{doc}");
+    }
+    // A backup job that copied the tree, index and all: the copy of the
+    // index is not `extra`.
+    Env::write_in(&backup, "data.txt", b"the data");
+    Env::write_in(&backup, ".local/vouch/index.sqlite3", b"an old copy");
+    Env::write_in(&backup, ".local/vouch/index.sqlite3-wal", b"wal");
+    let (code, doc) = vouch(&["audit", &root, "--remote", &s(&backup), "--mode", "deep"]);
+    assert_eq!((code, findings(&doc)), (0, vec![]), "{doc}");
+    assert_eq!(doc["summary"]["verified"], 1);
+}
+
+#[test]
+fn the_remote_identity_names_the_endpoint_whatever_variable_chose_it() {
+    let env = Env::new();
+    let moto = crate::support::moto::MotoServer::start();
+    moto.create_bucket("samename");
+    env.write("f", b"content");
+    moto.put_object("samename", "p/f", b"content");
+    // Server B: another endpoint (here a proxy in front of the same data,
+    // so its listing looks the same as A's).
+    let b = crate::support::proxy::Proxy::start(&moto.endpoint);
+    let audit = |endpoint: &str| {
+        let vars: Vec<(String, String)> = moto
+            .env()
+            .into_iter()
+            .filter(|(k, _)| k != "AWS_ENDPOINT_URL")
+            .chain([("AWS_ENDPOINT_URL_S3".to_string(), endpoint.to_string())])
+            .collect();
+        let out = env
+            .vouch()
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT")
+            .envs(vars)
+            .args(["audit", &s(&env.root), "--remote", "s3://samename/p"])
+            .args(["--mode", "deep", "--format", "json", "--retries", "1"])
+            .output()
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", stderr_of(&out)));
+        (out.status.code(), doc)
+    };
+    let (code, doc) = audit(&moto.endpoint);
+    assert_eq!(code, Some(0), "{doc}");
+    assert_eq!(doc["summary"]["objects_read"], 1);
+    assert_eq!(
+        doc["summary"]["remote"],
+        format!("s3://samename/p @{}", moto.endpoint)
+    );
+    // The same bucket name on server B: its own remote, read afresh, not
+    // verified from what was read on A.
+    let (code, doc) = audit(&b.endpoint);
+    assert_eq!(code, Some(0), "{doc}");
+    assert_eq!(
+        doc["summary"]["remote"],
+        format!("s3://samename/p @{}", b.endpoint)
+    );
+    assert_eq!(doc["summary"]["objects_read"], 1, "{doc}");
+}
