@@ -80,8 +80,10 @@ impl RunOutcome {
                     name,
                     "vouch_findings"
                         | "vouch_discrepancies"
-                        | "vouch_files_verified"
-                        | "vouch_bytes_verified"
+                        | "vouch_verified_files"
+                        | "vouch_verified_bytes"
+                        | "vouch_proven_ratio"
+                        | "vouch_proven_within_ratio"
                         | "vouch_coverage_ratio"
                 )
             {
@@ -322,8 +324,9 @@ mod tests {
         for absent in [
             "vouch_findings",
             "vouch_discrepancies",
-            "vouch_files_verified",
-            "vouch_bytes_verified",
+            "vouch_verified_files",
+            "vouch_verified_bytes",
+            "vouch_proven_ratio",
         ] {
             assert!(!text.contains(absent), "{absent} in {text}");
         }
