@@ -501,7 +501,7 @@ impl std::str::FromStr for Age {
 /// The config file holds sizes and ages as strings, fractions as numbers;
 /// each is checked by the same parser as on the command line.
 macro_rules! deserialize_via_from_str {
-    ($t:ty, $expect:literal) => {
+    ($t:ty) => {
         impl<'de> Deserialize<'de> for $t {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
                 #[derive(Deserialize)]
@@ -521,9 +521,9 @@ macro_rules! deserialize_via_from_str {
         }
     };
 }
-deserialize_via_from_str!(Size, "a size");
-deserialize_via_from_str!(Fraction, "a fraction");
-deserialize_via_from_str!(Age, "an age");
+deserialize_via_from_str!(Size);
+deserialize_via_from_str!(Fraction);
+deserialize_via_from_str!(Age);
 
 /// Parses a byte size: `1024`, `64K`, `500MiB`, `10G`, `2TB` (powers of 1024).
 pub fn parse_size(text: &str) -> Result<u64, String> {

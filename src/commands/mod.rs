@@ -19,7 +19,7 @@ pub mod scan;
 pub mod verify;
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
@@ -248,9 +248,4 @@ pub fn finish_comparison(
     } else {
         Outcome::Discrepancies
     })
-}
-
-/// `Some(path)` displayed, for messages and metrics labels.
-pub fn shown(path: &Path) -> String {
-    path.display().to_string()
 }
