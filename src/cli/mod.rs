@@ -239,9 +239,15 @@ pub struct AuditArgs {
     /// file:///abs/path or a directory path
     #[arg(long, value_name = "URL", required_unless_present = "misplaced_remote")]
     pub remote: Option<String>,
-    /// Endpoint of an S3-compatible server (else AWS_ENDPOINT_URL)
+    /// Endpoint of an S3-compatible server (else AWS_ENDPOINT_URL, else
+    /// the profile's endpoint_url)
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
+    /// AWS profile of ~/.aws/credentials and ~/.aws/config for s3://
+    /// remotes: its credentials (keys, role_arn, SSO, credential_process),
+    /// region and endpoint_url [default: AWS_PROFILE, else `default`]
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
     /// quick: listing only; deep: read every object not yet verified;
     /// scrub: quick plus re-reads up to --scrub-budget [default: quick]
     #[arg(long, value_enum)]

@@ -170,6 +170,7 @@ pub fn resolve_audit(a: &AuditArgs) -> Result<AuditSettings> {
         root: root.clone(),
         remote: remote.clone(),
         endpoint: a.endpoint.clone(),
+        profile: a.profile.clone(),
         mode: match a.mode.unwrap_or(ModeArg::Quick) {
             ModeArg::Quick => Mode::Quick,
             ModeArg::Deep => Mode::Deep,

@@ -26,6 +26,8 @@ pub struct AuditSettings {
     pub root: PathBuf,
     pub remote: String,
     pub endpoint: Option<String>,
+    /// The AWS profile (`--profile`).
+    pub profile: Option<String>,
     pub mode: Mode,
     pub scrub_budget: u64,
     pub jobs: usize,
@@ -75,6 +77,7 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
         let excludes = Excludes::new(&s.excludes)?;
         let remote_opts = RemoteOptions {
             endpoint: s.endpoint.clone(),
+            profile: s.profile.clone(),
             retries: s.retries,
             timeout: s.timeout.max(Duration::from_secs(1)),
         };
@@ -167,6 +170,7 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
                 (Kind::Corrupt, sc.corrupt),
                 (Kind::Shrunk, sc.shrunk),
                 (Kind::Damaged, sc.damaged),
+                (Kind::Accepted, sc.accepted),
             ] {
                 if n > 0 {
                     let total = json.get(kind.name()).and_then(Value::as_u64).unwrap_or(0) + n;

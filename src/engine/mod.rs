@@ -7,6 +7,8 @@
 //! a terminal, so every command (and every test) drives them the same way.
 
 pub mod audit;
+#[cfg(feature = "aws-config")]
+pub mod aws_chain;
 pub mod checks;
 pub mod compare;
 pub mod exclude;

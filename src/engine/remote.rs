@@ -3,7 +3,8 @@
 //! `s3://bucket/prefix` (AWS or any S3-compatible server), `gs://…` and
 //! `az://…` go through the same `ObjectStore` trait, so the audit has one
 //! code path. Credentials and endpoints come from the standard environment
-//! (`AWS_*`, `GOOGLE_*`, `AZURE_*`) plus `--endpoint`; an object store is
+//! (`AWS_*`, `GOOGLE_*`, `AZURE_*`), the AWS config files (see
+//! [`crate::engine::aws_chain`]), `az login`, plus `--endpoint`; an object store is
 //! listed once when it is opened, so a missing bucket or an unreachable
 //! endpoint fails before the index is touched. vouch only lists and reads:
 //! no method here writes to a remote.
@@ -38,6 +39,8 @@ use crate::model::{Listed, ReadError, paths};
 pub struct RemoteOptions {
     /// Overrides the endpoint (S3-compatible servers, emulators).
     pub endpoint: Option<String>,
+    /// The AWS profile (`--profile`; else `AWS_PROFILE`, else `default`).
+    pub profile: Option<String>,
     /// Retries of a failed request, with exponential backoff.
     pub retries: usize,
     /// Longest wait for any single read from the network.
@@ -48,6 +51,7 @@ impl Default for RemoteOptions {
     fn default() -> Self {
         RemoteOptions {
             endpoint: None,
+            profile: None,
             retries: 4,
             timeout: Duration::from_secs(60),
         }
@@ -65,6 +69,8 @@ pub struct Remote {
     pub dir: Option<std::path::PathBuf>,
     /// Asks the store for its stored checksums (object stores only).
     pub prober: Option<crate::engine::proof::probe::Prober>,
+    /// Where requests go, for error messages.
+    said: Where,
 }
 
 /// Timeouts, as config keys: set one by one so they do not replace the
@@ -100,6 +106,7 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
     let parsed = url::Url::parse(url);
     let mut dir = None;
     let mut backend = None;
+    let mut said = Where::default();
     let (store, prefix, id): (Arc<dyn ObjectStore>, Path, String) = match parsed {
         Ok(u) if u.scheme() == "file" => {
             let path = u
@@ -125,6 +132,27 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                     for (k, v) in client_config(opts) {
                         b = b.with_config(AmazonS3ConfigKey::Client(k), v);
                     }
+                    // What flags and the environment left open: credentials,
+                    // region and endpoint from the AWS SDK's chain.
+                    #[allow(unused_mut)]
+                    let mut ep_from = "AWS_ENDPOINT_URL".to_string();
+                    #[cfg(feature = "aws-config")]
+                    {
+                        use crate::engine::aws_chain;
+                        let profile = opts.profile.as_deref();
+                        let (b2, set) = aws_chain::configure(b, profile, opts.endpoint.is_some())
+                            .map_err(|e| anyhow!("remote {url}: {e}"))?;
+                        b = b2;
+                        if set.is_some() {
+                            ep_from = aws_chain::endpoint_source(profile);
+                        }
+                    }
+                    #[cfg(not(feature = "aws-config"))]
+                    if opts.profile.is_some() {
+                        bail!(
+                            "remote {url}: --profile needs vouch built with its aws-config feature (the default)"
+                        );
+                    }
                     if let Some(ep) = &opts.endpoint {
                         check_endpoint(url, ep, "--endpoint")?;
                         // `--endpoint` wins over AWS_ENDPOINT_URL_S3 too
@@ -136,8 +164,9 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                             b = b.with_allow_http(true);
                         }
                     } else if let Some(ep) = b.get_config_value(&AmazonS3ConfigKey::Endpoint) {
-                        // From AWS_ENDPOINT_URL (the builder read it).
-                        check_endpoint(url, &ep, "AWS_ENDPOINT_URL")?;
+                        // From AWS_ENDPOINT_URL (the builder read it) or
+                        // the AWS config.
+                        check_endpoint(url, &ep, &ep_from)?;
                         host = Some(ep.clone());
                         let allowed = b
                             .get_config_value(&AmazonS3ConfigKey::Client(
@@ -151,7 +180,7 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                             });
                         if ep.starts_with("http://") && !allowed {
                             bail!(
-                                "remote {url}: the endpoint {ep} is plain http; set AWS_ALLOW_HTTP=true to allow it (or use https://)"
+                                "remote {url}: the endpoint {ep} (from {ep_from}) is plain http; set AWS_ALLOW_HTTP=true to allow it (or use https://)"
                             );
                         }
                     }
@@ -190,6 +219,9 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                     for (k, v) in client_config(opts) {
                         b = b.with_config(AzureConfigKey::Client(k), v);
                     }
+                    if azure_cli_signed_in(&b) {
+                        b = b.with_use_azure_cli(true);
+                    }
                     if let Some(ep) = &opts.endpoint {
                         check_endpoint(url, ep, "--endpoint")?;
                         b = b.with_endpoint(ep.clone());
@@ -206,7 +238,12 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                 ),
             };
             let host = host.unwrap_or_else(|| format!("the {} service", u.scheme()));
-            probe(&store, &prefix, url, bucket, &host)?;
+            said = Where {
+                url: url.to_string(),
+                bucket: bucket.to_string(),
+                host,
+            };
+            probe(&store, &prefix, &said)?;
             (store, prefix, identity(url, opts)?)
         }
         // A plain path (also `C:`-like one-letter "schemes" never occur on Unix).
@@ -222,20 +259,56 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
         id,
         dir,
         prober,
+        said,
     })
+}
+
+/// True when no Azure credential is configured (no key, SAS, token,
+/// service principal, workload identity, managed identity setting, or
+/// `AZURE_USE_AZURE_CLI` either way) and the Azure CLI has signed in on
+/// this machine (`az login`: `azureProfile.json` in `AZURE_CONFIG_DIR` or
+/// `~/.azure`, `az` on PATH). `object_store` asks the CLI only when told
+/// to and otherwise falls back to the managed identity endpoint, which
+/// off Azure fails where `az storage blob list` works.
+fn azure_cli_signed_in(b: &object_store::azure::MicrosoftAzureBuilder) -> bool {
+    use object_store::azure::AzureConfigKey as K;
+    let set = |k: K| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
+    let on = |k: K| b.get_config_value(&k).is_some_and(|v| v == "true");
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let configured = [
+        K::AccessKey,
+        K::SasKey,
+        K::Token,
+        K::ClientId,
+        K::ClientSecret,
+        K::FederatedTokenFile,
+        K::MsiEndpoint,
+        K::ObjectId,
+        K::MsiResourceId,
+        K::CredentialType,
+    ]
+    .into_iter()
+    .any(set)
+        || on(K::UseEmulator)
+        || on(K::SkipSignature)
+        || var("AZURE_USE_AZURE_CLI").is_some();
+    if configured {
+        return false;
+    }
+    let dir = var("AZURE_CONFIG_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| var("HOME").map(|h| std::path::PathBuf::from(h).join(".azure")));
+    let signed_in = dir.is_some_and(|d| d.join("azureProfile.json").is_file());
+    let az_on_path =
+        var("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("az").is_file()));
+    signed_in && az_on_path
 }
 
 /// Lists the first page of an object store before anything else happens,
 /// so that a bucket that does not exist, refused credentials or an
 /// unreachable endpoint fail the command before it opens the index or
 /// scans the tree (which then stay exactly as they were).
-fn probe(
-    store: &Arc<dyn ObjectStore>,
-    prefix: &Path,
-    url: &str,
-    bucket: &str,
-    host: &str,
-) -> Result<()> {
+fn probe(store: &Arc<dyn ObjectStore>, prefix: &Path, w: &Where) -> Result<()> {
     std::thread::scope(|s| {
         // A thread of its own: the caller may already be inside a runtime.
         s.spawn(|| -> Result<()> {
@@ -246,7 +319,7 @@ fn probe(
             rt.block_on(async {
                 let prefix = (!prefix.as_ref().is_empty()).then_some(prefix);
                 match store.list(prefix).next().await {
-                    Some(Err(e)) => Err(explain(&e, url, bucket, host)),
+                    Some(Err(e)) => Err(explain(&e, w)),
                     _ => Ok(()),
                 }
             })
@@ -254,7 +327,8 @@ fn probe(
         .join()
         .unwrap_or_else(|_| {
             Err(anyhow!(
-                "remote {url} cannot be listed: the listing panicked"
+                "remote {} cannot be listed: the listing panicked",
+                w.url
             ))
         })
     })
@@ -286,34 +360,88 @@ fn xml_code(text: &str) -> Option<&str> {
     Some(&text[start..start + len])
 }
 
-/// One line that says what went wrong with listing a remote, and what to
-/// do: no XML, no request ids.
-fn explain(e: &object_store::Error, url: &str, bucket: &str, host: &str) -> anyhow::Error {
+/// Where a remote's requests go, for error messages.
+#[derive(Debug, Clone, Default)]
+struct Where {
+    url: String,
+    bucket: String,
+    /// The endpoint, or "the s3 service".
+    host: String,
+}
+
+/// What a failed request was doing.
+#[derive(Debug, Clone, Copy)]
+enum Doing<'a> {
+    Listing,
+    /// A GET of this key.
+    Reading(&'a str),
+}
+
+/// A failure of the remote as a whole rather than of one object (no
+/// credentials, access denied, no such bucket, no answer): one line that
+/// says what to do, no XML, no request ids. `None` for anything else.
+fn fatal(e: &object_store::Error, w: &Where, doing: Doing<'_>) -> Option<anyhow::Error> {
     use object_store::client::{HttpError, HttpErrorKind};
+    let Where { url, bucket, host } = w;
     let text = e.to_string();
-    // Any failure on the way to the instance metadata service: the chain
-    // found no credentials before it.
-    if text.contains("/latest/api/token") || text.contains("/latest/meta-data/") {
-        return anyhow!(
-            "remote {url}: no AWS credentials found (looked at AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_WEB_IDENTITY_TOKEN_FILE, the container credentials endpoint and the instance metadata service); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-        );
-    }
+    let (what, to) = match doing {
+        Doing::Listing => (format!("listing {url}"), "to list it".to_string()),
+        Doing::Reading(key) => (format!("reading {key} (GET)"), format!("to read {key}")),
+    };
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
+        #[cfg(feature = "aws-config")]
+        if let Some(c) = err.downcast_ref::<crate::engine::aws_chain::CredentialsFailed>() {
+            return Some(anyhow!("remote {url}: {c}"));
+        }
         if let Some(h) = err.downcast_ref::<HttpError>() {
             match h.kind() {
                 HttpErrorKind::Timeout => {
-                    return anyhow!(
-                        "remote {url}: timed out listing it: no answer from {host} within --timeout"
-                    );
+                    return Some(match doing {
+                        Doing::Listing => anyhow!(
+                            "remote {url}: timed out listing it: no answer from {host} within --timeout"
+                        ),
+                        Doing::Reading(key) => anyhow!(
+                            "remote {url}: timed out reading {key} (GET): no answer from {host} within --timeout"
+                        ),
+                    });
                 }
                 HttpErrorKind::Connect => {
-                    return anyhow!("remote {url}: cannot connect to {host} to list it: {h}");
+                    return Some(anyhow!("remote {url}: cannot connect to {host} {to}: {h}"));
                 }
                 _ => {}
             }
         }
         source = err.source();
+    }
+    // Any failure on the way to the instance metadata service
+    // (object_store's own chain): it found no credentials before it.
+    if text.contains("/latest/api/token") || text.contains("/latest/meta-data/") {
+        return Some(anyhow!(
+            "remote {url}: no AWS credentials found (looked at AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_WEB_IDENTITY_TOKEN_FILE, the container credentials endpoint and the instance metadata service); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        ));
+    }
+    // The same for Google Cloud and Azure (object_store's chains).
+    if text.contains("computeMetadata/") || text.contains("metadata.google.internal") {
+        return Some(anyhow!(
+            "remote {url}: no Google credentials found (looked at GOOGLE_SERVICE_ACCOUNT, GOOGLE_SERVICE_ACCOUNT_KEY, GOOGLE_APPLICATION_CREDENTIALS, ~/.config/gcloud/application_default_credentials.json and the metadata server); run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
+        ));
+    }
+    if text.contains("/metadata/identity/oauth2/token") {
+        return Some(anyhow!(
+            "remote {url}: no Azure credentials found (looked at AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_KEY, AZURE_STORAGE_TOKEN, AZURE_CLIENT_ID with AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE, `az login` and the managed identity endpoint); run `az login` or set AZURE_STORAGE_ACCOUNT_KEY"
+        ));
+    }
+    if text.contains("az account get-access-token") {
+        return Some(anyhow!(
+            "remote {url}: the Azure CLI gave no token ({}); run `az login` again, or set AZURE_USE_AZURE_CLI=false to use other credentials",
+            text.split("command failed:")
+                .nth(1)
+                .unwrap_or(&text)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
     }
     let code = xml_code(&text);
     let denied = matches!(
@@ -327,34 +455,59 @@ fn explain(e: &object_store::Error, url: &str, bucket: &str, host: &str) -> anyh
                 | "ExpiredToken"
                 | "AuthorizationFailure"
                 | "AuthenticationFailed"
+                | "NotSignedUp"
         )
     );
     if code == Some("NoSuchBucket") || code == Some("ContainerNotFound") {
-        anyhow!("remote {url}: bucket {bucket:?} does not exist (at {host})")
+        Some(anyhow!(
+            "remote {url}: bucket {bucket:?} does not exist (at {host})"
+        ))
     } else if denied
-        || matches!(
-            e,
-            object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. }
-        )
-        || (text.contains("403 Forbidden") && code.is_none())
+        || (code.is_none()
+            && (matches!(
+                e,
+                object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }
+            ) || text.contains("403 Forbidden")))
     {
-        anyhow!(
-            "remote {url}: access denied listing {url}{}: check the credentials and the bucket's policy",
+        let hint = match doing {
+            Doing::Listing => "check the credentials and the bucket's policy",
+            Doing::Reading(_) => {
+                "check the credentials and the bucket's policy (reading needs s3:GetObject, and kms:Decrypt for SSE-KMS objects)"
+            }
+        };
+        Some(anyhow!(
+            "remote {url}: access denied {what}{}: {hint}",
             code.map(|c| format!(" ({c})")).unwrap_or_default()
-        )
+        ))
     } else {
-        // Whatever it is, without an XML body.
-        let short = text
-            .split("<?xml")
-            .next()
-            .unwrap_or(&text)
-            .trim_end_matches([' ', ':']);
-        match code {
-            Some(c) => anyhow!("remote {url} cannot be listed: {c}: {short}"),
-            None => anyhow!("remote {url} cannot be listed: {short}"),
-        }
+        None
     }
+}
+
+/// An error without its XML body, on one line.
+fn short(e: &object_store::Error) -> String {
+    let text = e.to_string();
+    let code = xml_code(&text).map(str::to_string);
+    let head = text
+        .split("<?xml")
+        .next()
+        .unwrap_or(&text)
+        .trim_end_matches([' ', ':'])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    match code {
+        Some(c) => format!("{c}: {head}"),
+        None => head,
+    }
+}
+
+/// One line that says what went wrong with listing a remote, and what to
+/// do.
+fn explain(e: &object_store::Error, w: &Where) -> anyhow::Error {
+    fatal(e, w, Doing::Listing)
+        .unwrap_or_else(|| anyhow!("remote {} cannot be listed: {}", w.url, short(e)))
 }
 
 fn open_dir(
@@ -380,8 +533,9 @@ fn open_dir(
 }
 
 /// The name under which the index records a remote, derived from the URL
-/// alone (no network, no filesystem), so that a run which could not even
-/// reach its remote is still recorded under the same name: a directory is
+/// and the configuration alone (no network; for S3 the AWS config files
+/// may name the endpoint), so that a run which could not even reach its
+/// remote is still recorded under the same name: a directory is
 /// `file://` and its absolute path; an object store is scheme, bucket and
 /// prefix, plus the endpoint when one is set.
 pub fn identity(url: &str, opts: &RemoteOptions) -> Result<String> {
@@ -425,9 +579,13 @@ fn s3_endpoint(url: &str, opts: &RemoteOptions) -> Option<String> {
         return Some(ep.clone());
     }
     let b = AmazonS3Builder::from_env().with_url(url);
-    b.get_config_value(&AmazonS3ConfigKey::S3Endpoint)
+    let from_env = b
+        .get_config_value(&AmazonS3ConfigKey::S3Endpoint)
         .or_else(|| b.get_config_value(&AmazonS3ConfigKey::Endpoint))
-        .filter(|ep| !ep.is_empty())
+        .filter(|ep| !ep.is_empty());
+    #[cfg(feature = "aws-config")]
+    let from_env = from_env.or_else(|| crate::engine::aws_chain::endpoint(opts.profile.as_deref()));
+    from_env
 }
 
 /// The ETag of a file in a directory remote: its version, from what a
@@ -560,11 +718,14 @@ impl Remote {
             format!("{}/", prefix.as_ref())
         };
         let whole = prefix.as_ref().to_string();
-        let id = self.id.clone();
+        let said = self.said.clone();
         self.store
             .list((!prefix.as_ref().is_empty()).then_some(&prefix))
             .map(move |item| {
-                let meta = item.map_err(|e| anyhow!("listing {id} failed: {e}"))?;
+                let meta = item.map_err(|e| {
+                    fatal(&e, &said, Doing::Listing)
+                        .unwrap_or_else(|| anyhow!("listing {} failed: {}", said.url, short(&e)))
+                })?;
                 let full = meta.location.as_ref();
                 // object_store drops a trailing `/`: the marker `prefix/`
                 // arrives as the prefix itself, which is key "" here.
@@ -617,28 +778,34 @@ impl Remote {
             if_match: etag.map(str::to_string),
             ..Default::default()
         };
+        let key = location.as_ref();
         let result = self
             .store
             .get_opts(&location, options)
             .await
-            .map_err(read_error)?;
+            .map_err(|e| self.read_error(e, key))?;
         let mut stream = result.into_stream();
         let mut hasher = blake3::Hasher::new();
         let mut total = 0u64;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(read_error)?;
+            let chunk = chunk.map_err(|e| self.read_error(e, key))?;
             hasher.update(&chunk);
             total += chunk.len() as u64;
         }
         Ok((*hasher.finalize().as_bytes(), total))
     }
-}
 
-fn read_error(e: object_store::Error) -> ReadError {
-    match e {
-        object_store::Error::NotFound { .. } => ReadError::NotFound,
-        object_store::Error::Precondition { .. } => ReadError::Changed,
-        other => ReadError::Other(other.to_string()),
+    /// A failed GET: the object's own trouble, or the remote's as a
+    /// whole (credentials, permissions, no answer), which ends the audit.
+    fn read_error(&self, e: object_store::Error, key: &str) -> ReadError {
+        match e {
+            object_store::Error::NotFound { .. } => ReadError::NotFound,
+            object_store::Error::Precondition { .. } => ReadError::Changed,
+            other => match fatal(&other, &self.said, Doing::Reading(key)) {
+                Some(f) => ReadError::Fatal(f.to_string()),
+                None => ReadError::Other(short(&other)),
+            },
+        }
     }
 }
 

@@ -190,4 +190,20 @@ impl Acceptance {
             && content_of(f.local.as_ref()) == content_of(self.local.as_ref())
             && content_of(f.remote.as_ref()) == content_of(self.remote.as_ref())
     }
+
+    /// Reports `f` (which this covers) as `accepted`, saying what it was,
+    /// when it was accepted and why.
+    pub fn mark(&self, f: &mut Finding) {
+        let until = self
+            .until
+            .map(|t| format!(", until {}", super::format_time(t)))
+            .unwrap_or_default();
+        f.detail = Some(format!(
+            "{} accepted {}{until}: {}",
+            f.kind,
+            super::format_time(self.accepted_at),
+            self.reason
+        ));
+        f.kind = Kind::Accepted;
+    }
 }

@@ -120,6 +120,10 @@ pub enum ReadError {
     /// Replaced since it was listed (the ETag no longer matches).
     Changed,
     Other(String),
+    /// The remote as a whole refused or stopped answering (credentials,
+    /// permissions, a timeout): one line that says what to do; the audit
+    /// ends with it (exit 2) rather than blaming the object.
+    Fatal(String),
 }
 
 impl std::fmt::Display for ReadError {
@@ -127,7 +131,7 @@ impl std::fmt::Display for ReadError {
         match self {
             ReadError::NotFound => f.write_str("deleted after it was listed"),
             ReadError::Changed => f.write_str("replaced while the audit ran"),
-            ReadError::Other(e) => f.write_str(e),
+            ReadError::Other(e) | ReadError::Fatal(e) => f.write_str(e),
         }
     }
 }

@@ -5,6 +5,7 @@
 mod support;
 
 mod audit;
+mod credentials;
 mod damage;
 mod false_ok;
 mod inventory;

@@ -294,10 +294,17 @@ fn audit_err(env: &Env, url: &str, vars: &[(String, String)], args: &[&str]) -> 
         "AWS_WEB_IDENTITY_TOKEN_FILE",
         "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
         "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
     ] {
         cmd.env_remove(k);
     }
+    // No ~/.aws of the machine running the tests.
+    let home = env.dir.path().join("empty-home");
+    std::fs::create_dir_all(&home).unwrap();
     let out = cmd
+        .env("HOME", &home)
         .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .args(["audit", env.root.to_str().unwrap(), "--remote", url])
         .args(["--retries", "0"])
@@ -374,6 +381,10 @@ fn s3_errors_say_what_to_do() {
         .cloned()
         .collect();
     none.push(("AWS_METADATA_ENDPOINT".into(), "http://127.0.0.1:9".into()));
+    none.push((
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT".into(),
+        "http://127.0.0.1:9".into(),
+    ));
     one_line_with(
         audit_err(&env, "s3://bkt/x", &none, &[]),
         &["no AWS credentials found", "AWS_ACCESS_KEY_ID"],

@@ -697,18 +697,7 @@ impl Recorder<'_> {
         if let Some(a) = self.accepted.get(&(f.path.clone(), f.kind))
             && a.covers(&f, self.now)
         {
-            let until = a
-                .until
-                .map(|t| format!(", until {}", format_time(t)))
-                .unwrap_or_default();
-            let detail = format!(
-                "{} accepted {}{until}: {}",
-                f.kind,
-                format_time(a.accepted_at),
-                a.reason
-            );
-            f.kind = Kind::Accepted;
-            f.detail = Some(detail);
+            a.mark(&mut f);
         }
         *self.summary.counts.entry(f.kind).or_default() += 1;
         batch.record_finding(self.run_id, self.prev_run, &mut f)?;

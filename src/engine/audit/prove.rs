@@ -128,6 +128,25 @@ pub(super) fn settle_proof(
                 bytes_hashed: 0,
             });
         }
+        // The remote as a whole, not this object: end the audit saying so.
+        Err(ProbeError::Denied(status)) => anyhow::bail!(
+            "remote {remote_id}: access denied asking for the checksums of {} (HEAD, {status}): check the credentials and the bucket's policy (s3:GetObject), or pass --no-head",
+            crate::model::paths::display(&task.remote.key)
+        ),
+        Err(ProbeError::Unreachable { host, timeout }) => anyhow::bail!(
+            "remote {remote_id}: {} asking for the checksums of {} (HEAD): {}",
+            if timeout {
+                "timed out"
+            } else {
+                "no connection"
+            },
+            crate::model::paths::display(&task.remote.key),
+            if timeout {
+                format!("no answer from {host} within --timeout")
+            } else {
+                format!("cannot connect to {host}")
+            }
+        ),
         Err(e) => {
             let detail = match e {
                 ProbeError::Changed => "the object was replaced while the audit ran".to_string(),

@@ -88,6 +88,7 @@ pub(super) fn settle_read(
                 .remote(remote_json)
                 .detail("the object was replaced while the audit ran"),
         ),
+        Err(ReadError::Fatal(e)) => anyhow::bail!("{e}"),
         Err(ReadError::Other(e)) => Some(
             Finding::new(Kind::Unreadable, key)
                 .local(local_json)

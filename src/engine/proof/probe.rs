@@ -38,6 +38,12 @@ pub enum ProbeError {
     Refused(String),
     /// The network or the store failed, after retries.
     Failed(String),
+    /// The store denied the request (HTTP 401/403): the credentials or
+    /// the policy, not the object; the audit ends with it.
+    Denied(String),
+    /// No answer (a timeout, or no connection) from this host, after
+    /// retries; the audit ends with it.
+    Unreachable { host: String, timeout: bool },
 }
 
 impl std::fmt::Display for ProbeError {
@@ -47,6 +53,14 @@ impl std::fmt::Display for ProbeError {
             ProbeError::Changed => f.write_str("replaced after it was listed"),
             ProbeError::Refused(e) => write!(f, "the store refused the request: {e}"),
             ProbeError::Failed(e) => write!(f, "request failed: {e}"),
+            ProbeError::Denied(e) => write!(f, "access denied ({e})"),
+            ProbeError::Unreachable {
+                host,
+                timeout: true,
+            } => {
+                write!(f, "no answer from {host} within --timeout")
+            }
+            ProbeError::Unreachable { host, .. } => write!(f, "cannot connect to {host}"),
         }
     }
 }
@@ -133,7 +147,11 @@ impl Prober {
         if !matches!(self.backend, Backend::S3(_)) {
             return Err(ProbeError::Refused("this store keeps no parts".into()));
         }
-        let h = self.s3_head(t, Some(k)).await?;
+        // A store that refuses part requests only lacks that proof.
+        let h = self.s3_head(t, Some(k)).await.map_err(|e| match e {
+            ProbeError::Denied(e) => ProbeError::Refused(e),
+            other => other,
+        })?;
         let size = content_length(&h)
             .ok_or_else(|| ProbeError::Failed("a part HEAD without Content-Length".into()))?;
         let count = header(&h, "x-amz-mp-parts-count").and_then(|v| v.parse().ok());
@@ -283,6 +301,7 @@ impl Prober {
         let mut wait = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
+            let mut unreachable = None;
             self.requests
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let result = build(&self.http).send().await;
@@ -293,6 +312,7 @@ impl Prober {
                         200..=299 => return Ok(resp.headers().clone()),
                         404 => return Err(ProbeError::NotFound),
                         412 => return Err(ProbeError::Changed),
+                        401 | 403 => return Err(ProbeError::Denied(format!("HTTP {status}"))),
                         // A HEAD has no body: name the status.
                         400..=499 if status != 408 && status != 429 => {
                             return Err(ProbeError::Refused(format!("HTTP {status}")));
@@ -300,11 +320,22 @@ impl Prober {
                         _ => format!("HTTP {status}"),
                     }
                 }
-                Err(e) => e.to_string(),
+                Err(e) => {
+                    if e.is_timeout() || e.is_connect() {
+                        let host = e.url().map_or_else(String::new, |u| {
+                            format!("{}://{}", u.scheme(), u.authority())
+                        });
+                        unreachable = Some(ProbeError::Unreachable {
+                            host,
+                            timeout: e.is_timeout(),
+                        });
+                    }
+                    e.to_string()
+                }
             };
             attempt += 1;
             if attempt > self.retries {
-                return Err(ProbeError::Failed(retry));
+                return Err(unreachable.unwrap_or(ProbeError::Failed(retry)));
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(10));

@@ -66,6 +66,57 @@ pub struct ScanOptions {
     pub checks_budget: Option<u64>,
 }
 
+/// `vouch accept` for the scan's own findings (`corrupt`, `shrunk`,
+/// `unreadable`, `damaged`): a finding an acceptance covers — same kind,
+/// same content — is reported and stored as `accepted`, and counted there
+/// instead of under its kind (the audit does the same for its findings).
+#[derive(Default)]
+pub(super) struct Acceptor {
+    map: HashMap<(Vec<u8>, Kind), crate::model::Acceptance>,
+    now: i64,
+    /// How many of each kind were accepted.
+    moved: std::cell::RefCell<HashMap<Kind, u64>>,
+}
+
+impl Acceptor {
+    fn load(index: &Index, root_id: i64) -> Result<Acceptor> {
+        Ok(Acceptor {
+            map: index
+                .acceptances(Some(root_id))?
+                .into_iter()
+                .map(|a| ((a.path.clone(), a.kind), a))
+                .collect(),
+            now: crate::model::now_unix(),
+            moved: Default::default(),
+        })
+    }
+
+    /// Marks `f` accepted when an acceptance covers it.
+    pub(super) fn apply(&self, f: &mut Finding) {
+        if let Some(a) = self.map.get(&(f.path.clone(), f.kind))
+            && a.covers(f, self.now)
+        {
+            *self.moved.borrow_mut().entry(f.kind).or_default() += 1;
+            a.mark(f);
+        }
+    }
+
+    /// Moves the accepted findings' counts to `accepted`.
+    fn settle(&self, summary: &mut ScanSummary) {
+        for (kind, n) in self.moved.borrow_mut().drain() {
+            let counter = match kind {
+                Kind::Unreadable => &mut summary.unreadable,
+                Kind::Corrupt => &mut summary.corrupt,
+                Kind::Shrunk => &mut summary.shrunk,
+                Kind::Damaged => &mut summary.damaged,
+                _ => continue,
+            };
+            *counter = counter.saturating_sub(n);
+            summary.accepted += n;
+        }
+    }
+}
+
 /// Files smaller than this are not checked for shrinking: editing a small
 /// file routinely halves it; an emptied dump is large before it empties.
 pub const SHRUNK_MIN_SIZE: u64 = 1024;
@@ -83,6 +134,8 @@ pub struct ScanSummary {
     pub corrupt: u64,
     pub shrunk: u64,
     pub damaged: u64,
+    /// Findings of the kinds above accepted with `vouch accept`.
+    pub accepted: u64,
     /// Files whose structure was checked in this run.
     pub checked: u64,
     /// Files not checked again because they did not change.
@@ -122,6 +175,9 @@ impl ScanSummary {
         m.insert("corrupt".into(), json!(self.corrupt));
         m.insert("shrunk".into(), json!(self.shrunk));
         m.insert("damaged".into(), json!(self.damaged));
+        if self.accepted > 0 {
+            m.insert("accepted".into(), json!(self.accepted));
+        }
         m.insert("checked".into(), json!(self.checked));
         m.insert("checks_skipped".into(), json!(self.checks_skipped));
         m.insert("check_bytes".into(), json!(self.check_bytes));
@@ -222,6 +278,7 @@ pub fn scan(
     let command = opts.command.as_deref().unwrap_or("scan");
     let run_id = index.begin_run(Some(root_id), command, None, opts.label.as_deref())?;
     let prev_findings_run = previous_scan.as_ref().map(|r| r.0);
+    let acceptor = Acceptor::load(index, root_id)?;
 
     progress.begin("scanning");
     let mut summary = ScanSummary {
@@ -285,6 +342,7 @@ pub fn scan(
             ctx,
             &mut summary,
             &mut structural_changes,
+            &acceptor,
             sink,
             progress,
         );
@@ -298,13 +356,14 @@ pub fn scan(
         bail!("the scan's walker stopped");
     };
     summary.excluded = excluded;
-    writer::carry_over_interrupted(index, ctx, baseline, &mut summary, sink)?;
+    writer::carry_over_interrupted(index, ctx, baseline, &mut summary, &acceptor, sink)?;
     if let (Some(t), Some(b)) = (opts.shrink_threshold, baseline) {
         let before = index.file_totals_at_run(root_id, b)?;
         let after = index.file_totals_at_run(root_id, run_id)?;
         if let Some(mut f) = tree_shrunk(t, before, after) {
             summary.shrunk += 1;
             let mut batch = index.batch()?;
+            acceptor.apply(&mut f);
             batch.record_finding(run_id, prev_findings_run, &mut f)?;
             sink.finding(&f)?;
             batch.commit()?;
@@ -312,7 +371,7 @@ pub fn scan(
     }
     if opts.checks != Level::None {
         summary.checks_skipped = summary.unchanged;
-        report_damaged(index, ctx, &mut summary, sink)?;
+        report_damaged(index, ctx, &mut summary, &acceptor, sink)?;
     }
     progress.end();
 
@@ -332,6 +391,7 @@ pub fn scan(
     };
     summary.excludes = excludes;
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
+    acceptor.settle(&mut summary);
     let status = if summary.discrepancies() > 0 {
         "findings"
     } else {
@@ -514,6 +574,7 @@ fn report_damaged(
     index: &mut Index,
     ctx: writer::WriteCtx,
     summary: &mut ScanSummary,
+    acceptor: &Acceptor,
     sink: &mut dyn Sink,
 ) -> Result<()> {
     let damaged = index.damaged_current(ctx.root_id)?;
@@ -529,6 +590,7 @@ fn report_damaged(
         let mut f = Finding::new(Kind::Damaged, entry.path)
             .local(local)
             .detail(detail);
+        acceptor.apply(&mut f);
         batch.record_finding(ctx.run_id, ctx.prev_findings_run, &mut f)?;
         sink.finding(&f)?;
         summary.damaged += 1;

@@ -32,10 +32,12 @@ pub(super) fn write_events(
     ctx: WriteCtx,
     summary: &mut ScanSummary,
     structural: &mut u64,
+    acceptor: &super::Acceptor,
     sink: &mut dyn Sink,
     progress: &dyn Progress,
 ) -> Result<()> {
     let mut report = |batch: &mut Batch<'_>, mut f: Finding| -> Result<()> {
+        acceptor.apply(&mut f);
         batch.record_finding(ctx.run_id, ctx.prev_findings_run, &mut f)?;
         sink.finding(&f)
     };
@@ -404,6 +406,7 @@ pub(super) fn carry_over_interrupted(
     ctx: WriteCtx,
     baseline: Option<i64>,
     summary: &mut ScanSummary,
+    acceptor: &super::Acceptor,
     sink: &mut dyn Sink,
 ) -> Result<()> {
     let WriteCtx {
@@ -486,6 +489,7 @@ pub(super) fn carry_over_interrupted(
     }
     let mut batch = index.batch()?;
     for f in &mut findings {
+        acceptor.apply(f);
         batch.record_finding(run_id, prev_findings_run, f)?;
         sink.finding(f)?;
     }
