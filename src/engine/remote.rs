@@ -802,7 +802,20 @@ impl Remote {
             object_store::Error::NotFound { .. } => ReadError::NotFound,
             object_store::Error::Precondition { .. } => ReadError::Changed,
             other => match fatal(&other, &self.said, Doing::Reading(key)) {
-                Some(f) => ReadError::Fatal(f.to_string()),
+                Some(f) => {
+                    let line = f.to_string();
+                    // Denials and silence can be this object's alone (a
+                    // policy on a prefix, an SSE-KMS key, one stalled
+                    // read); no credentials or no bucket cannot.
+                    if line.contains(": access denied ")
+                        || line.contains(": timed out ")
+                        || line.contains(": cannot connect ")
+                    {
+                        ReadError::Refused(line)
+                    } else {
+                        ReadError::Fatal(line)
+                    }
+                }
                 None => ReadError::Other(short(&other)),
             },
         }

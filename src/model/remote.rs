@@ -120,10 +120,14 @@ pub enum ReadError {
     /// Replaced since it was listed (the ETag no longer matches).
     Changed,
     Other(String),
-    /// The remote as a whole refused or stopped answering (credentials,
-    /// permissions, a timeout): one line that says what to do; the audit
-    /// ends with it (exit 2) rather than blaming the object.
+    /// The remote as a whole cannot be read (no credentials, no such
+    /// bucket): one line that says what to do; the audit ends with it
+    /// (exit 2) rather than blaming the object.
     Fatal(String),
+    /// The store refused this read or did not answer it (access denied, a
+    /// timeout, no connection), in one line: the object is `unreadable`,
+    /// and the audit ends with the line when no read gets through at all.
+    Refused(String),
 }
 
 impl std::fmt::Display for ReadError {
@@ -131,7 +135,7 @@ impl std::fmt::Display for ReadError {
         match self {
             ReadError::NotFound => f.write_str("deleted after it was listed"),
             ReadError::Changed => f.write_str("replaced while the audit ran"),
-            ReadError::Other(e) | ReadError::Fatal(e) => f.write_str(e),
+            ReadError::Other(e) | ReadError::Fatal(e) | ReadError::Refused(e) => f.write_str(e),
         }
     }
 }

@@ -330,14 +330,23 @@ fn no_credentials_anywhere_says_where_it_looked() {
     assert!(!env.index.exists(), "no index written");
 }
 
-/// The same errors at read time as at listing time: a GET or a HEAD that
-/// is refused or not answered ends the audit with one line naming the
-/// operation (or the host) and exit 2, never a `missing`/`unreadable`
-/// that blames the backup.
+/// The same errors at read time as at listing time. A GET or a HEAD that
+/// is refused or not answered while none gets through (the remote as a
+/// whole: credentials, policy, a dead host) ends the audit with one line
+/// naming the operation (or the host) and exit 2; one object refused
+/// among readable ones is that object's `unreadable`, with the same one
+/// line as its detail, no XML.
 #[test]
 fn errors_at_read_time_say_what_to_do() {
     let env = Env::new();
-    let server = tree_and_bucket(&env);
+    let served = env.dir.path().join("s3");
+    std::fs::create_dir(&served).unwrap();
+    let server = S3Server::start(&served);
+    let bkt = server.create_bucket("bkt");
+    for name in ["a.txt", "b.txt", "c.txt"] {
+        env.write(name, name.as_bytes());
+        Env::write_in(&bkt, format!("x/{name}"), name.as_bytes());
+    }
     let proxy = Proxy::start(&server.endpoint);
     let home = home(&env, None, None);
     let vars = [
@@ -349,18 +358,19 @@ fn errors_at_read_time_say_what_to_do() {
     ];
     let host = proxy.addr.to_string();
 
-    // GET refused: which operation, which object, what to check.
+    // Every GET refused: which operation, what to check.
     proxy.on(Some(Op::Get), "", Times::All, Fault::Status(403));
     let (code, _, err) = run(&env, &home, "s3://bkt/x", &vars, &["--mode", "deep"]);
     one_line(
         code,
         &err,
         &[
-            "access denied reading x/a.txt (GET) (AccessDenied)",
+            "access denied reading x/",
+            "(GET) (AccessDenied)",
             "s3:GetObject",
         ],
     );
-    // GET not answered: which host.
+    // No GET answered: which host.
     proxy.clear_rules();
     proxy.on(Some(Op::Get), "", Times::All, Fault::StallAfter(0));
     let (code, _, err) = run(
@@ -373,9 +383,9 @@ fn errors_at_read_time_say_what_to_do() {
     one_line(
         code,
         &err,
-        &["timed out reading x/a.txt (GET)", &host, "--timeout"],
+        &["timed out reading x/", "(GET)", &host, "--timeout"],
     );
-    // HEAD (the stored checksums a quick audit asks for) refused.
+    // Every HEAD (the stored checksums a quick audit asks for) refused.
     proxy.clear_rules();
     proxy.on(Some(Op::Head), "", Times::All, Fault::Status(403));
     let (code, _, err) = run(&env, &home, "s3://bkt/x", &vars, &[]);
@@ -383,11 +393,12 @@ fn errors_at_read_time_say_what_to_do() {
         code,
         &err,
         &[
-            "access denied asking for the checksums of a.txt (HEAD, HTTP 403)",
+            "access denied asking for the checksums of ",
+            "(HEAD, HTTP 403)",
             "--no-head",
         ],
     );
-    // … and not answered.
+    // … and none answered.
     proxy.clear_rules();
     proxy.on(
         Some(Op::Head),
@@ -399,8 +410,44 @@ fn errors_at_read_time_say_what_to_do() {
     one_line(
         code,
         &err,
-        &["timed out asking for the checksums of a.txt (HEAD)", &host],
+        &["timed out asking for the checksums of ", "(HEAD)", &host],
     );
+    // One object refused: its finding says why, the others are read.
+    proxy.clear_rules();
+    proxy.on(Some(Op::Get), "b.txt", Times::All, Fault::Status(403));
+    let (code, out, err) = run(
+        &env,
+        &home,
+        "s3://bkt/x",
+        &vars,
+        &["--mode", "deep", "--format", "json"],
+    );
+    assert_eq!(code, 1, "{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        findings(&doc)
+            .into_iter()
+            .filter(|(k, _)| k != "added")
+            .collect::<Vec<_>>(),
+        pairs(&[("unreadable", "b.txt")])
+    );
+    let detail = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "unreadable")
+        .unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        detail.contains("access denied reading x/b.txt (GET) (AccessDenied)")
+            && !detail.contains("<?xml")
+            && !detail.contains('\n'),
+        "{detail}"
+    );
+    assert_eq!(counter(&doc, "verified"), 2);
+
     // With nothing in the way, the same audit is clean.
     proxy.clear_rules();
     let (code, _, err) = run(&env, &home, "s3://bkt/x", &vars, &["--mode", "deep"]);

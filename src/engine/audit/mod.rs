@@ -505,6 +505,7 @@ fn audit_run(
             .iter()
             .map(|a| ((a.path.clone(), a.kind), a))
             .collect(),
+        refusals: Default::default(),
         sink,
         progress,
     };
@@ -678,6 +679,35 @@ fn inventory_into_index(
     Ok(stats)
 }
 
+/// Reads (or checksum requests) refused or unanswered before any got
+/// through, after which the audit ends (exit 2) with the last one's line:
+/// the remote as a whole refuses (credentials, policy) or is down. Fewer,
+/// or any success, and each stays its object's finding.
+pub(crate) const SYSTEMIC: u64 = 3;
+
+/// Counts requests that got through and those refused; ends the audit when
+/// [`SYSTEMIC`] were refused before any got through.
+#[derive(Debug, Default)]
+struct Refusals {
+    through: u64,
+    refused: u64,
+}
+
+impl Refusals {
+    fn note(&mut self, refused: Option<&str>) -> Result<()> {
+        match refused {
+            None => self.through += 1,
+            Some(line) => {
+                self.refused += 1;
+                if self.through == 0 && self.refused >= SYSTEMIC {
+                    anyhow::bail!("{line}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The recorder: applies what the merger and the readers send, in the
 /// index's write transaction, and reports each finding.
 struct Recorder<'a> {
@@ -688,6 +718,8 @@ struct Recorder<'a> {
     listing_started: i64,
     now: i64,
     accepted: std::collections::HashMap<(Vec<u8>, Kind), &'a Acceptance>,
+    /// Of the reads (GET) and of the checksum requests (HEAD), apart.
+    refusals: [Refusals; 2],
     sink: &'a mut dyn Sink,
     progress: &'a dyn Progress,
 }
@@ -792,6 +824,11 @@ impl Recorder<'_> {
                 }
                 Event::Read { task, result } => {
                     let result_ok = result.is_ok();
+                    match &result {
+                        Err(ReadError::Refused(line)) => self.refusals[0].note(Some(line))?,
+                        Ok(_) => self.refusals[0].note(None)?,
+                        Err(_) => {}
+                    }
                     let f = reads::settle_read(
                         batch,
                         self.remote_id,
@@ -817,6 +854,7 @@ impl Recorder<'_> {
                 Event::Proof { task, result } => {
                     let settled =
                         prove::settle_proof(batch, self.remote_id, &task, result, self.now)?;
+                    self.refusals[1].note(settled.refused.as_deref())?;
                     self.summary.local_bytes_hashed += settled.bytes_hashed;
                     if let Some(method) = settled.proven {
                         self.summary.verified += 1;

@@ -101,6 +101,10 @@ pub(super) struct Settled {
     pub proven: Option<String>,
     pub finding: Option<Finding>,
     pub bytes_hashed: u64,
+    /// The store refused or did not answer (a denial, a timeout): the
+    /// one-line reason, which ends the audit when no request succeeds
+    /// (see [`super::SYSTEMIC`]).
+    pub refused: Option<String>,
 }
 
 /// Records one proof (and the digests it computed) and turns it into a
@@ -126,27 +130,40 @@ pub(super) fn settle_proof(
                         .detail("the object was deleted after it was listed"),
                 ),
                 bytes_hashed: 0,
+                refused: None,
             });
         }
-        // The remote as a whole, not this object: end the audit saying so.
-        Err(ProbeError::Denied(status)) => anyhow::bail!(
-            "remote {remote_id}: access denied asking for the checksums of {} (HEAD, {status}): check the credentials and the bucket's policy (s3:GetObject), or pass --no-head",
-            crate::model::paths::display(&task.remote.key)
-        ),
-        Err(ProbeError::Unreachable { host, timeout }) => anyhow::bail!(
-            "remote {remote_id}: {} asking for the checksums of {} (HEAD): {}",
-            if timeout {
-                "timed out"
-            } else {
-                "no connection"
-            },
-            crate::model::paths::display(&task.remote.key),
-            if timeout {
-                format!("no answer from {host} within --timeout")
-            } else {
-                format!("cannot connect to {host}")
-            }
-        ),
+        // Likely the remote as a whole, not this object: unverified, and
+        // the recorder ends the audit when nothing gets through.
+        Err(e @ (ProbeError::Denied(_) | ProbeError::Unreachable { .. })) => {
+            let what = crate::model::paths::display(&task.remote.key);
+            let line = match e {
+                ProbeError::Denied(status) => format!(
+                    "remote {remote_id}: access denied asking for the checksums of {what} (HEAD, {status}): check the credentials and the bucket's policy (s3:GetObject), or pass --no-head"
+                ),
+                ProbeError::Unreachable {
+                    host,
+                    timeout: true,
+                } => format!(
+                    "remote {remote_id}: timed out asking for the checksums of {what} (HEAD): no answer from {host} within --timeout"
+                ),
+                ProbeError::Unreachable { host, .. } => format!(
+                    "remote {remote_id}: cannot connect to {host} to ask for the checksums of {what} (HEAD)"
+                ),
+                _ => unreachable!(),
+            };
+            return Ok(Settled {
+                proven: None,
+                finding: Some(
+                    Finding::new(Kind::Unverified, key)
+                        .local(local_json)
+                        .remote(remote_json)
+                        .detail(line.clone()),
+                ),
+                bytes_hashed: 0,
+                refused: Some(line),
+            });
+        }
         Err(e) => {
             let detail = match e {
                 ProbeError::Changed => "the object was replaced while the audit ran".to_string(),
@@ -161,6 +178,7 @@ pub(super) fn settle_proof(
                         .detail(detail),
                 ),
                 bytes_hashed: 0,
+                refused: None,
             });
         }
     };
@@ -233,6 +251,7 @@ pub(super) fn settle_proof(
         },
         finding,
         bytes_hashed: proof.bytes_hashed,
+        refused: None,
     })
 }
 

@@ -89,7 +89,7 @@ pub(super) fn settle_read(
                 .detail("the object was replaced while the audit ran"),
         ),
         Err(ReadError::Fatal(e)) => anyhow::bail!("{e}"),
-        Err(ReadError::Other(e)) => Some(
+        Err(ReadError::Refused(e)) | Err(ReadError::Other(e)) => Some(
             Finding::new(Kind::Unreadable, key)
                 .local(local_json)
                 .remote(remote_json)
