@@ -259,8 +259,8 @@ pub fn configure(
 /// One provider per profile and region, shared by every remote that uses
 /// it (so `vouch run --all` fetches credentials once).
 fn provider(s: &Arc<Shared>, flag: Option<&str>, region: String) -> Result<Arc<SdkCredentials>> {
-    static CACHE: OnceLock<Mutex<HashMap<(Option<String>, String), Arc<SdkCredentials>>>> =
-        OnceLock::new();
+    type ByProfileAndRegion = HashMap<(Option<String>, String), Arc<SdkCredentials>>;
+    static CACHE: OnceLock<Mutex<ByProfileAndRegion>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let key = (flag.map(str::to_string), region.clone());
     if let Some(p) = cache.lock().unwrap().get(&key) {
