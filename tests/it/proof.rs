@@ -157,6 +157,7 @@ fn stored_checksums_and_etags_prove_and_disprove_content_on_moto() {
             size: data.len() as u64,
             etag: None,
             version: None,
+            last_modified: None,
         };
         let before = prober.requests();
         let local = Digests {
@@ -286,6 +287,7 @@ fn prove_one(prober: &Prober, key: &str, data: &[u8], dir: &std::path::Path) -> 
         size: data.len() as u64,
         etag: None,
         version: None,
+        last_modified: None,
     };
     let before = prober.requests();
     let local = Digests {

@@ -161,6 +161,40 @@ impl Layout {
         Some(Layout(parts))
     }
 
+    /// The equal-part layouts of `count` parts and `size` bytes that
+    /// common uploaders produce (a part size of a whole number of MiB —
+    /// the AWS CLI and boto3 8 MiB, rclone 5 MiB, s3cmd 15 MiB, minio-go
+    /// multiples of 16 MiB — or a power of two), the usual ones first, at
+    /// most `max`. Only guesses: a multipart ETag that matches under one is
+    /// a proof (wrong boundaries cannot match), one that does not match
+    /// proves nothing.
+    pub fn candidates(size: u64, count: u64, max: usize) -> Vec<Layout> {
+        const MIB: u64 = 1 << 20;
+        let mut sizes: Vec<u64> = [8, 5, 16, 10, 15, 64, 100, 32, 25, 50, 128, 256, 512]
+            .iter()
+            .map(|m| m * MIB)
+            .collect();
+        sizes.extend((10..=32).map(|i| 1u64 << i));
+        if count > 1 {
+            // Or any whole number of MiB in range, the smallest first.
+            let lo = size.div_ceil(count).div_ceil(MIB).max(1);
+            let hi = (size - 1) / (count - 1) / MIB;
+            sizes.extend((lo..=hi).take(max).map(|m| m * MIB));
+        }
+        let mut out: Vec<Layout> = Vec::new();
+        for part in sizes {
+            if out.len() >= max {
+                break;
+            }
+            if let Some(l) = Layout::equal(size, part, count)
+                && !out.contains(&l)
+            {
+                out.push(l);
+            }
+        }
+        out
+    }
+
     pub fn total(&self) -> u64 {
         self.0.iter().sum()
     }

@@ -492,6 +492,65 @@ pub fn next(facts: &Facts, local: &Digests) -> Next {
     })
 }
 
+/// Guessed multipart layouts tried against a listed ETag (each costs one
+/// MD5 of the file).
+const LISTING_CANDIDATES: usize = 2;
+
+/// The local digests that could prove an object from its listed ETag
+/// alone, before any request: the file's MD5 for a single-part ETag, the
+/// part MD5s over the usual equal-part layouts for a multipart one.
+pub fn listing_want(size: u64, etag: &str) -> Option<Want> {
+    if single_md5(etag).is_some() {
+        return Some(Want {
+            full: vec![Algo::Md5],
+            parts: vec![],
+        });
+    }
+    let (_, n) = multipart_md5(etag)?;
+    let parts: Vec<(Layout, Algo)> = Layout::candidates(size, n, LISTING_CANDIDATES)
+        .into_iter()
+        .map(|l| (l, Algo::Md5))
+        .collect();
+    (!parts.is_empty()).then_some(Want {
+        full: vec![],
+        parts,
+    })
+}
+
+/// A proof from the listed ETag alone, when it **equals** the MD5 (or
+/// the multipart ETag over a guessed layout) of the local file. Whatever
+/// the store's ETags are (an MD5, or a random value under SSE-KMS/SSE-C),
+/// one equal to the content's MD5 is no accident: a random value or an
+/// MD5 of other bytes matches with probability 2^-128, and a wrong part
+/// layout cannot match. `None` when it does not match: that proves
+/// nothing (an encrypted upload, unusual parts) and the store must be
+/// asked — never `corrupt` from the listing.
+pub fn listing_proof(size: u64, etag: &str, local: &Digests) -> Option<Verdict> {
+    let etag = etag.trim().trim_matches('"');
+    if let Some(md5) = single_md5(etag) {
+        return (local.full.get(&Algo::Md5).map(Vec::as_slice) == Some(&md5[..])).then(|| {
+            Verdict::Proven {
+                method: Method::Md5Etag,
+                layout: None,
+                remote: etag.to_string(),
+            }
+        });
+    }
+    let (_, n) = multipart_md5(etag)?;
+    Layout::candidates(size, n, LISTING_CANDIDATES)
+        .into_iter()
+        .find(|l| {
+            local
+                .multipart_etag(l)
+                .is_some_and(|e| e.eq_ignore_ascii_case(etag))
+        })
+        .map(|l| Verdict::Proven {
+            method: Method::MultipartEtag,
+            layout: Some(l),
+            remote: etag.to_string(),
+        })
+}
+
 fn describe(v: &Verdict) -> String {
     match v {
         Verdict::Mismatch {

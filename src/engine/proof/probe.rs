@@ -59,6 +59,10 @@ pub struct Target<'a> {
     /// As listed, with or without quotes.
     pub etag: Option<&'a str>,
     pub version: Option<&'a str>,
+    /// As listed (Unix seconds), when known. A listing without ETags
+    /// (s3s-fs, some gateways) leaves nothing to pin a request to but
+    /// this: an answer whose `Last-Modified` differs is another version.
+    pub last_modified: Option<i64>,
 }
 
 /// One backend's way of asking.
@@ -103,6 +107,14 @@ impl Prober {
         })
     }
 
+    /// Whether a listed ETag equal to the content's MD5 is a proof: S3's
+    /// ETags are the MD5 (or the multipart ETag) of what it accepted, or
+    /// a random value that cannot equal one. GCS and Azure ETags are
+    /// opaque: never used.
+    pub fn listed_etag_counts(&self) -> bool {
+        matches!(self.backend, Backend::S3(_))
+    }
+
     /// Requests sent so far (retries included).
     pub fn requests(&self) -> u64 {
         self.requests.load(std::sync::atomic::Ordering::Relaxed)
@@ -120,6 +132,7 @@ impl Prober {
         if size.is_some_and(|s| s != t.size) {
             return Err(ProbeError::Changed);
         }
+        pinned(t, &headers)?;
         Ok(match &self.backend {
             Backend::S3(_) => s3_facts(t.size, t.etag, &headers),
             Backend::Gcs { .. } => gcs_facts(t.size, t.etag, &headers),
@@ -134,6 +147,7 @@ impl Prober {
             return Err(ProbeError::Refused("this store keeps no parts".into()));
         }
         let h = self.s3_head(t, Some(k)).await?;
+        pinned(t, &h)?;
         let size = content_length(&h)
             .ok_or_else(|| ProbeError::Failed("a part HEAD without Content-Length".into()))?;
         let count = header(&h, "x-amz-mp-parts-count").and_then(|v| v.parse().ok());
@@ -163,7 +177,7 @@ impl Prober {
         // object's on every store): the object, pinned again, must be the
         // one listed, or these sizes may be another version's and could
         // turn into a false mismatch.
-        self.s3_head(t, None).await?;
+        pinned(t, &self.s3_head(t, None).await?)?;
         Ok(out)
     }
 
@@ -314,6 +328,29 @@ impl Prober {
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// Checks an answer is about the version listed when the request could
+/// not be pinned to it (`If-Match` needs a listed ETag): a
+/// `Last-Modified` other than the listed one is another version
+/// (`Changed`), so a proof (and the facts kept with it) cannot outlive a
+/// rewrite that kept the size.
+fn pinned(t: &Target<'_>, h: &HeaderMap) -> Result<(), ProbeError> {
+    if t.etag.is_none()
+        && let (Some(listed), Some(got)) = (t.last_modified, last_modified(h))
+        && listed != got
+    {
+        return Err(ProbeError::Changed);
+    }
+    Ok(())
+}
+
+/// `Last-Modified` as Unix seconds.
+fn last_modified(h: &HeaderMap) -> Option<i64> {
+    let t = httpdate::parse_http_date(header(h, "last-modified")?).ok()?;
+    t.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs() as i64)
 }
 
 fn content_length(h: &HeaderMap) -> Option<u64> {
