@@ -361,6 +361,13 @@ fn unquote(etag: Option<&str>) -> Option<String> {
     etag.map(|e| e.trim().trim_matches('"').to_string())
 }
 
+/// S3's checksums (added in 2026 beside MD5 and SHA-512, which are
+/// computed) that vouch does not compute: their headers are
+/// `x-amz-checksum-xxhash64`, `-xxhash3` (64-bit) and `-xxhash128`. Their
+/// byte order is not pinned down by a test against S3, so a value is
+/// never compared: it is named in the `unverified` detail.
+const UNCOMPUTED: [&str; 3] = ["xxhash64", "xxhash3", "xxhash128"];
+
 /// The facts an S3 `HEAD` (with checksum mode) gives.
 pub fn s3_facts(size: u64, listed_etag: Option<&str>, h: &HeaderMap) -> Facts {
     let kind = match header(h, "x-amz-checksum-type") {
@@ -389,10 +396,16 @@ pub fn s3_facts(size: u64, listed_etag: Option<&str>, h: &HeaderMap) -> Facts {
         .as_deref()
         .and_then(|e| e.rsplit_once('-'))
         .and_then(|(_, n)| n.parse::<u64>().ok());
+    let unknown = UNCOMPUTED
+        .iter()
+        .filter(|a| h.contains_key(format!("x-amz-checksum-{a}").as_str()))
+        .map(|a| a.to_string())
+        .collect();
     Facts {
         size,
         etag,
         stored,
+        unknown,
         etag_is_md5: Some(!kms && !ssec),
         parts: match count {
             Some(n) => Parts::Unknown { count: Some(n) },
@@ -425,6 +438,7 @@ pub fn gcs_facts(size: u64, listed_etag: Option<&str>, h: &HeaderMap) -> Facts {
         size,
         etag: unquote(header(h, "etag").or(listed_etag)),
         stored,
+        unknown: Vec::new(),
         etag_is_md5: Some(false),
         parts: Parts::Single,
     }
@@ -442,6 +456,7 @@ pub fn azure_facts(size: u64, listed_etag: Option<&str>, h: &HeaderMap) -> Facts
         size,
         etag: unquote(header(h, "etag").or(listed_etag)),
         stored,
+        unknown: Vec::new(),
         etag_is_md5: Some(false),
         parts: Parts::Single,
     }
@@ -501,6 +516,52 @@ mod tests {
         assert_eq!(f.etag_is_md5, Some(false));
         assert_eq!(f.etag.as_deref(), Some("0123456789abcdef0123456789abcdef"));
         assert_eq!(f.parts, Parts::Single);
+    }
+
+    #[test]
+    fn s3s_2026_checksums_md5_sha512_and_xxhash() {
+        // MD5 and SHA-512 are compared; XXHASH values are named only.
+        let f = s3_facts(
+            11,
+            None,
+            &headers(&[
+                ("etag", "\"0123456789abcdef0123456789abcdef\""),
+                ("x-amz-checksum-type", "FULL_OBJECT"),
+                ("x-amz-checksum-md5", "XrY7u+Ae7tCTyyK7j1rNww=="),
+                (
+                    "x-amz-checksum-sha512",
+                    &super::super::digest::b64(&Algo::Sha512.digest(b"hello world")),
+                ),
+                ("x-amz-checksum-xxhash64", "AAAAAAAAAAA="),
+                ("x-amz-checksum-xxhash128", "AAAAAAAAAAAAAAAAAAAAAA=="),
+            ]),
+        );
+        let algos: Vec<Algo> = f.stored.iter().map(|s| s.algo).collect();
+        assert_eq!(algos, vec![Algo::Md5, Algo::Sha512]);
+        assert_eq!(f.stored[0].value, Algo::Md5.digest(b"hello world"));
+        assert_eq!(f.unknown, vec!["xxhash64", "xxhash128"]);
+    }
+
+    #[test]
+    fn a_head_without_a_listed_etag_is_pinned_to_the_listed_time() {
+        let location = Path::from("k");
+        let t = Target {
+            location: &location,
+            size: 5,
+            etag: None,
+            version: None,
+            last_modified: Some(1_764_559_207), // Mon, 01 Dec 2025 03:20:07 GMT
+        };
+        let same = headers(&[("last-modified", "Mon, 01 Dec 2025 03:20:07 GMT")]);
+        assert_eq!(pinned(&t, &same), Ok(()));
+        let later = headers(&[("last-modified", "Mon, 01 Dec 2025 03:20:08 GMT")]);
+        assert_eq!(pinned(&t, &later), Err(ProbeError::Changed));
+        // With a listed ETag the request itself is pinned (If-Match).
+        let t = Target {
+            etag: Some("\"abc\""),
+            ..t
+        };
+        assert_eq!(pinned(&t, &later), Ok(()));
     }
 
     #[test]
