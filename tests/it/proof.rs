@@ -671,10 +671,11 @@ fn az_audits_work_end_to_end_on_azurite() {
 fn a_typed_stored_checksum_of_other_bytes_is_corrupt_on_s3s_fs() {
     let env = crate::Env::new();
     let good = content(30_000, 40);
-    let mut other = good.clone();
+    let local_bad = content(30_000, 41);
+    let mut other = local_bad.clone();
     other[12_345] ^= 0x01;
     env.write("ok", &good);
-    env.write("bad", &good);
+    env.write("bad", &local_bad);
     let served = env.dir.path().join("s3");
     std::fs::create_dir_all(served.join("bkt")).unwrap();
     let server = crate::support::s3::S3Server::start(&served);
@@ -730,7 +731,7 @@ fn a_typed_stored_checksum_of_other_bytes_is_corrupt_on_s3s_fs() {
     assert_eq!(f["remote"]["method"], "crc64nvme", "{f}");
     let b64 = |d: &[u8]| vouch::engine::proof::digest::b64(&Algo::Crc64Nvme.digest(d));
     assert_eq!(f["remote"]["checksum"], b64(&other), "{f}");
-    assert_eq!(f["local"]["checksum"], b64(&good), "{f}");
+    assert_eq!(f["local"]["checksum"], b64(&local_bad), "{f}");
     assert!(f["detail"].as_str().unwrap().contains("crc64nvme"), "{f}");
     assert_eq!(
         proven_by(&doc),
@@ -738,6 +739,11 @@ fn a_typed_stored_checksum_of_other_bytes_is_corrupt_on_s3s_fs() {
     );
     // No listed ETag: one HEAD each (pinned to the listed Last-Modified).
     assert_eq!(crate::counter(&doc, "requests"), 2);
+    // The scan computed the CRC64NVME in its read pass: the intact object
+    // is proven without reading the file again; the other is read once,
+    // for its MD5 (a mismatch is `corrupt` only if its ETag does not
+    // match either).
+    assert_eq!(crate::counter(&doc, "local_bytes_hashed"), 30_000);
 
     // The intact object rewritten with other bytes of the same size: its
     // Last-Modified moves, so the recorded proof no longer holds and the
