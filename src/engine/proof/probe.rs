@@ -87,6 +87,9 @@ pub struct Prober {
     http: reqwest::Client,
     retries: usize,
     requests: Arc<std::sync::atomic::AtomicU64>,
+    /// Set once the store answered GetObjectAttributes without a part
+    /// list (or refused it): part sizes are then asked part by part.
+    no_attributes: Arc<std::sync::atomic::AtomicBool>,
 }
 
 const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
@@ -104,6 +107,7 @@ impl Prober {
             http,
             retries,
             requests: Arc::default(),
+            no_attributes: Arc::default(),
         })
     }
 
@@ -154,8 +158,79 @@ impl Prober {
         Ok((size, count))
     }
 
-    /// Every part's size (`count` HEADs, 8 at a time).
+    /// Every part's size: one GetObjectAttributes (`ObjectParts`) where
+    /// the store answers it with the part list, else `count` HEADs
+    /// (`?partNumber=k`, 8 at a time).
     pub async fn all_parts(&self, t: &Target<'_>, count: u64) -> Result<Vec<u64>, ProbeError> {
+        if count <= 1000
+            && !self
+                .no_attributes
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            match self.object_parts(t).await {
+                Ok(Some(sizes)) if sizes.len() as u64 == count => {
+                    if sizes.iter().sum::<u64>() != t.size {
+                        return Err(ProbeError::Changed);
+                    }
+                    return Ok(sizes);
+                }
+                Err(ProbeError::NotFound) => return Err(ProbeError::NotFound),
+                Err(ProbeError::Changed) => return Err(ProbeError::Changed),
+                // Refused (permissions: s3:GetObjectAttributes), no part
+                // list (objects uploaded without checksums, some
+                // emulators): ask each part, and stop asking this store.
+                _ => self
+                    .no_attributes
+                    .store(true, std::sync::atomic::Ordering::Relaxed),
+            }
+        }
+        self.part_heads(t, count).await
+    }
+
+    /// GetObjectAttributes with `ObjectParts`, pinned like a HEAD: the
+    /// part sizes in order, or `None` when the answer holds no complete
+    /// list.
+    async fn object_parts(&self, t: &Target<'_>) -> Result<Option<Vec<u64>>, ProbeError> {
+        let Backend::S3(store) = &self.backend else {
+            return Err(ProbeError::Refused("this store keeps no parts".into()));
+        };
+        let mut opts = SignedUrlOptions::default()
+            .with_query([("attributes", String::new())])
+            .with_signed_header(
+                HeaderName::from_static("x-amz-object-attributes"),
+                HeaderValue::from_static("ObjectParts"),
+            )
+            .with_signed_header(
+                HeaderName::from_static("x-amz-max-parts"),
+                HeaderValue::from_static("1000"),
+            );
+        if let Some(v) = t.version {
+            opts = opts.with_query([("versionId", v.to_string())]);
+        }
+        if let Some(e) = t.etag {
+            let quoted = if e.starts_with('"') {
+                e.to_string()
+            } else {
+                format!("\"{e}\"")
+            };
+            let value = HeaderValue::from_str(&quoted)
+                .map_err(|e| ProbeError::Failed(format!("bad ETag: {e}")))?;
+            opts = opts.with_signed_header(HeaderName::from_static("if-match"), value);
+        }
+        let url = store
+            .signed_url_opts(Method::GET, t.location, SIGNED_FOR, &opts)
+            .await
+            .map_err(|e| ProbeError::Failed(e.to_string()))?;
+        let headers = opts.signed_headers.clone();
+        let (h, body) = self
+            .send_for_body(move |http| http.get(url.clone()).headers(headers.clone()))
+            .await?;
+        pinned(t, &h)?;
+        Ok(parse_object_parts(&body))
+    }
+
+    /// Every part's size by `count` HEADs (`?partNumber=k`), 8 at a time.
+    async fn part_heads(&self, t: &Target<'_>, count: u64) -> Result<Vec<u64>, ProbeError> {
         use futures::StreamExt;
         let sizes: Vec<Result<(u64, Option<u64>), ProbeError>> = futures::stream::iter(1..=count)
             .map(|k| self.part(t, k))
@@ -288,11 +363,29 @@ impl Prober {
         .await
     }
 
+    /// Like [`Prober::send`], with the (small) body of the answer.
+    async fn send_for_body(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<(HeaderMap, String), ProbeError> {
+        let body = std::sync::Mutex::new(String::new());
+        let headers = self.send_inner(&build, Some(&body)).await?;
+        Ok((headers, body.into_inner().unwrap_or_default()))
+    }
+
     /// Sends a request built by `build`, retrying server errors and
     /// network failures with exponential backoff like a read.
     async fn send(
         &self,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<HeaderMap, ProbeError> {
+        self.send_inner(&build, None).await
+    }
+
+    async fn send_inner(
+        &self,
+        build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        body: Option<&std::sync::Mutex<String>>,
     ) -> Result<HeaderMap, ProbeError> {
         let mut wait = Duration::from_millis(100);
         let mut attempt = 0;
@@ -304,7 +397,18 @@ impl Prober {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     match status {
-                        200..=299 => return Ok(resp.headers().clone()),
+                        200..=299 => {
+                            let headers = resp.headers().clone();
+                            if let Some(out) = body {
+                                match resp.text().await {
+                                    Ok(text) => {
+                                        *out.lock().unwrap_or_else(|e| e.into_inner()) = text
+                                    }
+                                    Err(e) => return Err(ProbeError::Failed(e.to_string())),
+                                }
+                            }
+                            return Ok(headers);
+                        }
                         404 => return Err(ProbeError::NotFound),
                         412 => return Err(ProbeError::Changed),
                         // A HEAD has no body: name the status.
@@ -324,6 +428,34 @@ impl Prober {
             wait = (wait * 2).min(Duration::from_secs(10));
         }
     }
+}
+
+/// The part sizes of a GetObjectAttributes answer (`<ObjectParts>` with
+/// every `<Part><PartNumber>k</PartNumber><Size>n</Size></Part>`), when
+/// it lists all of them in order (not truncated, numbered 1..N, N the
+/// `TotalPartsCount`); `None` otherwise.
+pub fn parse_object_parts(xml: &str) -> Option<Vec<u64>> {
+    fn text<'a>(s: &'a str, tag: &str) -> Option<&'a str> {
+        let open = format!("<{tag}>");
+        let start = s.find(&open)? + open.len();
+        let end = s[start..].find(&format!("</{tag}>"))? + start;
+        Some(s[start..end].trim())
+    }
+    let parts = text(xml, "ObjectParts")?;
+    if text(parts, "IsTruncated") == Some("true") {
+        return None;
+    }
+    let total: usize = text(parts, "TotalPartsCount")?.parse().ok()?;
+    let mut sizes = Vec::new();
+    for (i, chunk) in parts.split("<Part>").skip(1).enumerate() {
+        let part = &chunk[..chunk.find("</Part>")?];
+        let number: usize = text(part, "PartNumber")?.parse().ok()?;
+        if number != i + 1 {
+            return None;
+        }
+        sizes.push(text(part, "Size")?.parse().ok()?);
+    }
+    (total > 0 && sizes.len() == total).then_some(sizes)
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -562,6 +694,40 @@ mod tests {
             ..t
         };
         assert_eq!(pinned(&t, &later), Ok(()));
+    }
+
+    #[test]
+    fn object_parts_are_read_only_when_complete() {
+        // As S3 documents GetObjectAttributes with ObjectParts.
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<GetObjectAttributesResponse xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <ObjectParts>
+    <TotalPartsCount>3</TotalPartsCount><PartNumberMarker>0</PartNumberMarker>
+    <NextPartNumberMarker>3</NextPartNumberMarker><MaxParts>1000</MaxParts>
+    <IsTruncated>false</IsTruncated>
+    <Part><ChecksumCRC32>AAAAAA==</ChecksumCRC32><PartNumber>1</PartNumber><Size>8388608</Size></Part>
+    <Part><PartNumber>2</PartNumber><Size>5242880</Size></Part>
+    <Part><PartNumber>3</PartNumber><Size>12</Size></Part>
+  </ObjectParts>
+</GetObjectAttributesResponse>"#;
+        assert_eq!(
+            parse_object_parts(xml),
+            Some(vec![8_388_608, 5_242_880, 12])
+        );
+        // Truncated, a part missing, no part list at all: not a layout.
+        assert_eq!(
+            parse_object_parts(&xml.replace("<IsTruncated>false", "<IsTruncated>true")),
+            None
+        );
+        assert_eq!(
+            parse_object_parts(
+                &xml.replace("<PartNumber>2</PartNumber>", "<PartNumber>4</PartNumber>")
+            ),
+            None
+        );
+        let bare = "<GetObjectAttributesResponse><ObjectParts><TotalPartsCount>3</TotalPartsCount></ObjectParts></GetObjectAttributesResponse>";
+        assert_eq!(parse_object_parts(bare), None);
+        assert_eq!(parse_object_parts("<Error/>"), None);
     }
 
     #[test]
