@@ -140,6 +140,11 @@ fn shards_partition_the_keys_and_their_merge_is_the_unsharded_report() {
         merged["summary"]["coverage_files"],
         whole["summary"]["coverage_files"]
     );
+    // Bytes by kind are summed like the counts.
+    let by_kind = &whole["summary"]["bytes_by_kind"];
+    assert!(by_kind["missing"].as_u64().unwrap() > 0, "{by_kind}");
+    assert!(by_kind["size_mismatch"].as_u64().unwrap() > 0, "{by_kind}");
+    assert_eq!(&merged["summary"]["bytes_by_kind"], by_kind);
     assert_eq!(merged["summary"]["command"], "merge");
     assert_eq!(merged["summary"]["shards"]["count"], n);
 
@@ -458,4 +463,95 @@ fn shard_reports_go_to_an_object_store_and_merge_reads_them_there() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
     assert!(keys_of(&moto, "bkt").contains(&"vouch-reports/r.json".to_string()));
+}
+
+#[test]
+fn config_file_audits_run_as_shards_from_vouch_shard() {
+    let env = Env::new();
+    let backup = setup(&env);
+    let (code, whole, err) = audit(&env, &env.dir.path().join("all.sqlite3"), &backup, &[]);
+    assert_eq!(code, 1, "{err}");
+    let d = env.dir.path();
+    let cfg = d.join("vouch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "index = \"{d}/idx-{{shard}}.sqlite3\"\n[audit.nightly]\nroot = {root:?}\nremote = {backup:?}\nmode = \"deep\"\noutput = \"{d}/reports/shard-{{shard}}.json\"\n",
+            d = d.display(),
+            root = env.root.display().to_string(),
+            backup = backup.display().to_string(),
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(d.join("reports")).unwrap();
+    let run = |vars: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = assert_cmd::Command::cargo_bin("vouch").unwrap();
+        cmd.env_remove("VOUCH_INDEX")
+            .env_remove("VOUCH_SHARD")
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
+            .env_remove("NOMAD_ALLOC_INDEX")
+            .env_remove("PARALLEL_SEQ")
+            .envs(vars.iter().copied())
+            .args(["--format", "json", "run", "nightly", "--config"])
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // VOUCH_SHARD, --shard, and auto/N from the scheduler's variable.
+    for (vars, args) in [
+        (&[("VOUCH_SHARD", "0/3")][..], &[][..]),
+        (&[][..], &["--shard", "1/3"][..]),
+        (
+            &[("VOUCH_SHARD", "auto/3"), ("NOMAD_ALLOC_INDEX", "2")][..],
+            &[][..],
+        ),
+    ] {
+        let out = run(vars, args);
+        assert!(out.status.code().unwrap() <= 1, "{}", stderr_of(&out));
+    }
+    for k in 0..3 {
+        assert!(
+            d.join(format!("idx-{k}.sqlite3")).exists(),
+            "index of shard {k}"
+        );
+        let doc: Value = serde_json::from_slice(
+            &std::fs::read(d.join(format!("reports/shard-{k}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(doc["summary"]["shard"]["index"], k);
+    }
+    let out = env
+        .vouch()
+        .args([
+            "merge",
+            d.join("reports").to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let merged: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(findings(&merged), findings(&whole));
+    for c in SUMMED {
+        assert_eq!(counter(&merged, c), counter(&whole, c), "{c}");
+    }
+    // `{shard}` with no shard is refused, and so is a bad one.
+    let out = run(&[], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("names {shard} but the audit has no shard"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = run(&[("VOUCH_SHARD", "3/3")], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("not below N = 3"),
+        "{}",
+        stderr_of(&out)
+    );
 }
