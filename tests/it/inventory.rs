@@ -139,8 +139,8 @@ fn orc_is_refused_clearly_and_parquet_reads_like_csv() {
             spec.file_format = format.into();
             spec.versioned = versioned;
             let manifest = write_dir(dir.path(), &spec);
-            let inv = Inventory::open(manifest.to_str().unwrap(), &RemoteOptions::default())
-                .unwrap();
+            let inv =
+                Inventory::open(manifest.to_str().unwrap(), &RemoteOptions::default()).unwrap();
             let mut got = Vec::new();
             let stats = inv
                 .for_each_row(|r| {
@@ -157,8 +157,8 @@ fn orc_is_refused_clearly_and_parquet_reads_like_csv() {
                     .path()
                     .join(format!("{}/data/0000-5c1a0d2e.parquet", spec.config_key()));
                 tamper(&data);
-                let inv = Inventory::open(manifest.to_str().unwrap(), &RemoteOptions::default())
-                    .unwrap();
+                let inv =
+                    Inventory::open(manifest.to_str().unwrap(), &RemoteOptions::default()).unwrap();
                 let e = inv.for_each_row(|_| Ok(())).unwrap_err().to_string();
                 assert!(e.contains("does not match the manifest"), "{e}");
             }

@@ -236,13 +236,34 @@ fn parquet_records(spec: &Spec) -> Vec<Record> {
         if spec.versioned {
             let mut old = o.clone();
             old.size += 1;
-            out.push((b.clone(), o.key.clone(), format!("old{i}"), false, false, Some(old)));
-            out.push((b.clone(), o.key.clone(), format!("v{i}"), true, false, Some(o.clone())));
+            out.push((
+                b.clone(),
+                o.key.clone(),
+                format!("old{i}"),
+                false,
+                false,
+                Some(old),
+            ));
+            out.push((
+                b.clone(),
+                o.key.clone(),
+                format!("v{i}"),
+                true,
+                false,
+                Some(o.clone()),
+            ));
             let mut gone = o.key.clone();
             gone.extend_from_slice(b".deleted");
             out.push((b, gone, format!("dm{i}"), true, true, None));
         } else {
-            out.push((b, o.key.clone(), String::new(), true, false, Some(o.clone())));
+            out.push((
+                b,
+                o.key.clone(),
+                String::new(),
+                true,
+                false,
+                Some(o.clone()),
+            ));
         }
     }
     out

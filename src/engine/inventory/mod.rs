@@ -31,7 +31,7 @@ pub mod manifest;
 pub mod parquet;
 pub mod rows;
 
-use std::io::{Read, Seek, Write};
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -336,7 +336,8 @@ impl Inventory {
             match self.manifest.format {
                 #[cfg(feature = "parquet")]
                 FileFormat::Parquet => {
-                    let (kept, skipped) = parquet::for_each_row(reader, &file.key, &mut row, &mut f)?;
+                    let (kept, skipped) =
+                        parquet::for_each_row(reader, &file.key, &mut row, &mut f)?;
                     stats.rows += kept;
                     stats.skipped += skipped;
                 }

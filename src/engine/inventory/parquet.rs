@@ -111,13 +111,15 @@ pub fn for_each_row(
                     text(field).ok_or_else(|| at(anyhow!("key {field} is not text")))?,
                 ),
                 Column::Size => {
-                    size = Some(match field {
-                        Field::Long(v) => u64::try_from(*v).ok(),
-                        Field::Int(v) => u64::try_from(*v).ok(),
-                        Field::ULong(v) => Some(*v),
-                        _ => None,
-                    }
-                    .ok_or_else(|| at(anyhow!("size {field} is not a number")))?);
+                    size = Some(
+                        match field {
+                            Field::Long(v) => u64::try_from(*v).ok(),
+                            Field::Int(v) => u64::try_from(*v).ok(),
+                            Field::ULong(v) => Some(*v),
+                            _ => None,
+                        }
+                        .ok_or_else(|| at(anyhow!("size {field} is not a number")))?,
+                    );
                 }
                 Column::ETag => {
                     let t = text(field).ok_or_else(|| at(anyhow!("e_tag is not text")))?;
@@ -149,7 +151,8 @@ pub fn for_each_row(
                         .unwrap_or(false);
                 }
                 Column::StorageClass => {
-                    row.storage_class = text(field).map(|t| String::from_utf8_lossy(t).into_owned());
+                    row.storage_class =
+                        text(field).map(|t| String::from_utf8_lossy(t).into_owned());
                 }
                 Column::ChecksumAlgorithm => {
                     row.checksum_algorithm =
