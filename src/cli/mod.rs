@@ -37,8 +37,9 @@ pub struct Common {
     /// for `export`, the manifest written: b3sum, sha256sum, bagit or json
     #[arg(long = "format", global = true, value_enum, value_name = "FORMAT")]
     pub format_arg: Option<FormatArg>,
-    /// Write the report to FILE (atomically) instead of stdout
-    #[arg(long, global = true, value_name = "FILE")]
+    /// Write the report to FILE (atomically) instead of stdout, or to an
+    /// object: s3://bucket/key, gs://…, az://… (never inside the audited backup)
+    #[arg(long, global = true, value_name = "FILE|URL")]
     pub output: Option<PathBuf>,
     /// Print nothing on a clean run; only discrepancies otherwise
     #[arg(long, short, global = true)]
@@ -333,8 +334,9 @@ pub struct AuditArgs {
     #[arg(long, value_name = "AGE")]
     pub inventory_grace: Option<Age>,
     /// Only the keys of shard K of N (0-based; `auto/N` takes K from
-    /// JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID, AWS_BATCH_JOB_ARRAY_INDEX
-    /// or PARALLEL_SEQ-1); one index per shard, merged by `vouch merge`
+    /// JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID, AWS_BATCH_JOB_ARRAY_INDEX,
+    /// NOMAD_ALLOC_INDEX or PARALLEL_SEQ-1); one index per shard, merged
+    /// by `vouch merge`
     #[arg(long, value_name = "K/N", env = "VOUCH_SHARD")]
     pub shard: Option<String>,
     /// Structural checks of new and changed files while scanning
@@ -361,8 +363,9 @@ pub struct AuditArgs {
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// Shard reports (json or jsonl), or folders holding them
-    #[arg(required = true, value_name = "REPORT|DIR")]
+    /// Shard reports (json or jsonl), folders holding them, or object-store
+    /// URLs: one report, or a prefix (`s3://b/run/`) whose reports are read
+    #[arg(required = true, value_name = "REPORT|DIR|URL")]
     pub reports: Vec<PathBuf>,
     /// Override the shards' --min-coverage
     #[arg(long, value_name = "FRACTION")]
@@ -426,6 +429,11 @@ pub struct RunArgs {
     /// Each audit as `vouch audit --dry-run`: read no object, say what would be read
     #[arg(long)]
     pub dry_run: bool,
+    /// Run shard K of N of each audit (over a section's `shard`); `{shard}`
+    /// in the section's `index` and `output` (and in --index, --output)
+    /// becomes K, so the shards of one host never share a file
+    #[arg(long, value_name = "K/N", env = "VOUCH_SHARD")]
+    pub shard: Option<String>,
 }
 
 /// `--checks` and `checks = "…"`.

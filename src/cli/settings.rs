@@ -29,6 +29,7 @@ use crate::engine::checks::Level;
 use crate::engine::exclude::ExcludeRules;
 use crate::engine::export::ExportFormat;
 use crate::engine::manifest::ManifestFormat;
+use crate::engine::reports::Target;
 use crate::engine::shard::{self, Shard};
 use crate::out::Format;
 
@@ -116,7 +117,13 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
         }),
         Command::Run(a) => {
             let path = a.config.clone().unwrap_or_else(default_config_path);
-            let mut audits = resolve_run(&ctx, &cli.common, &path, a.name.as_deref())?;
+            let mut audits = resolve_run(
+                &ctx,
+                &cli.common,
+                &path,
+                a.name.as_deref(),
+                a.shard.as_deref(),
+            )?;
             for job in &mut audits {
                 job.settings.dry_run |= a.dry_run;
             }
@@ -148,7 +155,11 @@ fn context(common: &Common, export: bool) -> Result<Context> {
         } else {
             report_format(common)?
         },
-        output: common.output.clone(),
+        output: common
+            .output
+            .as_deref()
+            .map(|p| Target::parse(p.as_os_str()))
+            .transpose()?,
         quiet: common.quiet,
         threads: common.threads,
     })
@@ -284,12 +295,15 @@ pub fn resolve_shard(spec: Option<&str>) -> Result<Option<Shard>> {
 
 /// The named audits of `vouch run`, each with its own context: the
 /// config file's `index` unless `--index` (or `VOUCH_INDEX`) is given, and
-/// the section's `output` over `--output`.
+/// the section's `output` over `--output`. `shard` (`vouch run --shard`
+/// or `VOUCH_SHARD`) wins over a section's `shard`; with a shard, `{shard}`
+/// in the index and output paths becomes its index K.
 fn resolve_run(
     ctx: &Context,
     common: &Common,
     path: &std::path::Path,
     name: Option<&str>,
+    shard: Option<&str>,
 ) -> Result<Vec<NamedAudit>> {
     let cfg = config::load(path)?;
     let names: Vec<String> = match name {
@@ -323,11 +337,34 @@ fn resolve_run(
             {
                 job_ctx.index = index.clone();
             }
-            if a.output.is_some() {
-                job_ctx.output = a.output.clone();
+            if let Some(out) = &a.output {
+                job_ctx.output = Some(
+                    Target::parse(out.as_os_str())
+                        .map_err(|e| anyhow!("config {}: [audit.{name}] {e}", path.display()))?,
+                );
             }
-            let settings = resolve_audit(a)
-                .map_err(|e| anyhow!("config {}: [audit.{name}] {e}", path.display()))?;
+            let in_section =
+                |e: anyhow::Error| anyhow!("config {}: [audit.{name}] {e}", path.display());
+            let mut args = a.clone();
+            if shard.is_some() {
+                args.shard = shard.map(str::to_string);
+            }
+            let settings = resolve_audit(&args).map_err(in_section)?;
+            job_ctx.index = PathBuf::from(
+                per_shard(job_ctx.index.as_os_str(), settings.shard).map_err(in_section)?,
+            );
+            job_ctx.output = match job_ctx.output.take() {
+                Some(Target::Local(p)) => Some(Target::Local(PathBuf::from(
+                    per_shard(p.as_os_str(), settings.shard).map_err(in_section)?,
+                ))),
+                Some(Target::Remote(u)) => Some(Target::Remote(
+                    per_shard(std::ffi::OsStr::new(&u), settings.shard)
+                        .map_err(in_section)?
+                        .into_string()
+                        .unwrap_or(u),
+                )),
+                None => None,
+            };
             Ok(NamedAudit {
                 name,
                 ctx: job_ctx,
@@ -335,6 +372,20 @@ fn resolve_run(
             })
         })
         .collect()
+}
+
+/// `{shard}` in a path of a named audit becomes the shard index K, so the
+/// shards of one host (GNU parallel) keep one index and one report each.
+fn per_shard(path: &std::ffi::OsStr, shard: Option<Shard>) -> Result<std::ffi::OsString> {
+    let Some(text) = path.to_str().filter(|t| t.contains("{shard}")) else {
+        return Ok(path.to_os_string());
+    };
+    match shard {
+        Some(s) => Ok(text.replace("{shard}", &s.index.to_string()).into()),
+        None => {
+            bail!("{text} names {{shard}} but the audit has no shard (--shard K/N or VOUCH_SHARD)")
+        }
+    }
 }
 
 /// The report format; the export-only values are refused.

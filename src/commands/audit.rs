@@ -7,13 +7,14 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use super::{Alerts, Context, monitored, with_report};
+use super::{Alerts, Context, monitored, with_report_via};
 use crate::engine::audit::{self, AuditOptions, Mode};
 use crate::engine::checks::Level;
 use crate::engine::exclude::{self, ExcludeRules, Excludes};
 use crate::engine::hash::Want;
 use crate::engine::inventory::Inventory;
 use crate::engine::remote::{self, RemoteOptions};
+use crate::engine::reports;
 use crate::engine::scan::{self, ScanOptions};
 use crate::engine::shard::Shard;
 use crate::model::{Kind, Outcome, verdict};
@@ -66,21 +67,25 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
     job.command = "audit".into();
     job.root = Some(s.root.display().to_string());
     job.remote = Some(s.remote.clone());
-    // Everything that can fail is inside the report, so a run that cannot
-    // even start still completes its JSON document (`status` failed).
-    with_report(ctx, |sink| {
+    let remote_opts = RemoteOptions {
+        endpoint: s.endpoint.clone(),
+        profile: s.profile.clone(),
+        retries: s.retries,
+        timeout: s.timeout.max(Duration::from_secs(1)),
+    };
+    // Not one byte into the audited backup, not even a failed report.
+    if let Some(target) = &ctx.output {
+        reports::refuse_inside(target, &s.remote)?;
+    }
+    // Everything else that can fail is inside the report, so a run that
+    // cannot even start still completes its JSON document (`status` failed).
+    with_report_via(ctx, &remote_opts, |sink| {
         let root = scan::resolve_root(&s.root)?;
         job.root = Some(root.display().to_string());
         if s.jobs == 0 {
             bail!("--jobs must be at least 1");
         }
         let excludes = Excludes::new(&s.excludes)?;
-        let remote_opts = RemoteOptions {
-            endpoint: s.endpoint.clone(),
-            profile: s.profile.clone(),
-            retries: s.retries,
-            timeout: s.timeout.max(Duration::from_secs(1)),
-        };
         job.remote = remote::identity(&s.remote, &remote_opts).ok();
         let remote = remote::open(&s.remote, &remote_opts)?;
         // The inventory is proven intact (manifest checksum) before anything

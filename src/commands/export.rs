@@ -2,13 +2,14 @@
 //! of that scan (see [`crate::engine::export`]). A one-line summary, and a
 //! warning for what a checksum list cannot hold, go to stderr.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
 use super::Context;
 use super::diff::scan_source;
 use crate::engine::export::{self, ExportFormat, ExportOptions, ExportSummary};
+use crate::engine::reports::Target;
 use crate::engine::scan;
 use crate::engine::shard::Shard;
 use crate::model::Outcome;
@@ -29,7 +30,7 @@ pub fn run(ctx: &Context, s: &ExportSettings) -> Result<Outcome> {
     let progress = ctx.progress();
     let opts = ExportOptions {
         format: s.format,
-        output: ctx.output.clone(),
+        output: ctx.local_output()?.map(Path::to_path_buf),
         copy: s.copy,
     };
     // Refuse a bad bag directory before scanning anything.
@@ -52,10 +53,11 @@ pub fn run(ctx: &Context, s: &ExportSettings) -> Result<Outcome> {
 
 /// The summary line (and the warning) on stderr.
 fn tell(ctx: &Context, root: &std::path::Path, fmt: ExportFormat, summary: &ExportSummary) {
-    let to = ctx
-        .output
-        .as_ref()
-        .map_or("stdout".to_string(), |p| p.display().to_string());
+    let to = match &ctx.output {
+        Some(Target::Local(p)) => p.display().to_string(),
+        Some(Target::Remote(u)) => u.clone(),
+        None => "stdout".to_string(),
+    };
     let mut line = format!(
         "vouch: exported {} files ({} bytes) of {} as {} to {to}; merkle root {}",
         summary.files,

@@ -1,4 +1,4 @@
-//! `vouch merge REPORT…|DIR`: the report of a sharded run, from the JSON
+//! `vouch merge REPORT…|DIR|URL`: the report of a sharded run, from the JSON
 //! reports of its N shards (see [`crate::engine::merge`]). It writes the
 //! merged report in any format, metrics and notifications like any run,
 //! and exits with the worst status: 2 when a shard is missing, duplicated,
@@ -6,10 +6,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use super::{Alerts, Context, monitored, with_report};
 use crate::engine::merge::{self, MergeOptions};
+use crate::engine::remote::RemoteOptions;
+use crate::engine::reports::{self, Target};
 use crate::model::{Outcome, now_unix};
 use crate::out::Sink;
 
@@ -27,7 +29,25 @@ pub struct MergeSettings {
 pub fn run(ctx: &Context, s: &MergeSettings) -> Result<Outcome> {
     monitored(ctx, &s.alerts, None, |job| {
         job.command = "merge".into();
-        let sources = merge::local_sources(&s.reports)?;
+        // Reports on object stores are downloaded first (into `copies_dir`,
+        // kept until the merge is written); local ones are read in place.
+        let copies_dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+        let mut sources = Vec::new();
+        for arg in &s.reports {
+            let text = arg.to_str().unwrap_or_default();
+            if text.contains("://") && !text.starts_with("file://") {
+                let copies = reports::download(text, &RemoteOptions::default(), copies_dir.path())?;
+                for (name, local) in copies {
+                    sources.push(merge::Source::file_named(name, local));
+                }
+            } else {
+                let path = match Target::parse(arg.as_os_str())? {
+                    Target::Local(p) => p,
+                    Target::Remote(_) => arg.clone(),
+                };
+                sources.extend(merge::local_sources(&[path])?);
+            }
+        }
         with_report(ctx, |sink| {
             let opts = MergeOptions {
                 min_coverage: s.min_coverage,

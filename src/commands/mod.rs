@@ -22,9 +22,11 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::{Map, Value};
 
+use crate::engine::remote::RemoteOptions;
+use crate::engine::reports::{Target, Upload};
 use crate::model::{Kind, Outcome, now_unix};
 use crate::out::alert::{self, RunOutcome};
 use crate::out::{Bar, Format, Progress, Report, Silent};
@@ -77,8 +79,8 @@ pub struct Context {
     pub wait: bool,
     /// The report format (export has its own manifest format).
     pub format: Format,
-    /// `--output FILE`.
-    pub output: Option<PathBuf>,
+    /// `--output FILE|URL`.
+    pub output: Option<Target>,
     pub quiet: bool,
     /// Hashing threads; `None` for one per core.
     pub threads: Option<usize>,
@@ -120,9 +122,16 @@ impl Context {
         }
     }
 
-    /// The report this command writes.
-    pub fn report(&self) -> Result<Report> {
-        Report::new(self.format, self.quiet, self.output.as_deref())
+    /// `--output` for what only a local file can take (manifests,
+    /// history): an object-store URL is refused.
+    pub fn local_output(&self) -> Result<Option<&std::path::Path>> {
+        match &self.output {
+            None => Ok(None),
+            Some(Target::Local(p)) => Ok(Some(p)),
+            Some(Target::Remote(url)) => bail!(
+                "--output {url}: this command writes a local file; only reports go to an object store"
+            ),
+        }
     }
 
     /// Starts the hashing pool with `--threads` workers, once.
@@ -150,10 +159,49 @@ pub fn with_report(
     ctx: &Context,
     body: impl FnOnce(&mut Report) -> Result<Outcome>,
 ) -> Result<Outcome> {
-    let mut sink = ctx.report()?;
-    let result = body(&mut sink);
+    with_report_via(ctx, &RemoteOptions::default(), body)
+}
+
+/// [`with_report`], reaching an `--output` URL with `opts` (an audit's
+/// `--endpoint` and patience). The bucket is opened before `body` runs,
+/// so an unreachable one fails before anything happens; the report is
+/// written to a local temporary file and uploaded once complete, failed
+/// runs too (a merge must see that a shard failed, not miss it).
+pub fn with_report_via(
+    ctx: &Context,
+    opts: &RemoteOptions,
+    body: impl FnOnce(&mut Report) -> Result<Outcome>,
+) -> Result<Outcome> {
+    let (local, upload) = match &ctx.output {
+        None => (None, None),
+        Some(Target::Local(p)) => (Some(p.clone()), None),
+        Some(Target::Remote(url)) => {
+            // The same endpoint only for the same kind of store.
+            let same_kind = |u: &str| url::Url::parse(u).ok().map(|u| u.scheme().to_string());
+            let mut opts = opts.clone();
+            if opts.endpoint.is_some() && same_kind(url) != Some("s3".into()) {
+                opts.endpoint = None;
+            }
+            let up = Upload::open(url, &opts)?;
+            let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
+            let name = url.rsplit('/').next().unwrap_or("report");
+            (Some(dir.path().join(name)), Some((up, dir)))
+        }
+    };
+    let mut sink = Report::new(ctx.format, ctx.quiet, local.as_deref())?;
+    let mut result = body(&mut sink);
     if let Err(e) = &result {
         let _ = sink.fail(&one_line(e));
+    }
+    drop(sink);
+    if let (Some((up, _dir)), Some(local)) = (&upload, &local)
+        && local.exists()
+        && let Err(e) = up.put_file(local)
+    {
+        match &result {
+            Ok(_) => result = Err(e),
+            Err(_) => eprintln!("vouch: {}", one_line(&e)),
+        }
     }
     result
 }

@@ -28,7 +28,7 @@ pub fn run(ctx: &Context, run_id: Option<i64>, kind: Option<Kind>) -> Result<Out
 pub fn history(ctx: &Context) -> Result<Outcome> {
     let index = ctx.read_index()?;
     let runs = index.runs()?;
-    let mut out = Output::open(ctx.output.as_deref())?;
+    let mut out = Output::open(ctx.local_output()?)?;
     history::history(&runs, ctx.format, &mut out)?;
     out.flush()?;
     out.commit()?;

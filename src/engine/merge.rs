@@ -49,6 +49,19 @@ impl Source {
         }
     }
 
+    /// A local copy of a report named `name` (its URL).
+    pub fn file_named(name: String, path: PathBuf) -> Source {
+        let shown = name.clone();
+        Source {
+            name,
+            open: Box::new(move || {
+                let f = std::fs::File::open(&path)
+                    .with_context(|| format!("cannot read shard report {shown}"))?;
+                Ok(Box::new(f) as Box<dyn Read>)
+            }),
+        }
+    }
+
     pub fn new(name: String, open: impl Fn() -> Result<Box<dyn Read>> + 'static) -> Source {
         Source {
             name,

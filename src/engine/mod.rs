@@ -22,6 +22,7 @@ pub mod merge;
 pub mod merkle;
 pub mod proof;
 pub mod remote;
+pub mod reports;
 pub mod scan;
 pub mod shard;
 pub mod snapshot;

@@ -2,7 +2,7 @@
 //!
 //! Past one machine, a tree of 100M objects is audited by N copies of
 //! vouch that the user's own scheduler runs (a Kubernetes Indexed Job, a
-//! Slurm or AWS Batch array, GNU parallel), each with its own index, and
+//! Slurm or AWS Batch array, a Nomad batch job, GNU parallel), each with its own index, and
 //! `vouch merge` combines their reports. A key belongs to shard K when a
 //! stable hash of its raw bytes, modulo N, is K. The hash must never
 //! change silently between versions — two shards computed by different
@@ -35,10 +35,11 @@ pub const HASH_NAME: &str = "blake3-64le/v1";
 
 /// The scheduler variables `auto/N` reads the shard index from, in this
 /// order, with the offset that makes each 0-based.
-pub const AUTO_VARIABLES: [(&str, u64); 4] = [
+pub const AUTO_VARIABLES: [(&str, u64); 5] = [
     ("JOB_COMPLETION_INDEX", 0),      // Kubernetes Indexed Job
     ("SLURM_ARRAY_TASK_ID", 0),       // Slurm job array (--array=0-N-1)
     ("AWS_BATCH_JOB_ARRAY_INDEX", 0), // AWS Batch array job
+    ("NOMAD_ALLOC_INDEX", 0),         // Nomad batch job of `count = N`
     ("PARALLEL_SEQ", 1),              // GNU parallel (1-based)
 ];
 

@@ -115,21 +115,56 @@ fn a_tampered_manifest_or_data_file_is_refused() {
 }
 
 #[test]
-fn orc_and_parquet_inventories_are_refused_clearly() {
-    for format in ["ORC", "Parquet"] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut spec = Spec::new("src", CREATED, objects());
-        spec.file_format = format.into();
-        let manifest = write_dir(dir.path(), &spec);
-        let e = Inventory::open(manifest.to_str().unwrap(), &RemoteOptions::default())
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            e.contains(&format!("is in {format} format"))
-                && e.contains("configure the inventory with output format CSV"),
-            "{e}"
-        );
+fn orc_is_refused_clearly_and_parquet_reads_like_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = Spec::new("src", CREATED, objects());
+    spec.file_format = "ORC".into();
+    let manifest = write_dir(dir.path(), &spec);
+    let e = Inventory::open(manifest.to_str().unwrap(), &RemoteOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("is in ORC format")
+            && e.contains("configure the inventory with output format CSV or Parquet"),
+        "{e}"
+    );
+    // The same objects as Parquet (raw keys, snake-case columns, Snappy):
+    // the same rows as the CSV report, versions and delete markers skipped.
+    for versioned in [false, true] {
+        let mut rows = Vec::new();
+        for format in ["CSV", "Parquet"] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut spec = Spec::new("src", CREATED, objects());
+            spec.file_format = format.into();
+            spec.versioned = versioned;
+            let manifest = write_dir(dir.path(), &spec);
+            let inv =
+                Inventory::open(manifest.to_str().unwrap(), &RemoteOptions::default()).unwrap();
+            let mut got = Vec::new();
+            let stats = inv
+                .for_each_row(|r| {
+                    got.push((r.key.clone(), r.size, r.etag.clone(), r.last_modified));
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(stats.rows, 4, "{format}");
+            assert_eq!(stats.skipped, if versioned { 8 } else { 0 }, "{format}");
+            rows.push(got);
+            if format == "Parquet" {
+                // A damaged Parquet file is refused by its MD5 first.
+                let data = dir
+                    .path()
+                    .join(format!("{}/data/0000-5c1a0d2e.parquet", spec.config_key()));
+                tamper(&data);
+                let inv =
+                    Inventory::open(manifest.to_str().unwrap(), &RemoteOptions::default()).unwrap();
+                let e = inv.for_each_row(|_| Ok(())).unwrap_err().to_string();
+                assert!(e.contains("does not match the manifest"), "{e}");
+            }
+        }
+        assert_eq!(rows[0], rows[1]);
+        assert_eq!(rows[1][0].0, b"photos/a b+c.jpg");
     }
 }
 

@@ -140,6 +140,11 @@ fn shards_partition_the_keys_and_their_merge_is_the_unsharded_report() {
         merged["summary"]["coverage_files"],
         whole["summary"]["coverage_files"]
     );
+    // Bytes by kind are summed like the counts.
+    let by_kind = &whole["summary"]["bytes_by_kind"];
+    assert!(by_kind["missing"].as_u64().unwrap() > 0, "{by_kind}");
+    assert!(by_kind["size_mismatch"].as_u64().unwrap() > 0, "{by_kind}");
+    assert_eq!(&merged["summary"]["bytes_by_kind"], by_kind);
     assert_eq!(merged["summary"]["command"], "merge");
     assert_eq!(merged["summary"]["shards"]["count"], n);
 
@@ -259,5 +264,294 @@ fn inventory_shards_merge_into_the_unsharded_inventory_audit() {
     assert_eq!(
         merged["summary"]["listing"]["md5"],
         whole["summary"]["listing"]["md5"]
+    );
+}
+
+/// The keys of a moto bucket.
+fn keys_of(moto: &crate::support::moto::MotoServer, bucket: &str) -> Vec<String> {
+    crate::support::inventory::objects_of(moto, bucket)
+        .into_iter()
+        .map(|o| String::from_utf8(o.key).unwrap())
+        .collect()
+}
+
+#[test]
+fn shard_reports_go_to_an_object_store_and_merge_reads_them_there() {
+    let env = Env::new();
+    let backup = setup(&env);
+    let moto = crate::support::moto::MotoServer::start();
+    moto.create_bucket("reports");
+    moto.create_bucket("bkt");
+    moto.put_objects("bkt", &[("p/d0/f00.txt", b"x")]);
+    let (code, whole, err) = audit(&env, &env.dir.path().join("all.sqlite3"), &backup, &[]);
+    assert_eq!(code, 1, "{err}");
+    let n = 3;
+    for k in 0..n {
+        let out = env
+            .vouch_at(&env.dir.path().join(format!("s{k}.sqlite3")))
+            .envs(moto.env())
+            .env_remove("VOUCH_SHARD")
+            .arg("audit")
+            .arg(&env.root)
+            .arg("--remote")
+            .arg(&backup)
+            .args(["--format", "json", "--mode", "deep"])
+            .args(["--shard", &format!("{k}/{n}")])
+            .args(["--output", &format!("s3://reports/run-1/shard-{k}.json")])
+            .output()
+            .unwrap();
+        assert!(out.status.code().unwrap() <= 1, "{}", stderr_of(&out));
+        assert!(out.stdout.is_empty(), "the report went to the bucket");
+    }
+    // A report of a failed shard is written too (the merge must see it).
+    let out = env
+        .vouch_at(&env.dir.path().join("s0.sqlite3"))
+        .envs(moto.env())
+        .args([
+            "audit",
+            env.root.to_str().unwrap(),
+            "--remote",
+            "/nonexistent/backup",
+        ])
+        .args(["--format", "json", "--shard", "0/3"])
+        .args(["--output", "s3://reports/failed/shard-0.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        keys_of(&moto, "reports"),
+        [
+            "failed/shard-0.json",
+            "run-1/shard-0.json",
+            "run-1/shard-1.json",
+            "run-1/shard-2.json"
+        ]
+    );
+
+    // The merge reads every report under the prefix, and writes its own
+    // report to the bucket as well.
+    let merge = |args: &[&str]| {
+        env.vouch()
+            .envs(moto.env())
+            .arg("merge")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = merge(&["s3://reports/run-1/", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let merged: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(findings(&merged), findings(&whole));
+    for c in SUMMED {
+        assert_eq!(counter(&merged, c), counter(&whole, c), "{c}");
+    }
+    let reports = merged["summary"]["shards"]["reports"].to_string();
+    assert!(
+        reports.contains("s3://reports/run-1/shard-2.json"),
+        "{reports}"
+    );
+    let out = merge(&[
+        "s3://reports/run-1/",
+        "--format",
+        "json",
+        "--output",
+        "s3://reports/merged/run-1.json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let stored = moto.boto3(
+        "print(s3.get_object(Bucket='reports', Key='merged/run-1.json')['Body'].read().decode())",
+        &[],
+        b"",
+    );
+    let stored: Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(findings(&stored), findings(&whole));
+    // One named report object works as well as a prefix.
+    let out = merge(&[
+        "s3://reports/run-1/shard-0.json",
+        "s3://reports/run-1/shard-1.json",
+        "s3://reports/run-1/shard-2.json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+
+    // A missing shard, and a failed one, are exit 2 naming them.
+    moto.delete_object("reports", "run-1/shard-1.json");
+    let out = merge(&["s3://reports/run-1/"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("shard 1/3 missing"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = merge(&["s3://reports/failed/"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("s3://reports/failed/shard-0.json: this shard failed"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = merge(&["s3://reports/nothing-here/"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("no shard reports"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // Never into the audited backup: refused before anything is written.
+    let before = keys_of(&moto, "bkt");
+    for target in ["s3://bkt/p/report.json", "s3://bkt/p/deeper/r.json"] {
+        let out = env
+            .vouch_at(&env.dir.path().join("x.sqlite3"))
+            .envs(moto.env())
+            .args([
+                "audit",
+                env.root.to_str().unwrap(),
+                "--remote",
+                "s3://bkt/p",
+            ])
+            .args(["--format", "json", "--output", target])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{target}");
+        assert!(
+            stderr_of(&out).contains("is inside the audited backup s3://bkt/p"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+    assert_eq!(keys_of(&moto, "bkt"), before);
+    assert!(
+        !env.dir.path().join("x.sqlite3").exists(),
+        "refused before the index"
+    );
+    let inside = backup.join("reports/r.json");
+    let out = env
+        .vouch_at(&env.dir.path().join("x.sqlite3"))
+        .args([
+            "audit",
+            env.root.to_str().unwrap(),
+            "--remote",
+            backup.to_str().unwrap(),
+        ])
+        .args(["--format", "json", "--output", inside.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("inside the audited backup"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!backup.join("reports").exists());
+    // Another prefix of the same bucket is fine.
+    let out = env
+        .vouch_at(&env.dir.path().join("y.sqlite3"))
+        .envs(moto.env())
+        .args([
+            "audit",
+            env.root.to_str().unwrap(),
+            "--remote",
+            "s3://bkt/p",
+        ])
+        .args([
+            "--format",
+            "json",
+            "--output",
+            "s3://bkt/vouch-reports/r.json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(keys_of(&moto, "bkt").contains(&"vouch-reports/r.json".to_string()));
+}
+
+#[test]
+fn config_file_audits_run_as_shards_from_vouch_shard() {
+    let env = Env::new();
+    let backup = setup(&env);
+    let (code, whole, err) = audit(&env, &env.dir.path().join("all.sqlite3"), &backup, &[]);
+    assert_eq!(code, 1, "{err}");
+    let d = env.dir.path();
+    let cfg = d.join("vouch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "index = \"{d}/idx-{{shard}}.sqlite3\"\n[audit.nightly]\nroot = {root:?}\nremote = {backup:?}\nmode = \"deep\"\noutput = \"{d}/reports/shard-{{shard}}.json\"\n",
+            d = d.display(),
+            root = env.root.display().to_string(),
+            backup = backup.display().to_string(),
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(d.join("reports")).unwrap();
+    let run = |vars: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = assert_cmd::Command::cargo_bin("vouch").unwrap();
+        cmd.env_remove("VOUCH_INDEX")
+            .env_remove("VOUCH_SHARD")
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
+            .env_remove("NOMAD_ALLOC_INDEX")
+            .env_remove("PARALLEL_SEQ")
+            .envs(vars.iter().copied())
+            .args(["--format", "json", "run", "nightly", "--config"])
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // VOUCH_SHARD, --shard, and auto/N from the scheduler's variable.
+    for (vars, args) in [
+        (&[("VOUCH_SHARD", "0/3")][..], &[][..]),
+        (&[][..], &["--shard", "1/3"][..]),
+        (
+            &[("VOUCH_SHARD", "auto/3"), ("NOMAD_ALLOC_INDEX", "2")][..],
+            &[][..],
+        ),
+    ] {
+        let out = run(vars, args);
+        assert!(out.status.code().unwrap() <= 1, "{}", stderr_of(&out));
+    }
+    for k in 0..3 {
+        assert!(
+            d.join(format!("idx-{k}.sqlite3")).exists(),
+            "index of shard {k}"
+        );
+        let doc: Value = serde_json::from_slice(
+            &std::fs::read(d.join(format!("reports/shard-{k}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(doc["summary"]["shard"]["index"], k);
+    }
+    let out = env
+        .vouch()
+        .args([
+            "merge",
+            d.join("reports").to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let merged: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(findings(&merged), findings(&whole));
+    for c in SUMMED {
+        assert_eq!(counter(&merged, c), counter(&whole, c), "{c}");
+    }
+    // `{shard}` with no shard is refused, and so is a bad one.
+    let out = run(&[], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("names {shard} but the audit has no shard"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = run(&[("VOUCH_SHARD", "3/3")], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("not below N = 3"),
+        "{}",
+        stderr_of(&out)
     );
 }

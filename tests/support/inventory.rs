@@ -12,7 +12,9 @@
 //! header row, fields in `fileSchema` order, keys form-URL-encoded (space
 //! as `+`). Discrepancies are injected by editing the object list before
 //! writing (drop, add, change size or ETag, leave out new keys), and the
-//! files can be tampered with afterwards.
+//! files can be tampered with afterwards. With `file_format = "Parquet"`
+//! the data files are Snappy Parquet as S3 writes them (raw keys,
+//! snake-case columns), written with the `parquet` crate's own writer.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -175,11 +177,23 @@ pub fn render(spec: &Spec) -> Vec<(String, Vec<u8>)> {
         }
     }
     let per = spec.rows_per_file.max(1) * if spec.versioned { 3 } else { 1 };
+    let parquet = spec.file_format == "Parquet";
+    let schema = if parquet { PARQUET_SCHEMA } else { schema };
+    let records = parquet_records(spec);
     let mut out = Vec::new();
     let mut files = Vec::new();
     for (n, chunk) in lines.chunks(per).enumerate() {
-        let data = gz(chunk.concat().as_bytes());
-        let key = format!("{}/data/{n:04}-5c1a0d2e.csv.gz", spec.config_key());
+        let (data, key) = if parquet {
+            (
+                parquet_file(&records[n * per..(n * per + per).min(records.len())]),
+                format!("{}/data/{n:04}-5c1a0d2e.parquet", spec.config_key()),
+            )
+        } else {
+            (
+                gz(chunk.concat().as_bytes()),
+                format!("{}/data/{n:04}-5c1a0d2e.csv.gz", spec.config_key()),
+            )
+        };
         files.push(serde_json::json!({
             "key": key,
             "size": data.len(),
@@ -204,6 +218,142 @@ pub fn render(spec: &Spec) -> Vec<(String, Vec<u8>)> {
     ));
     out.push((format!("{dated}/manifest.json"), manifest));
     out
+}
+
+/// The `fileSchema` of a Parquet inventory, as S3 writes it (the column
+/// names are the file's own).
+const PARQUET_SCHEMA: &str = "message s3.inventory { required binary bucket (UTF8); required binary key (UTF8); optional binary version_id (UTF8); optional boolean is_latest; optional boolean is_delete_marker; optional int64 size; optional int64 last_modified_date (TIMESTAMP_MILLIS); optional binary e_tag (UTF8); optional binary storage_class (UTF8); optional boolean is_multipart_uploaded; optional binary encryption_status (UTF8); optional binary checksum_algorithm (UTF8); }";
+
+/// One row of a Parquet inventory: (bucket, key, version, latest, marker,
+/// object) — the object's fields are null for a delete marker.
+type Record = (String, Vec<u8>, String, bool, bool, Option<InvObject>);
+
+/// The rows of the report, in the order `render` writes the CSV lines.
+fn parquet_records(spec: &Spec) -> Vec<Record> {
+    let mut out = Vec::new();
+    for (i, o) in spec.objects.iter().enumerate() {
+        let b = spec.source_bucket.clone();
+        if spec.versioned {
+            let mut old = o.clone();
+            old.size += 1;
+            out.push((
+                b.clone(),
+                o.key.clone(),
+                format!("old{i}"),
+                false,
+                false,
+                Some(old),
+            ));
+            out.push((
+                b.clone(),
+                o.key.clone(),
+                format!("v{i}"),
+                true,
+                false,
+                Some(o.clone()),
+            ));
+            let mut gone = o.key.clone();
+            gone.extend_from_slice(b".deleted");
+            out.push((b, gone, format!("dm{i}"), true, true, None));
+        } else {
+            out.push((
+                b,
+                o.key.clone(),
+                String::new(),
+                true,
+                false,
+                Some(o.clone()),
+            ));
+        }
+    }
+    out
+}
+
+/// One Snappy-compressed Parquet data file of `rows`, written with the
+/// `parquet` crate's own column writers (no arrow).
+pub fn parquet_file(rows: &[Record]) -> Vec<u8> {
+    use parquet::basic::Compression;
+    use parquet::data_type::{BoolType, ByteArray, ByteArrayType, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use std::sync::Arc;
+    let schema = Arc::new(parquet::schema::parser::parse_message_type(PARQUET_SCHEMA).unwrap());
+    let props = Arc::new(
+        WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build(),
+    );
+    let mut buf = Vec::new();
+    let mut w = SerializedFileWriter::new(&mut buf, schema, props).unwrap();
+    let mut rg = w.next_row_group().unwrap();
+    let bytes = |v: &[u8]| ByteArray::from(v.to_vec());
+    let mut i = 0;
+    while let Some(mut col) = rg.next_column().unwrap() {
+        // Values of the present rows, and a definition level per row.
+        let strings = |f: &dyn Fn(&Record) -> Option<Vec<u8>>| {
+            let got: Vec<Option<Vec<u8>>> = rows.iter().map(f).collect();
+            let levels: Vec<i16> = got.iter().map(|v| i16::from(v.is_some())).collect();
+            let values: Vec<ByteArray> = got.iter().flatten().map(|v| bytes(v)).collect();
+            (values, levels)
+        };
+        let obj = |r: &Record| r.5.clone();
+        match i {
+            0..=2 | 7 | 8 | 10 | 11 => {
+                let (values, levels) = match i {
+                    0 => strings(&|r| Some(r.0.clone().into_bytes())),
+                    1 => strings(&|r| Some(r.1.clone())),
+                    2 => strings(&|r| Some(r.2.clone().into_bytes())),
+                    7 => strings(&|r| obj(r).map(|o| o.etag.into_bytes())),
+                    8 => strings(&|r| obj(r).map(|o| o.storage_class.into_bytes())),
+                    10 => strings(&|_| Some(b"SSE-S3".to_vec())),
+                    _ => strings(&|_| None),
+                };
+                let required = i <= 1;
+                col.typed::<ByteArrayType>()
+                    .write_batch(&values, (!required).then_some(&levels[..]), None)
+                    .unwrap();
+            }
+            3 | 4 | 9 => {
+                let got: Vec<Option<bool>> = rows
+                    .iter()
+                    .map(|r| match i {
+                        3 => Some(r.3),
+                        4 => Some(r.4),
+                        _ => obj(r).map(|o| o.multipart),
+                    })
+                    .collect();
+                let levels: Vec<i16> = got.iter().map(|v| i16::from(v.is_some())).collect();
+                let values: Vec<bool> = got.iter().flatten().copied().collect();
+                col.typed::<BoolType>()
+                    .write_batch(&values, Some(&levels), None)
+                    .unwrap();
+            }
+            _ => {
+                let got: Vec<Option<i64>> = rows
+                    .iter()
+                    .map(|r| {
+                        obj(r).map(|o| {
+                            if i == 5 {
+                                o.size as i64
+                            } else {
+                                o.last_modified * 1000
+                            }
+                        })
+                    })
+                    .collect();
+                let levels: Vec<i16> = got.iter().map(|v| i16::from(v.is_some())).collect();
+                let values: Vec<i64> = got.iter().flatten().copied().collect();
+                col.typed::<Int64Type>()
+                    .write_batch(&values, Some(&levels), None)
+                    .unwrap();
+            }
+        }
+        col.close().unwrap();
+        i += 1;
+    }
+    rg.close().unwrap();
+    w.close().unwrap();
+    buf
 }
 
 /// Writes the report under `bucket_dir` (a local copy of the destination

@@ -113,6 +113,9 @@ pub const DEFAULT_INVENTORY_GRACE: i64 = 3600;
 pub struct AuditSummary {
     pub run_id: i64,
     pub counts: BTreeMap<Kind, u64>,
+    /// Bytes of the findings of each kind that name a size (the local
+    /// file's, else the object's): what is at stake, summed by `merge`.
+    pub bytes_by_kind: BTreeMap<Kind, u64>,
     pub local_files: u64,
     pub local_bytes: u64,
     pub remote_objects: u64,
@@ -215,6 +218,12 @@ impl AuditSummary {
                 m.insert(kind.name().into(), json!(self.count(kind)));
             }
         }
+        let by_kind: Map<String, Value> = self
+            .bytes_by_kind
+            .iter()
+            .map(|(k, b)| (k.name().to_string(), json!(b)))
+            .collect();
+        m.insert("bytes_by_kind".into(), Value::Object(by_kind));
         m.insert("verified".into(), json!(self.verified));
         m.insert("verified_bytes".into(), json!(self.verified_bytes));
         m.insert("verified_by_md5".into(), json!(self.verified_by_md5));
@@ -739,6 +748,13 @@ impl Recorder<'_> {
             a.mark(&mut f);
         }
         *self.summary.counts.entry(f.kind).or_default() += 1;
+        // The bytes at stake: the local file's size, else the object's.
+        let size = [&f.local, &f.remote]
+            .into_iter()
+            .find_map(|side| side.as_ref()?.get("size")?.as_u64());
+        if let Some(size) = size {
+            *self.summary.bytes_by_kind.entry(f.kind).or_default() += size;
+        }
         batch.record_finding(self.run_id, self.prev_run, &mut f)?;
         self.sink.finding(&f)
     }
