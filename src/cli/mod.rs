@@ -119,6 +119,10 @@ pub struct DiffArgs {
     /// The kind of a checksum-list operand, when its name does not tell
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub manifest_format: Option<ManifestFormatArg>,
+    /// List only findings of this kind (e.g. missing, corrupt); the verdict,
+    /// the summary and the exit status stay the whole run's
+    #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+    pub kind: Option<Kind>,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +153,10 @@ pub struct VerifyArgs {
     /// The kind of a checksum list, when its name does not tell
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub manifest_format: Option<ManifestFormatArg>,
+    /// List only findings of this kind (e.g. missing, corrupt); the verdict,
+    /// the summary and the exit status stay the whole run's
+    #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+    pub kind: Option<Kind>,
 }
 
 /// Where a monitored run reports besides its output.
@@ -351,6 +359,11 @@ pub struct AuditArgs {
     /// (config file only) write this audit's report to a file
     #[arg(skip)]
     pub output: Option<PathBuf>,
+    /// List only findings of this kind (e.g. missing, corrupt); the verdict,
+    /// the summary and the exit status stay the whole run's
+    #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+    #[serde(skip)]
+    pub kind: Option<Kind>,
 }
 
 #[derive(Debug, Args)]
@@ -376,7 +389,8 @@ pub struct ReportArgs {
     /// The run to show [default: the latest finished run]
     #[arg(long, value_name = "N")]
     pub run: Option<i64>,
-    /// Only findings of this kind
+    /// List only findings of this kind (not `unverified`: a run stores only
+    /// their count); the exit status stays the whole run's
     #[arg(long, value_name = "KIND", value_parser = parse_kind)]
     pub kind: Option<Kind>,
 }

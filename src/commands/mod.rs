@@ -82,6 +82,8 @@ pub struct Context {
     pub quiet: bool,
     /// Hashing threads; `None` for one per core.
     pub threads: Option<usize>,
+    /// `--kind K`: list only findings of this kind.
+    pub kind: Option<Kind>,
 }
 
 /// Where a monitored run reports besides its output.
@@ -122,7 +124,7 @@ impl Context {
 
     /// The report this command writes.
     pub fn report(&self) -> Result<Report> {
-        Report::new(self.format, self.quiet, self.output.as_deref())
+        Ok(Report::new(self.format, self.quiet, self.output.as_deref())?.only(self.kind))
     }
 
     /// Starts the hashing pool with `--threads` workers, once.

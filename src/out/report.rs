@@ -420,6 +420,9 @@ pub struct Report {
     /// `None` once published.
     out: Option<Output>,
     discrepancies: u64,
+    /// `--kind K`: list only findings of this kind (the verdict, the
+    /// summary and the exit status stay the whole run's).
+    only: Option<Kind>,
 }
 
 impl Report {
@@ -440,7 +443,14 @@ impl Report {
             quiet,
             out: Some(Output::open(output)?),
             discrepancies: 0,
+            only: None,
         })
+    }
+
+    /// Lists only findings of `kind` (`--kind`); `None` lists all.
+    pub fn only(mut self, kind: Option<Kind>) -> Report {
+        self.only = kind;
+        self
     }
 
     /// Flushes, and with `--output` moves the finished file into place.
@@ -485,6 +495,9 @@ impl Sink for Report {
         if f.kind.is_discrepancy() {
             self.discrepancies += 1;
         } else if self.quiet {
+            return Ok(());
+        }
+        if self.only.is_some_and(|k| k != f.kind) {
             return Ok(());
         }
         let out = open_output(&mut self.out)?;

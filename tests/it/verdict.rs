@@ -649,3 +649,194 @@ fn a_stopped_backup_is_one_stale_not_one_per_file() {
         .collect();
     assert_eq!(stale, [""], "the whole backup, once: {}", doc["findings"]);
 }
+
+/// `report` of a run that did not complete (killed, or failed) exits 2
+/// and says why, in every format: it proves nothing.
+#[test]
+fn the_report_of_an_interrupted_or_failed_run_exits_2() {
+    let c = Copy65::new();
+    assert_eq!(c.audit(&["--mode", "deep"]).0, 0);
+    // A killed run: its row stays `running` until the next writer marks
+    // it `interrupted`.
+    let conn = rusqlite::Connection::open(&c.env.index).unwrap();
+    conn.execute(
+        "INSERT INTO runs(root_id, command, remote, started_at, status) VALUES (1, 'audit', 'x', 0, 'running')",
+        [],
+    )
+    .unwrap();
+    let killed = conn.last_insert_rowid();
+    drop(conn);
+    assert_eq!(c.env.scan().0, 0);
+    let out = c
+        .env
+        .vouch()
+        .args(["report", "--run", &killed.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(first_line(&text).starts_with("FAILED: "), "{text}");
+    assert!(
+        stderr_of(&out).contains(&format!(
+            "run {killed} did not complete: the run was interrupted"
+        )),
+        "{}",
+        stderr_of(&out)
+    );
+    let (code, doc) = c.env.json(&["report", "--run", &killed.to_string()]);
+    assert_eq!(code, 2);
+    assert_eq!(doc["summary"]["status"], "failed");
+    assert_eq!(doc["summary"]["run_status"], "interrupted");
+
+    // A failed audit, as the engine records one.
+    let conn = rusqlite::Connection::open(&c.env.index).unwrap();
+    conn.execute(
+        "INSERT INTO runs(root_id, command, remote, started_at, finished_at, status, exit_code, summary) VALUES (1, 'audit', 'x', 0, 1, 'failed', 2, '{\"error\":\"no route to host\"}')",
+        [],
+    )
+    .unwrap();
+    let failed = conn.last_insert_rowid();
+    drop(conn);
+    let (code, doc) = c.env.json(&["report", "--run", &failed.to_string()]);
+    assert_eq!(code, 2, "{doc}");
+    assert_eq!(doc["summary"]["status"], "failed");
+    assert_eq!(doc["summary"]["error"], "no route to host");
+    // A finished run still reports with its own status.
+    let (code, _) = c.env.json(&["report", "--run", "2"]);
+    assert_eq!(code, 0);
+}
+
+/// `--kind K` narrows the list of audit, diff and verify as it does
+/// report's; the verdict and the exit status stay the whole run's.
+/// `report --kind unverified` is refused with the reason.
+#[test]
+fn kind_narrows_the_list_of_audit_diff_and_verify() {
+    let c = Copy65::new();
+    c.damage();
+    let (code, doc) = c.json(&["--kind", "missing"]);
+    assert_eq!(code, 1);
+    assert_eq!(findings(&doc), pairs(&[("missing", "d0/file00.dat")]));
+    assert_eq!(doc["summary"]["status"], "damaged");
+    assert!(
+        doc["summary"]["discrepancies"].as_u64().unwrap() >= 4,
+        "{doc}"
+    );
+    // Exit 1 even when the kind asked for is not a discrepancy.
+    let (code, text) = c.audit(&["--kind", "added"]);
+    assert_eq!(code, 1);
+    assert!(first_line(&text).starts_with("DAMAGED: "), "{text}");
+    assert!(!text.contains("d0/file00.dat"), "{text}");
+    let (code, doc) = c.json(&["--kind", "unverified"]);
+    assert_eq!(code, 1);
+    let kinds: std::collections::BTreeSet<String> =
+        findings(&doc).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["unverified"]);
+
+    let a = c.env.root.to_str().unwrap();
+    let b = c.backup.to_str().unwrap();
+    let (code, doc) = c.env.json(&["diff", a, b, "--kind", "extra"]);
+    assert_eq!(code, 1, "{doc}");
+    let kinds: Vec<String> = findings(&doc).into_iter().map(|(k, _)| k).collect();
+    assert!(
+        !kinds.is_empty() && kinds.iter().all(|k| k == "extra"),
+        "{doc}"
+    );
+
+    let manifest = c.env.dir.path().join("b3sums");
+    let out = c
+        .env
+        .vouch()
+        .args(["export", a, "--format", "b3sum", "--output"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    std::fs::write(c.env.root.join("d3/file03.dat"), b"changed").unwrap();
+    std::fs::remove_file(c.env.root.join("d4/file04.dat")).unwrap();
+    let m = manifest.to_str().unwrap();
+    let (code, all) = c.env.json(&["verify", a, "--manifest", m]);
+    assert_eq!(code, 1, "{all}");
+    assert!(findings(&all).len() >= 2, "{all}");
+    let (code, doc) = c
+        .env
+        .json(&["verify", a, "--manifest", m, "--kind", "missing"]);
+    assert_eq!(code, 1);
+    assert_eq!(findings(&doc), pairs(&[("missing", "d4/file04.dat")]));
+
+    let out = c
+        .env
+        .vouch()
+        .args(["report", "--kind", "unverified"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("stores only its count of unverified")
+            && err.contains("--kind unverified --format json"),
+        "{err}"
+    );
+}
+
+/// A system job (no HOME, no XDG variable: systemd without `User=`) uses
+/// /etc/vouch and /var/lib/vouch, never the working directory.
+#[test]
+fn without_home_the_defaults_are_the_system_paths() {
+    let env = Env::new();
+    let run = |args: &[&str]| {
+        assert_cmd::Command::cargo_bin("vouch")
+            .unwrap()
+            .env_clear()
+            .current_dir(env.dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["run", "--all"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("cannot read config /etc/vouch/vouch.toml"),
+        "{}",
+        stderr_of(&out)
+    );
+    if !std::path::Path::new("/var/lib/vouch/index.sqlite3").exists() {
+        let out = run(&["history"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            stderr_of(&out).contains("index /var/lib/vouch/index.sqlite3 does not exist"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+    assert!(!env.dir.path().join("vouch").exists());
+    assert!(!env.dir.path().join(".local").exists());
+}
+
+/// Relative paths in the config file are relative to the file, not to
+/// the directory cron or systemd started vouch in.
+#[test]
+fn a_relative_root_in_the_config_is_relative_to_the_config_file() {
+    let c = Copy65::new();
+    let dir = c.env.dir.path();
+    std::fs::create_dir(dir.join("etc")).unwrap();
+    let cfg = dir.join("etc/vouch.toml");
+    std::fs::write(
+        &cfg,
+        "index = \"../index.sqlite3\"\n[audit.prod]\nroot = \"../root\"\nremote = \"../backup\"\nmode = \"deep\"\n",
+    )
+    .unwrap();
+    let out = assert_cmd::Command::cargo_bin("vouch")
+        .unwrap()
+        .env_remove("VOUCH_INDEX")
+        .current_dir("/")
+        .args(["run", "prod", "--format", "json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["summary"]["status"], "proven", "{doc}");
+    assert!(c.env.index.is_file());
+    let root = std::fs::canonicalize(&c.env.root).unwrap();
+    assert_eq!(doc["summary"]["root"], root.to_str().unwrap(), "{doc}");
+}
