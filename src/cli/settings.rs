@@ -164,6 +164,7 @@ fn context(common: &Common, export: bool) -> Result<Context> {
         quiet: common.quiet,
         threads: common.threads,
         kind: None,
+        heading: None,
     })
 }
 

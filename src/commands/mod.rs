@@ -84,6 +84,8 @@ pub struct Context {
     pub threads: Option<usize>,
     /// `--kind K`: list only findings of this kind.
     pub kind: Option<Kind>,
+    /// A heading above a table report (`vouch run --all`: the audit's name).
+    pub heading: Option<String>,
 }
 
 /// Where a monitored run reports besides its output.
@@ -124,7 +126,9 @@ impl Context {
 
     /// The report this command writes.
     pub fn report(&self) -> Result<Report> {
-        Ok(Report::new(self.format, self.quiet, self.output.as_deref())?.only(self.kind))
+        Ok(Report::new(self.format, self.quiet, self.output.as_deref())?
+            .only(self.kind)
+            .heading(self.heading.clone()))
     }
 
     /// Starts the hashing pool with `--threads` workers, once.

@@ -840,3 +840,70 @@ fn a_relative_root_in_the_config_is_relative_to_the_config_file() {
     let root = std::fs::canonicalize(&c.env.root).unwrap();
     assert_eq!(doc["summary"]["root"], root.to_str().unwrap(), "{doc}");
 }
+
+/// A remote named one level too high (the backup's prefix forgotten):
+/// every file missing and extra under `prod/`, and one hint naming the
+/// remote that was meant.
+#[test]
+fn a_forgotten_prefix_gets_a_did_you_mean_hint() {
+    let c = Copy65::new();
+    let backups = c.env.dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    std::fs::rename(&c.backup, backups.join("prod")).unwrap();
+    let root = c.env.root.to_str().unwrap();
+    let out = c
+        .env
+        .vouch()
+        .args(["audit", root, "--remote", backups.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let meant = format!("file://{}/prod", backups.display());
+    assert_eq!(
+        text.lines().nth(1).unwrap(),
+        format!("hint: did you mean --remote {meant}? 65 of the 65 missing files are on the backup under prod/"),
+        "{text}"
+    );
+    let (code, doc) = c.env.json(&["audit", root, "--remote", backups.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(doc["summary"]["hint"].as_str().unwrap().contains(&meant), "{doc}");
+    // The remote it names is the right one, and a clean audit gives none.
+    let (code, doc) = c.env.json(&["audit", root, "--remote", &meant, "--mode", "deep"]);
+    assert_eq!(code, 0, "{doc}");
+    assert!(doc["summary"].get("hint").is_none());
+}
+
+/// The summary for people: sizes and durations in human units, both trees
+/// named in a diff's header, a heading per audit in `run --all`.
+#[test]
+fn the_human_summary_names_both_sides_in_units_and_headings() {
+    let c = Copy65::new();
+    let (_, text) = c.audit(&["--mode", "deep"]);
+    let counters = text.lines().find(|l| l.contains("bytes_read")).unwrap();
+    assert!(counters.contains("bytes_read 47.9 KiB"), "{counters}");
+    assert!(counters.contains("coverage_files 100%"), "{counters}");
+    assert!(counters.contains(" ms") || counters.contains(" s,"), "{counters}");
+    assert!(!counters.contains("elapsed_ms"), "{counters}");
+    let a = c.env.root.to_str().unwrap();
+    let b = c.backup.to_str().unwrap();
+    let out = c.env.vouch().args(["diff", a, b]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(&format!("\nvouch diff {a} against {b}\n")), "{text}");
+
+    let cfg = c.env.dir.path().join("vouch.toml");
+    std::fs::write(
+        &cfg,
+        format!("[audit.first]\nroot = {a:?}\nremote = {b:?}\n[audit.second]\nroot = {a:?}\nremote = {b:?}\n"),
+    )
+    .unwrap();
+    let out = c
+        .env
+        .vouch()
+        .args(["run", "--all", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("=== audit first ===\n"), "{text}");
+    assert!(text.contains("\n=== audit second ===\n"), "{text}");
+}
