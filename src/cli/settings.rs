@@ -143,8 +143,10 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
             let _ = std::thread::spawn(|| panic!("a deliberate panic in a thread")).join();
             panic!("a deliberate panic\nover two lines");
         }
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        Command::Man { dir } => {
+            for page in super::help::man(Cli::command(), dir.as_deref())? {
+                eprintln!("wrote {}", page.display());
+            }
             Invocation::Done
         }
     };

@@ -126,9 +126,11 @@ impl Context {
 
     /// The report this command writes.
     pub fn report(&self) -> Result<Report> {
-        Ok(Report::new(self.format, self.quiet, self.output.as_deref())?
-            .only(self.kind)
-            .heading(self.heading.clone()))
+        Ok(
+            Report::new(self.format, self.quiet, self.output.as_deref())?
+                .only(self.kind)
+                .heading(self.heading.clone()),
+        )
     }
 
     /// Starts the hashing pool with `--threads` workers, once.

@@ -602,7 +602,10 @@ fn write_table_summary(out: &mut dyn Write, summary: &Map<String, Value>) -> io:
     let (a, b) = match command {
         "diff" => (side("a"), side("b")),
         "verify" => (text("root").map(str::to_string), side("manifest")),
-        _ => (text("root").map(str::to_string), text("remote").map(str::to_string)),
+        _ => (
+            text("root").map(str::to_string),
+            text("remote").map(str::to_string),
+        ),
     };
     if let Some(a) = a {
         head.push_str(&format!(" {a}"));

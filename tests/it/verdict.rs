@@ -862,14 +862,23 @@ fn a_forgotten_prefix_gets_a_did_you_mean_hint() {
     let meant = format!("file://{}/prod", backups.display());
     assert_eq!(
         text.lines().nth(1).unwrap(),
-        format!("hint: did you mean --remote {meant}? 65 of the 65 missing files are on the backup under prod/"),
+        format!(
+            "hint: did you mean --remote {meant}? 65 of the 65 missing files are on the backup under prod/"
+        ),
         "{text}"
     );
-    let (code, doc) = c.env.json(&["audit", root, "--remote", backups.to_str().unwrap()]);
+    let (code, doc) = c
+        .env
+        .json(&["audit", root, "--remote", backups.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(doc["summary"]["hint"].as_str().unwrap().contains(&meant), "{doc}");
+    assert!(
+        doc["summary"]["hint"].as_str().unwrap().contains(&meant),
+        "{doc}"
+    );
     // The remote it names is the right one, and a clean audit gives none.
-    let (code, doc) = c.env.json(&["audit", root, "--remote", &meant, "--mode", "deep"]);
+    let (code, doc) = c
+        .env
+        .json(&["audit", root, "--remote", &meant, "--mode", "deep"]);
     assert_eq!(code, 0, "{doc}");
     assert!(doc["summary"].get("hint").is_none());
 }
@@ -883,13 +892,19 @@ fn the_human_summary_names_both_sides_in_units_and_headings() {
     let counters = text.lines().find(|l| l.contains("bytes_read")).unwrap();
     assert!(counters.contains("bytes_read 47.9 KiB"), "{counters}");
     assert!(counters.contains("coverage_files 100%"), "{counters}");
-    assert!(counters.contains(" ms") || counters.contains(" s,"), "{counters}");
+    assert!(
+        counters.contains(" ms") || counters.contains(" s,"),
+        "{counters}"
+    );
     assert!(!counters.contains("elapsed_ms"), "{counters}");
     let a = c.env.root.to_str().unwrap();
     let b = c.backup.to_str().unwrap();
     let out = c.env.vouch().args(["diff", a, b]).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains(&format!("\nvouch diff {a} against {b}\n")), "{text}");
+    assert!(
+        text.contains(&format!("\nvouch diff {a} against {b}\n")),
+        "{text}"
+    );
 
     let cfg = c.env.dir.path().join("vouch.toml");
     std::fs::write(
@@ -906,4 +921,77 @@ fn the_human_summary_names_both_sides_in_units_and_headings() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("=== audit first ===\n"), "{text}");
     assert!(text.contains("\n=== audit second ===\n"), "{text}");
+}
+
+/// Help that shows how: an example under every subcommand's `--help`,
+/// and a man page per subcommand with EXIT STATUS, ENVIRONMENT, FILES and
+/// EXAMPLES (`vouch man --dir`), each naming only pages that exist.
+#[test]
+fn every_subcommand_has_an_example_and_a_man_page() {
+    let env = Env::new();
+    let subcommands = [
+        "scan",
+        "audit",
+        "diff",
+        "export",
+        "verify",
+        "report",
+        "history",
+        "accept",
+        "run",
+        "merge",
+        "completions",
+        "man",
+    ];
+    for sub in subcommands {
+        let out = env.vouch().args([sub, "--help"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{sub}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains(&format!("Examples:\n  vouch {sub}")),
+            "{sub}: {text}"
+        );
+    }
+    let dir = env.dir.path().join("man1");
+    let out = env
+        .vouch()
+        .args(["man", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let main = std::fs::read_to_string(dir.join("vouch.1")).unwrap();
+    for sub in subcommands {
+        let page = std::fs::read_to_string(dir.join(format!("vouch-{sub}.1")))
+            .unwrap_or_else(|e| panic!("vouch-{sub}.1: {e}"));
+        for section in [
+            ".SH \"EXIT STATUS\"",
+            ".SH ENVIRONMENT",
+            ".SH FILES",
+            ".SH EXAMPLES",
+        ] {
+            assert!(page.contains(section), "vouch-{sub}.1 lacks {section}");
+        }
+        assert!(page.contains(&format!("vouch {sub}")), "vouch-{sub}.1");
+        assert!(
+            main.contains(&format!("\\fBvouch\\-{sub}\\fR(1)")),
+            "vouch.1 names vouch-{sub}(1)"
+        );
+    }
+    assert!(!dir.join("vouch-debug-panic.1").exists());
+    assert!(main.contains("/var/lib/vouch/index.sqlite3"));
+    // `man` renders them (when man-db is installed).
+    if let Ok(out) = std::process::Command::new("man")
+        .arg("-l")
+        .arg(dir.join("vouch-audit.1"))
+        .env("MANWIDTH", "100")
+        .output()
+        && out.status.success()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("EXIT STATUS") && text.contains("--remote"),
+            "{text}"
+        );
+    }
 }

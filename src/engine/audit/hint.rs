@@ -66,7 +66,9 @@ fn best_prefix(paths: &[Vec<u8>], other: &HashSet<&[u8]>) -> Option<(String, u64
             *counts.entry(&p[..slash]).or_default() += 1;
         }
     }
-    let (prefix, n) = counts.into_iter().max_by_key(|&(p, n)| (n, std::cmp::Reverse(p)))?;
+    let (prefix, n) = counts
+        .into_iter()
+        .max_by_key(|&(p, n)| (n, std::cmp::Reverse(p)))?;
     let prefix = std::str::from_utf8(prefix).ok()?.to_string();
     Some((prefix, n))
 }
@@ -76,7 +78,9 @@ mod tests {
     use super::*;
 
     fn v(list: &[&str]) -> Vec<Vec<u8>> {
-        list.iter().map(|s| s.replace('/', "\0").into_bytes()).collect()
+        list.iter()
+            .map(|s| s.replace('/', "\0").into_bytes())
+            .collect()
     }
 
     #[test]
