@@ -160,7 +160,10 @@ fn render(cmd: clap::Command, name: &str, out: &mut dyn Write) -> Result<()> {
         vec!["\\fBvouch\\fR(1)".to_string()]
     };
     writeln!(out, ".SH \"SEE ALSO\"\n{}", see.join(", "))?;
-    man.render_version_section(out)?;
+    // Subcommands carry no version of their own (clap_mangen would panic).
+    if cmd.get_version().is_some() {
+        man.render_version_section(out)?;
+    }
     Ok(())
 }
 
