@@ -9,6 +9,7 @@
 //! in both.
 
 pub mod config;
+pub mod help;
 pub mod settings;
 
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use serde::Deserialize;
 use crate::model::Kind;
 
 #[derive(Debug, Parser)]
-#[command(name = "vouch", version, about = "Integrity auditor for files and object stores", long_about = None)]
+#[command(name = "vouch", version, about = "Integrity auditor for files and object stores", long_about = None, after_help = help::MAIN)]
 pub struct Cli {
     #[command(flatten)]
     pub common: Common,
@@ -75,33 +76,49 @@ pub enum FormatArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Update the manifest of ROOT (incremental)
+    #[command(after_help = help::SCAN)]
     Scan(ScanArgs),
     /// Scan ROOT, then diff its manifest against a remote (S3, GCS, Azure, a directory)
+    #[command(after_help = help::AUDIT)]
     Audit(AuditArgs),
     /// Compare two trees, snapshots (@NAME, @RUN) or manifest files
+    #[command(after_help = help::DIFF)]
     Diff(DiffArgs),
     /// Write a portable manifest of ROOT (--format b3sum|sha256sum|bagit|json)
+    #[command(after_help = help::EXPORT)]
     Export(ExportArgs),
     /// Check ROOT against an exported manifest (b3sum, sha256sum or json)
+    #[command(after_help = help::VERIFY)]
     Verify(VerifyArgs),
     /// Re-print the findings of a past run from the index
+    #[command(after_help = help::REPORT)]
     Report(ReportArgs),
     /// List past runs with their counters
+    #[command(after_help = help::HISTORY)]
     History,
     /// Accept a known discrepancy, with a reason, until it changes (--list, --remove)
+    #[command(after_help = help::ACCEPT)]
     Accept(AcceptArgs),
     /// Run named audits from the config file (for cron)
+    #[command(after_help = help::RUN)]
     Run(RunArgs),
     /// Merge the JSON reports of the N shards of one run (--shard K/N)
     /// into the report of the whole: every shard 0..N-1 exactly once
+    #[command(after_help = help::MERGE)]
     Merge(MergeArgs),
     /// Print a shell completion script
+    #[command(after_help = help::COMPLETIONS)]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff)
-    Man,
+    /// Print the man page (roff), or write every page to a directory
+    #[command(after_help = help::MAN)]
+    Man {
+        /// Write vouch.1 and a vouch-NAME.1 per subcommand here
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Panic on purpose, in a worker thread and then here: tests that a
     /// panic is one line on stderr and exit 2
     #[command(hide = true)]
@@ -120,6 +137,10 @@ pub struct DiffArgs {
     /// The kind of a checksum-list operand, when its name does not tell
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub manifest_format: Option<ManifestFormatArg>,
+    /// List only findings of this kind (e.g. missing, corrupt); the verdict,
+    /// the summary and the exit status stay the whole run's
+    #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+    pub kind: Option<Kind>,
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +171,10 @@ pub struct VerifyArgs {
     /// The kind of a checksum list, when its name does not tell
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub manifest_format: Option<ManifestFormatArg>,
+    /// List only findings of this kind (e.g. missing, corrupt); the verdict,
+    /// the summary and the exit status stay the whole run's
+    #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+    pub kind: Option<Kind>,
 }
 
 /// Where a monitored run reports besides its output.
@@ -359,6 +384,11 @@ pub struct AuditArgs {
     /// (config file only) write this audit's report to a file
     #[arg(skip)]
     pub output: Option<PathBuf>,
+    /// List only findings of this kind (e.g. missing, corrupt); the verdict,
+    /// the summary and the exit status stay the whole run's
+    #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+    #[serde(skip)]
+    pub kind: Option<Kind>,
 }
 
 #[derive(Debug, Args)]
@@ -385,7 +415,8 @@ pub struct ReportArgs {
     /// The run to show [default: the latest finished run]
     #[arg(long, value_name = "N")]
     pub run: Option<i64>,
-    /// Only findings of this kind
+    /// List only findings of this kind (not `unverified`: a run stores only
+    /// their count); the exit status stays the whole run's
     #[arg(long, value_name = "KIND", value_parser = parse_kind)]
     pub kind: Option<Kind>,
 }

@@ -31,6 +31,7 @@ use crate::engine::export::ExportFormat;
 use crate::engine::manifest::ManifestFormat;
 use crate::engine::reports::Target;
 use crate::engine::shard::{self, Shard};
+use crate::model::Kind;
 use crate::out::Format;
 
 /// The defaults of an audit, in one place.
@@ -55,7 +56,13 @@ fn checks_level(a: Option<ChecksArg>) -> Level {
 /// Resolves the command line into a context and an invocation.
 pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
     let export = matches!(cli.command, Command::Export(_));
-    let ctx = context(&cli.common, export)?;
+    let mut ctx = context(&cli.common, export)?;
+    ctx.kind = match &cli.command {
+        Command::Audit(a) => a.kind,
+        Command::Diff(a) => a.kind,
+        Command::Verify(a) => a.kind,
+        _ => None,
+    };
     let inv = match cli.command {
         Command::Scan(a) => Invocation::Scan(ScanSettings {
             root: a.root,
@@ -98,6 +105,11 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
             rehash: a.rehash,
             manifest_format: a.manifest_format.map(manifest_format),
         }),
+        Command::Report(a) if a.kind == Some(Kind::Unverified) => bail!(
+            "vouch report --kind unverified: a run stores only its count of unverified objects \
+             (summary `unverified`), not their paths; list them as they are found with \
+             `vouch audit ROOT --remote URL --kind unverified --format json`"
+        ),
         Command::Report(a) => Invocation::Report {
             run: a.run,
             kind: a.kind,
@@ -138,8 +150,10 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
             let _ = std::thread::spawn(|| panic!("a deliberate panic in a thread")).join();
             panic!("a deliberate panic\nover two lines");
         }
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        Command::Man { dir } => {
+            for page in super::help::man(Cli::command(), dir.as_deref())? {
+                eprintln!("wrote {}", page.display());
+            }
             Invocation::Done
         }
     };
@@ -162,6 +176,8 @@ fn context(common: &Common, export: bool) -> Result<Context> {
             .transpose()?,
         quiet: common.quiet,
         threads: common.threads,
+        kind: None,
+        heading: None,
     })
 }
 
@@ -426,32 +442,182 @@ fn manifest_format(f: ManifestFormatArg) -> ManifestFormat {
     }
 }
 
-/// `$XDG_DATA_HOME/vouch/index.sqlite3` (else `~/.local/share/…`).
+/// The index when neither `--index`, `VOUCH_INDEX` nor the config names
+/// one: see [`default_path`].
 pub fn default_index_path() -> PathBuf {
-    xdg_dir("XDG_DATA_HOME", ".local/share")
-        .join("vouch")
-        .join("index.sqlite3")
+    default_path(&Place::INDEX, &Host::current())
 }
 
-/// `$XDG_CONFIG_HOME/vouch/vouch.toml` (else `~/.config/…`).
+/// The config file of `vouch run` without `--config` / `VOUCH_CONFIG`.
 pub fn default_config_path() -> PathBuf {
-    xdg_dir("XDG_CONFIG_HOME", ".config")
-        .join("vouch")
-        .join("vouch.toml")
+    default_path(&Place::CONFIG, &Host::current())
 }
 
-fn xdg_dir(var: &str, under_home: &str) -> PathBuf {
-    std::env::var_os(var)
-        .filter(|v| !v.is_empty())
+/// One default file: its XDG variable, where that defaults to under HOME,
+/// and the system-wide path.
+pub struct Place {
+    xdg_var: &'static str,
+    /// Where the XDG variable defaults to, under HOME.
+    xdg_default: &'static str,
+    /// The file under the XDG directory.
+    file: &'static str,
+    system: &'static str,
+}
+
+impl Place {
+    pub const INDEX: Place = Place {
+        xdg_var: "XDG_DATA_HOME",
+        xdg_default: ".local/share",
+        file: "vouch/index.sqlite3",
+        system: "/var/lib/vouch/index.sqlite3",
+    };
+    pub const CONFIG: Place = Place {
+        xdg_var: "XDG_CONFIG_HOME",
+        xdg_default: ".config",
+        file: "vouch/vouch.toml",
+        system: "/etc/vouch/vouch.toml",
+    };
+}
+
+/// What the defaults depend on: the environment, whether we run as root,
+/// and which files exist (a function, so the rule is tested without
+/// touching `/etc` or `/var/lib`).
+pub struct Host<'a> {
+    pub var: &'a dyn Fn(&str) -> Option<std::ffi::OsString>,
+    pub root: bool,
+    pub exists: &'a dyn Fn(&std::path::Path) -> bool,
+}
+
+impl Host<'static> {
+    fn current() -> Host<'static> {
+        Host {
+            var: &|name| std::env::var_os(name),
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            root: unsafe { libc::geteuid() } == 0,
+            exists: &|p| p.exists(),
+        }
+    }
+}
+
+/// The rule, in order: an `XDG_*` variable that is set wins (`$XDG_DATA_HOME/
+/// vouch/index.sqlite3`, `$XDG_CONFIG_HOME/vouch/vouch.toml`); a user
+/// with a HOME gets the XDG default under it (`~/.local/share/…`,
+/// `~/.config/…`); a system job — no HOME (systemd without `User=`), or
+/// root — gets `/var/lib/vouch/index.sqlite3` and `/etc/vouch/vouch.toml`,
+/// except that root keeps a file it already has under its HOME. Never the
+/// working directory.
+pub fn default_path(place: &Place, host: &Host<'_>) -> PathBuf {
+    let set = |name: &str| (host.var)(name).filter(|v| !v.is_empty());
+    if let Some(dir) = set(place.xdg_var)
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(under_home)))
-        .unwrap_or_else(|| PathBuf::from("."))
+        .filter(|d| d.is_absolute())
+    {
+        return dir.join(place.file);
+    }
+    let under_home = set("HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute() && h != std::path::Path::new("/"))
+        .map(|home| home.join(place.xdg_default).join(place.file));
+    match under_home {
+        Some(path) if !host.root || (host.exists)(&path) => path,
+        _ => PathBuf::from(place.system),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    fn path_for(place: &Place, vars: &[(&str, &str)], root: bool, existing: &[&str]) -> PathBuf {
+        let var = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| OsString::from(v))
+        };
+        let exists = |p: &Path| existing.iter().any(|e| Path::new(e) == p);
+        default_path(
+            place,
+            &Host {
+                var: &var,
+                root,
+                exists: &exists,
+            },
+        )
+    }
+
+    /// A system job (no HOME, or root) gets /etc and /var/lib, never the
+    /// working directory; a user gets the XDG paths; a set XDG variable
+    /// wins; root keeps an index it already has under its HOME.
+    #[test]
+    fn default_paths_follow_xdg_for_users_and_the_system_dirs_for_system_jobs() {
+        use Place as P;
+        let none: &[(&str, &str)] = &[];
+        assert_eq!(
+            path_for(&P::INDEX, none, false, &[]),
+            Path::new("/var/lib/vouch/index.sqlite3")
+        );
+        assert_eq!(
+            path_for(&P::CONFIG, none, false, &[]),
+            Path::new("/etc/vouch/vouch.toml")
+        );
+        assert_eq!(
+            path_for(&P::INDEX, &[("HOME", "")], false, &[]),
+            Path::new("/var/lib/vouch/index.sqlite3")
+        );
+        assert_eq!(
+            path_for(&P::CONFIG, &[("HOME", "/")], false, &[]),
+            Path::new("/etc/vouch/vouch.toml")
+        );
+        let home = &[("HOME", "/home/ann")];
+        assert_eq!(
+            path_for(&P::INDEX, home, false, &[]),
+            Path::new("/home/ann/.local/share/vouch/index.sqlite3")
+        );
+        assert_eq!(
+            path_for(&P::CONFIG, home, false, &[]),
+            Path::new("/home/ann/.config/vouch/vouch.toml")
+        );
+        let root_home = &[("HOME", "/root")];
+        assert_eq!(
+            path_for(&P::INDEX, root_home, true, &[]),
+            Path::new("/var/lib/vouch/index.sqlite3")
+        );
+        assert_eq!(
+            path_for(&P::CONFIG, root_home, true, &[]),
+            Path::new("/etc/vouch/vouch.toml")
+        );
+        assert_eq!(
+            path_for(
+                &P::INDEX,
+                root_home,
+                true,
+                &["/root/.local/share/vouch/index.sqlite3"]
+            ),
+            Path::new("/root/.local/share/vouch/index.sqlite3")
+        );
+        let xdg = &[
+            ("HOME", "/root"),
+            ("XDG_DATA_HOME", "/data"),
+            ("XDG_CONFIG_HOME", "/cfg"),
+        ];
+        assert_eq!(
+            path_for(&P::INDEX, xdg, true, &[]),
+            Path::new("/data/vouch/index.sqlite3")
+        );
+        assert_eq!(
+            path_for(&P::CONFIG, xdg, false, &[]),
+            Path::new("/cfg/vouch/vouch.toml")
+        );
+        // A relative XDG variable is ignored, as the XDG spec says.
+        let rel = &[("HOME", "/home/ann"), ("XDG_DATA_HOME", "data")];
+        assert_eq!(
+            path_for(&P::INDEX, rel, false, &[]),
+            Path::new("/home/ann/.local/share/vouch/index.sqlite3")
+        );
+    }
 
     /// `vouch run` and `vouch audit` resolve through one function: the
     /// same audit written both ways gives the same settings, defaults

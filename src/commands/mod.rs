@@ -84,6 +84,10 @@ pub struct Context {
     pub quiet: bool,
     /// Hashing threads; `None` for one per core.
     pub threads: Option<usize>,
+    /// `--kind K`: list only findings of this kind.
+    pub kind: Option<Kind>,
+    /// A heading above a table report (`vouch run --all`: the audit's name).
+    pub heading: Option<String>,
 }
 
 /// Where a monitored run reports besides its output.
@@ -188,7 +192,9 @@ pub fn with_report_via(
             (Some(dir.path().join(name)), Some((up, dir)))
         }
     };
-    let mut sink = Report::new(ctx.format, ctx.quiet, local.as_deref())?;
+    let mut sink = Report::new(ctx.format, ctx.quiet, local.as_deref())?
+        .only(ctx.kind)
+        .heading(ctx.heading.clone());
     let mut result = body(&mut sink);
     if let Err(e) = &result {
         let _ = sink.fail(&one_line(e));

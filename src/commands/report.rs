@@ -36,8 +36,9 @@ pub fn history(ctx: &Context) -> Result<Outcome> {
 }
 
 /// Re-prints the findings of run `run_id` (default: the latest finished
-/// run), optionally only those of one kind. Exit 1 when the listed
-/// findings include a discrepancy.
+/// run), optionally only those of one kind. Exit 1 when the run's
+/// findings include a discrepancy (listed or not: `--kind` narrows the
+/// list, not the verdict); exit 2 when the run failed or never finished.
 pub fn report(
     index: &Index,
     run_id: Option<i64>,
@@ -61,8 +62,8 @@ pub fn report(
     };
     let mut discrepancy = false;
     let mut emit = |f: Finding, sink: &mut dyn Sink| -> Result<()> {
+        discrepancy |= f.kind.is_discrepancy();
         if kind.is_none_or(|k| k == f.kind) {
-            discrepancy |= f.kind.is_discrepancy();
             sink.finding(&f)?;
         }
         Ok(())
@@ -100,16 +101,27 @@ pub fn report(
         summary.insert("command".into(), json!(run.command));
     }
     if run.finished_at.is_none() && !summary.contains_key("error") {
-        summary.insert(
-            "error".into(),
-            json!("the run never finished (still running, or killed)"),
-        );
+        let why = if run.status == "interrupted" {
+            "the run was interrupted (killed before it finished)"
+        } else {
+            "the run never finished (still running, or killed)"
+        };
+        summary.insert("error".into(), json!(why));
     }
     // `status` is the verdict (added by the report); the index's word for
     // the run is `run_status`.
     summary.insert("run_status".into(), json!(run.status));
     summary.insert("started_at".into(), json!(format_time(run.started_at)));
+    let failed = summary
+        .get("error")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     sink.finish(&summary)?;
+    // A run that failed or never finished proves nothing: the report is
+    // complete (it says why), and the exit status is 2 like the run's.
+    if let Some(error) = failed {
+        bail!("run {} did not complete: {error}", run.id);
+    }
     Ok(if discrepancy {
         Outcome::Discrepancies
     } else {

@@ -22,7 +22,11 @@ pub fn run(audits: &[NamedAudit]) -> Result<Outcome> {
     let mut worst = Outcome::Clean;
     let mut failed = Vec::new();
     for a in audits {
-        match audit::run(&a.ctx, &a.settings, Some(&a.name)) {
+        let mut ctx = a.ctx.clone();
+        if audits.len() > 1 {
+            ctx.heading = Some(format!("audit {}", a.name));
+        }
+        match audit::run(&ctx, &a.settings, Some(&a.name)) {
             Ok(Outcome::Discrepancies) => worst = Outcome::Discrepancies,
             Ok(Outcome::Clean) => {}
             Err(e) => {

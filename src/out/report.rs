@@ -82,6 +82,9 @@ trait Printer {
         error: &str,
         failed: &Map<String, Value>,
     ) -> Result<()>;
+    /// A heading for people above the report (`run --all`: the audit's
+    /// name); only the table format prints one.
+    fn heading(&mut self, _: String) {}
 }
 
 /// `{"findings":[...],"summary":{...}}`, findings in a stable order:
@@ -307,6 +310,8 @@ impl Printer for CsvPrinter {
 struct TablePrinter {
     /// `None`: list every discrepancy.
     cap: Option<usize>,
+    /// Printed first (`vouch run --all`: which audit this is).
+    heading: Option<String>,
     listed: BTreeMap<Kind, Vec<Finding>>,
     counts: BTreeMap<Kind, u64>,
 }
@@ -391,8 +396,18 @@ impl Printer for TablePrinter {
         Ok(())
     }
 
+    fn heading(&mut self, heading: String) {
+        self.heading = Some(heading);
+    }
+
     fn summary(&mut self, out: &mut dyn Write, summary: &Map<String, Value>) -> Result<()> {
+        if let Some(h) = &self.heading {
+            writeln!(out, "=== {h} ===")?;
+        }
         writeln!(out, "{}", verdict::judge(summary).line)?;
+        if let Some(hint) = summary.get("hint").and_then(Value::as_str) {
+            writeln!(out, "hint: {hint}")?;
+        }
         self.write_findings(out, summary.get("run"))?;
         write_table_summary(out, summary)?;
         Ok(())
@@ -402,6 +417,9 @@ impl Printer for TablePrinter {
     /// before the failure is still listed.
     fn error(&mut self, out: &mut dyn Write, _: &str, _: &Map<String, Value>) -> Result<()> {
         if !self.counts.is_empty() {
+            if let Some(h) = &self.heading {
+                writeln!(out, "=== {h} ===")?;
+            }
             writeln!(out, "FAILED before the end; found so far:")?;
             self.write_findings(out, None)?;
         }
@@ -420,6 +438,9 @@ pub struct Report {
     /// `None` once published.
     out: Option<Output>,
     discrepancies: u64,
+    /// `--kind K`: list only findings of this kind (the verdict, the
+    /// summary and the exit status stay the whole run's).
+    only: Option<Kind>,
 }
 
 impl Report {
@@ -440,7 +461,22 @@ impl Report {
             quiet,
             out: Some(Output::open(output)?),
             discrepancies: 0,
+            only: None,
         })
+    }
+
+    /// Prints `heading` above a table report (`vouch run --all`).
+    pub fn heading(mut self, heading: Option<String>) -> Report {
+        if let Some(h) = heading {
+            self.printer.heading(h);
+        }
+        self
+    }
+
+    /// Lists only findings of `kind` (`--kind`); `None` lists all.
+    pub fn only(mut self, kind: Option<Kind>) -> Report {
+        self.only = kind;
+        self
     }
 
     /// Flushes, and with `--output` moves the finished file into place.
@@ -487,6 +523,9 @@ impl Sink for Report {
         } else if self.quiet {
             return Ok(());
         }
+        if self.only.is_some_and(|k| k != f.kind) {
+            return Ok(());
+        }
         let out = open_output(&mut self.out)?;
         self.printer.finding(out, f)
     }
@@ -505,16 +544,74 @@ impl Sink for Report {
     }
 }
 
+/// One counter for people: bytes in binary units, durations in seconds,
+/// fractions as percentages, counts as they are.
+fn human_counter(key: &str, n: &serde_json::Number) -> String {
+    let name = key.strip_suffix("_ms").unwrap_or(key);
+    match (n.as_u64(), n.as_f64()) {
+        (Some(b), _) if key.contains("bytes") => format!("{key} {}", verdict::human_bytes(b)),
+        (Some(ms), _) if key.ends_with("_ms") => {
+            format!("{name} {}", human_duration(ms))
+        }
+        (None, Some(f)) if key.starts_with("coverage") || key.starts_with("min_") => {
+            format!("{key} {}", percent(f))
+        }
+        (Some(1), _) if key.starts_with("coverage") || key.starts_with("min_") => {
+            format!("{key} 100%")
+        }
+        _ => format!("{key} {n}"),
+    }
+}
+
+/// `850 ms`, `12.3 s`, `4m 05s`, `2h 03m`.
+pub fn human_duration(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m {:02}s", ms / 60_000, ms / 1000 % 60),
+        _ => format!("{}h {:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+/// A fraction as a percentage, never rounded up to 100% (`99.9%`).
+fn percent(f: f64) -> String {
+    let p = (f * 1000.0).floor() / 10.0;
+    if p.fract() == 0.0 {
+        format!("{p:.0}%")
+    } else {
+        format!("{p:.1}%")
+    }
+}
+
 /// The summary for people: what ran, then the counters that are not zero,
 /// discrepancies first.
 fn write_table_summary(out: &mut dyn Write, summary: &Map<String, Value>) -> io::Result<()> {
     let text = |k: &str| summary.get(k).and_then(Value::as_str);
-    let mut head = format!("vouch {}", text("command").unwrap_or("run"));
-    if let Some(root) = text("root") {
-        head.push_str(&format!(" {root}"));
+    let command = text("command").unwrap_or("run");
+    let mut head = format!("vouch {command}");
+    // What was compared with what: both trees of a diff, the tree and the
+    // manifest of a verify, the tree and the backup of an audit.
+    let side = |k: &str| {
+        let d = summary.get(k)?;
+        let field = |f: &str| d.get(f).and_then(Value::as_str);
+        field("path")
+            .map(str::to_string)
+            .or_else(|| field("label").map(|l| format!("@{l}")))
+            .or_else(|| d.get("run").map(|r| format!("@{r}")))
+    };
+    let (a, b) = match command {
+        "diff" => (side("a"), side("b")),
+        "verify" => (text("root").map(str::to_string), side("manifest")),
+        _ => (
+            text("root").map(str::to_string),
+            text("remote").map(str::to_string),
+        ),
+    };
+    if let Some(a) = a {
+        head.push_str(&format!(" {a}"));
     }
-    if let Some(remote) = text("remote") {
-        head.push_str(&format!(" against {remote}"));
+    if let Some(b) = b {
+        head.push_str(&format!(" against {b}"));
     }
     if let Some(mode) = text("mode") {
         head.push_str(&format!(" ({mode})"));
@@ -527,13 +624,13 @@ fn write_table_summary(out: &mut dyn Write, summary: &Map<String, Value>) -> io:
     for (k, v) in summary {
         if matches!(
             k.as_str(),
-            "command" | "root" | "remote" | "mode" | "run" | "status" | "discrepancies"
+            "command" | "root" | "remote" | "mode" | "run" | "status" | "discrepancies" | "hint"
         ) || Kind::from_name(k).is_some_and(Kind::is_discrepancy)
         {
             continue;
         }
         match v {
-            Value::Number(n) if n.as_f64() != Some(0.0) => rest.push(format!("{k} {n}")),
+            Value::Number(n) if n.as_f64() != Some(0.0) => rest.push(human_counter(k, n)),
             Value::String(t) => rest.push(format!("{k} {t}")),
             Value::Bool(b) => rest.push(format!("{k} {b}")),
             _ => {}
@@ -551,6 +648,7 @@ fn write_table_summary(out: &mut dyn Write, summary: &Map<String, Value>) -> io:
                 .filter(|(_, v)| !v.is_object() && v.as_f64() != Some(0.0))
                 .map(|(ik, iv)| match iv {
                     Value::String(t) => format!("{ik} {t}"),
+                    Value::Number(n) => human_counter(ik, n),
                     other => format!("{ik} {other}"),
                 })
                 .collect();

@@ -649,3 +649,349 @@ fn a_stopped_backup_is_one_stale_not_one_per_file() {
         .collect();
     assert_eq!(stale, [""], "the whole backup, once: {}", doc["findings"]);
 }
+
+/// `report` of a run that did not complete (killed, or failed) exits 2
+/// and says why, in every format: it proves nothing.
+#[test]
+fn the_report_of_an_interrupted_or_failed_run_exits_2() {
+    let c = Copy65::new();
+    assert_eq!(c.audit(&["--mode", "deep"]).0, 0);
+    // A killed run: its row stays `running` until the next writer marks
+    // it `interrupted`.
+    let conn = rusqlite::Connection::open(&c.env.index).unwrap();
+    conn.execute(
+        "INSERT INTO runs(root_id, command, remote, started_at, status) VALUES (1, 'audit', 'x', 0, 'running')",
+        [],
+    )
+    .unwrap();
+    let killed = conn.last_insert_rowid();
+    drop(conn);
+    assert_eq!(c.env.scan().0, 0);
+    let out = c
+        .env
+        .vouch()
+        .args(["report", "--run", &killed.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(first_line(&text).starts_with("FAILED: "), "{text}");
+    assert!(
+        stderr_of(&out).contains(&format!(
+            "run {killed} did not complete: the run was interrupted"
+        )),
+        "{}",
+        stderr_of(&out)
+    );
+    let (code, doc) = c.env.json(&["report", "--run", &killed.to_string()]);
+    assert_eq!(code, 2);
+    assert_eq!(doc["summary"]["status"], "failed");
+    assert_eq!(doc["summary"]["run_status"], "interrupted");
+
+    // A failed audit, as the engine records one.
+    let conn = rusqlite::Connection::open(&c.env.index).unwrap();
+    conn.execute(
+        "INSERT INTO runs(root_id, command, remote, started_at, finished_at, status, exit_code, summary) VALUES (1, 'audit', 'x', 0, 1, 'failed', 2, '{\"error\":\"no route to host\"}')",
+        [],
+    )
+    .unwrap();
+    let failed = conn.last_insert_rowid();
+    drop(conn);
+    let (code, doc) = c.env.json(&["report", "--run", &failed.to_string()]);
+    assert_eq!(code, 2, "{doc}");
+    assert_eq!(doc["summary"]["status"], "failed");
+    assert_eq!(doc["summary"]["error"], "no route to host");
+    // A finished run still reports with its own status.
+    let (code, _) = c.env.json(&["report", "--run", "2"]);
+    assert_eq!(code, 0);
+}
+
+/// `--kind K` narrows the list of audit, diff and verify as it does
+/// report's; the verdict and the exit status stay the whole run's.
+/// `report --kind unverified` is refused with the reason.
+#[test]
+fn kind_narrows_the_list_of_audit_diff_and_verify() {
+    let c = Copy65::new();
+    c.damage();
+    let (code, doc) = c.json(&["--kind", "missing"]);
+    assert_eq!(code, 1);
+    assert_eq!(findings(&doc), pairs(&[("missing", "d0/file00.dat")]));
+    assert_eq!(doc["summary"]["status"], "damaged");
+    assert!(
+        doc["summary"]["discrepancies"].as_u64().unwrap() >= 4,
+        "{doc}"
+    );
+    // Exit 1 even when the kind asked for is not a discrepancy.
+    let (code, text) = c.audit(&["--kind", "added"]);
+    assert_eq!(code, 1);
+    assert!(first_line(&text).starts_with("DAMAGED: "), "{text}");
+    assert!(!text.contains("d0/file00.dat"), "{text}");
+    let (code, doc) = c.json(&["--kind", "unverified"]);
+    assert_eq!(code, 1);
+    let kinds: std::collections::BTreeSet<String> =
+        findings(&doc).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["unverified"]);
+
+    let a = c.env.root.to_str().unwrap();
+    let b = c.backup.to_str().unwrap();
+    let (code, doc) = c.env.json(&["diff", a, b, "--kind", "extra"]);
+    assert_eq!(code, 1, "{doc}");
+    let kinds: Vec<String> = findings(&doc).into_iter().map(|(k, _)| k).collect();
+    assert!(
+        !kinds.is_empty() && kinds.iter().all(|k| k == "extra"),
+        "{doc}"
+    );
+
+    let manifest = c.env.dir.path().join("b3sums");
+    let out = c
+        .env
+        .vouch()
+        .args(["export", a, "--format", "b3sum", "--output"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    std::fs::write(c.env.root.join("d3/file03.dat"), b"changed").unwrap();
+    std::fs::remove_file(c.env.root.join("d4/file04.dat")).unwrap();
+    let m = manifest.to_str().unwrap();
+    let (code, all) = c.env.json(&["verify", a, "--manifest", m]);
+    assert_eq!(code, 1, "{all}");
+    assert!(findings(&all).len() >= 2, "{all}");
+    let (code, doc) = c
+        .env
+        .json(&["verify", a, "--manifest", m, "--kind", "missing"]);
+    assert_eq!(code, 1);
+    assert_eq!(findings(&doc), pairs(&[("missing", "d4/file04.dat")]));
+
+    let out = c
+        .env
+        .vouch()
+        .args(["report", "--kind", "unverified"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("stores only its count of unverified")
+            && err.contains("--kind unverified --format json"),
+        "{err}"
+    );
+}
+
+/// A system job (no HOME, no XDG variable: systemd without `User=`) uses
+/// /etc/vouch and /var/lib/vouch, never the working directory.
+#[test]
+fn without_home_the_defaults_are_the_system_paths() {
+    let env = Env::new();
+    let run = |args: &[&str]| {
+        assert_cmd::Command::cargo_bin("vouch")
+            .unwrap()
+            .env_clear()
+            .current_dir(env.dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["run", "--all"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("cannot read config /etc/vouch/vouch.toml"),
+        "{}",
+        stderr_of(&out)
+    );
+    if !std::path::Path::new("/var/lib/vouch/index.sqlite3").exists() {
+        let out = run(&["history"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            stderr_of(&out).contains("index /var/lib/vouch/index.sqlite3 does not exist"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+    assert!(!env.dir.path().join("vouch").exists());
+    assert!(!env.dir.path().join(".local").exists());
+}
+
+/// Relative paths in the config file are relative to the file, not to
+/// the directory cron or systemd started vouch in.
+#[test]
+fn a_relative_root_in_the_config_is_relative_to_the_config_file() {
+    let c = Copy65::new();
+    let dir = c.env.dir.path();
+    std::fs::create_dir(dir.join("etc")).unwrap();
+    let cfg = dir.join("etc/vouch.toml");
+    std::fs::write(
+        &cfg,
+        "index = \"../index.sqlite3\"\n[audit.prod]\nroot = \"../root\"\nremote = \"../backup\"\nmode = \"deep\"\n",
+    )
+    .unwrap();
+    let out = assert_cmd::Command::cargo_bin("vouch")
+        .unwrap()
+        .env_remove("VOUCH_INDEX")
+        .current_dir("/")
+        .args(["run", "prod", "--format", "json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["summary"]["status"], "proven", "{doc}");
+    assert!(c.env.index.is_file());
+    let root = std::fs::canonicalize(&c.env.root).unwrap();
+    assert_eq!(doc["summary"]["root"], root.to_str().unwrap(), "{doc}");
+}
+
+/// A remote named one level too high (the backup's prefix forgotten):
+/// every file missing and extra under `prod/`, and one hint naming the
+/// remote that was meant.
+#[test]
+fn a_forgotten_prefix_gets_a_did_you_mean_hint() {
+    let c = Copy65::new();
+    let backups = c.env.dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    std::fs::rename(&c.backup, backups.join("prod")).unwrap();
+    let root = c.env.root.to_str().unwrap();
+    let out = c
+        .env
+        .vouch()
+        .args(["audit", root, "--remote", backups.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let meant = format!("file://{}/prod", backups.display());
+    assert_eq!(
+        text.lines().nth(1).unwrap(),
+        format!(
+            "hint: did you mean --remote {meant}? 65 of the 65 missing files are on the backup under prod/"
+        ),
+        "{text}"
+    );
+    let (code, doc) = c
+        .env
+        .json(&["audit", root, "--remote", backups.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        doc["summary"]["hint"].as_str().unwrap().contains(&meant),
+        "{doc}"
+    );
+    // The remote it names is the right one, and a clean audit gives none.
+    let (code, doc) = c
+        .env
+        .json(&["audit", root, "--remote", &meant, "--mode", "deep"]);
+    assert_eq!(code, 0, "{doc}");
+    assert!(doc["summary"].get("hint").is_none());
+}
+
+/// The summary for people: sizes and durations in human units, both trees
+/// named in a diff's header, a heading per audit in `run --all`.
+#[test]
+fn the_human_summary_names_both_sides_in_units_and_headings() {
+    let c = Copy65::new();
+    let (_, text) = c.audit(&["--mode", "deep"]);
+    let counters = text.lines().find(|l| l.contains("bytes_read")).unwrap();
+    assert!(counters.contains("bytes_read 47.9 KiB"), "{counters}");
+    assert!(counters.contains("coverage_files 100%"), "{counters}");
+    assert!(
+        counters.contains(" ms") || counters.contains(" s,"),
+        "{counters}"
+    );
+    assert!(!counters.contains("elapsed_ms"), "{counters}");
+    let a = c.env.root.to_str().unwrap();
+    let b = c.backup.to_str().unwrap();
+    let out = c.env.vouch().args(["diff", a, b]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!("\nvouch diff {a} against {b}\n")),
+        "{text}"
+    );
+
+    let cfg = c.env.dir.path().join("vouch.toml");
+    std::fs::write(
+        &cfg,
+        format!("[audit.first]\nroot = {a:?}\nremote = {b:?}\n[audit.second]\nroot = {a:?}\nremote = {b:?}\n"),
+    )
+    .unwrap();
+    let out = c
+        .env
+        .vouch()
+        .args(["run", "--all", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("=== audit first ===\n"), "{text}");
+    assert!(text.contains("\n=== audit second ===\n"), "{text}");
+}
+
+/// Help that shows how: an example under every subcommand's `--help`,
+/// and a man page per subcommand with EXIT STATUS, ENVIRONMENT, FILES and
+/// EXAMPLES (`vouch man --dir`), each naming only pages that exist.
+#[test]
+fn every_subcommand_has_an_example_and_a_man_page() {
+    let env = Env::new();
+    let subcommands = [
+        "scan",
+        "audit",
+        "diff",
+        "export",
+        "verify",
+        "report",
+        "history",
+        "accept",
+        "run",
+        "merge",
+        "completions",
+        "man",
+    ];
+    for sub in subcommands {
+        let out = env.vouch().args([sub, "--help"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{sub}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains(&format!("Examples:\n  vouch {sub}")),
+            "{sub}: {text}"
+        );
+    }
+    let dir = env.dir.path().join("man1");
+    let out = env
+        .vouch()
+        .args(["man", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let main = std::fs::read_to_string(dir.join("vouch.1")).unwrap();
+    for sub in subcommands {
+        let page = std::fs::read_to_string(dir.join(format!("vouch-{sub}.1")))
+            .unwrap_or_else(|e| panic!("vouch-{sub}.1: {e}"));
+        for section in [
+            ".SH \"EXIT STATUS\"",
+            ".SH ENVIRONMENT",
+            ".SH FILES",
+            ".SH EXAMPLES",
+        ] {
+            assert!(page.contains(section), "vouch-{sub}.1 lacks {section}");
+        }
+        assert!(page.contains(&format!("vouch {sub}")), "vouch-{sub}.1");
+        assert!(
+            main.contains(&format!("\\fBvouch\\-{sub}\\fR(1)")),
+            "vouch.1 names vouch-{sub}(1)"
+        );
+    }
+    assert!(!dir.join("vouch-debug-panic.1").exists());
+    assert!(main.contains("/var/lib/vouch/index.sqlite3"));
+    // `man` renders them (when man-db is installed).
+    if let Ok(out) = std::process::Command::new("man")
+        .arg("-l")
+        .arg(dir.join("vouch-audit.1"))
+        .env("MANWIDTH", "100")
+        .output()
+        && out.status.success()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("EXIT STATUS") && text.contains("--remote"),
+            "{text}"
+        );
+    }
+}

@@ -17,6 +17,7 @@
 
 mod decide;
 pub mod health;
+pub mod hint;
 mod merger;
 mod prove;
 mod reads;
@@ -167,6 +168,8 @@ pub struct AuditSummary {
     pub elapsed_ms: u64,
     /// `AuditOptions::min_proven`, so the summary carries its verdict.
     pub min_proven: f64,
+    /// "did you mean --remote …" (see [`hint`]).
+    pub hint: Option<String>,
 }
 
 const WITHIN_DAYS: [u32; 3] = [1, 7, 30];
@@ -224,6 +227,9 @@ impl AuditSummary {
             .map(|(k, b)| (k.name().to_string(), json!(b)))
             .collect();
         m.insert("bytes_by_kind".into(), Value::Object(by_kind));
+        if let Some(hint) = &self.hint {
+            m.insert("hint".into(), json!(hint));
+        }
         m.insert("verified".into(), json!(self.verified));
         m.insert("verified_bytes".into(), json!(self.verified_bytes));
         m.insert("verified_by_md5".into(), json!(self.verified_by_md5));
@@ -409,7 +415,8 @@ pub fn audit(
     match audit_run(
         index, root, root_id, remote, inventory, opts, sink, progress, run_id, prev_run, &skip,
     ) {
-        Ok(summary) => {
+        Ok(mut summary) => {
+            summary.hint = prefix_hint_of_run(index, &summary, &remote.id)?;
             let bad = summary.discrepancies(opts.strict) > 0;
             index.finish_run(
                 run_id,
@@ -426,6 +433,24 @@ pub fn audit(
             Err(e)
         }
     }
+}
+
+/// The "did you mean" hint, looked for only when more than half of the
+/// files are missing (the findings are then read back from the index).
+fn prefix_hint_of_run(index: &Index, s: &AuditSummary, remote: &str) -> Result<Option<String>> {
+    let missing = s.count(Kind::Missing);
+    if s.count(Kind::Extra) == 0 || missing == 0 || 2 * missing <= s.local_files {
+        return Ok(None);
+    }
+    let (mut m, mut e) = (Vec::new(), Vec::new());
+    for f in index.findings_of_run(s.run_id)? {
+        match f.kind {
+            Kind::Missing => m.push(f.path),
+            Kind::Extra => e.push(f.path),
+            _ => {}
+        }
+    }
+    Ok(hint::prefix_hint(remote, &m, &e))
 }
 
 #[allow(clippy::too_many_arguments)]
