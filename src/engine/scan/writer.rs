@@ -51,7 +51,7 @@ pub(super) fn write_events(
                 summary.special += 1;
                 if let Some(old) = replaced {
                     *structural += 1;
-                    batch.close_entry(old.id, ctx.run_id)?;
+                    batch.close_entry(ctx.root_id, &old, ctx.run_id)?;
                     if old.kind != EntryKind::Dir {
                         summary.deleted += 1;
                         let local = describe(&old.stat, old.blake3.as_ref());
@@ -80,7 +80,7 @@ pub(super) fn write_events(
             }
             Event::Deleted(old) => {
                 *structural += 1;
-                batch.close_entry(old.id, ctx.run_id)?;
+                batch.close_entry(ctx.root_id, &old, ctx.run_id)?;
                 if old.kind != EntryKind::Dir {
                     summary.deleted += 1;
                     report(
@@ -140,7 +140,7 @@ fn settle_hashed(
         Err(HashError::Vanished) => {
             if let Some(old) = old {
                 *structural += 1;
-                batch.close_entry(old.id, ctx.run_id)?;
+                batch.close_entry(ctx.root_id, &old, ctx.run_id)?;
                 summary.deleted += 1;
                 report(
                     batch,
@@ -187,12 +187,12 @@ fn settle_hashed(
                             }))
                             .detail(ROTTED);
                         new.trusted_blake3 = Some(trusted);
-                        let id = if o.blake3 == new.blake3 {
+                        let since = if o.blake3 == new.blake3 {
                             keep_digests(&mut new, o);
                             if new.stat != o.stat || new.md5 != o.md5 || new.sha256 != o.sha256 {
-                                batch.update_entry(o.id, &new)?;
+                                batch.update_entry(ctx.root_id, o, &new)?;
                             }
-                            o.id
+                            o.since_run
                         } else {
                             // The content on disk moved on: a new
                             // row, so earlier snapshots keep theirs.
@@ -202,7 +202,8 @@ fn settle_hashed(
                         if let Some(check) = check {
                             summary.checked += 1;
                             summary.check_bytes += check.bytes_read;
-                            record_check(batch, id, Some(o.id), &check)?;
+                            let had_data = batch.data_ever(ctx.root_id, o)?;
+                            record_check(batch, ctx, &new.path, since, had_data, &check)?;
                         }
                         report(batch, f)?;
                         return Ok(());
@@ -215,12 +216,13 @@ fn settle_hashed(
                             || new.sha256 != o.sha256
                             || o.trusted_blake3.is_some()
                         {
-                            batch.update_entry(o.id, &new)?;
+                            batch.update_entry(ctx.root_id, o, &new)?;
                         }
                         if let Some(check) = check {
                             summary.checked += 1;
                             summary.check_bytes += check.bytes_read;
-                            record_check(batch, o.id, Some(o.id), &check)?;
+                            let had_data = batch.data_ever(ctx.root_id, o)?;
+                            record_check(batch, ctx, &o.path, o.since_run, had_data, &check)?;
                         }
                         return Ok(());
                     }
@@ -228,15 +230,19 @@ fn settle_hashed(
                 }
             }
             *structural += 1;
-            let old_id = old
-                .as_ref()
-                .filter(|o| o.kind == EntryKind::File)
-                .map(|o| o.id);
-            let id = apply_change(batch, ctx, summary, new, old, report)?;
-            if let Some(check) = check {
+            // The earlier version's check, read before the row is replaced.
+            let had_data = match (&check, old.as_ref()) {
+                (Some(_), Some(o)) if o.kind == EntryKind::File => {
+                    batch.data_ever(ctx.root_id, o)?
+                }
+                _ => false,
+            };
+            let key = check.as_ref().map(|_| new.path.clone());
+            let since = apply_change(batch, ctx, summary, new, old, report)?;
+            if let (Some(check), Some(key)) = (check, key) {
                 summary.checked += 1;
                 summary.check_bytes += check.bytes_read;
-                record_check(batch, id, old_id, &check)?;
+                record_check(batch, ctx, &key, since, had_data, &check)?;
             }
         }
     }
@@ -307,11 +313,11 @@ fn apply_change(
     report: &mut impl FnMut(&mut Batch<'_>, Finding) -> Result<()>,
 ) -> Result<i64> {
     let is_dir = new.kind == EntryKind::Dir;
-    let id;
+    let since;
     let local = describe(&new.stat, new.blake3.as_ref());
     let finding = match &old {
         None => {
-            id = batch.insert_entry(ctx.root_id, ctx.run_id, &new)?;
+            since = batch.insert_entry(ctx.root_id, ctx.run_id, &new)?;
             (!is_dir).then(|| {
                 summary.added += 1;
                 Finding::new(Kind::Added, new.path.clone()).local(local)
@@ -319,7 +325,7 @@ fn apply_change(
         }
         Some(o) => {
             let was_dir = o.kind == EntryKind::Dir;
-            id = batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?;
+            since = batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?;
             match (was_dir, is_dir) {
                 (true, true) => None,
                 (false, true) => {
@@ -362,17 +368,20 @@ fn apply_change(
     if let Some(f) = finding {
         report(batch, f)?;
     }
-    Ok(id)
+    Ok(since)
 }
 
-/// Stores the check of entry row `id`, applying the empty-dump rule: a
-/// complete dump without table data whose earlier version (`old_id`) had
-/// data is `damaged`.
-fn record_check(batch: &mut Batch<'_>, id: i64, old_id: Option<i64>, check: &Report) -> Result<()> {
-    let had_data = match old_id {
-        Some(old) => batch.data_ever(old)?,
-        None => false,
-    };
+/// Stores the check of the row of `path` valid since `since`, applying the
+/// empty-dump rule: a complete dump without table data whose earlier
+/// version held data (`had_data`) is `damaged`.
+fn record_check(
+    batch: &mut Batch<'_>,
+    ctx: WriteCtx,
+    path: &[u8],
+    since: i64,
+    had_data: bool,
+    check: &Report,
+) -> Result<()> {
     let (verdict, detail) = match (&check.verdict, checks::empty_dump_detail(check, had_data)) {
         (_, Some(empty)) => ("damaged", Some(empty)),
         (Verdict::Sound, None) => ("sound", None),
@@ -387,7 +396,7 @@ fn record_check(batch: &mut Batch<'_>, id: i64, old_id: Option<i64>, check: &Rep
         table_data: check.table_data,
         data_ever: had_data || check.table_data == Some(true),
     };
-    batch.record_check(id, &row)
+    batch.record_check(ctx.root_id, path, since, &row)
 }
 
 /// Reports the changes that scans since `baseline` (the last delivered
