@@ -85,10 +85,10 @@ impl Index {
         Paged::new(
             |e: &Entry| &e.path,
             move |after: Option<&[u8]>| {
-                // The first page includes ROOT itself, whose key is empty.
-                let op = if after.is_some() { ">" } else { ">=" };
+                // From ROOT itself, whose key is empty, or from the last row
+                // read (see [`Paged`]).
                 let mut stmt = self.conn.prepare_cached(&format!(
-                    "{SELECT_ENTRY} WHERE root_id = ?1 AND until_run IS NULL {kinds} AND path {op} ?2 ORDER BY path LIMIT ?3"
+                    "{SELECT_ENTRY} WHERE root_id = ?1 AND until_run IS NULL {kinds} AND path >= ?2 ORDER BY path LIMIT ?3"
                 ))?;
                 let rows = stmt.query_map(
                     params![root_id, after.unwrap_or(b""), PAGE as i64],

@@ -247,6 +247,9 @@ pub fn scan(
         start_ns,
         prev_findings_run,
         shrink_threshold: opts.shrink_threshold,
+        bare_changes: ![Kind::Added, Kind::Modified, Kind::Deleted]
+            .into_iter()
+            .any(|k| sink.details(k)),
     };
     let budget = opts
         .checks_budget

@@ -22,6 +22,27 @@ pub(super) struct WriteCtx {
     pub(super) start_ns: i64,
     pub(super) prev_findings_run: Option<i64>,
     pub(super) shrink_threshold: Option<f64>,
+    /// The sink shows changes without their details (the table counts
+    /// them): `added`/`modified`/`deleted` go out bare, without the JSON
+    /// (hex hash, time) nobody reads.
+    pub(super) bare_changes: bool,
+}
+
+/// A change (added, modified, deleted) with its details, unless the sink
+/// shows changes bare.
+fn change(
+    ctx: WriteCtx,
+    kind: Kind,
+    path: Vec<u8>,
+    stat: &Stat,
+    hash: Option<&[u8; 32]>,
+) -> Finding {
+    let f = Finding::new(kind, path);
+    if ctx.bare_changes {
+        f
+    } else {
+        f.local(describe(stat, hash))
+    }
 }
 
 /// The writer: applies events to the index and reports findings.
@@ -54,16 +75,20 @@ pub(super) fn write_events(
                     batch.close_entry(ctx.root_id, &old, ctx.run_id)?;
                     if old.kind != EntryKind::Dir {
                         summary.deleted += 1;
-                        let local = describe(&old.stat, old.blake3.as_ref());
                         if let Some(f) = replaced_finding(ctx, &old, "a FIFO, socket or device") {
                             summary.shrunk += 1;
                             report(batch, f)?;
                         }
+                        let f = change(
+                            ctx,
+                            Kind::Deleted,
+                            old.path.clone(),
+                            &old.stat,
+                            old.blake3.as_ref(),
+                        );
                         report(
                             batch,
-                            Finding::new(Kind::Deleted, old.path.clone())
-                                .local(local)
-                                .detail("replaced by a FIFO, socket or device (not read)"),
+                            f.detail("replaced by a FIFO, socket or device (not read)"),
                         )?;
                     }
                 }
@@ -83,11 +108,14 @@ pub(super) fn write_events(
                 batch.close_entry(ctx.root_id, &old, ctx.run_id)?;
                 if old.kind != EntryKind::Dir {
                     summary.deleted += 1;
-                    report(
-                        batch,
-                        Finding::new(Kind::Deleted, old.path.clone())
-                            .local(describe(&old.stat, old.blake3.as_ref())),
-                    )?;
+                    let f = change(
+                        ctx,
+                        Kind::Deleted,
+                        old.path.clone(),
+                        &old.stat,
+                        old.blake3.as_ref(),
+                    );
+                    report(batch, f)?;
                 }
             }
             Event::Store { new, old } => {
@@ -142,12 +170,8 @@ fn settle_hashed(
                 *structural += 1;
                 batch.close_entry(ctx.root_id, &old, ctx.run_id)?;
                 summary.deleted += 1;
-                report(
-                    batch,
-                    Finding::new(Kind::Deleted, key)
-                        .local(describe(&old.stat, old.blake3.as_ref()))
-                        .detail("vanished during the scan"),
-                )?;
+                let f = change(ctx, Kind::Deleted, key, &old.stat, old.blake3.as_ref());
+                report(batch, f.detail("vanished during the scan"))?;
             }
         }
         Err(e) => {
@@ -314,13 +338,14 @@ fn apply_change(
 ) -> Result<i64> {
     let is_dir = new.kind == EntryKind::Dir;
     let since;
-    let local = describe(&new.stat, new.blake3.as_ref());
+    let hash = new.blake3;
+    let local = |kind| change(ctx, kind, new.path.clone(), &new.stat, hash.as_ref());
     let finding = match &old {
         None => {
             since = batch.insert_entry(ctx.root_id, ctx.run_id, &new)?;
             (!is_dir).then(|| {
                 summary.added += 1;
-                Finding::new(Kind::Added, new.path.clone()).local(local)
+                local(Kind::Added)
             })
         }
         Some(o) => {
@@ -337,18 +362,18 @@ fn apply_change(
                 }
                 (true, false) => {
                     summary.added += 1;
-                    Some(Finding::new(Kind::Added, new.path.clone()).local(local))
+                    Some(local(Kind::Added))
                 }
                 (false, false) => {
                     summary.modified += 1;
-                    let mut f = Finding::new(Kind::Modified, new.path.clone()).local(local.clone());
+                    let mut f = local(Kind::Modified);
                     if o.kind != new.kind {
                         f = f.detail(format!("{} became a {}", o.kind.name(), new.kind.name()));
                     }
                     let shrunk = match new.kind {
                         EntryKind::File => {
                             shrunk_finding(ctx.shrink_threshold, o, &new.path, &new.stat)
-                                .map(|f| f.local(local.clone()))
+                                .map(|f| f.local(describe(&new.stat, hash.as_ref())))
                         }
                         _ => {
                             let target = new.target.as_deref().map(paths::display);
