@@ -64,9 +64,15 @@ pub(super) fn write_events(
         EntryKind::Dir => summary.dirs += 1,
         _ => summary.files += 1,
     };
-    for event in events.iter() {
+    // The hashers' batches, taken apart in order.
+    let flat = events.iter().flat_map(|e| match e {
+        Event::Many(v) => v.into_iter().chain(None),
+        e => Vec::new().into_iter().chain(Some(e)),
+    });
+    for event in flat {
         progress.advance(1);
         match event {
+            Event::Many(_) => anyhow::bail!("internal: a batch of event batches"),
             Event::Failed(e) => return Err(e),
             Event::Special { replaced } => {
                 summary.special += 1;
