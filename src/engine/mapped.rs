@@ -317,4 +317,98 @@ mod tests {
         assert!(!again.faulted());
         assert_eq!(again.bytes(), &data[..5000]);
     }
+
+    /// Set in the child processes of [`foreign_faults_are_passed_on`].
+    const CHILD: &str = "VOUCH_TEST_SIGBUS_CHILD";
+
+    /// In a child: installs our handler (a registered map stays alive), then
+    /// faults on a map of its own that is not registered (a file truncated
+    /// under a plain `mmap`): a SIGBUS that is not ours.
+    fn fault_outside_a_guarded_map() {
+        let mut guarded = tempfile::tempfile().unwrap();
+        guarded.write_all(&[1u8; 16 << 10]).unwrap();
+        let m = Map::new(&guarded, 0, 16 << 10).unwrap().unwrap();
+        assert_eq!(m.bytes()[0], 1);
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&[2u8; 8192]).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: a read-only shared map of a file we own.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                8192,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        f.set_len(0).unwrap();
+        // SAFETY: mapped above; the read faults (SIGBUS) on purpose.
+        let b = unsafe { std::ptr::read_volatile((p as *const u8).add(4096)) };
+        // Reached only if the fault was swallowed: a false recovery.
+        eprintln!("survived a foreign SIGBUS, read {b}");
+        std::process::exit(3);
+    }
+
+    #[test]
+    #[ignore = "run by foreign_faults_are_passed_on in a child process"]
+    fn child_foreign_fault_with_default_disposition() {
+        if std::env::var_os(CHILD).is_some() {
+            fault_outside_a_guarded_map();
+        }
+    }
+
+    extern "C" fn exit_42(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+        // SAFETY: async-signal-safe.
+        unsafe { libc::_exit(42) }
+    }
+
+    #[test]
+    #[ignore = "run by foreign_faults_are_passed_on in a child process"]
+    fn child_foreign_fault_with_a_previous_handler() {
+        if std::env::var_os(CHILD).is_none() {
+            return;
+        }
+        // SAFETY: installs a handler that only calls _exit.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = exit_42 as *const () as usize;
+            act.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut act.sa_mask);
+            assert_eq!(libc::sigaction(libc::SIGBUS, &act, std::ptr::null_mut()), 0);
+        }
+        fault_outside_a_guarded_map();
+    }
+
+    fn run_child(name: &str) -> std::process::ExitStatus {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                &format!("engine::mapped::tests::{name}"),
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("running 1 test"), "{stdout}");
+        out.status
+    }
+
+    /// Our handler repairs only faults inside the maps it registered; any
+    /// other SIGBUS goes where it would have gone without us: to the
+    /// default action (the process dies by SIGBUS) or to the handler that
+    /// was installed before ours.
+    #[test]
+    fn foreign_faults_are_passed_on() {
+        use std::os::unix::process::ExitStatusExt;
+        let status = run_child("child_foreign_fault_with_default_disposition");
+        assert_eq!(status.signal(), Some(libc::SIGBUS), "{status:?}");
+        let status = run_child("child_foreign_fault_with_a_previous_handler");
+        assert_eq!(status.code(), Some(42), "{status:?}");
+    }
 }

@@ -59,7 +59,6 @@ impl Stat {
 /// One manifest row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
-    pub id: i64,
     pub path: Vec<u8>,
     pub kind: EntryKind,
     pub stat: Stat,

@@ -15,7 +15,7 @@ pub mod report;
 use anyhow::Result;
 use serde_json::{Map, Value};
 
-use crate::model::Finding;
+use crate::model::{Finding, Kind};
 
 pub use progress::{Bar, Progress, Silent};
 pub use report::{Format, Report};
@@ -23,6 +23,12 @@ pub use report::{Format, Report};
 /// Where findings go.
 pub trait Sink {
     fn finding(&mut self, f: &Finding) -> Result<()>;
+    /// Whether findings of `kind` are shown with their details (`local`,
+    /// `remote`); when not, an engine may pass them bare (the table format
+    /// only counts changes), sparing the JSON of every added file.
+    fn details(&self, _kind: Kind) -> bool {
+        true
+    }
     /// Writes the summary and completes the report.
     fn finish(&mut self, summary: &Map<String, Value>) -> Result<()>;
 }
@@ -35,6 +41,9 @@ pub struct Discard;
 impl Sink for Discard {
     fn finding(&mut self, _: &Finding) -> Result<()> {
         Ok(())
+    }
+    fn details(&self, _: Kind) -> bool {
+        false
     }
     fn finish(&mut self, _: &Map<String, Value>) -> Result<()> {
         Ok(())

@@ -72,6 +72,10 @@ pub const TABLE_SHOWN_PER_KIND: usize = 20;
 trait Printer {
     /// Writes one finding (the report has already applied `--quiet`).
     fn finding(&mut self, out: &mut dyn Write, f: &Finding) -> Result<()>;
+    /// Whether a finding of `kind` is written with its details.
+    fn details(&self, _kind: Kind) -> bool {
+        true
+    }
     /// Writes the summary and completes the document.
     fn summary(&mut self, out: &mut dyn Write, summary: &Map<String, Value>) -> Result<()>;
     /// Completes the document of a run that failed (exit 2); `failed` is
@@ -400,6 +404,11 @@ impl Printer for TablePrinter {
         self.heading = Some(heading);
     }
 
+    /// Changes and `unverified` are only counted.
+    fn details(&self, kind: Kind) -> bool {
+        kind.is_discrepancy()
+    }
+
     fn summary(&mut self, out: &mut dyn Write, summary: &Map<String, Value>) -> Result<()> {
         if let Some(h) = &self.heading {
             writeln!(out, "=== {h} ===")?;
@@ -528,6 +537,10 @@ impl Sink for Report {
         }
         let out = open_output(&mut self.out)?;
         self.printer.finding(out, f)
+    }
+
+    fn details(&self, kind: Kind) -> bool {
+        (kind.is_discrepancy() || !self.quiet) && self.printer.details(kind)
     }
 
     /// Adds the verdict (`status`, `discrepancies`) to the summary and

@@ -12,7 +12,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::Index;
 use crate::model::{Entry, Finding, Listed, NewEntry, Proof, now_unix};
 
-const CLOSE_ENTRY: &str = "UPDATE entries SET until_run = ?2 WHERE id = ?1";
+/// Rows are named by their key: (root, path, since_run).
+const CLOSE_ENTRY: &str =
+    "UPDATE entries SET until_run = ?4 WHERE root_id = ?1 AND path = ?2 AND since_run = ?3";
 
 impl Index {
     /// Starts a batch of writes; see [`Batch`].
@@ -54,6 +56,8 @@ impl<'c> Batch<'c> {
         Ok(())
     }
 
+    /// Inserts the current row of `e.path` as of `run_id`; returns the
+    /// row's `since_run` (`run_id`), which with the path names it.
     pub fn insert_entry(&mut self, root_id: i64, run_id: i64, e: &NewEntry) -> Result<i64> {
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO entries(root_id, path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run, trusted_blake3)
@@ -74,20 +78,22 @@ impl<'c> Batch<'c> {
             run_id,
             e.trusted_blake3.as_ref().map(|h| h.as_slice())
         ])?;
-        let id = self.conn.last_insert_rowid();
         self.tick()?;
-        Ok(id)
+        Ok(run_id)
     }
 
-    /// Rewrites a row in place: for metadata-only changes, and for rows the
-    /// current run itself inserted.
-    pub fn update_entry(&mut self, id: i64, e: &NewEntry) -> Result<()> {
+    /// Rewrites row `old` in place: for metadata-only changes, and for rows
+    /// the current run itself inserted.
+    pub fn update_entry(&mut self, root_id: i64, old: &Entry, e: &NewEntry) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(
-            "UPDATE entries SET kind = ?2, size = ?3, mtime_ns = ?4, ctime_ns = ?5, inode = ?6,
-                 blake3 = ?7, md5 = ?8, sha256 = ?9, target = ?10, trusted_blake3 = ?11 WHERE id = ?1",
+            "UPDATE entries SET kind = ?4, size = ?5, mtime_ns = ?6, ctime_ns = ?7, inode = ?8,
+                 blake3 = ?9, md5 = ?10, sha256 = ?11, target = ?12, trusted_blake3 = ?13
+             WHERE root_id = ?1 AND path = ?2 AND since_run = ?3",
         )?;
         stmt.execute(params![
-            id,
+            root_id,
+            old.path,
+            old.since_run,
             e.kind as i64,
             e.stat.size as i64,
             e.stat.mtime_ns,
@@ -102,16 +108,18 @@ impl<'c> Batch<'c> {
         self.tick()
     }
 
-    /// Ends a row's validity at `run_id` (the path was deleted or replaced).
-    pub fn close_entry(&mut self, id: i64, run_id: i64) -> Result<()> {
+    /// Ends row `old`'s validity at `run_id` (the path was deleted or
+    /// replaced).
+    pub fn close_entry(&mut self, root_id: i64, old: &Entry, run_id: i64) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(CLOSE_ENTRY)?;
-        stmt.execute(params![id, run_id])?;
+        stmt.execute(params![root_id, old.path, old.since_run, run_id])?;
         self.tick()
     }
 
     /// Replaces `old` by `new` as of `run_id`, keeping history: a row from
     /// an earlier run is closed and a new one inserted; a row this run
-    /// inserted is simply rewritten.
+    /// inserted is simply rewritten. Returns the `since_run` of the row
+    /// now current.
     pub fn replace_entry(
         &mut self,
         root_id: i64,
@@ -120,14 +128,17 @@ impl<'c> Batch<'c> {
         new: &NewEntry,
     ) -> Result<i64> {
         if old.since_run == run_id {
-            self.update_entry(old.id, new).map(|()| old.id)
+            self.update_entry(root_id, old, new).map(|()| old.since_run)
         } else {
             // Close without counting a write: a batch commit between the
             // close and the insert would leave, after a crash, no current
             // row for the path (and the next run would call it new).
-            self.conn
-                .prepare_cached(CLOSE_ENTRY)?
-                .execute(params![old.id, run_id])?;
+            self.conn.prepare_cached(CLOSE_ENTRY)?.execute(params![
+                root_id,
+                old.path,
+                old.since_run,
+                run_id
+            ])?;
             self.insert_entry(root_id, run_id, new)
         }
     }

@@ -27,15 +27,24 @@ pub struct CheckRow {
 }
 
 impl Batch<'_> {
-    /// Stores (or replaces) the check of entry row `entry_id`.
-    pub fn record_check(&mut self, entry_id: i64, c: &CheckRow) -> Result<()> {
+    /// Stores (or replaces) the check of the entry row of `path` in
+    /// `root_id` that is valid since run `since_run`.
+    pub fn record_check(
+        &mut self,
+        root_id: i64,
+        path: &[u8],
+        since_run: i64,
+        c: &CheckRow,
+    ) -> Result<()> {
         self.conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO checks(entry_id, level, format, verdict, detail, table_data, data_ever, checked_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT OR REPLACE INTO checks(root_id, path, since_run, level, format, verdict, detail, table_data, data_ever, checked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
-                entry_id,
+                root_id,
+                path,
+                since_run,
                 c.level,
                 c.format,
                 c.verdict,
@@ -47,13 +56,17 @@ impl Batch<'_> {
         self.tick()
     }
 
-    /// Whether entry row `entry_id` (or a version before it) held table
-    /// data; `false` when it was never checked.
-    pub fn data_ever(&mut self, entry_id: i64) -> Result<bool> {
+    /// Whether entry row `row` (or a version before it) held table data;
+    /// `false` when it was never checked.
+    pub fn data_ever(&mut self, root_id: i64, row: &Entry) -> Result<bool> {
         Ok(self
             .conn
-            .prepare_cached("SELECT data_ever FROM checks WHERE entry_id = ?1")?
-            .query_row(params![entry_id], |r| r.get::<_, bool>(0))
+            .prepare_cached(
+                "SELECT data_ever FROM checks WHERE root_id = ?1 AND path = ?2 AND since_run = ?3",
+            )?
+            .query_row(params![root_id, row.path, row.since_run], |r| {
+                r.get::<_, bool>(0)
+            })
             .optional()?
             .unwrap_or(false))
     }
@@ -63,15 +76,16 @@ impl Index {
     /// The current files of `root_id` whose check found damage, by path:
     /// each with its format and detail.
     pub fn damaged_current(&self, root_id: i64) -> Result<Vec<(Entry, String, String)>> {
-        let sql = "SELECT e.id, e.path, e.kind, e.size, e.mtime_ns, e.ctime_ns, e.inode, e.blake3, e.md5, e.sha256, e.target, e.since_run, e.trusted_blake3, c.format, c.detail
-             FROM entries e JOIN checks c ON c.entry_id = e.id
+        let sql = "SELECT e.path, e.kind, e.size, e.mtime_ns, e.ctime_ns, e.inode, e.blake3, e.md5, e.sha256, e.target, e.since_run, e.trusted_blake3, c.format, c.detail
+             FROM entries e JOIN checks c
+               ON c.root_id = e.root_id AND c.path = e.path AND c.since_run = e.since_run
              WHERE e.root_id = ?1 AND e.until_run IS NULL AND c.verdict = 'damaged'
              ORDER BY e.path";
         let mut stmt = self.conn.prepare(sql)?;
         let rows = stmt.query_map(params![root_id], |row| {
             let entry = super::entries::entry_from_row(row)?;
-            let format: String = row.get(13)?;
-            let detail: Option<String> = row.get(14)?;
+            let format: String = row.get(12)?;
+            let detail: Option<String> = row.get(13)?;
             Ok((entry, format, detail.unwrap_or_default()))
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

@@ -12,29 +12,28 @@ use serde_json::{Map, Value, json};
 use super::{DIR, FILE, Index, PAGE, Paged, at_run};
 use crate::model::{Entry, EntryKind, Finding, Kind, Node, Stat};
 
-const SELECT_ENTRY: &str = "SELECT id, path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run, trusted_blake3 FROM entries";
+const SELECT_ENTRY: &str = "SELECT path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run, trusted_blake3 FROM entries";
 
 /// Reads an entry from a row selected with [`SELECT_ENTRY`]'s columns.
 pub(super) fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
-    let kind: i64 = row.get(2)?;
+    let kind: i64 = row.get(1)?;
     Ok(Entry {
-        id: row.get(0)?,
-        path: row.get(1)?,
+        path: row.get(0)?,
         kind: EntryKind::from_i64(kind).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Integer, e.into())
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Integer, e.into())
         })?,
         stat: Stat {
-            size: row.get::<_, i64>(3)? as u64,
-            mtime_ns: row.get(4)?,
-            ctime_ns: row.get(5)?,
-            inode: row.get::<_, i64>(6)? as u64,
+            size: row.get::<_, i64>(2)? as u64,
+            mtime_ns: row.get(3)?,
+            ctime_ns: row.get(4)?,
+            inode: row.get::<_, i64>(5)? as u64,
         },
-        blake3: row.get(7)?,
-        md5: row.get(8)?,
-        sha256: row.get(9)?,
-        target: row.get(10)?,
-        since_run: row.get(11)?,
-        trusted_blake3: row.get(12)?,
+        blake3: row.get(6)?,
+        md5: row.get(7)?,
+        sha256: row.get(8)?,
+        target: row.get(9)?,
+        since_run: row.get(10)?,
+        trusted_blake3: row.get(11)?,
     })
 }
 
@@ -86,10 +85,10 @@ impl Index {
         Paged::new(
             |e: &Entry| &e.path,
             move |after: Option<&[u8]>| {
-                // The first page includes ROOT itself, whose key is empty.
-                let op = if after.is_some() { ">" } else { ">=" };
+                // From ROOT itself, whose key is empty, or from the last row
+                // read (see [`Paged`]).
                 let mut stmt = self.conn.prepare_cached(&format!(
-                    "{SELECT_ENTRY} WHERE root_id = ?1 AND until_run IS NULL {kinds} AND path {op} ?2 ORDER BY path LIMIT ?3"
+                    "{SELECT_ENTRY} WHERE root_id = ?1 AND until_run IS NULL {kinds} AND path >= ?2 ORDER BY path LIMIT ?3"
                 ))?;
                 let rows = stmt.query_map(
                     params![root_id, after.unwrap_or(b""), PAGE as i64],

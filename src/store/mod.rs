@@ -173,6 +173,66 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE remote_objects ADD COLUMN verified_method TEXT;
     "#,
+    // v9: the lean manifest (issue 11). `entries` is clustered on its key
+    // (root, path, since_run) WITHOUT ROWID: the path is stored once, where
+    // v1 stored it three times (the table and two indexes). A row is named
+    // by that key, so `checks` is keyed by it too. The one-current-row rule
+    // the partial unique index kept at every insert is checked where the
+    // manifest is read in key order (`current_entries`): a trigger probing
+    // the key cost 40 % of an insert. A row whose validity is empty (since
+    // = until: seen by no snapshot) gives way to a visible row of the same
+    // key.
+    r#"
+    CREATE TABLE entries_v9 (
+        root_id INTEGER NOT NULL REFERENCES roots(id),
+        path BLOB NOT NULL,
+        since_run INTEGER NOT NULL,
+        until_run INTEGER,
+        kind INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        inode INTEGER NOT NULL,
+        blake3 BLOB,
+        md5 BLOB,
+        sha256 BLOB,
+        target BLOB,
+        trusted_blake3 BLOB,
+        PRIMARY KEY (root_id, path, since_run)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO entries_v9
+        SELECT root_id, path, since_run, until_run, kind, size, mtime_ns, ctime_ns, inode,
+               blake3, md5, sha256, target, trusted_blake3
+        FROM entries ORDER BY until_run IS NOT NULL AND until_run <= since_run, id;
+    CREATE TABLE checks_v9 (
+        root_id INTEGER NOT NULL,
+        path BLOB NOT NULL,
+        since_run INTEGER NOT NULL,
+        level TEXT NOT NULL,
+        format TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        detail TEXT,
+        table_data INTEGER,
+        data_ever INTEGER NOT NULL DEFAULT 0,
+        checked_at INTEGER NOT NULL,
+        PRIMARY KEY (root_id, path, since_run)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO checks_v9
+        SELECT e.root_id, e.path, e.since_run, c.level, c.format, c.verdict, c.detail,
+               c.table_data, c.data_ever, c.checked_at
+        FROM checks c JOIN entries e ON e.id = c.entry_id
+        ORDER BY e.until_run IS NOT NULL AND e.until_run <= e.since_run, e.id;
+    DROP INDEX checks_damaged;
+    DROP TABLE checks;
+    DROP INDEX entries_current;
+    DROP INDEX entries_history;
+    DROP INDEX entries_closed;
+    DROP TABLE entries;
+    ALTER TABLE entries_v9 RENAME TO entries;
+    ALTER TABLE checks_v9 RENAME TO checks;
+    CREATE INDEX entries_closed ON entries(root_id, until_run) WHERE until_run IS NOT NULL;
+    CREATE INDEX checks_damaged ON checks(verdict) WHERE verdict = 'damaged';
+    "#,
 ];
 
 /// How to wait for the index lock held by another vouch process.
@@ -218,7 +278,10 @@ const DIR: i64 = EntryKind::Dir as i64;
 const PAGE: usize = 4096;
 
 /// Rows in key order, read a page at a time: `fetch(after)` returns up to
-/// [`PAGE`] rows with keys after `after` (from the start when `None`).
+/// [`PAGE`] rows with keys from `after` on, `after` included (from the
+/// start when `None`). Keys are unique: a key seen twice (two current rows
+/// for one path, which the v9 schema no longer refuses at insert) is an
+/// error, never a row passed on twice or skipped.
 struct Paged<T, F> {
     fetch: F,
     key: fn(&T) -> &[u8],
@@ -250,6 +313,31 @@ impl<T, F: FnMut(Option<&[u8]>) -> Result<Vec<T>>> Iterator for Paged<T, F> {
                     // The buffer is empty: take the page's allocation as it
                     // is rather than move every row again.
                     self.buf = rows.into();
+                    // The page starts with the last row of the one before.
+                    let mut again = 0;
+                    while let Some(first) = self.buf.front()
+                        && Some((self.key)(first)) == self.after.as_deref()
+                    {
+                        self.buf.pop_front();
+                        again += 1;
+                    }
+                    let twice = (again > 1)
+                        .then(|| self.after.clone())
+                        .flatten()
+                        .or_else(|| {
+                            let keys: Vec<&[u8]> = self.buf.iter().map(|r| (self.key)(r)).collect();
+                            keys.windows(2)
+                                .find(|w| w[0] == w[1])
+                                .map(|w| w[0].to_vec())
+                        });
+                    if let Some(key) = twice {
+                        self.done = true;
+                        self.buf.clear();
+                        return Some(Err(anyhow!(
+                            "the index is corrupt: two current rows for {}",
+                            crate::model::paths::display(&key)
+                        )));
+                    }
                     if let Some(last) = self.buf.back() {
                         self.after = Some((self.key)(last).to_vec());
                     }
@@ -461,4 +549,257 @@ fn acquire_lock(index: &Path, wait: LockWait) -> Result<File> {
         },
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::params;
+
+    type Row = (
+        i64,
+        Vec<u8>,
+        i64,
+        Option<i64>,
+        i64,
+        i64,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+    );
+
+    const ROWS: &str = "SELECT root_id, path, since_run, until_run, kind, size, blake3, md5, target FROM entries ORDER BY root_id, path, since_run";
+
+    fn rows(conn: &Connection) -> Vec<Row> {
+        let mut stmt = conn.prepare(ROWS).unwrap();
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
+    /// An index of schema v8 (ids, two path indexes) converts to the lean
+    /// v9 layout keeping every row it held, history, digests and checks
+    /// included; only a row no snapshot sees (since = until) gives way to
+    /// the visible row of the same key.
+    #[test]
+    fn v8_index_converts_keeping_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..8] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 8).unwrap();
+            conn.execute_batch(
+                "INSERT INTO roots VALUES (1, x'2f72', 0), (2, x'2f73', 0);
+                 INSERT INTO runs(id, root_id, command, started_at, status) VALUES
+                     (1, 1, 'scan', 0, 'ok'), (2, 1, 'scan', 0, 'ok'), (3, 1, 'scan', 0, 'ok'),
+                     (4, 2, 'scan', 0, 'ok');",
+            )
+            .unwrap();
+            let mut ins = conn
+                .prepare(
+                    "INSERT INTO entries(id, root_id, path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run, until_run, trusted_blake3)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 7, 8, 9, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )
+                .unwrap();
+            let h = |b: u8| Some(vec![b; 32]);
+            #[allow(clippy::type_complexity)]
+            let data: &[(
+                i64,
+                i64,
+                &[u8],
+                i64,
+                i64,
+                Option<Vec<u8>>,
+                Option<Vec<u8>>,
+                Option<&[u8]>,
+                i64,
+                Option<i64>,
+                Option<Vec<u8>>,
+            )] = &[
+                (1, 1, b"", 2, 0, h(1), None, None, 1, Some(2), None),
+                (2, 1, b"", 2, 0, h(2), None, None, 2, None, None),
+                (
+                    3,
+                    1,
+                    b"a",
+                    0,
+                    10,
+                    h(3),
+                    Some(vec![3; 16]),
+                    None,
+                    1,
+                    Some(3),
+                    None,
+                ),
+                (4, 1, b"a", 0, 11, h(4), None, None, 3, None, h(3)),
+                (5, 1, b"b\xff\n", 0, 12, h(5), None, None, 1, None, None),
+                (6, 1, b"d", 2, 0, h(6), None, None, 1, None, None),
+                (7, 1, b"d/l", 1, 3, h(7), None, Some(b"../a"), 2, None, None),
+                (8, 1, b"gone", 0, 1, h(8), None, None, 1, Some(2), None),
+                // Seen by no snapshot, and sharing its key with row 10.
+                (9, 1, b"z", 0, 1, h(9), None, None, 3, Some(3), None),
+                (10, 1, b"z", 0, 2, h(10), None, None, 3, None, None),
+                (11, 2, b"a", 0, 5, h(11), None, None, 4, None, None),
+            ];
+            for d in data {
+                ins.execute(params![
+                    d.0,
+                    d.1,
+                    d.2,
+                    d.3,
+                    d.4,
+                    d.5,
+                    d.6,
+                    None::<Vec<u8>>,
+                    d.7,
+                    d.8,
+                    d.9,
+                    d.10
+                ])
+                .unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO checks VALUES (3, 'fast', 'gzip', 'sound', NULL, NULL, 1, 5),
+                                           (4, 'fast', 'gzip', 'damaged', 'bad crc', NULL, 1, 6);",
+            )
+            .unwrap();
+        }
+        let before = {
+            let conn = Connection::open(&path).unwrap();
+            let mut all = rows(&conn);
+            all.retain(|r| r.1 != b"z" || r.3.is_none());
+            all
+        };
+        assert_eq!(before.len(), 10);
+
+        let index = Index::open(&path, LockWait::No).unwrap();
+        let version: i64 = index
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 9);
+        assert_eq!(rows(&index.conn), before);
+        // Every column of a row came across (mtime, ctime, inode, SHA-256
+        // slots, the trusted hash).
+        let a: (i64, i64, i64, Option<Vec<u8>>, Option<Vec<u8>>) = index
+            .conn
+            .query_row(
+                "SELECT mtime_ns, ctime_ns, inode, sha256, trusted_blake3 FROM entries WHERE path = x'61' AND since_run = 3",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(a, (7, 8, 9, None, Some(vec![3; 32])));
+        // Checks follow their row.
+        let damaged = index.damaged_current(1).unwrap();
+        assert_eq!(damaged.len(), 1);
+        assert_eq!(damaged[0].0.path, b"a");
+        assert_eq!(damaged[0].0.since_run, 3);
+        assert_eq!(damaged[0].2, "bad crc");
+        let checks: i64 = index
+            .conn
+            .query_row("SELECT count(*) FROM checks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(checks, 2);
+        // The current manifest reads as before.
+        let current: Vec<(Vec<u8>, i64)> = index
+            .current_entries(1, entries::Rows::All)
+            .map(|e| e.map(|e| (e.path, e.since_run)))
+            .collect::<Result<_>>()
+            .unwrap();
+        let want: Vec<(Vec<u8>, i64)> = vec![
+            (b"".to_vec(), 2),
+            (b"a".to_vec(), 3),
+            (b"b\xff\n".to_vec(), 1),
+            (b"d".to_vec(), 1),
+            (b"d/l".to_vec(), 2),
+            (b"z".to_vec(), 3),
+        ];
+        assert_eq!(current, want);
+        // The path indexes are gone; the key is the table.
+        let names: Vec<String> = index
+            .conn
+            .prepare("SELECT name FROM sqlite_master WHERE tbl_name = 'entries' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(names, ["entries", "entries_closed"]);
+        let ok: String = index
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok");
+    }
+
+    /// The rule the v8 unique index kept at insert (one current row per
+    /// path and root) is checked where the manifest is read: two current
+    /// rows are an error, inside a page and across a page boundary.
+    #[test]
+    fn two_current_rows_for_one_path_are_an_error() {
+        for before in [0, PAGE - 1] {
+            let dir = tempfile::tempdir().unwrap();
+            let index = Index::open(&dir.path().join("i.sqlite3"), LockWait::No).unwrap();
+            index
+                .conn
+                .execute_batch(
+                    "INSERT INTO roots VALUES (1, x'2f72', 0);
+                     INSERT INTO runs(id, root_id, command, started_at, status) VALUES (1, 1, 'scan', 0, 'ok'), (2, 1, 'scan', 0, 'ok');",
+                )
+                .unwrap();
+            let mut ins = index
+                .conn
+                .prepare(
+                    "INSERT INTO entries(root_id, path, since_run, kind, size, mtime_ns, ctime_ns, inode) VALUES (1, ?1, ?2, 0, 1, 1, 1, 1)",
+                )
+                .unwrap();
+            for i in 0..before {
+                ins.execute(params![format!("a{i:05}").into_bytes(), 1])
+                    .unwrap();
+            }
+            let read = |index: &Index| -> Result<Vec<Vec<u8>>> {
+                index
+                    .current_entries(1, entries::Rows::All)
+                    .map(|e| e.map(|e| e.path))
+                    .collect()
+            };
+            ins.execute(params![b"b".to_vec(), 1]).unwrap();
+            assert_eq!(read(&index).unwrap().len(), before + 1);
+            ins.execute(params![b"b".to_vec(), 2]).unwrap();
+            drop(ins);
+            let err = read(&index).unwrap_err().to_string();
+            assert_eq!(
+                err, "the index is corrupt: two current rows for b",
+                "{before}"
+            );
+            // Closed, the older row is history again.
+            index
+                .conn
+                .execute(
+                    "UPDATE entries SET until_run = 2 WHERE since_run = 1 AND path = x'62'",
+                    [],
+                )
+                .unwrap();
+            assert_eq!(read(&index).unwrap().len(), before + 1);
+        }
+    }
 }

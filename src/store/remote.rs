@@ -61,9 +61,8 @@ impl Index {
         Paged::new(
             |r: &RemoteRow| &r.key,
             move |after: Option<&[u8]>| {
-                let op = if after.is_some() { ">" } else { ">=" };
                 let mut stmt = self.conn.prepare_cached(&format!(
-                    "{SELECT_REMOTE} WHERE remote = ?1 AND seen_run = ?2 AND key {op} ?3 ORDER BY key LIMIT ?4"
+                    "{SELECT_REMOTE} WHERE remote = ?1 AND seen_run = ?2 AND key >= ?3 ORDER BY key LIMIT ?4"
                 ))?;
                 let rows = stmt.query_map(
                     params![remote, run_id, after.unwrap_or(b""), PAGE as i64],

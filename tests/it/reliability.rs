@@ -310,7 +310,7 @@ fn kill_at(
             .unwrap();
         let mut stmt = conn
             .prepare(
-                "SELECT path, id, blake3, size FROM entries WHERE since_run > ?1 AND until_run IS NULL AND kind = 0",
+                "SELECT path, since_run, blake3, size FROM entries WHERE since_run > ?1 AND until_run IS NULL AND kind = 0",
             )
             .unwrap();
         written = stmt
@@ -335,7 +335,7 @@ fn kill_at(
 struct Killed {
     /// Killed before it finished (else it won the race: nothing to resume).
     killed: bool,
-    /// File rows it committed: path -> (row id, blake3, size).
+    /// File rows it committed: path -> (the row's since_run, blake3, size).
     written: Written,
     /// Remote objects whose read it (or an earlier run) recorded.
     objects_read: i64,
@@ -358,12 +358,12 @@ fn has_schema(index: &Path) -> bool {
 type Written = BTreeMap<Vec<u8>, (i64, Option<Vec<u8>>, u64)>;
 
 /// After the resumed run: every row the killed run committed is still the
-/// current row, unchanged (same id, same hash): nothing lost, nothing
+/// current row, unchanged (same row, same hash): nothing lost, nothing
 /// hashed again.
 fn assert_committed_rows_kept(index: &Path, written: &Written) {
     let conn = ro_conn(index);
     let mut stmt = conn
-        .prepare("SELECT path, id, blake3 FROM entries WHERE until_run IS NULL")
+        .prepare("SELECT path, since_run, blake3 FROM entries WHERE until_run IS NULL")
         .unwrap();
     let now: BTreeMap<Vec<u8>, (i64, Option<Vec<u8>>)> = stmt
         .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
@@ -2073,7 +2073,6 @@ mod model {
 
     fn entry(key: &[u8], l: &LocalSpec) -> Entry {
         Entry {
-            id: 1,
             path: key.to_vec(),
             kind: EntryKind::File,
             stat: Stat {

@@ -32,8 +32,17 @@ const FAST_DATA_SCAN: u64 = 256 * 1024 * 1024;
 
 /// Recognise a dump by its header comment.
 pub(super) fn sniff(head: &[u8]) -> Option<Format> {
-    for line in head.split(|&b| b == b'\n').take(HEADER_LINES) {
-        let line = trim_cr(line);
+    // Every file of a scan comes here: lines are found with memchr (a
+    // byte-wise split cost more than hashing a small file), and only a
+    // line that starts a comment is compared.
+    let ends = memchr::memchr_iter(b'\n', head).chain(std::iter::once(head.len()));
+    let mut start = 0;
+    for end in ends.take(HEADER_LINES) {
+        let line = trim_cr(&head[start..end]);
+        start = end + 1;
+        if !line.starts_with(b"--") {
+            continue;
+        }
         match line {
             b"-- PostgreSQL database dump" => return Some(Format::PgDump),
             b"-- PostgreSQL database cluster dump" => return Some(Format::PgDumpAll),

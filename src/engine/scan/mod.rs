@@ -206,6 +206,8 @@ pub(crate) struct Job {
 
 /// What reaches the writer.
 pub(crate) enum Event {
+    /// The events of one batch of jobs, in order.
+    Many(Vec<Event>),
     /// Entries found unchanged (batched: one message per many entries).
     Unchanged {
         files: u64,
@@ -289,7 +291,8 @@ pub fn scan(
     };
     let mut structural_changes = 0u64;
 
-    let (job_tx, job_rx) = sync_channel::<Job>(1024);
+    // Batches of up to 64 files (see walker::JobBatch).
+    let (job_tx, job_rx) = sync_channel::<Vec<Job>>(32);
     let (event_tx, event_rx) = sync_channel::<Event>(4096);
     let index_path = index.path().to_path_buf();
     let skip = index_files_inside(&index_path, root);
@@ -304,6 +307,9 @@ pub fn scan(
         start_ns,
         prev_findings_run,
         shrink_threshold: opts.shrink_threshold,
+        bare_changes: ![Kind::Added, Kind::Modified, Kind::Deleted]
+            .into_iter()
+            .any(|k| sink.details(k)),
     };
     let budget = opts
         .checks_budget
@@ -539,7 +545,7 @@ pub(crate) fn index_files_inside(index: &Path, root: &Path) -> Vec<Vec<u8>> {
 /// The hashers: the rayon pool drains the job channel in parallel. Each
 /// hashed file is checked right after, on the same open file.
 fn hash_jobs(
-    jobs: Receiver<Job>,
+    jobs: Receiver<Vec<Job>>,
     events: SyncSender<Event>,
     want: Want,
     level: Level,
@@ -547,25 +553,34 @@ fn hash_jobs(
 ) {
     jobs.into_iter()
         .par_bridge()
-        .for_each_with(events, |events, job| {
-            let (result, check) = if level == Level::None {
-                (hash::hash_file(&job.path, want), None)
-            } else {
-                // A read error during the check is not damage: no check.
-                match hash::hash_file_then(&job.path, want, |file, size| {
-                    checks::check(file, size, level, budget).ok().flatten()
-                }) {
-                    Ok((stat, digests, check)) => (Ok((stat, digests)), check.flatten()),
-                    Err(e) => (Err(e), None),
-                }
-            };
-            let _ = events.send(Event::Hashed {
-                key: job.key,
-                old: job.old,
-                result,
-                check,
-            });
+        .for_each_with(events, |events, batch| {
+            // One hand-off to the writer per batch, as from the walker.
+            let hashed = batch
+                .into_iter()
+                .map(|job| hash_job(job, want, level, budget))
+                .collect();
+            let _ = events.send(Event::Many(hashed));
         });
+}
+
+fn hash_job(job: Job, want: Want, level: Level, budget: &Budget) -> Event {
+    let (result, check) = if level == Level::None {
+        (hash::hash_file(&job.path, want), None)
+    } else {
+        // A read error during the check is not damage: no check.
+        match hash::hash_file_then(&job.path, want, |file, size| {
+            checks::check(file, size, level, budget).ok().flatten()
+        }) {
+            Ok((stat, digests, check)) => (Ok((stat, digests)), check.flatten()),
+            Err(e) => (Err(e), None),
+        }
+    };
+    Event::Hashed {
+        key: job.key,
+        old: job.old,
+        result,
+        check,
+    }
 }
 
 /// Reports every current file whose structural check found damage (new

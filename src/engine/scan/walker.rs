@@ -30,9 +30,14 @@ pub(super) fn walk_and_merge(
     excludes: Excludes,
     skip: &[Vec<u8>],
     shard: Option<Shard>,
-    jobs: SyncSender<Job>,
+    jobs: SyncSender<Vec<Job>>,
     events: SyncSender<Event>,
 ) -> Result<(Excludes, u64)> {
+    let mut jobs = JobBatch {
+        jobs,
+        buf: Vec::new(),
+        bytes: 0,
+    };
     // Its own read-only connection, in one read transaction: the manifest
     // as it was when the scan began, whatever the writer commits meanwhile.
     let reader = Index::open_read_only(index_path)?;
@@ -194,13 +199,13 @@ pub(super) fn walk_and_merge(
                     if trusted && !rehash {
                         unchanged(kind)?;
                     } else {
-                        jobs.send(Job { key, path, old })
-                            .map_err(|_| anyhow::anyhow!("hashers stopped"))?;
+                        jobs.push(Job { key, path, old }, stat.size)?;
                     }
                 }
             },
         }
     }
+    jobs.flush()?;
     let excluded = walk.excluded();
     // A `.vouchignore` that stopped the walk fails the scan before any
     // row after it could be taken for deleted.
@@ -218,4 +223,38 @@ pub(super) fn walk_and_merge(
         dirs: same_dirs,
     })?;
     Ok((walk_excludes, excluded))
+}
+
+/// Jobs go to the hashers in batches of up to [`JobBatch::FILES`] files or
+/// [`JobBatch::BYTES`] bytes: one hand-off per batch, not per file (the
+/// channel's locks and wake-ups cost more than hashing a small file).
+struct JobBatch {
+    jobs: SyncSender<Vec<Job>>,
+    buf: Vec<Job>,
+    bytes: u64,
+}
+
+impl JobBatch {
+    const FILES: usize = 64;
+    const BYTES: u64 = 1 << 20;
+
+    fn push(&mut self, job: Job, size: u64) -> Result<()> {
+        self.buf.push(job);
+        self.bytes += size;
+        if self.buf.len() >= Self::FILES || self.bytes >= Self::BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.bytes = 0;
+        let batch = std::mem::replace(&mut self.buf, Vec::with_capacity(Self::FILES));
+        self.jobs
+            .send(batch)
+            .map_err(|_| anyhow::anyhow!("hashers stopped"))
+    }
 }

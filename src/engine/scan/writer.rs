@@ -22,6 +22,27 @@ pub(super) struct WriteCtx {
     pub(super) start_ns: i64,
     pub(super) prev_findings_run: Option<i64>,
     pub(super) shrink_threshold: Option<f64>,
+    /// The sink shows changes without their details (the table counts
+    /// them): `added`/`modified`/`deleted` go out bare, without the JSON
+    /// (hex hash, time) nobody reads.
+    pub(super) bare_changes: bool,
+}
+
+/// A change (added, modified, deleted) with its details, unless the sink
+/// shows changes bare.
+fn change(
+    ctx: WriteCtx,
+    kind: Kind,
+    path: Vec<u8>,
+    stat: &Stat,
+    hash: Option<&[u8; 32]>,
+) -> Finding {
+    let f = Finding::new(kind, path);
+    if ctx.bare_changes {
+        f
+    } else {
+        f.local(describe(stat, hash))
+    }
 }
 
 /// The writer: applies events to the index and reports findings.
@@ -45,27 +66,37 @@ pub(super) fn write_events(
         EntryKind::Dir => summary.dirs += 1,
         _ => summary.files += 1,
     };
-    for event in events.iter() {
+    // The hashers' batches, taken apart in order.
+    let flat = events.iter().flat_map(|e| match e {
+        Event::Many(v) => v.into_iter().chain(None),
+        e => Vec::new().into_iter().chain(Some(e)),
+    });
+    for event in flat {
         progress.advance(1);
         match event {
+            Event::Many(_) => anyhow::bail!("internal: a batch of event batches"),
             Event::Failed(e) => return Err(e),
             Event::Special { replaced } => {
                 summary.special += 1;
                 if let Some(old) = replaced {
                     *structural += 1;
-                    batch.close_entry(old.id, ctx.run_id)?;
+                    batch.close_entry(ctx.root_id, &old, ctx.run_id)?;
                     if old.kind != EntryKind::Dir {
                         summary.deleted += 1;
-                        let local = describe(&old.stat, old.blake3.as_ref());
                         if let Some(f) = replaced_finding(ctx, &old, "a FIFO, socket or device") {
                             summary.shrunk += 1;
                             report(batch, f)?;
                         }
+                        let f = change(
+                            ctx,
+                            Kind::Deleted,
+                            old.path.clone(),
+                            &old.stat,
+                            old.blake3.as_ref(),
+                        );
                         report(
                             batch,
-                            Finding::new(Kind::Deleted, old.path.clone())
-                                .local(local)
-                                .detail("replaced by a FIFO, socket or device (not read)"),
+                            f.detail("replaced by a FIFO, socket or device (not read)"),
                         )?;
                     }
                 }
@@ -82,14 +113,17 @@ pub(super) fn write_events(
             }
             Event::Deleted(old) => {
                 *structural += 1;
-                batch.close_entry(old.id, ctx.run_id)?;
+                batch.close_entry(ctx.root_id, &old, ctx.run_id)?;
                 if old.kind != EntryKind::Dir {
                     summary.deleted += 1;
-                    report(
-                        batch,
-                        Finding::new(Kind::Deleted, old.path.clone())
-                            .local(describe(&old.stat, old.blake3.as_ref())),
-                    )?;
+                    let f = change(
+                        ctx,
+                        Kind::Deleted,
+                        old.path.clone(),
+                        &old.stat,
+                        old.blake3.as_ref(),
+                    );
+                    report(batch, f)?;
                 }
             }
             Event::Store { new, old } => {
@@ -142,14 +176,10 @@ fn settle_hashed(
         Err(HashError::Vanished) => {
             if let Some(old) = old {
                 *structural += 1;
-                batch.close_entry(old.id, ctx.run_id)?;
+                batch.close_entry(ctx.root_id, &old, ctx.run_id)?;
                 summary.deleted += 1;
-                report(
-                    batch,
-                    Finding::new(Kind::Deleted, key)
-                        .local(describe(&old.stat, old.blake3.as_ref()))
-                        .detail("vanished during the scan"),
-                )?;
+                let f = change(ctx, Kind::Deleted, key, &old.stat, old.blake3.as_ref());
+                report(batch, f.detail("vanished during the scan"))?;
             }
         }
         Err(e) => {
@@ -193,12 +223,12 @@ fn settle_hashed(
                             }))
                             .detail(ROTTED);
                         new.trusted_blake3 = Some(trusted);
-                        let id = if o.blake3 == new.blake3 {
+                        let since = if o.blake3 == new.blake3 {
                             keep_digests(&mut new, o);
                             if new.stat != o.stat || new.md5 != o.md5 || new.sha256 != o.sha256 {
-                                batch.update_entry(o.id, &new)?;
+                                batch.update_entry(ctx.root_id, o, &new)?;
                             }
-                            o.id
+                            o.since_run
                         } else {
                             // The content on disk moved on: a new
                             // row, so earlier snapshots keep theirs.
@@ -208,7 +238,8 @@ fn settle_hashed(
                         if let Some(check) = check {
                             summary.checked += 1;
                             summary.check_bytes += check.bytes_read;
-                            record_check(batch, id, Some(o.id), &check)?;
+                            let had_data = batch.data_ever(ctx.root_id, o)?;
+                            record_check(batch, ctx, &new.path, since, had_data, &check)?;
                         }
                         report(batch, f)?;
                         return Ok(());
@@ -221,12 +252,13 @@ fn settle_hashed(
                             || new.sha256 != o.sha256
                             || o.trusted_blake3.is_some()
                         {
-                            batch.update_entry(o.id, &new)?;
+                            batch.update_entry(ctx.root_id, o, &new)?;
                         }
                         if let Some(check) = check {
                             summary.checked += 1;
                             summary.check_bytes += check.bytes_read;
-                            record_check(batch, o.id, Some(o.id), &check)?;
+                            let had_data = batch.data_ever(ctx.root_id, o)?;
+                            record_check(batch, ctx, &o.path, o.since_run, had_data, &check)?;
                         }
                         return Ok(());
                     }
@@ -234,15 +266,19 @@ fn settle_hashed(
                 }
             }
             *structural += 1;
-            let old_id = old
-                .as_ref()
-                .filter(|o| o.kind == EntryKind::File)
-                .map(|o| o.id);
-            let id = apply_change(batch, ctx, summary, new, old, report)?;
-            if let Some(check) = check {
+            // The earlier version's check, read before the row is replaced.
+            let had_data = match (&check, old.as_ref()) {
+                (Some(_), Some(o)) if o.kind == EntryKind::File => {
+                    batch.data_ever(ctx.root_id, o)?
+                }
+                _ => false,
+            };
+            let key = check.as_ref().map(|_| new.path.clone());
+            let since = apply_change(batch, ctx, summary, new, old, report)?;
+            if let (Some(check), Some(key)) = (check, key) {
                 summary.checked += 1;
                 summary.check_bytes += check.bytes_read;
-                record_check(batch, id, old_id, &check)?;
+                record_check(batch, ctx, &key, since, had_data, &check)?;
             }
         }
     }
@@ -313,19 +349,20 @@ fn apply_change(
     report: &mut impl FnMut(&mut Batch<'_>, Finding) -> Result<()>,
 ) -> Result<i64> {
     let is_dir = new.kind == EntryKind::Dir;
-    let id;
-    let local = describe(&new.stat, new.blake3.as_ref());
+    let since;
+    let hash = new.blake3;
+    let local = |kind| change(ctx, kind, new.path.clone(), &new.stat, hash.as_ref());
     let finding = match &old {
         None => {
-            id = batch.insert_entry(ctx.root_id, ctx.run_id, &new)?;
+            since = batch.insert_entry(ctx.root_id, ctx.run_id, &new)?;
             (!is_dir).then(|| {
                 summary.added += 1;
-                Finding::new(Kind::Added, new.path.clone()).local(local)
+                local(Kind::Added)
             })
         }
         Some(o) => {
             let was_dir = o.kind == EntryKind::Dir;
-            id = batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?;
+            since = batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?;
             match (was_dir, is_dir) {
                 (true, true) => None,
                 (false, true) => {
@@ -337,18 +374,18 @@ fn apply_change(
                 }
                 (true, false) => {
                     summary.added += 1;
-                    Some(Finding::new(Kind::Added, new.path.clone()).local(local))
+                    Some(local(Kind::Added))
                 }
                 (false, false) => {
                     summary.modified += 1;
-                    let mut f = Finding::new(Kind::Modified, new.path.clone()).local(local.clone());
+                    let mut f = local(Kind::Modified);
                     if o.kind != new.kind {
                         f = f.detail(format!("{} became a {}", o.kind.name(), new.kind.name()));
                     }
                     let shrunk = match new.kind {
                         EntryKind::File => {
                             shrunk_finding(ctx.shrink_threshold, o, &new.path, &new.stat)
-                                .map(|f| f.local(local.clone()))
+                                .map(|f| f.local(describe(&new.stat, hash.as_ref())))
                         }
                         _ => {
                             let target = new.target.as_deref().map(paths::display);
@@ -368,17 +405,20 @@ fn apply_change(
     if let Some(f) = finding {
         report(batch, f)?;
     }
-    Ok(id)
+    Ok(since)
 }
 
-/// Stores the check of entry row `id`, applying the empty-dump rule: a
-/// complete dump without table data whose earlier version (`old_id`) had
-/// data is `damaged`.
-fn record_check(batch: &mut Batch<'_>, id: i64, old_id: Option<i64>, check: &Report) -> Result<()> {
-    let had_data = match old_id {
-        Some(old) => batch.data_ever(old)?,
-        None => false,
-    };
+/// Stores the check of the row of `path` valid since `since`, applying the
+/// empty-dump rule: a complete dump without table data whose earlier
+/// version held data (`had_data`) is `damaged`.
+fn record_check(
+    batch: &mut Batch<'_>,
+    ctx: WriteCtx,
+    path: &[u8],
+    since: i64,
+    had_data: bool,
+    check: &Report,
+) -> Result<()> {
     let (verdict, detail) = match (&check.verdict, checks::empty_dump_detail(check, had_data)) {
         (_, Some(empty)) => ("damaged", Some(empty)),
         (Verdict::Sound, None) => ("sound", None),
@@ -393,7 +433,7 @@ fn record_check(batch: &mut Batch<'_>, id: i64, old_id: Option<i64>, check: &Rep
         table_data: check.table_data,
         data_ever: had_data || check.table_data == Some(true),
     };
-    batch.record_check(id, &row)
+    batch.record_check(ctx.root_id, path, since, &row)
 }
 
 /// Reports the changes that scans since `baseline` (the last delivered
