@@ -421,17 +421,20 @@ fn decompress_all<'s, 'a, R: Read + Seek>(
     src: &'s mut Source<'a, R>,
     format: Format,
     container: &str,
-    decoder: impl FnOnce(Watched<'s, 'a, R>) -> Box<dyn Read + 's>,
+    decoder: impl FnOnce(BufReader<Watched<'s, 'a, R>>) -> Box<dyn Read + 's>,
 ) -> io::Result<Report> {
     let size = src.size();
     let failed = Rc::new(Cell::new(None));
     let mut inner = Inner::new();
     let verdict = {
         let stream = src.stream_from(0)?;
-        let mut dec = decoder(Watched {
-            stream,
-            failed: failed.clone(),
-        });
+        let mut dec = decoder(BufReader::with_capacity(
+            256 * 1024,
+            Watched {
+                stream,
+                failed: failed.clone(),
+            },
+        ));
         let mut out = vec![0u8; 256 * 1024];
         loop {
             match dec.read(&mut out) {
@@ -497,8 +500,12 @@ fn xz_structure<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Report> {
             "xz stream header fails its CRC32: the file is corrupt".into(),
         ));
     }
-    // Stream padding: zero bytes in multiples of four at the end.
-    let (start, tail) = src.tail(64 * 1024)?;
+    // Stream padding: zero bytes in multiples of four at the end (the last
+    // 4 KiB, or 64 KiB when those are all padding).
+    let (mut start, mut tail) = src.tail(4096)?;
+    if tail.len() == 4096 && tail[4084..].iter().all(|&b| b == 0) {
+        (start, tail) = src.tail(64 * 1024)?;
+    }
     let mut end = tail.len();
     while end >= 4 && tail[end - 4..end] == [0, 0, 0, 0] {
         end -= 4;
@@ -560,15 +567,20 @@ fn bzip2_marker<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Report> {
     // offset of the last 64 bytes, so a few bytes of trailing junk (which
     // bzip2 ignores) are not called damage; a cut-off stream has no marker.
     let (_, tail) = src.tail(64)?;
-    let bit = |i: usize| (tail[i / 8] >> (7 - i % 8)) & 1;
+    // A 48-bit window slides over the bits; the marker must leave room for
+    // the 32-bit CRC after it.
     let total = tail.len() * 8;
-    let found = (0..total.saturating_sub(48 + 32 - 1)).any(|start| {
-        let mut v: u64 = 0;
-        for i in start..start + 48 {
-            v = (v << 1) | bit(i) as u64;
+    let last_start = total.saturating_sub(48 + 32 - 1);
+    let mut window: u64 = 0;
+    let mut found = false;
+    for i in 0..(last_start + 47).min(total) {
+        let bit = (tail[i / 8] >> (7 - i % 8)) & 1;
+        window = ((window << 1) | bit as u64) & 0xffff_ffff_ffff;
+        if i >= 47 && i - 47 < last_start && window == 0x1772_4538_5090 {
+            found = true;
+            break;
         }
-        v == 0x1772_4538_5090
-    });
+    }
     let verdict = if found {
         Verdict::Sound
     } else {

@@ -440,23 +440,16 @@ impl<'a, R: Read + Seek> Source<'a, R> {
     /// Read up to `len` bytes at `offset` (fewer only at the end of the file).
     pub(crate) fn read_at(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         let len = len.min(self.size.saturating_sub(offset) as usize);
-        let mut buf = vec![0u8; len];
+        // Not zero-filled first: every file is sniffed, so this is hot.
+        let mut buf = Vec::with_capacity(len);
         if len == 0 {
             return Ok(buf);
         }
         if self.pos != offset {
             self.file.seek(SeekFrom::Start(offset))?;
         }
-        let mut got = 0;
-        while got < len {
-            match self.file.read(&mut buf[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(got);
+        (&mut *self.file).take(len as u64).read_to_end(&mut buf)?;
+        let got = buf.len();
         self.pos = offset + got as u64;
         self.bytes_read += got as u64;
         Ok(buf)

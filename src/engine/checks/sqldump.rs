@@ -32,6 +32,12 @@ const FAST_DATA_SCAN: u64 = 256 * 1024 * 1024;
 
 /// Recognise a dump by its header comment.
 pub(super) fn sniff(head: &[u8]) -> Option<Format> {
+    // Every file is sniffed: a cheap filter first. Each header line this
+    // looks for starts with "-- ".
+    let span = memchr::memchr_iter(b'\n', head)
+        .nth(HEADER_LINES - 1)
+        .unwrap_or(head.len());
+    memchr::memmem::find(&head[..span], b"-- ")?;
     for line in head.split(|&b| b == b'\n').take(HEADER_LINES) {
         let line = trim_cr(line);
         match line {
