@@ -140,7 +140,7 @@ pub fn check(
             continue;
         }
         let expected = expected.to_ascii_lowercase();
-        let matches = got.iter().any(|g| *g == expected);
+        let matches = got.contains(&expected);
         report.members.push((
             path,
             if matches {
