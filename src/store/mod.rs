@@ -265,7 +265,7 @@ mod remote;
 mod runs;
 
 pub use batch::Batch;
-pub use checks::CheckRow;
+pub use checks::{CheckRow, Member};
 pub use entries::Rows;
 pub use remote::Coverage;
 

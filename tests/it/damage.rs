@@ -329,3 +329,302 @@ fn a_named_audit_takes_checks_from_the_config_file_and_every_format_lists_damage
         );
     }
 }
+
+/// Copies a fixture directory under ROOT/`rel` with old mtimes.
+fn fixture_dir(env: &Env, name: &str, rel: &str) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/checks")
+        .join(name);
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let file = format!("{rel}/{}", e.file_name().to_str().unwrap());
+        env.write(&file, &std::fs::read(e.path()).unwrap());
+    }
+}
+
+#[test]
+fn a_pg_dump_directory_missing_or_cutting_a_data_file_is_damaged() {
+    let env = Env::new();
+    fixture_dir(&env, "pg-shop.dir", "db/shop");
+    fixture_dir(&env, "pg-shop-z0.dir", "db/shop0");
+    fixture_dir(&env, "pg-empty.dir", "db/empty");
+    let (code, doc) = env.scan();
+    assert_eq!((code, counter(&doc, "damaged")), (0, 0), "{doc}");
+
+    // A data file lost, another cut off: the dump cannot be restored.
+    let gone = env.root.join("db/shop/3352.dat.gz");
+    let orders = std::fs::read(&gone).unwrap();
+    std::fs::remove_file(&gone).unwrap();
+    let data = env.root.join("db/shop0/3351.dat");
+    let customers = std::fs::read(&data).unwrap();
+    let cut = customers.len() - 10;
+    std::fs::write(&data, &customers[..cut]).unwrap();
+    set_mtime(&data, 1_600_300_000);
+    let (code, doc) = env.scan();
+    assert_eq!(code, 1, "{doc}");
+    let want = vec![
+        (
+            "db/shop/toc.dat".to_string(),
+            "pg_dump directory archive lacks 1 data file its toc.dat names: 3352.dat (table data public.orders)".to_string(),
+        ),
+        (
+            "db/shop0/3351.dat".to_string(),
+            format!(
+                "pg_dump data file of table data public.customers ends at byte {} without the \\. line that ends COPY data: it was cut off",
+                sep(cut)
+            ),
+        ),
+    ];
+    assert_eq!(damaged(&doc), want);
+
+    // Nothing changed: nothing is checked again, the findings stand.
+    let (code, again) = env.scan();
+    assert_eq!(code, 1, "{again}");
+    assert_eq!(counter(&again, "checked"), 0);
+    assert_eq!(counter(&again, "check_bytes"), 0);
+    assert_eq!(damaged(&again), want);
+
+    // Putting the files back clears both.
+    env.write("db/shop/3352.dat.gz", &orders);
+    let p = env.write("db/shop0/3351.dat", &customers);
+    set_mtime(&p, 1_600_400_000);
+    let (code, fixed) = env.scan();
+    assert_eq!((code, counter(&fixed, "damaged")), (0, 0), "{fixed}");
+
+    // A toc.dat cut off is damaged itself.
+    let toc = fixture("pg-shop.dir/toc.dat");
+    let p = env.write("db/shop/toc.dat", &toc[..toc.len() / 2]);
+    set_mtime(&p, 1_600_500_000);
+    let (code, doc) = env.scan();
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(
+        damaged(&doc),
+        vec![(
+            "db/shop/toc.dat".to_string(),
+            format!(
+                "pg_dump directory archive's toc.dat ends at byte {} inside its table of contents: the dump was cut off",
+                sep(toc.len() / 2)
+            )
+        )]
+    );
+}
+
+/// Unpacks the checked-in pg_basebackup (made by scripts/gen-check-fixtures)
+/// under ROOT/`rel`.
+fn basebackup(env: &Env, rel: &str) -> PathBuf {
+    let dir = env.root.join(rel);
+    std::fs::create_dir_all(&dir).unwrap();
+    let tar =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checks/pg-basebackup.tar.xz");
+    let st = Command::new("tar")
+        .arg("xJf")
+        .arg(tar)
+        .arg("-C")
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    dir
+}
+
+/// `pg_verifybackup -n DIR`'s complaints, as the files they name, when
+/// the PostgreSQL client tools are installed.
+fn pg_verifybackup(dir: &Path) -> Option<(bool, Vec<String>)> {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin/pg_verifybackup"))
+        .find(|p| p.exists())?;
+    let out = Command::new(bin).arg("-n").arg(dir).output().unwrap();
+    let mut named: Vec<String> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| l.split('"').nth(1).map(str::to_string))
+        .collect();
+    named.sort();
+    Some((out.status.success(), named))
+}
+
+#[test]
+fn a_pg_basebackup_is_verified_against_its_backup_manifest_like_pg_verifybackup() {
+    let env = Env::new();
+    let bb = basebackup(&env, "pg/base");
+    let root = env.root.to_str().unwrap().to_string();
+    let (code, doc) = env.json(&["scan", &root, "--checks", "full"]);
+    assert_eq!((code, counter(&doc, "damaged")), (0, 0), "{doc}");
+    if let Some((ok, named)) = pg_verifybackup(&bb) {
+        assert!(ok, "pg_verifybackup: {named:?}");
+    }
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(bb.join("backup_manifest")).unwrap()).unwrap();
+    let listed = |path: &str| -> Value {
+        manifest["Files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["Path"] == path)
+            .unwrap()
+            .clone()
+    };
+
+    // One file removed, one cut, one altered in place (same size).
+    std::fs::remove_file(bb.join("global/1262")).unwrap();
+    let cut = bb.join("base/1/1259");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    set_mtime(&cut, 1_600_300_000);
+    let altered = bb.join("base/1/1255");
+    let mut bytes = std::fs::read(&altered).unwrap();
+    bytes[5000] ^= 0x20;
+    std::fs::write(&altered, &bytes).unwrap();
+    set_mtime(&altered, 1_600_300_000);
+    let lacks = (
+        "pg/base/backup_manifest".to_string(),
+        "backup_manifest lists 1 file the backup lacks: global/1262".to_string(),
+    );
+    let short = (
+        "pg/base/base/1/1259".to_string(),
+        format!(
+            "size 100 differs from the {} bytes its backup_manifest lists: the file was cut off or changed after the backup",
+            sep(listed("base/1/1259")["Size"].as_u64().unwrap() as usize)
+        ),
+    );
+
+    // fast: what the tree lacks and sizes, from the index alone.
+    let (code, doc) = env.json(&["scan", &root, "--checks", "fast"]);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(damaged(&doc), vec![lacks.clone(), short.clone()]);
+
+    // full: every file's CRC32C too.
+    let (code, doc) = env.json(&["scan", &root, "--checks", "full"]);
+    assert_eq!(code, 1, "{doc}");
+    let found = damaged(&doc);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert_eq!(found[1].0, "pg/base/base/1/1255");
+    let expected = listed("base/1/1255")["Checksum"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        found[1].1.starts_with("CRC32C checksum ")
+            && found[1].1.ends_with(&format!(
+                "differs from the {expected} its backup_manifest lists: the file changed after the backup"
+            )),
+        "{found:?}"
+    );
+    assert_eq!((&found[0], &found[2]), (&lacks, &short));
+
+    // The peer names the same three files.
+    if let Some((ok, named)) = pg_verifybackup(&bb) {
+        assert!(!ok);
+        assert_eq!(named, vec!["base/1/1255", "base/1/1259", "global/1262"]);
+    }
+
+    // No change: nothing read again, the findings stand.
+    let (code, again) = env.json(&["scan", &root, "--checks", "full"]);
+    assert_eq!(code, 1);
+    assert_eq!(counter(&again, "check_bytes"), 0);
+    assert_eq!(damaged(&again), found);
+
+    // A manifest edited by hand fails its own checksum.
+    let mpath = bb.join("backup_manifest");
+    let text = std::fs::read_to_string(&mpath).unwrap();
+    let edited = text.replacen("\"Size\": 3,", "\"Size\": 4,", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&mpath, edited).unwrap();
+    set_mtime(&mpath, 1_600_400_000);
+    let (code, doc) = env.json(&["scan", &root]);
+    assert_eq!(code, 1, "{doc}");
+    let on_manifest: Vec<_> = damaged(&doc)
+        .into_iter()
+        .filter(|(p, _)| p == "pg/base/backup_manifest")
+        .collect();
+    assert_eq!(on_manifest.len(), 1);
+    assert!(
+        on_manifest[0]
+            .1
+            .starts_with("backup_manifest's own SHA-256 checksum ")
+            && on_manifest[0]
+                .1
+                .ends_with("the manifest was altered or damaged"),
+        "{on_manifest:?}"
+    );
+}
+
+#[test]
+fn tiff_cut_and_xz_bzip2_corrupt_inside_are_damaged() {
+    let env = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let st = Command::new("python3")
+        .current_dir(tmp.path())
+        .args([
+            "-c",
+            "from PIL import Image\nim = Image.new('RGB', (300, 200), (10, 200, 30))\nim.save('x.tif')",
+        ])
+        .status()
+        .expect("python3 with Pillow");
+    assert!(st.success());
+    let tif = std::fs::read(tmp.path().join("x.tif")).unwrap();
+    env.write("img/ok.tif", &tif);
+    env.write("img/cut.tif", &tif[..tif.len() - 1000]);
+    std::fs::write(tmp.path().join("t"), lines(20_000)).unwrap();
+    for tool in ["xz", "bzip2"] {
+        let st = Command::new(tool)
+            .current_dir(tmp.path())
+            .args(["-kf", "t"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let xz = std::fs::read(tmp.path().join("t.xz")).unwrap();
+    let bz = std::fs::read(tmp.path().join("t.bz2")).unwrap();
+    let flip = |b: &[u8]| {
+        let mut v = b.to_vec();
+        let at = v.len() / 2;
+        v[at] ^= 0x55;
+        v
+    };
+    env.write("logs/ok.xz", &xz);
+    env.write("logs/bad.xz", &flip(&xz));
+    env.write("logs/ok.bz2", &bz);
+    env.write("logs/bad.bz2", &flip(&bz));
+    let root = env.root.to_str().unwrap().to_string();
+    // fast: only the cut TIFF (the corruption is inside the streams).
+    let (code, doc) = env.json(&["scan", &root]);
+    assert_eq!(code, 1, "{doc}");
+    let found = damaged(&doc);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "img/cut.tif");
+    assert!(
+        found[0].1.starts_with("the image data of strip ")
+            && found[0].1.ends_with(&format!(
+                "lies past the end of the file at byte {}: the TIFF was cut off",
+                sep(tif.len() - 1000)
+            )),
+        "{found:?}"
+    );
+    // full decompresses: both corrupt streams are found.
+    let env2 = Env::new();
+    for (k, v) in [
+        ("ok.xz", &xz),
+        ("bad.xz", &flip(&xz)),
+        ("ok.bz2", &bz),
+        ("bad.bz2", &flip(&bz)),
+    ] {
+        env2.write(k, v);
+    }
+    let root2 = env2.root.to_str().unwrap().to_string();
+    let (code, doc) = env2.json(&["scan", &root2, "--checks", "full"]);
+    assert_eq!(code, 1, "{doc}");
+    let found = damaged(&doc);
+    let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(paths, vec!["bad.bz2", "bad.xz"], "{found:?}");
+    assert!(
+        found[0].1.starts_with("bzip2 data is corrupt: "),
+        "{found:?}"
+    );
+    assert!(found[1].1.starts_with("xz data is corrupt: "), "{found:?}");
+}

@@ -8,15 +8,22 @@
 //! - zstd (RFC 8878): `fast` walks frame headers and block headers, seeking
 //!   over block contents, to the end of the file; `full` decompresses with
 //!   libzstd (the `zstd` crate), which checks the optional content checksum.
-//! - xz: the stream header and footer (magic, flags, CRC32) and that the
-//!   footer's backward size points at an index.
-//! - bzip2: the end-of-stream marker (48 bits, not byte aligned) followed by
-//!   the stream CRC and at most 7 padding bits at the end of the file.
+//! - xz: `fast` checks the stream header and footer (magic, flags, CRC32)
+//!   and that the footer's backward size points at an index; `full`
+//!   decompresses every stream with lzma-rust2 (pure Rust), which checks
+//!   the block checks (CRC32/CRC64/SHA-256) and the index.
+//! - bzip2: `fast` looks for the end-of-stream marker (48 bits, not byte
+//!   aligned) followed by the stream CRC and at most 7 padding bits at the
+//!   end of the file; `full` decompresses every stream with the `bzip2`
+//!   crate (libbz2-rs-sys, a pure-Rust port of libbzip2), which checks each
+//!   block's and each stream's CRC.
 //!
 //! In `full`, a decompressed stream that is itself an SQL dump gets the
 //! dump's trailer check (`pg_dump | gzip` is the most common backup).
 
+use std::cell::Cell;
 use std::io::{self, BufRead, BufReader, Read, Seek};
+use std::rc::Rc;
 
 use super::sqldump::SqlScan;
 use super::{Format, HEAD, Level, Report, Source, Verdict, n};
@@ -398,7 +405,87 @@ fn zstd_walk<R: Read + Seek>(src: &mut Source<'_, R>, size: u64) -> io::Result<V
     Ok(Verdict::Sound)
 }
 
-pub(super) fn xz<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Report> {
+pub(super) fn xz<R: Read + Seek>(src: &mut Source<'_, R>, level: Level) -> io::Result<Report> {
+    let walked = xz_structure(src)?;
+    if walked.verdict != Verdict::Sound || level != Level::Full {
+        return Ok(walked);
+    }
+    decompress_all(src, Format::Xz, "the xz stream", |r| {
+        Box::new(lzma_rust2::XzReader::new(r, true))
+    })
+}
+
+/// Decompresses the whole file with `decoder`, which must check the
+/// format's own checksums; a dump inside gets the dump checks.
+fn decompress_all<'s, 'a, R: Read + Seek>(
+    src: &'s mut Source<'a, R>,
+    format: Format,
+    container: &str,
+    decoder: impl FnOnce(BufReader<Watched<'s, 'a, R>>) -> Box<dyn Read + 's>,
+) -> io::Result<Report> {
+    let size = src.size();
+    let failed = Rc::new(Cell::new(None));
+    let mut inner = Inner::new();
+    let verdict = {
+        let stream = src.stream_from(0)?;
+        let mut dec = decoder(BufReader::with_capacity(
+            256 * 1024,
+            Watched {
+                stream,
+                failed: failed.clone(),
+            },
+        ));
+        let mut out = vec![0u8; 256 * 1024];
+        loop {
+            match dec.read(&mut out) {
+                Ok(0) => break Verdict::Sound,
+                Ok(got) => inner.feed(&out[..got]),
+                Err(e) => {
+                    if let Some(real) = failed.take() {
+                        // The file could not be read: not damage.
+                        return Err(real);
+                    }
+                    break if e.kind() == io::ErrorKind::UnexpectedEof {
+                        Verdict::Damaged(format!(
+                            "{} stream ends at byte {} before its end: the file was cut off",
+                            format.name(),
+                            n(size)
+                        ))
+                    } else {
+                        Verdict::Damaged(format!("{} data is corrupt: {e}", format.name()))
+                    };
+                }
+            }
+        }
+    };
+    let mut report = Report::new(format, verdict, Level::Full);
+    if report.verdict == Verdict::Sound {
+        inner.finish(&mut report, container);
+    }
+    Ok(report)
+}
+
+/// A file stream that remembers a real read error, so a decoder's error
+/// can be told apart from the disk's.
+struct Watched<'s, 'a, R: Read + Seek> {
+    stream: super::Stream<'s, 'a, R>,
+    failed: Rc<Cell<Option<io::Error>>>,
+}
+
+impl<R: Read + Seek> Read for Watched<'_, '_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.stream.read(buf) {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => {
+                let copy = io::Error::new(e.kind(), e.to_string());
+                self.failed.set(Some(e));
+                Err(copy)
+            }
+            other => other,
+        }
+    }
+}
+
+fn xz_structure<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Report> {
     let size = src.size();
     let done = |v| Ok(Report::new(Format::Xz, v, Level::Fast));
     let head = src.read_at(0, 12)?;
@@ -413,8 +500,12 @@ pub(super) fn xz<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Report> 
             "xz stream header fails its CRC32: the file is corrupt".into(),
         ));
     }
-    // Stream padding: zero bytes in multiples of four at the end.
-    let (start, tail) = src.tail(64 * 1024)?;
+    // Stream padding: zero bytes in multiples of four at the end (the last
+    // 4 KiB, or 64 KiB when those are all padding).
+    let (mut start, mut tail) = src.tail(4096)?;
+    if tail.len() == 4096 && tail[4084..].iter().all(|&b| b == 0) {
+        (start, tail) = src.tail(64 * 1024)?;
+    }
     let mut end = tail.len();
     while end >= 4 && tail[end - 4..end] == [0, 0, 0, 0] {
         end -= 4;
@@ -459,22 +550,37 @@ pub(super) fn xz<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Report> 
     done(Verdict::Sound)
 }
 
-pub(super) fn bzip2<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Report> {
+pub(super) fn bzip2<R: Read + Seek>(src: &mut Source<'_, R>, level: Level) -> io::Result<Report> {
+    let marked = bzip2_marker(src)?;
+    if marked.verdict != Verdict::Sound || level != Level::Full {
+        return Ok(marked);
+    }
+    decompress_all(src, Format::Bzip2, "the bzip2 stream", |r| {
+        Box::new(bzip2::read::MultiBzDecoder::new(r))
+    })
+}
+
+fn bzip2_marker<R: Read + Seek>(src: &mut Source<'_, R>) -> io::Result<Report> {
     let size = src.size();
     // End-of-stream: the 48-bit magic 0x177245385090 and a 32-bit CRC, not
     // byte aligned, then 0-7 padding bits. It is looked for at every bit
     // offset of the last 64 bytes, so a few bytes of trailing junk (which
     // bzip2 ignores) are not called damage; a cut-off stream has no marker.
     let (_, tail) = src.tail(64)?;
-    let bit = |i: usize| (tail[i / 8] >> (7 - i % 8)) & 1;
+    // A 48-bit window slides over the bits; the marker must leave room for
+    // the 32-bit CRC after it.
     let total = tail.len() * 8;
-    let found = (0..total.saturating_sub(48 + 32 - 1)).any(|start| {
-        let mut v: u64 = 0;
-        for i in start..start + 48 {
-            v = (v << 1) | bit(i) as u64;
+    let last_start = total.saturating_sub(48 + 32 - 1);
+    let mut window: u64 = 0;
+    let mut found = false;
+    for i in 0..(last_start + 47).min(total) {
+        let bit = (tail[i / 8] >> (7 - i % 8)) & 1;
+        window = ((window << 1) | bit as u64) & 0xffff_ffff_ffff;
+        if i >= 47 && i - 47 < last_start && window == 0x1772_4538_5090 {
+            found = true;
+            break;
         }
-        v == 0x1772_4538_5090
-    });
+    }
     let verdict = if found {
         Verdict::Sound
     } else {

@@ -30,7 +30,9 @@ mod compressed;
 mod data;
 mod image;
 mod pgcustom;
+pub mod sets;
 mod sqldump;
+mod tiff;
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -115,6 +117,12 @@ pub enum Format {
     MariadbDump,
     /// `pg_dump -Fc` (custom format) archive.
     PgCustom,
+    /// `toc.dat` of a `pg_dump -Fd` (directory format) archive; the
+    /// directory is checked as a set ([`sets::pgdir`]).
+    PgDirectory,
+    /// A pg_basebackup directory verified against its `backup_manifest`
+    /// ([`sets::manifest`]).
+    PgBasebackup,
     /// gzip stream (one or more members).
     Gzip,
     /// Zstandard stream (one or more frames).
@@ -131,6 +139,8 @@ pub enum Format {
     Jpeg,
     /// PNG image.
     Png,
+    /// TIFF image (and TIFF-based raw formats: DNG, NEF, CR2...).
+    Tiff,
     /// WebP image (RIFF container).
     Webp,
     /// ISO base media file (MP4, MOV, HEIC, AVIF): top-level boxes.
@@ -150,6 +160,8 @@ impl Format {
             Format::MysqlDump => "mysqldump",
             Format::MariadbDump => "mariadb-dump",
             Format::PgCustom => "pg_dump-custom",
+            Format::PgDirectory => "pg_dump-directory",
+            Format::PgBasebackup => "pg_basebackup",
             Format::Gzip => "gzip",
             Format::Zstd => "zstd",
             Format::Xz => "xz",
@@ -158,6 +170,7 @@ impl Format {
             Format::Zip => "zip",
             Format::Jpeg => "jpeg",
             Format::Png => "png",
+            Format::Tiff => "tiff",
             Format::Webp => "webp",
             Format::IsoBmff => "iso-bmff",
             Format::Sqlite => "sqlite",
@@ -179,16 +192,20 @@ impl Format {
                 | Format::MysqlDump
                 | Format::MariadbDump
                 | Format::PgCustom
+                | Format::PgDirectory
         )
     }
 }
 
-const ALL_FORMATS: [Format; 17] = [
+const ALL_FORMATS: [Format; 20] = [
     Format::PgDump,
     Format::PgDumpAll,
     Format::MysqlDump,
     Format::MariadbDump,
     Format::PgCustom,
+    Format::PgDirectory,
+    Format::PgBasebackup,
+    Format::Tiff,
     Format::Gzip,
     Format::Zstd,
     Format::Xz,
@@ -265,7 +282,7 @@ pub fn empty_dump_detail(report: &Report, previous_had_data: bool) -> Option<Str
         return None;
     }
     let what = match format {
-        Format::PgCustom => "no TABLE DATA entry",
+        Format::PgCustom | Format::PgDirectory => "no TABLE DATA entry",
         Format::MysqlDump | Format::MariadbDump => "no INSERT statement",
         _ => "no COPY or INSERT statement",
     };
@@ -304,11 +321,14 @@ pub fn check<R: Read + Seek>(
         Format::PgDump | Format::PgDumpAll | Format::MysqlDump | Format::MariadbDump => {
             sqldump::check(&mut src, format, &head, level)?
         }
-        Format::PgCustom => pgcustom::check(&mut src, level)?,
+        Format::PgCustom | Format::PgDirectory => pgcustom::check(&mut src, level)?,
+        // Only ever the format of a set check.
+        Format::PgBasebackup => return Ok(None),
+        Format::Tiff => tiff::check(&mut src)?,
         Format::Gzip => compressed::gzip(&mut src, level)?,
         Format::Zstd => compressed::zstd(&mut src, level)?,
-        Format::Xz => compressed::xz(&mut src)?,
-        Format::Bzip2 => compressed::bzip2(&mut src)?,
+        Format::Xz => compressed::xz(&mut src, level)?,
+        Format::Bzip2 => compressed::bzip2(&mut src, level)?,
         Format::Tar => archive::tar(&mut src)?,
         Format::Zip => archive::zip(&mut src, level)?,
         Format::Jpeg => image::jpeg(&mut src, level)?,
@@ -328,6 +348,8 @@ fn needs_full_read(format: Format) -> bool {
         format,
         Format::Gzip
             | Format::Zstd
+            | Format::Xz
+            | Format::Bzip2
             | Format::Png
             | Format::Zip
             | Format::PgCustom
@@ -370,6 +392,9 @@ fn sniff(head: &[u8], size: u64) -> Option<Format> {
     }
     if head.starts_with(&[0xff, 0xd8, 0xff]) {
         return Some(Format::Jpeg);
+    }
+    if tiff::sniff(head) {
+        return Some(Format::Tiff);
     }
     if head.len() >= 12 && head.starts_with(b"RIFF") && &head[8..12] == b"WEBP" {
         return Some(Format::Webp);
@@ -415,23 +440,16 @@ impl<'a, R: Read + Seek> Source<'a, R> {
     /// Read up to `len` bytes at `offset` (fewer only at the end of the file).
     pub(crate) fn read_at(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         let len = len.min(self.size.saturating_sub(offset) as usize);
-        let mut buf = vec![0u8; len];
+        // Not zero-filled first: every file is sniffed, so this is hot.
+        let mut buf = Vec::with_capacity(len);
         if len == 0 {
             return Ok(buf);
         }
         if self.pos != offset {
             self.file.seek(SeekFrom::Start(offset))?;
         }
-        let mut got = 0;
-        while got < len {
-            match self.file.read(&mut buf[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(got);
+        (&mut *self.file).take(len as u64).read_to_end(&mut buf)?;
+        let got = buf.len();
         self.pos = offset + got as u64;
         self.bytes_read += got as u64;
         Ok(buf)

@@ -37,7 +37,7 @@ const MIN_VERSION: u32 = (1 << 16) | (12 << 8);
 const MAX_VERSION: u32 = (1 << 16) | (16 << 8) | 255;
 
 /// Why parsing stopped.
-enum Stop {
+pub(super) enum Stop {
     /// The file ended here (offset of the end).
     Eof,
     /// A value makes no sense for this format: cannot decide.
@@ -130,17 +130,36 @@ impl<B: BufRead> Reader<B> {
 struct Entry {
     tag: String,
     desc: String,
+    namespace: String,
+    /// Has a COPY statement (its data ends with a `\\.` line).
+    copy: bool,
     state: u8,
     pos: u64,
+    /// Directory format: the data file.
+    filename: Option<String>,
 }
 
 pub(super) fn check<R: Read + Seek>(src: &mut Source<'_, R>, level: Level) -> io::Result<Report> {
     let size = src.size();
-    let mut report = Report::new(Format::PgCustom, Verdict::Sound, level);
+    let directory = src
+        .read_at(10, 1)?
+        .first()
+        .is_some_and(|&f| f != FMT_CUSTOM);
+    let format = if directory {
+        Format::PgDirectory
+    } else {
+        Format::PgCustom
+    };
+    let mut report = Report::new(format, Verdict::Sound, level);
     let verdict = match walk(src, size, level, &mut report) {
         Ok(v) => v,
         Err(Stop::Io(e)) => return Err(e),
         Err(Stop::Strange(why)) => Verdict::Undecided(why),
+        Err(Stop::Eof) if directory => Verdict::Damaged(format!(
+            "pg_dump directory archive's toc.dat ends at byte {} inside its table of contents: \
+             the dump was cut off",
+            n(size)
+        )),
         Err(Stop::Eof) => Verdict::Damaged(format!(
             "pg_dump custom archive ends at byte {} inside its header or table of contents: \
              the dump was cut off",
@@ -151,118 +170,213 @@ pub(super) fn check<R: Read + Seek>(src: &mut Source<'_, R>, level: Level) -> io
     Ok(report)
 }
 
-fn walk<R: Read + Seek>(
-    src: &mut Source<'_, R>,
-    size: u64,
-    level: Level,
-    report: &mut Report,
-) -> Result<Verdict, Stop> {
-    let entries;
-    let data_start;
-    let int_size;
-    {
-        let stream = src.stream_from(0)?;
-        let mut r = Reader {
-            inner: BufReader::with_capacity(64 * 1024, stream),
-            pos: 0,
-            int_size: 4,
-            off_size: 8,
-        };
-        let mut magic = [0u8; 5];
-        r.inner.read_exact(&mut magic)?;
-        r.pos = 5;
-        let (maj, min, rev) = (r.byte()?, r.byte()?, r.byte()?);
-        let version = ((maj as u32) << 16) | ((min as u32) << 8) | rev as u32;
-        if !(MIN_VERSION..=MAX_VERSION).contains(&version) {
-            return Err(Stop::Strange(format!(
-                "archive version {maj}.{min}.{rev} is not one this check knows"
-            )));
+/// Archive format bytes of the header: 1 = custom; a directory archive's
+/// `toc.dat` (and a tar archive's) carries 3 (pg_dump 15 writes 3 for
+/// `-Fd`); 5 is accepted as the same.
+const FMT_CUSTOM: u8 = 1;
+
+/// The parsed header and table of contents of an archive.
+pub(super) struct Toc {
+    /// Entries by dump id.
+    entries: HashMap<i64, Entry>,
+    /// Where the TOC ends (custom format: where data blocks start).
+    data_start: u64,
+    int_size: usize,
+    /// The header's format byte.
+    format: u8,
+}
+
+/// One data file a directory archive's `toc.dat` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct DataFile {
+    /// As written in the TOC (`3351.dat`, `blobs.toc`); on disk it may
+    /// carry a compression suffix (`.gz`, `.lz4`, `.zst`).
+    pub(super) name: String,
+    /// `table data public.orders`, `large objects`.
+    pub(super) what: String,
+    /// The entry is a table's COPY data (ends with a `\.` line).
+    pub(super) copy: bool,
+}
+
+impl Toc {
+    /// The data files of a directory archive, in dump-id order.
+    pub(super) fn data_files(&self) -> Vec<DataFile> {
+        let mut ids: Vec<&i64> = self.entries.keys().collect();
+        ids.sort();
+        ids.into_iter()
+            .filter_map(|id| {
+                let e = &self.entries[id];
+                let name = e.filename.clone()?;
+                let what = if e.namespace.is_empty() {
+                    format!("{} {}", e.desc.to_lowercase(), e.tag)
+                } else {
+                    format!("{} {}.{}", e.desc.to_lowercase(), e.namespace, e.tag)
+                };
+                Some(DataFile {
+                    name,
+                    what,
+                    copy: e.copy,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether the archive holds table data.
+    pub(super) fn has_table_data(&self) -> bool {
+        self.entries
+            .values()
+            .any(|e| e.desc == "TABLE DATA" && (e.state != NO_DATA || e.filename.is_some()))
+    }
+
+    /// Whether this is a directory (or tar) archive's TOC.
+    pub(super) fn is_directory(&self) -> bool {
+        self.format != FMT_CUSTOM
+    }
+}
+
+/// Parse the header and TOC from the start of `src`.
+pub(super) fn read_toc<R: Read + Seek>(src: &mut Source<'_, R>) -> Result<Toc, Stop> {
+    let size = src.size();
+    let stream = src.stream_from(0)?;
+    let mut r = Reader {
+        inner: BufReader::with_capacity(64 * 1024, stream),
+        pos: 0,
+        int_size: 4,
+        off_size: 8,
+    };
+    let mut magic = [0u8; 5];
+    r.inner.read_exact(&mut magic)?;
+    r.pos = 5;
+    let (maj, min, rev) = (r.byte()?, r.byte()?, r.byte()?);
+    let version = ((maj as u32) << 16) | ((min as u32) << 8) | rev as u32;
+    if !(MIN_VERSION..=MAX_VERSION).contains(&version) {
+        return Err(Stop::Strange(format!(
+            "archive version {maj}.{min}.{rev} is not one this check knows"
+        )));
+    }
+    r.int_size = r.byte()? as usize;
+    r.off_size = r.byte()? as usize;
+    if !(1..=16).contains(&r.int_size) || !(1..=16).contains(&r.off_size) {
+        return Err(Stop::Strange("implausible integer sizes".into()));
+    }
+    let format = r.byte()?;
+    if !matches!(format, 1 | 3 | 5) {
+        return Err(Stop::Strange(format!(
+            "archive format {format} is not one this check knows"
+        )));
+    }
+    let directory = format != FMT_CUSTOM;
+    if version >= (1 << 16) | (15 << 8) {
+        r.byte()?; // compression algorithm
+    } else {
+        r.int()?; // compression level
+    }
+    for _ in 0..7 {
+        r.int()?; // creation time
+    }
+    r.string(false)?; // database name
+    r.string(false)?; // server version
+    r.string(false)?; // pg_dump version
+    let count = r.int()?;
+    if count < 0 || count as u64 > size {
+        return Err(Stop::Strange("implausible TOC entry count".into()));
+    }
+    let mut list = HashMap::new();
+    for _ in 0..count {
+        let id = r.int()?;
+        let _had_dumper = r.int()?;
+        r.string(false)?; // table oid
+        r.string(false)?; // oid
+        let tag = r.string(true)?.unwrap_or_default();
+        let desc = r.string(true)?.unwrap_or_default();
+        r.int()?; // section
+        r.string(false)?; // defn
+        r.string(false)?; // drop statement
+        let copy = r.string(true)?.is_some_and(|s| !s.is_empty());
+        let namespace = r.string(true)?.unwrap_or_default();
+        r.string(false)?; // tablespace
+        if version >= (1 << 16) | (14 << 8) {
+            r.string(false)?; // table access method
         }
-        r.int_size = r.byte()? as usize;
-        r.off_size = r.byte()? as usize;
-        if !(1..=16).contains(&r.int_size) || !(1..=16).contains(&r.off_size) {
-            return Err(Stop::Strange("implausible integer sizes".into()));
+        if version >= (1 << 16) | (16 << 8) {
+            r.int()?; // relkind
         }
-        let format = r.byte()?;
-        if format != 1 {
-            // 5 = directory format's toc.dat (its data lives in other files),
-            // 3 = tar: not walked here.
-            return Err(Stop::Strange(format!(
-                "archive format {format} is not the custom format"
-            )));
-        }
-        if version >= (1 << 16) | (15 << 8) {
-            r.byte()?; // compression algorithm
-        } else {
-            r.int()?; // compression level
-        }
-        for _ in 0..7 {
-            r.int()?; // creation time
-        }
-        r.string(false)?; // database name
-        r.string(false)?; // server version
-        r.string(false)?; // pg_dump version
-        let count = r.int()?;
-        if count < 0 || count as u64 > size {
-            return Err(Stop::Strange("implausible TOC entry count".into()));
-        }
-        let mut list = HashMap::new();
-        for _ in 0..count {
-            let id = r.int()?;
-            let _had_dumper = r.int()?;
-            r.string(false)?; // table oid
-            r.string(false)?; // oid
-            let tag = r.string(true)?.unwrap_or_default();
-            let desc = r.string(true)?.unwrap_or_default();
-            r.int()?; // section
-            r.string(false)?; // defn
-            r.string(false)?; // drop statement
-            r.string(false)?; // copy statement
-            r.string(false)?; // namespace
-            r.string(false)?; // tablespace
-            if version >= (1 << 16) | (14 << 8) {
-                r.string(false)?; // table access method
+        r.string(false)?; // owner
+        r.string(false)?; // with oids
+        let mut deps = 0u64;
+        while r.string(false)?.is_some() {
+            deps += 1;
+            if deps > size {
+                return Err(Stop::Strange("implausible dependency list".into()));
             }
-            if version >= (1 << 16) | (16 << 8) {
-                r.int()?; // relkind
-            }
-            r.string(false)?; // owner
-            r.string(false)?; // with oids
-            let mut deps = 0u64;
-            while r.string(false)?.is_some() {
-                deps += 1;
-                if deps > size {
-                    return Err(Stop::Strange("implausible dependency list".into()));
+        }
+        let (state, pos, filename) = if directory {
+            // pg_backup_directory.c `_WriteExtraToc`: the data file's name,
+            // empty when the entry has no data.
+            let name = r.string(true)?.unwrap_or_default();
+            let name = String::from_utf8_lossy(&name).into_owned();
+            if name.is_empty() {
+                (NO_DATA, 0, None)
+            } else {
+                if name.contains('/') || name.starts_with('.') {
+                    return Err(Stop::Strange(format!("odd data file name {name:?}")));
                 }
+                (POS_NOT_SET, 0, Some(name))
             }
+        } else {
             let (state, pos) = r.offset()?;
             if !matches!(state, POS_NOT_SET | POS_SET | NO_DATA) {
                 return Err(Stop::Strange(format!(
                     "unexpected data offset flag {state}"
                 )));
             }
-            list.insert(
-                id,
-                Entry {
-                    tag: String::from_utf8_lossy(&tag).into_owned(),
-                    desc: String::from_utf8_lossy(&desc).into_owned(),
-                    state,
-                    pos,
-                },
-            );
-        }
-        entries = list;
-        data_start = r.pos;
-        int_size = r.int_size;
+            (state, pos, None)
+        };
+        list.insert(
+            id,
+            Entry {
+                tag: String::from_utf8_lossy(&tag).into_owned(),
+                desc: String::from_utf8_lossy(&desc).into_owned(),
+                namespace: String::from_utf8_lossy(&namespace).into_owned(),
+                copy,
+                state,
+                pos,
+                filename,
+            },
+        );
     }
+    Ok(Toc {
+        entries: list,
+        data_start: r.pos,
+        int_size: r.int_size,
+        format,
+    })
+}
 
+fn walk<R: Read + Seek>(
+    src: &mut Source<'_, R>,
+    size: u64,
+    level: Level,
+    report: &mut Report,
+) -> Result<Verdict, Stop> {
+    let toc = read_toc(src)?;
+    report.table_data = Some(toc.has_table_data());
+    if toc.is_directory() {
+        // A directory archive's toc.dat: its data lives in other files
+        // (checked with the directory, see `pgdir`). Nothing follows the TOC.
+        if toc.data_start != size {
+            return Err(Stop::Strange("bytes after the table of contents".into()));
+        }
+        return Ok(Verdict::Sound);
+    }
+    let Toc {
+        entries,
+        data_start,
+        int_size,
+        ..
+    } = toc;
     let with_data: Vec<(&i64, &Entry)> =
         entries.iter().filter(|(_, e)| e.state != NO_DATA).collect();
-    report.table_data = Some(
-        entries
-            .values()
-            .any(|e| e.desc == "TABLE DATA" && e.state != NO_DATA),
-    );
     if with_data.is_empty() {
         if data_start < size {
             return Err(Stop::Strange(

@@ -805,3 +805,307 @@ fn parquet_magic_and_footer() {
         "footer claims 5,000 bytes",
     );
 }
+
+// --- xz / bzip2 full ----------------------------------------------------------
+
+#[test]
+fn xz_and_bzip2_full_decompression_finds_corruption_inside() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("t"), text(20_000)).unwrap();
+    fs::write(
+        dir.path().join("d.sql"),
+        fs::read(fixture("pg-shop.sql")).unwrap(),
+    )
+    .unwrap();
+    run(dir.path(), "xz", &["-kf", "t", "d.sql"]);
+    run(dir.path(), "bzip2", &["-kf", "t", "d.sql"]);
+    for (name, format) in [("t.xz", Format::Xz), ("t.bz2", Format::Bzip2)] {
+        let b = fs::read(dir.path().join(name)).unwrap();
+        sound(&b, Level::Full, format);
+        // Two streams back to back (xz and bzip2 both accept it).
+        sound(&[b.clone(), b.clone()].concat(), Level::Full, format);
+        let bad = flip(&b, b.len() / 2);
+        sound(&bad, Level::Fast, format);
+        damaged(&bad, Level::Full, format, "data is corrupt");
+    }
+    // A dump inside: cut before compressing, the trailer check runs inside.
+    let dump = fs::read(fixture("pg-shop.sql")).unwrap();
+    fs::write(dir.path().join("cut.sql"), &dump[..dump.len() / 2]).unwrap();
+    run(dir.path(), "xz", &["-kf", "cut.sql"]);
+    run(dir.path(), "bzip2", &["-kf", "cut.sql"]);
+    for (name, format) in [("cut.sql.xz", Format::Xz), ("cut.sql.bz2", Format::Bzip2)] {
+        let b = fs::read(dir.path().join(name)).unwrap();
+        damaged(
+            &b,
+            Level::Full,
+            format,
+            "stream holds pg_dump output that ends",
+        );
+    }
+    for (name, format) in [("d.sql.xz", Format::Xz), ("d.sql.bz2", Format::Bzip2)] {
+        let r = sound(
+            &fs::read(dir.path().join(name)).unwrap(),
+            Level::Full,
+            format,
+        );
+        assert_eq!((r.inner, r.table_data), (Some(Format::PgDump), Some(true)));
+    }
+}
+
+// --- TIFF -----------------------------------------------------------------------
+
+#[test]
+fn tiff_healthy_in_each_layout_and_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    python(
+        dir.path(),
+        r#"
+from PIL import Image
+import random
+random.seed(5)
+im = Image.new("RGB", (400, 300))
+im.putdata([(random.randrange(256), x % 256, 9) for x in range(400 * 300)])
+im.save("le.tif")
+im.save("lzw.tif", compression="tiff_lzw")
+im.save("big.tif", big_tiff=True)
+im.save("multi.tif", save_all=True, append_images=[im.rotate(90)])
+
+# Tiled and big-endian, by hand (no tiled TIFF writer is installed): 32x32
+# grey in four 16x16 tiles; Pillow must read it back.
+import struct
+entries = [(256, 32), (257, 32), (258, 8), (259, 1), (262, 1), (277, 1), (322, 16), (323, 16)]
+arrays_at = 8 + 2 + (len(entries) + 2) * 12 + 4
+data_at = arrays_at + 32
+out = bytearray(b"MM\0*" + struct.pack(">IH", 8, len(entries) + 2))
+for tag, val in entries:
+    out += struct.pack(">HHIHH", tag, 3, 1, val, 0)
+out += struct.pack(">HHII", 324, 4, 4, arrays_at) + struct.pack(">HHII", 325, 4, 4, arrays_at + 16)
+out += struct.pack(">I", 0)
+out += struct.pack(">4I", *[data_at + 256 * i for i in range(4)]) + struct.pack(">4I", *[256] * 4)
+out += b"".join(bytes([i * 40]) * 256 for i in range(4))
+open("tiled.tif", "wb").write(out)
+t = Image.open("tiled.tif")
+t.load()
+assert t.getpixel((20, 20)) == 120
+"#,
+    );
+    for name in ["le.tif", "lzw.tif", "big.tif", "multi.tif", "tiled.tif"] {
+        let b = fs::read(dir.path().join(name)).unwrap();
+        sound(&b, Level::Fast, Format::Tiff);
+        let cut = &b[..b.len() - 700.min(b.len() / 2)];
+        let d = damaged(cut, Level::Fast, Format::Tiff, "the TIFF was cut off");
+        assert!(d.contains(&n(cut.len() as u64)), "{name}: {d}");
+    }
+    let tiled = fs::read(dir.path().join("tiled.tif")).unwrap();
+    assert!(tiled.starts_with(b"MM\0*"));
+    // Pillow writes the directory before the strips: a cut loses strips.
+    let le = fs::read(dir.path().join("le.tif")).unwrap();
+    damaged(
+        &le[..le.len() / 2],
+        Level::Fast,
+        Format::Tiff,
+        "the image data of strip ",
+    );
+    // A directory offset pointing nowhere.
+    let mut bad = le.clone();
+    bad[4..8].copy_from_slice(&(le.len() as u32 + 10).to_le_bytes());
+    damaged(&bad, Level::Fast, Format::Tiff, "the first image directory");
+    // A loop in the chain is undecided, not damage.
+    let mut looped = le.clone();
+    let first = u32::from_le_bytes([le[4], le[5], le[6], le[7]]) as usize;
+    let count = u16::from_le_bytes([le[first], le[first + 1]]) as usize;
+    let next = first + 2 + count * 12;
+    looped[next..next + 4].copy_from_slice(&(first as u32).to_le_bytes());
+    undecided(&looped, Level::Fast, Format::Tiff);
+}
+
+// --- sets: pg_dump -Fd, pg_basebackup ------------------------------------------
+
+/// A [`sets::Dir`] over a real directory.
+struct TestDir(PathBuf, std::collections::HashSet<String>);
+
+impl sets::Dir for TestDir {
+    fn size(&self, name: &str) -> Option<u64> {
+        fs::metadata(self.0.join(name))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+    }
+    fn open(&self, name: &str) -> io::Result<Box<dyn Read + '_>> {
+        Ok(Box::new(File::open(self.0.join(name))?))
+    }
+    fn verified(&self, name: &str) -> bool {
+        self.1.contains(name)
+    }
+}
+
+fn copy_fixture_dir(name: &str, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(fixture(name)).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+fn pgdir(dir: &Path) -> sets::SetReport {
+    let toc = dir.join("toc.dat");
+    let mut f = File::open(&toc).unwrap();
+    let size = f.metadata().unwrap().len();
+    sets::pgdir::check(
+        &mut f,
+        size,
+        &TestDir(dir.to_path_buf(), Default::default()),
+    )
+    .unwrap()
+    .expect("a directory archive")
+}
+
+#[test]
+fn pg_dump_directory_healthy_missing_and_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["pg-shop.dir", "pg-shop-z0.dir", "pg-empty.dir"] {
+        let r = check_path(&fixture(name).join("toc.dat"), Level::Fast).unwrap();
+        assert_eq!(
+            (r.format, &r.verdict),
+            (Format::PgDirectory, &Verdict::Sound)
+        );
+        assert_eq!(r.table_data, Some(name != "pg-empty.dir"), "{name}");
+        let dir = tmp.path().join(name);
+        copy_fixture_dir(name, &dir);
+        let s = pgdir(&dir);
+        assert_eq!(s.anchor, Verdict::Sound, "{name}");
+        assert!(
+            s.members.iter().all(|(_, v)| *v == Verdict::Sound),
+            "{name}: {:?}",
+            s.members
+        );
+    }
+    // The empty-dump rule applies to the TOC like to a custom archive.
+    let empty = check_path(&fixture("pg-empty.dir/toc.dat"), Level::Fast).unwrap();
+    assert!(
+        empty_dump_detail(&empty, true)
+            .unwrap()
+            .contains("no TABLE DATA entry")
+    );
+
+    let gz = tmp.path().join("pg-shop.dir");
+    let blob = fs::read_dir(&gz)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.starts_with("blob_"))
+        .unwrap();
+    fs::remove_file(gz.join("3351.dat.gz")).unwrap();
+    fs::remove_file(gz.join(&blob)).unwrap();
+    let s = pgdir(&gz);
+    let oid = blob.trim_start_matches("blob_").trim_end_matches(".dat.gz");
+    assert_eq!(
+        s.anchor,
+        Verdict::Damaged(format!(
+            "pg_dump directory archive lacks 2 data files its toc.dat names: 3351.dat (table data public.customers), blob_{oid}.dat (large object {oid})"
+        ))
+    );
+    // blobs.toc cut mid-line.
+    let bt = fs::read(gz.join("blobs.toc")).unwrap();
+    fs::write(gz.join("blobs.toc"), &bt[..bt.len() - 3]).unwrap();
+    let s = pgdir(&gz);
+    assert!(s.members.iter().any(|(n, v)| n == "blobs.toc"
+        && matches!(v, Verdict::Damaged(d) if d.contains("in the middle of a line"))));
+
+    let z0 = tmp.path().join("pg-shop-z0.dir");
+    let data = fs::read(z0.join("3352.dat")).unwrap();
+    fs::write(z0.join("3352.dat"), &data[..data.len() - 4]).unwrap();
+    let s = pgdir(&z0);
+    assert_eq!(s.anchor, Verdict::Sound);
+    assert_eq!(
+        s.members.iter().find(|(n, _)| n == "3352.dat").unwrap().1,
+        Verdict::Damaged(format!(
+            "pg_dump data file of table data public.orders ends at byte {} without the \\. line that ends COPY data: it was cut off",
+            n(data.len() as u64 - 4)
+        ))
+    );
+    // A custom archive is not a directory archive.
+    let mut f = File::open(fixture("pg-shop.dump")).unwrap();
+    let size = f.metadata().unwrap().len();
+    assert!(
+        sets::pgdir::check(&mut f, size, &TestDir(z0.clone(), Default::default()))
+            .unwrap()
+            .is_none()
+    );
+}
+
+fn manifest(dir: &Path, level: Level, verified: &[&str]) -> sets::SetReport {
+    let mut f = File::open(dir.join("backup_manifest")).unwrap();
+    let size = f.metadata().unwrap().len();
+    let d = TestDir(
+        dir.to_path_buf(),
+        verified.iter().map(|s| s.to_string()).collect(),
+    );
+    sets::manifest::check(&mut f, size, &d, level, &Budget::unlimited())
+        .unwrap()
+        .expect("a backup manifest")
+}
+
+#[test]
+fn backup_manifest_sizes_checksums_and_its_own_checksum() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bb = tmp.path().join("bb");
+    fs::create_dir(&bb).unwrap();
+    run(
+        tmp.path(),
+        "tar",
+        &[
+            "xJf",
+            fixture("pg-basebackup.tar.xz").to_str().unwrap(),
+            "-C",
+            "bb",
+        ],
+    );
+    let text = fs::read(bb.join("backup_manifest")).unwrap();
+    let listed = memmem::find_iter(&text, b"\"Path\"").count();
+    for level in [Level::Fast, Level::Full] {
+        let r = manifest(&bb, level, &[]);
+        assert_eq!(r.anchor, Verdict::Sound);
+        assert_eq!(r.members.len(), listed);
+        assert!(r.members.iter().all(|(_, v)| *v == Verdict::Sound));
+    }
+    // Full reads every listed byte; a verified member is not read again.
+    let all = manifest(&bb, Level::Full, &[]).bytes_read;
+    let skip = manifest(&bb, Level::Full, &["base/1/1255"]).bytes_read;
+    assert_eq!(
+        all - skip,
+        fs::metadata(bb.join("base/1/1255")).unwrap().len()
+    );
+    // CRC32C as PostgreSQL writes it: PG_VERSION holds "15\n".
+    assert!(memmem::find(&text, b"\"Path\": \"PG_VERSION\", \"Size\": 3").is_some());
+
+    let mut b = fs::read(bb.join("PG_VERSION")).unwrap();
+    b[0] = b'9';
+    fs::write(bb.join("PG_VERSION"), &b).unwrap();
+    let r = manifest(&bb, Level::Fast, &[]);
+    assert!(r.members.iter().all(|(_, v)| *v == Verdict::Sound));
+    let r = manifest(&bb, Level::Full, &[]);
+    let (_, v) = r.members.iter().find(|(n, _)| n == "PG_VERSION").unwrap();
+    assert!(
+        matches!(v, Verdict::Damaged(d) if d.starts_with("CRC32C checksum ")),
+        "{v:?}"
+    );
+
+    // Cut: no Manifest-Checksum line.
+    fs::write(bb.join("backup_manifest"), &text[..text.len() / 2]).unwrap();
+    let r = manifest(&bb, Level::Fast, &[]);
+    assert_eq!(
+        r.anchor,
+        Verdict::Damaged(format!(
+            "backup_manifest ends at byte {} without its closing Manifest-Checksum line: it was cut off",
+            n(text.len() as u64 / 2)
+        ))
+    );
+    // One byte changed: its own checksum fails.
+    fs::write(bb.join("backup_manifest"), flip(&text, 200)).unwrap();
+    let r = manifest(&bb, Level::Fast, &[]);
+    assert!(
+        matches!(&r.anchor, Verdict::Damaged(d) if d.contains("own SHA-256 checksum")),
+        "{:?}",
+        r.anchor
+    );
+}

@@ -20,6 +20,7 @@
 //! (see `delivered_scan`): what an interrupted scan committed is trusted,
 //! not hashed again, and reported by the next run.
 
+mod sets;
 mod walker;
 mod writer;
 
@@ -377,6 +378,15 @@ pub fn scan(
     }
     if opts.checks != Level::None {
         summary.checks_skipped = summary.unchanged;
+        sets::check_sets(
+            index,
+            root,
+            root_id,
+            run_id,
+            opts.checks,
+            &budget,
+            &mut summary,
+        )?;
         report_damaged(index, ctx, &mut summary, &acceptor, sink)?;
     }
     progress.end();

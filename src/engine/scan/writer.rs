@@ -257,8 +257,13 @@ fn settle_hashed(
                         if let Some(check) = check {
                             summary.checked += 1;
                             summary.check_bytes += check.bytes_read;
-                            let had_data = batch.data_ever(ctx.root_id, o)?;
-                            record_check(batch, ctx, &o.path, o.since_run, had_data, &check)?;
+                            // Same content, same verdict, except what a set
+                            // check (a pg_dump directory, a backup
+                            // manifest) stored: that stands.
+                            if !batch.has_set_check(ctx.root_id, &o.path, o.since_run)? {
+                                let had_data = batch.data_ever(ctx.root_id, o)?;
+                                record_check(batch, ctx, &o.path, o.since_run, had_data, &check)?;
+                            }
                         }
                         return Ok(());
                     }
