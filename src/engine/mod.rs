@@ -20,6 +20,7 @@ pub mod merge;
 pub mod merkle;
 pub mod proof;
 pub mod remote;
+pub mod s3list;
 pub mod scan;
 pub mod shard;
 pub mod snapshot;

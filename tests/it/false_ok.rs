@@ -573,3 +573,90 @@ fn the_remote_identity_names_the_endpoint_whatever_variable_chose_it() {
     );
     assert_eq!(doc["summary"]["objects_read"], 1, "{doc}");
 }
+
+/// Item 3: keys are mapped byte for byte, never normalised. Keys that
+/// `object_store` refuses (`a//b`, `./x`, `../x`) or normalises (`//f`
+/// stood in for `f`, `g/` with bytes for `g`) are `extra`, each with the
+/// reason it maps to no file, and the audit goes on; a prefix with a
+/// space and a non-ASCII letter audits its objects. Before: exit 2
+/// (`Encountered object with invalid path`), and the prefix read as
+/// `remote_empty`.
+#[test]
+fn odd_keys_are_extra_with_a_reason_and_an_odd_prefix_is_audited() {
+    let env = Env::new();
+    let moto = crate::support::moto::MotoServer::start();
+    moto.create_bucket("odd");
+    env.write("f", b"file f");
+    env.write("100%.txt", b"percent");
+    env.write("plus+sign", b"plus");
+    env.write("g", b"gg");
+    let p = "my photos/été";
+    let objects: Vec<(String, &[u8])> = [
+        ("f", &b"file f"[..]),
+        ("100%.txt", b"percent"),
+        ("plus+sign", b"plus"),
+        // Not `f`, whatever object_store makes of them.
+        ("/f", b"file f"),
+        ("g/", b"gg"),
+        ("a//b", b"ab"),
+        ("./x", b"x"),
+        ("../x", b"y"),
+        // A folder made in the console: skipped, not extra.
+        ("d/", b""),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("{p}/{k}"), v))
+    .collect();
+    let refs: Vec<(&str, &[u8])> = objects.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    moto.put_objects("odd", &refs);
+    let url = format!("s3://odd/{p}");
+    let (code, doc) = audit_with(&env, &url, &moto.env(), &["--mode", "deep"]);
+    let got: Vec<(String, String)> = findings(&doc)
+        .into_iter()
+        .filter(|(k, _)| k != "added" && k != "low_coverage")
+        .collect();
+    assert_eq!(
+        (code, got),
+        (
+            1,
+            pairs(&[
+                ("extra", "/f"),
+                ("extra", "g/"),
+                ("extra", "a//b"),
+                ("extra", "./x"),
+                ("extra", "../x"),
+                ("missing", "g"),
+            ])
+        ),
+        "{doc}"
+    );
+    for (path, why) in [
+        ("/f", "starts with `/`"),
+        ("g/", "ends in `/` but holds bytes"),
+        ("a//b", "holds `//`"),
+        ("./x", "a `.` name"),
+        ("../x", "a `..` name"),
+    ] {
+        let detail = finding(&doc, "extra", path)["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("maps to no file") && detail.contains(why),
+            "{path}: {detail}"
+        );
+    }
+    assert_eq!(doc["summary"]["verified"], 3, "{doc}");
+    assert_eq!(doc["summary"]["remote_objects"], 8, "{doc}");
+    assert_eq!(doc["summary"]["directory_markers_skipped"], 1, "{doc}");
+    // The prefix is part of the identity as written: a literal `%20` is
+    // another prefix (as `aws s3` reads it), not this one.
+    assert_eq!(
+        doc["summary"]["remote"].as_str().unwrap_or_default().split(" @").next(),
+        Some("s3://odd/my photos/été"),
+        "{doc}"
+    );
+    let (code, doc) = audit_with(&env, "s3://odd/my%20photos", &moto.env(), &[]);
+    assert_eq!(code, 1, "{doc}");
+    assert!(
+        findings(&doc).contains(&("remote_empty".to_string(), String::new())),
+        "{doc}"
+    );
+}
