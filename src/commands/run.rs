@@ -23,8 +23,7 @@ pub fn run(audits: &[NamedAudit]) -> Result<Outcome> {
     let mut failed = Vec::new();
     for a in audits {
         match audit::run(&a.ctx, &a.settings, Some(&a.name)) {
-            Ok(Outcome::Discrepancies) => worst = Outcome::Discrepancies,
-            Ok(Outcome::Clean) => {}
+            Ok(o) => worst = worst.worst(o),
             Err(e) => {
                 eprintln!("vouch: audit {}: {}", a.name, one_line(&e));
                 failed.push(a.name.clone());

@@ -117,8 +117,7 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                 bail!("remote {url}: no bucket or container in the URL");
             }
             let raw = raw_prefix(url);
-            let prefix =
-                Path::parse(&raw).map_err(|e| anyhow!("remote {url}: bad prefix: {e}"))?;
+            let prefix = Path::parse(&raw).map_err(|e| anyhow!("remote {url}: bad prefix: {e}"))?;
             // Where the requests go, for error messages.
             let mut host = opts.endpoint.clone();
             let store: Arc<dyn ObjectStore> = match u.scheme() {
@@ -363,7 +362,9 @@ fn explain_text(text: &str, url: &str, bucket: &str, host: &str) -> anyhow::Erro
         );
     }
     if text.starts_with("timeout:") {
-        return anyhow!("remote {url}: timed out listing it: no answer from {host} within --timeout");
+        return anyhow!(
+            "remote {url}: timed out listing it: no answer from {host} within --timeout"
+        );
     }
     if let Some(rest) = text.strip_prefix("connect: ") {
         return anyhow!("remote {url}: cannot connect to {host} to list it: {rest}");
@@ -377,7 +378,14 @@ fn explain_text(text: &str, url: &str, bucket: &str, host: &str) -> anyhow::Erro
         .next()
         .map(|c| c.trim_end_matches(':'))
         .filter(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric()));
-    explain_code(text, code, status == "403" && code.is_none(), url, bucket, host)
+    explain_code(
+        text,
+        code,
+        status == "403" && code.is_none(),
+        url,
+        bucket,
+        host,
+    )
 }
 
 /// The one line for a store's error `code` (`NoSuchBucket`, `AccessDenied`…).

@@ -115,9 +115,10 @@ pub fn parse_page(xml: &[u8]) -> Result<Page> {
                                 }
                                 b"ETag" => o.etag = Some(text.trim().to_string()),
                                 b"LastModified" => {
-                                    o.last_modified = unix_seconds(text.trim()).ok_or_else(
-                                        || anyhow!("the listing gives the date {text:?}"),
-                                    )?
+                                    o.last_modified =
+                                        unix_seconds(text.trim()).ok_or_else(|| {
+                                            anyhow!("the listing gives the date {text:?}")
+                                        })?
                                 }
                                 b"StorageClass" => o.storage_class = Some(text.trim().to_string()),
                                 _ => {}
@@ -153,8 +154,13 @@ fn unix_seconds(text: &str) -> Option<i64> {
     let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
     let rest = &text[19..];
-    let rest = rest.strip_prefix('.').map_or(rest, |r| r.trim_start_matches(|c: char| c.is_ascii_digit()));
-    if !matches!(rest, "Z" | "z" | "" | "+00:00") || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    let rest = rest
+        .strip_prefix('.')
+        .map_or(rest, |r| r.trim_start_matches(|c: char| c.is_ascii_digit()));
+    if !matches!(rest, "Z" | "z" | "" | "+00:00")
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+    {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm).
@@ -231,7 +237,9 @@ impl S3Lister {
                     let status = resp.status().as_u16();
                     match resp.bytes().await {
                         Ok(body) if (200..300).contains(&status) => return parse_page(&body),
-                        Ok(body) if (400..500).contains(&status) && status != 408 && status != 429 => {
+                        Ok(body)
+                            if (400..500).contains(&status) && status != 408 && status != 429 =>
+                        {
                             let text = String::from_utf8_lossy(&body);
                             let code = xml_field(&text, "Code").unwrap_or("");
                             let message = xml_field(&text, "Message").unwrap_or("");

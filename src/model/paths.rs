@@ -282,7 +282,9 @@ mod tests {
                 }
                 let valid = !raw.is_empty()
                     && !raw.contains(&0)
-                    && raw.split(|b| *b == b'/').all(|c| !matches!(c, b"" | b"." | b".."));
+                    && raw
+                        .split(|b| *b == b'/')
+                        .all(|c| !matches!(c, b"" | b"." | b".."));
                 assert_eq!(why_no_file(&key).is_none(), valid, "{raw:?}");
                 if valid {
                     // A valid path: the file's key, and back to the same object.

@@ -649,7 +649,11 @@ fn odd_keys_are_extra_with_a_reason_and_an_odd_prefix_is_audited() {
     // The prefix is part of the identity as written: a literal `%20` is
     // another prefix (as `aws s3` reads it), not this one.
     assert_eq!(
-        doc["summary"]["remote"].as_str().unwrap_or_default().split(" @").next(),
+        doc["summary"]["remote"]
+            .as_str()
+            .unwrap_or_default()
+            .split(" @")
+            .next(),
         Some("s3://odd/my photos/été"),
         "{doc}"
     );
@@ -659,4 +663,105 @@ fn odd_keys_are_extra_with_a_reason_and_an_odd_prefix_is_audited() {
         findings(&doc).contains(&("remote_empty".to_string(), String::new())),
         "{doc}"
     );
+}
+
+/// One bad entry must not spoil the run, nor pass for a clean one: an
+/// unreadable file and directory are `unreadable` findings with the OS
+/// error, everything else is checked and reported in full, and the run
+/// exits 2 with an `incomplete` verdict. Before: exit 1 and `damaged`, as
+/// if the unread entries were merely different.
+#[test]
+fn an_unreadable_entry_is_a_finding_and_the_run_ends_incomplete() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.write("ok.txt", b"fine");
+    env.write("gone.txt", b"not in the backup");
+    env.write("secret", b"no access");
+    env.write("locked/inner", b"hidden");
+    let backup = env.dir.path().join("backup");
+    Env::write_in(&backup, "ok.txt", b"fine");
+    let mode =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(&env.root, 0o777);
+    mode(&backup, 0o777);
+    mode(&backup.join("ok.txt"), 0o644);
+    mode(&env.root.join("ok.txt"), 0o644);
+    mode(&env.root.join("gone.txt"), 0o644);
+    mode(&env.root.join("secret"), 0o000);
+    mode(&env.root.join("locked"), 0o000);
+    let root = s(&env.root);
+    let run = |args: &[&str]| -> (i32, Value) {
+        let out = if crate::is_root() {
+            crate::vouch_as_nobody(&env, args)
+        } else {
+            env.vouch().args(args).output().unwrap()
+        };
+        let doc = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", stderr_of(&out)));
+        (out.status.code().unwrap_or(-1), doc)
+    };
+    let (code, doc) = run(&["--format", "json", "scan", &root]);
+    assert_eq!(code, 2, "{doc}");
+    assert_eq!(doc["summary"]["status"], "incomplete", "{doc}");
+    assert_eq!(
+        findings(&doc),
+        pairs(&[
+            ("added", "gone.txt"),
+            ("added", "ok.txt"),
+            ("unreadable", "locked"),
+            ("unreadable", "secret"),
+        ])
+    );
+    let detail = finding(&doc, "unreadable", "secret")["detail"].to_string();
+    assert!(
+        detail.contains("ermission denied"),
+        "the OS error: {detail}"
+    );
+
+    let (code, doc) = run(&[
+        "--format",
+        "json",
+        "audit",
+        &root,
+        "--remote",
+        &s(&backup),
+        "--mode",
+        "deep",
+    ]);
+    assert_eq!(code, 2, "{doc}");
+    assert_eq!(doc["summary"]["status"], "incomplete", "{doc}");
+    assert_eq!(doc["summary"]["verified"], 1, "{doc}");
+    let got: Vec<_> = findings(&doc)
+        .into_iter()
+        .filter(|(k, _)| k != "low_coverage")
+        .collect();
+    assert_eq!(
+        got,
+        pairs(&[
+            ("missing", "gone.txt"),
+            ("unreadable", "locked"),
+            ("unreadable", "secret"),
+        ]),
+        "{doc}"
+    );
+    // The table says so in its first line.
+    let (_, table) = {
+        let out = if crate::is_root() {
+            crate::vouch_as_nobody(&env, &["audit", &root, "--remote", &s(&backup)])
+        } else {
+            env.vouch()
+                .args(["audit", &root, "--remote", &s(&backup)])
+                .output()
+                .unwrap()
+        };
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(
+        table.starts_with("INCOMPLETE: 2 entries could not be read"),
+        "{table}"
+    );
+    mode(&env.root.join("locked"), 0o755);
 }
