@@ -181,6 +181,26 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
     out
 }
 
+/// Text for a terminal: every control character (C0 but for nothing, DEL,
+/// C1) written as `\xNN` or `\u{NN}`, as `ls` and `b3sum` do, so a file
+/// name cannot move the cursor, recolour or retitle the terminal of the
+/// person reading a table. In [`display`]ed paths a `\` is already `\\`,
+/// so this stays unambiguous; JSON keeps the name as it is.
+pub fn terminal_safe(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c as u32 {
+            n @ (0..=0x1f | 0x7f) => out.push_str(&format!("\\x{n:02x}")),
+            n @ 0x80..=0x9f => out.push_str(&format!("\\u{{{n:02x}}}")),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// Reverses [`escape_bytes`]. Returns `None` for a malformed escape.
 pub fn unescape(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len());
@@ -295,5 +315,16 @@ mod tests {
         }
         assert_eq!(from_object_key(b"p", b"pa/b"), None);
         assert_eq!(from_object_key(b"p", b"p"), None);
+    }
+
+    #[test]
+    fn terminal_text_holds_no_control_character() {
+        let name = display(&key_from_slash(
+            "a\x1b[31mred\x07\tb\u{9b}c\\x1b".as_bytes(),
+        ));
+        let safe = terminal_safe(&name);
+        assert_eq!(safe, "a\\x1b[31mred\\x07\\x09b\\u{9b}c\\\\x1b");
+        assert!(!safe.chars().any(char::is_control));
+        assert_eq!(terminal_safe("plain été"), "plain été");
     }
 }

@@ -765,3 +765,36 @@ fn an_unreadable_entry_is_a_finding_and_the_run_ends_incomplete() {
     );
     mode(&env.root.join("locked"), 0o755);
 }
+
+/// A file name with an escape sequence cannot drive the terminal of the
+/// person reading the table (it is written `\x1b`, as `ls` does); JSON
+/// keeps the name exact. Before: the raw ESC reached the terminal.
+#[test]
+fn control_characters_in_names_are_escaped_in_tables_and_exact_in_json() {
+    let env = Env::new();
+    let name = "clear\x1b[2J\x1b]0;pwned\x07.txt";
+    env.write(name, b"x");
+    let root = s(&env.root);
+    let backup = env.dir.path().join("empty-backup");
+    std::fs::create_dir(&backup).unwrap();
+    let out = env
+        .vouch()
+        .args(["audit", &root, "--remote", &s(&backup)])
+        .output()
+        .unwrap();
+    let table = out.stdout.clone();
+    assert!(
+        !table.iter().any(|b| *b == 0x1b || *b == 0x07),
+        "raw control bytes in the table: {}",
+        String::from_utf8_lossy(&table)
+    );
+    assert!(
+        String::from_utf8_lossy(&table).contains("clear\\x1b[2J\\x1b]0;pwned\\x07.txt"),
+        "{}",
+        String::from_utf8_lossy(&table)
+    );
+    let other = Env::new();
+    other.write(name, b"x");
+    let (_, doc) = other.json(&["scan", &s(&other.root)]);
+    assert_eq!(findings(&doc), pairs(&[("added", name)]), "exact in JSON");
+}
