@@ -798,3 +798,66 @@ fn control_characters_in_names_are_escaped_in_tables_and_exact_in_json() {
     let (_, doc) = other.json(&["scan", &s(&other.root)]);
     assert_eq!(findings(&doc), pairs(&[("added", name)]), "exact in JSON");
 }
+
+/// The index lock is taken on the canonical path: a second run reaching
+/// the same index through a symlink waits for (here: is
+/// refused by) the lock the first holds, instead of writing beside it. And
+/// `--index` pointing at a file that is no index is refused with nothing
+/// left beside it. Before: the second spelling took a lock of its own
+/// (`alias.sqlite3.lock`) and ran.
+#[test]
+fn the_index_lock_is_on_the_canonical_path_and_a_foreign_file_is_refused() {
+    let env = Env::new();
+    env.write("a.txt", b"a");
+    let root = s(&env.root);
+    let real = env.dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let vouch = |index: &Path, args: &[&str]| {
+        assert_cmd::Command::cargo_bin("vouch")
+            .unwrap()
+            .env_remove("VOUCH_INDEX")
+            .arg("--index")
+            .arg(index)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = vouch(&real.join("index.sqlite3"), &["scan", &root]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    // The same index through a symlink to the file.
+    let alias = env.dir.path().join("alias.sqlite3");
+    std::os::unix::fs::symlink(real.join("index.sqlite3"), &alias).unwrap();
+    // Another run holds the lock (taken as vouch takes it).
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(real.join("index.sqlite3.lock"))
+        .unwrap();
+    held.try_lock().unwrap();
+    let out = vouch(&alias, &["scan", &root]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("in use by another vouch run"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!env.dir.path().join("alias.sqlite3.lock").exists());
+    drop(held);
+
+    let photo = env.dir.path().join("photo.jpg");
+    std::fs::write(&photo, b"\xff\xd8\xff\xe0 not an index").unwrap();
+    let out = vouch(&photo, &["scan", &root]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("is not a vouch index"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(
+        !env.dir.path().join("photo.jpg.lock").exists(),
+        "no lock file left beside it"
+    );
+    assert_eq!(
+        std::fs::read(&photo).unwrap(),
+        b"\xff\xd8\xff\xe0 not an index"
+    );
+}
