@@ -861,3 +861,66 @@ fn the_index_lock_is_on_the_canonical_path_and_a_foreign_file_is_refused() {
         b"\xff\xd8\xff\xe0 not an index"
     );
 }
+
+/// The root's `shrunk` is reported every night until the tree grows back
+/// or a person accepts the loss: the next scan compares with the tree
+/// before the loss, not with the shrunk tree. Before: reported once, and
+/// the next night was clean.
+#[test]
+fn a_shrunk_tree_stays_shrunk_until_it_grows_back_or_is_accepted() {
+    let env = Env::new();
+    let names = ["a.db", "b.db", "c.db", "d.db"];
+    let fill = || {
+        for name in names {
+            env.write(name, &[b'x'; 1000]);
+        }
+    };
+    let empty = || {
+        for name in names {
+            std::fs::remove_file(env.root.join(name)).unwrap();
+        }
+    };
+    fill();
+    assert_eq!(env.scan().0, 0);
+    empty();
+    let (code, doc) = env.scan();
+    assert_eq!(code, 1, "{doc}");
+    let first_seen = finding(&doc, "shrunk", "")["first_seen"].clone();
+    for night in 0..2 {
+        let (code, doc) = env.scan();
+        assert_eq!(
+            (code, findings(&doc)),
+            (1, pairs(&[("shrunk", "")])),
+            "night {night}: {doc}"
+        );
+        let f = finding(&doc, "shrunk", "");
+        assert_eq!(f["first_seen"], first_seen);
+        assert_eq!(f["local"]["before"]["files"], 4, "{f}");
+        assert!(f["detail"].as_str().unwrap().contains("grows back"), "{f}");
+    }
+    // The tree grows back: no more `shrunk`.
+    fill();
+    let (code, doc) = env.scan();
+    assert_eq!(code, 0, "{doc}");
+    assert!(!findings(&doc).iter().any(|(k, _)| k == "shrunk"), "{doc}");
+    // Lost again, then accepted: reported until the acceptance only.
+    empty();
+    assert_eq!(env.scan().0, 1);
+    let root = s(&env.root);
+    let out = env
+        .vouch()
+        .args([
+            "accept",
+            &root,
+            "",
+            "--kind",
+            "shrunk",
+            "--reason",
+            "moved to the new disk",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let (code, doc) = env.scan();
+    assert_eq!((code, findings(&doc)), (0, vec![]), "{doc}");
+}
