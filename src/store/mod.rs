@@ -482,7 +482,7 @@ fn refuse_foreign_file(path: &Path) -> Result<()> {
             Err(_) => return Ok(()),
         }
     }
-    if n > 0 && &head[..n] != &b"SQLite format 3\0"[..n] {
+    if n > 0 && head[..n] != b"SQLite format 3\0"[..n] {
         bail!(
             "{} is not a vouch index (not an SQLite database); pass --index with another path",
             path.display()
