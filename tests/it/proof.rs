@@ -157,6 +157,7 @@ fn stored_checksums_and_etags_prove_and_disprove_content_on_moto() {
             size: data.len() as u64,
             etag: None,
             version: None,
+            last_modified: None,
         };
         let before = prober.requests();
         let local = Digests {
@@ -286,6 +287,7 @@ fn prove_one(prober: &Prober, key: &str, data: &[u8], dir: &std::path::Path) -> 
         size: data.len() as u64,
         etag: None,
         version: None,
+        last_modified: None,
     };
     let before = prober.requests();
     let local = Digests {
@@ -486,11 +488,13 @@ fn a_quick_audit_proves_a_bucket_written_by_boto3_without_downloading_it() {
         ("plain_bad", "md5-etag"),
         ("plain_multipart_bad", "multipart-etag"),
     ];
-    let mut want: Vec<(&str, &str)> = expected_corrupt
+    // (moto keeps the MD5 as the ETag even under SSE-KMS: "kms" is proven
+    // by its listed ETag, which equals the file's MD5 — a random SSE-KMS
+    // ETag could not. The prober-level test keeps a KMS HEAD unverified.)
+    let want: Vec<(&str, &str)> = expected_corrupt
         .iter()
         .map(|(k, _)| ("corrupt", *k))
         .collect();
-    want.push(("unverified", "kms"));
     assert_eq!(
         audit_findings(&doc),
         crate::pairs(&want),
@@ -508,24 +512,29 @@ fn a_quick_audit_proves_a_bucket_written_by_boto3_without_downloading_it() {
         }
     }
     let by = proven_by(&doc);
+    // Intact objects are proven by their listed ETags, with no request:
+    // single-part ones by the file's MD5, multipart ones (5 MiB and 4 KiB
+    // parts) by the multipart ETag over those usual sizes; unequal parts
+    // only after a HEAD learns them.
     let expected: BTreeMap<String, u64> = [
-        ("crc64nvme", 1),
-        ("crc32", 1),
-        ("crc32-composite", 1),
-        ("crc32c-composite", 1),
-        ("sha256", 1),
-        ("md5-etag", 3), // plain, copy, wrong_stored_sha256
-        ("multipart-etag", 2),
+        // upload_file_single, sha256_single, plain, kms,
+        // wrong_stored_sha256, copy
+        ("md5-etag", 6),
+        // upload_file_multipart, crc64_full, crc32c_composite,
+        // plain_multipart, unequal_parts
+        ("multipart-etag", 5),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     assert_eq!(by, expected);
-    assert_eq!(crate::counter(&doc, "verified"), 10);
+    assert_eq!(crate::counter(&doc, "verified"), 11);
     assert_eq!(crate::counter(&doc, "bytes_downloaded"), 0);
     assert_eq!(crate::counter(&doc, "objects_read"), 0);
+    // HEADs only for what the listing did not prove: the 5 disproven and
+    // unequal_parts (a HEAD, then part sizes).
     let first_requests = crate::counter(&doc, "requests");
-    assert!(first_requests >= files.len() as u64, "{first_requests}");
+    assert!(first_requests >= 6, "{first_requests}");
 
     // Nothing changed: the second quick audit makes no request and reads
     // no local byte, and concludes the same.
@@ -650,4 +659,115 @@ fn az_audits_work_end_to_end_on_azurite() {
     });
     let vars = azure_env(az);
     audits_end_to_end(&env, "az://e2e/p", &vars);
+}
+
+/// A store that keeps what the client sends (s3s-fs verifies a client's
+/// CRC64NVME and stores it; its listings carry no ETag): an object
+/// rewritten with other bytes of the same size, uploaded with their
+/// (correct) CRC64NVME, is `corrupt` by that typed checksum — a
+/// CRC64NVME is always full-object — with the method named; the intact
+/// one is proven by it with a HEAD pinned to the listed Last-Modified.
+#[test]
+fn a_typed_stored_checksum_of_other_bytes_is_corrupt_on_s3s_fs() {
+    let env = crate::Env::new();
+    let good = content(30_000, 40);
+    let local_bad = content(30_000, 41);
+    let mut other = local_bad.clone();
+    other[12_345] ^= 0x01;
+    env.write("ok", &good);
+    env.write("bad", &local_bad);
+    let served = env.dir.path().join("s3");
+    std::fs::create_dir_all(served.join("bkt")).unwrap();
+    let server = crate::support::s3::S3Server::start(&served);
+    let script = format!(
+        "import sys, base64, boto3\n\
+         from awscrt import checksums\n\
+         from botocore.config import Config\n\
+         s3 = boto3.client('s3', endpoint_url={ep:?}, region_name='us-east-1',\n\
+             aws_access_key_id={ak:?}, aws_secret_access_key={sk:?},\n\
+             config=Config(s3={{'addressing_style': 'path'}}, retries={{'max_attempts': 1}},\n\
+                 request_checksum_calculation='when_required'))\n\
+         for key, path in (('ok', sys.argv[1]), ('bad', sys.argv[2])):\n\
+         \x20   data = open(path, 'rb').read()\n\
+         \x20   crc = base64.b64encode(checksums.crc64nvme(data).to_bytes(8, 'big')).decode()\n\
+         \x20   s3.put_object(Bucket='bkt', Key=key, Body=data, ChecksumCRC64NVME=crc)\n\
+         \x20   h = s3.head_object(Bucket='bkt', Key=key, ChecksumMode='ENABLED')\n\
+         \x20   assert h.get('ChecksumCRC64NVME') == crc, h\n",
+        ep = server.endpoint,
+        ak = server.access_key,
+        sk = server.secret_key,
+    );
+    let staging = tempfile::tempdir().unwrap();
+    let (ok_path, bad_path) = (staging.path().join("ok"), staging.path().join("bad"));
+    std::fs::write(&ok_path, &good).unwrap();
+    std::fs::write(&bad_path, &other).unwrap();
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .arg(&ok_path)
+        .arg(&bad_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "boto3 upload to s3s-fs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vars = server.env();
+    let (code, doc) = crate::audit_json(&env, "s3://bkt", &vars, &[]);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(
+        audit_findings(&doc),
+        crate::pairs(&[("corrupt", "bad")]),
+        "{}",
+        doc["findings"]
+    );
+    let f = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "corrupt")
+        .unwrap();
+    assert_eq!(f["remote"]["method"], "crc64nvme", "{f}");
+    let b64 = |d: &[u8]| vouch::engine::proof::digest::b64(&Algo::Crc64Nvme.digest(d));
+    assert_eq!(f["remote"]["checksum"], b64(&other), "{f}");
+    assert_eq!(f["local"]["checksum"], b64(&local_bad), "{f}");
+    assert!(f["detail"].as_str().unwrap().contains("crc64nvme"), "{f}");
+    assert_eq!(
+        proven_by(&doc),
+        [("crc64nvme".to_string(), 1)].into_iter().collect()
+    );
+    // No listed ETag: one HEAD each (pinned to the listed Last-Modified).
+    assert_eq!(crate::counter(&doc, "requests"), 2);
+    // The scan computed the CRC64NVME in its read pass: the intact object
+    // is proven without reading the file again; the other is read once,
+    // for its MD5 (a mismatch is `corrupt` only if its ETag does not
+    // match either).
+    assert_eq!(crate::counter(&doc, "local_bytes_hashed"), 30_000);
+
+    // The intact object rewritten with other bytes of the same size: its
+    // Last-Modified moves, so the recorded proof no longer holds and the
+    // store is asked again.
+    std::thread::sleep(Duration::from_millis(1_100));
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .arg(&bad_path)
+        .arg(&bad_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, doc) = crate::audit_json(&env, "s3://bkt", &vars, &[]);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(
+        audit_findings(&doc),
+        crate::pairs(&[("corrupt", "bad"), ("corrupt", "ok")]),
+        "{}",
+        doc["findings"]
+    );
+    assert!(crate::counter(&doc, "requests") >= 1);
 }

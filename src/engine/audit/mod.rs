@@ -137,7 +137,11 @@ pub struct AuditSummary {
     pub newest_object: Option<i64>,
     /// With `--dry-run`: what a deep and a scrub run would read.
     pub would_read: Option<WouldRead>,
-    /// Objects (and bytes) whose last full read is at most N days old.
+    /// Objects (and bytes) whose bytes were last read in full (by deep or
+    /// scrub, this run or earlier at the same ETag) at most N days ago.
+    /// Only a read counts: a checksum or ETag proof (`proven_by`) says
+    /// what the store accepted, not what it holds now, and never enters
+    /// here.
     pub verified_within: BTreeMap<u32, (u64, u64)>,
     /// Archived objects (GLACIER, DEEP_ARCHIVE) a deep or scrub read
     /// skipped.
@@ -147,8 +151,11 @@ pub struct AuditSummary {
     pub shard: Option<Shard>,
     pub min_coverage: f64,
     pub max_age: Option<i64>,
-    /// Objects and bytes proven equal to the file, by method
-    /// (`blake3-read`, `crc64nvme`, `multipart-etag`, ...).
+    /// Objects and bytes proven equal to the file in this run, by the
+    /// method that proved each (`blake3-read`: its bytes were read, now or
+    /// at the same ETag earlier; `crc64nvme`, `md5-etag`,
+    /// `multipart-etag`, ...: a checksum the store keeps). Every
+    /// `verified` object is in exactly one method: the sum is `verified`.
     pub proven_by: BTreeMap<String, (u64, u64)>,
     /// Requests made to prove content without reading it (HEADs).
     pub requests: u64,

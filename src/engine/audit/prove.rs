@@ -72,6 +72,7 @@ pub(super) async fn prove_objects(
                             size: task.remote.size,
                             etag: task.remote.etag.as_deref(),
                             version: task.remote.version.as_deref(),
+                            last_modified: Some(task.remote.last_modified),
                         };
                         let file = paths::fs_path(root, &task.local.path);
                         proof::prove(

@@ -1,5 +1,5 @@
 //! Local checksums of a file, in the forms object stores keep: full-object
-//! CRC64NVME, CRC32, CRC32C, MD5, SHA-1 and SHA-256, and the per-part forms
+//! CRC64NVME, CRC32, CRC32C, MD5, SHA-1, SHA-256 and SHA-512, and the per-part forms
 //! of a multipart upload (composite `base64(crc(part crcs))-N`, multipart
 //! ETag `md5(md5(p1)‖…‖md5(pN))-N`).
 //!
@@ -30,16 +30,18 @@ pub enum Algo {
     Sha1,
     Sha256,
     Md5,
+    Sha512,
 }
 
 impl Algo {
-    pub const ALL: [Algo; 6] = [
+    pub const ALL: [Algo; 7] = [
         Algo::Crc64Nvme,
         Algo::Crc32,
         Algo::Crc32c,
         Algo::Sha1,
         Algo::Sha256,
         Algo::Md5,
+        Algo::Sha512,
     ];
 
     /// The name used in method names, S3 headers (`x-amz-checksum-NAME`)
@@ -52,6 +54,7 @@ impl Algo {
             Algo::Sha1 => "sha1",
             Algo::Sha256 => "sha256",
             Algo::Md5 => "md5",
+            Algo::Sha512 => "sha512",
         }
     }
 
@@ -69,12 +72,14 @@ impl Algo {
             Algo::Sha1 => 20,
             Algo::Sha256 => 32,
             Algo::Md5 => 16,
+            Algo::Sha512 => 64,
         }
     }
 
     /// How strong a proof a match is: a cryptographic hash over a CRC.
     pub fn strength(self) -> u8 {
         match self {
+            Algo::Sha512 => 6,
             Algo::Sha256 => 5,
             Algo::Sha1 => 4,
             Algo::Md5 => 3,
@@ -97,6 +102,7 @@ pub enum Hasher {
     Md5(md5::Md5),
     Sha1(sha1::Sha1),
     Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
 }
 
 impl Hasher {
@@ -109,6 +115,7 @@ impl Hasher {
             Algo::Md5 => Hasher::Md5(<md5::Md5 as md5::Digest>::new()),
             Algo::Sha1 => Hasher::Sha1(<sha1::Sha1 as sha1::Digest>::new()),
             Algo::Sha256 => Hasher::Sha256(<sha2::Sha256 as sha2::Digest>::new()),
+            Algo::Sha512 => Hasher::Sha512(<sha2::Sha512 as sha2::Digest>::new()),
         }
     }
 
@@ -118,6 +125,7 @@ impl Hasher {
             Hasher::Md5(h) => md5::Digest::update(h, data),
             Hasher::Sha1(h) => sha1::Digest::update(h, data),
             Hasher::Sha256(h) => sha2::Digest::update(h, data),
+            Hasher::Sha512(h) => sha2::Digest::update(h, data),
         }
     }
 
@@ -131,6 +139,7 @@ impl Hasher {
             Hasher::Md5(h) => md5::Digest::finalize(h).to_vec(),
             Hasher::Sha1(h) => sha1::Digest::finalize(h).to_vec(),
             Hasher::Sha256(h) => sha2::Digest::finalize(h).to_vec(),
+            Hasher::Sha512(h) => sha2::Digest::finalize(h).to_vec(),
         }
     }
 }
@@ -159,6 +168,40 @@ impl Layout {
         let mut parts = vec![part; full as usize];
         parts.push(last);
         Some(Layout(parts))
+    }
+
+    /// The equal-part layouts of `count` parts and `size` bytes that
+    /// common uploaders produce (a part size of a whole number of MiB —
+    /// the AWS CLI and boto3 8 MiB, rclone 5 MiB, s3cmd 15 MiB, minio-go
+    /// multiples of 16 MiB — or a power of two), the usual ones first, at
+    /// most `max`. Only guesses: a multipart ETag that matches under one is
+    /// a proof (wrong boundaries cannot match), one that does not match
+    /// proves nothing.
+    pub fn candidates(size: u64, count: u64, max: usize) -> Vec<Layout> {
+        const MIB: u64 = 1 << 20;
+        let mut sizes: Vec<u64> = [8, 5, 16, 10, 15, 64, 100, 32, 25, 50, 128, 256, 512]
+            .iter()
+            .map(|m| m * MIB)
+            .collect();
+        sizes.extend((10..=32).map(|i| 1u64 << i));
+        if count > 1 {
+            // Or any whole number of MiB in range, the smallest first.
+            let lo = size.div_ceil(count).div_ceil(MIB).max(1);
+            let hi = (size - 1) / (count - 1) / MIB;
+            sizes.extend((lo..=hi).take(max).map(|m| m * MIB));
+        }
+        let mut out: Vec<Layout> = Vec::new();
+        for part in sizes {
+            if out.len() >= max {
+                break;
+            }
+            if let Some(l) = Layout::equal(size, part, count)
+                && !out.contains(&l)
+            {
+                out.push(l);
+            }
+        }
+        out
     }
 
     pub fn total(&self) -> u64 {
@@ -431,6 +474,11 @@ mod tests {
         assert_eq!(
             hex::encode(Algo::Sha256.digest(b"abc")),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hex::encode(Algo::Sha512.digest(b"abc")),
+            "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a\
+             2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
         );
     }
 

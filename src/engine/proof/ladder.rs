@@ -107,6 +107,10 @@ pub struct Facts {
     /// ETags are opaque (GCS, Azure), `None` when not asked.
     pub etag_is_md5: Option<bool>,
     pub parts: Parts,
+    /// Checksums the store keeps in algorithms vouch does not compute
+    /// (S3's `x-amz-checksum-xxhash64`, `-xxhash3`, `-xxhash128`): named
+    /// when nothing else decides, never a match nor a mismatch.
+    pub unknown: Vec<String>,
 }
 
 /// How content was proven (or disproven).
@@ -381,9 +385,14 @@ pub fn first_want(facts: &Facts) -> Want {
 pub fn next(facts: &Facts, local: &Digests) -> Next {
     let all = evidence(facts);
     if all.is_empty() {
-        return Next::Done(Verdict::Undecided(
-            "the store keeps no checksum for this object and its ETag is not an MD5".into(),
-        ));
+        return Next::Done(Verdict::Undecided(if facts.unknown.is_empty() {
+            "the store keeps no checksum for this object and its ETag is not an MD5".into()
+        } else {
+            format!(
+                "the store keeps only a checksum vouch does not compute ({}) and its ETag is not an MD5",
+                facts.unknown.join(", ")
+            )
+        }));
     }
     // The first evidence that did not match, and whether any mismatch
     // was certain.
@@ -488,8 +497,75 @@ pub fn next(facts: &Facts, local: &Digests) -> Next {
     // The strongest evidence is the one named.
     Next::Done(match (certain, mismatch) {
         (Some(_), Some(m)) => m,
-        _ => Verdict::Undecided(undecided.join("; ")),
+        _ => {
+            if !facts.unknown.is_empty() {
+                undecided.push(format!(
+                    "its {} checksum is not computed by vouch",
+                    facts.unknown.join(", ")
+                ));
+            }
+            Verdict::Undecided(undecided.join("; "))
+        }
     })
+}
+
+/// Guessed multipart layouts tried against a listed ETag (each costs one
+/// MD5 of the file).
+const LISTING_CANDIDATES: usize = 2;
+
+/// The local digests that could prove an object from its listed ETag
+/// alone, before any request: the file's MD5 for a single-part ETag, the
+/// part MD5s over the usual equal-part layouts for a multipart one.
+pub fn listing_want(size: u64, etag: &str) -> Option<Want> {
+    if single_md5(etag).is_some() {
+        return Some(Want {
+            full: vec![Algo::Md5],
+            parts: vec![],
+        });
+    }
+    let (_, n) = multipart_md5(etag)?;
+    let parts: Vec<(Layout, Algo)> = Layout::candidates(size, n, LISTING_CANDIDATES)
+        .into_iter()
+        .map(|l| (l, Algo::Md5))
+        .collect();
+    (!parts.is_empty()).then_some(Want {
+        full: vec![],
+        parts,
+    })
+}
+
+/// A proof from the listed ETag alone, when it **equals** the MD5 (or
+/// the multipart ETag over a guessed layout) of the local file. Whatever
+/// the store's ETags are (an MD5, or a random value under SSE-KMS/SSE-C),
+/// one equal to the content's MD5 is no accident: a random value or an
+/// MD5 of other bytes matches with probability 2^-128, and a wrong part
+/// layout cannot match. `None` when it does not match: that proves
+/// nothing (an encrypted upload, unusual parts) and the store must be
+/// asked — never `corrupt` from the listing.
+pub fn listing_proof(size: u64, etag: &str, local: &Digests) -> Option<Verdict> {
+    let etag = etag.trim().trim_matches('"');
+    if let Some(md5) = single_md5(etag) {
+        return (local.full.get(&Algo::Md5).map(Vec::as_slice) == Some(&md5[..])).then(|| {
+            Verdict::Proven {
+                method: Method::Md5Etag,
+                layout: None,
+                remote: etag.to_string(),
+            }
+        });
+    }
+    let (_, n) = multipart_md5(etag)?;
+    Layout::candidates(size, n, LISTING_CANDIDATES)
+        .into_iter()
+        .find(|l| {
+            local
+                .multipart_etag(l)
+                .is_some_and(|e| e.eq_ignore_ascii_case(etag))
+        })
+        .map(|l| Verdict::Proven {
+            method: Method::MultipartEtag,
+            layout: Some(l),
+            remote: etag.to_string(),
+        })
 }
 
 fn describe(v: &Verdict) -> String {
@@ -585,6 +661,7 @@ mod tests {
             )],
             etag_is_md5: Some(true),
             parts: Parts::Single,
+            unknown: vec![],
         };
         let (v, steps) = run(facts.clone(), &good, None);
         assert!(
@@ -628,6 +705,7 @@ mod tests {
             stored: vec![stored(Algo::Sha256, wrong, ChecksumType::FullObject, None)],
             etag_is_md5: Some(true),
             parts: Parts::Single,
+            unknown: vec![],
         };
         let (v, _) = run(facts, &good, None);
         match v {
@@ -656,6 +734,7 @@ mod tests {
             )],
             etag_is_md5: Some(true),
             parts: Parts::Unknown { count: Some(3) },
+            unknown: vec![],
         };
         let (v, steps) = run(facts.clone(), &content, Some(layout.clone()));
         assert_eq!(
@@ -699,6 +778,7 @@ mod tests {
             stored: vec![],
             etag_is_md5: Some(true),
             parts: Parts::Unknown { count: Some(3) },
+            unknown: vec![],
         };
         let (v, steps) = run(facts, &content, Some(layout.clone()));
         assert_eq!(
@@ -723,6 +803,7 @@ mod tests {
                 stored: vec![],
                 etag_is_md5: is_md5,
                 parts: Parts::Single,
+                unknown: vec![],
             };
             let (v, _) = run(facts, &content, None);
             assert!(matches!(v, Verdict::Undecided(_)), "{is_md5:?}: {v:?}");
@@ -734,6 +815,7 @@ mod tests {
             stored: vec![],
             etag_is_md5: Some(true),
             parts: Parts::Single,
+            unknown: vec![],
         };
         assert!(matches!(
             run(facts, &content, None).0,
@@ -756,6 +838,7 @@ mod tests {
             stored: vec![stored(Algo::Crc32, one, ChecksumType::Unknown, None)],
             etag_is_md5: Some(true),
             parts: Parts::Single,
+            unknown: vec![],
         };
         let (v, _) = run(facts, &content, None);
         assert!(
@@ -779,6 +862,7 @@ mod tests {
             stored: vec![],
             etag_is_md5: Some(false),
             parts: Parts::Single,
+            unknown: vec![],
         };
         assert!(matches!(
             run(facts, &content, None).0,
@@ -790,6 +874,7 @@ mod tests {
             stored: vec![],
             etag_is_md5: Some(true),
             parts: Parts::Unavailable("part sizes refused".into()),
+            unknown: vec![],
         };
         assert_eq!(
             run(facts, &content, None).0,
@@ -821,5 +906,90 @@ mod tests {
             3
         );
         assert!(multipart_md5("f541f6a3f4378afa141cbca85105783e").is_none());
+    }
+
+    #[test]
+    fn a_listed_etag_proves_only_by_equality() {
+        // Single part: the ETag equal to the file's MD5 proves; another
+        // value (an SSE-KMS ETag, other content) proves nothing either way.
+        let d = data(20_000, 1);
+        let md5 = hex::encode(Algo::Md5.digest(&d));
+        let want = listing_want(20_000, &md5).unwrap();
+        assert_eq!(want.full, vec![Algo::Md5]);
+        let local = compute(&d[..], &want).unwrap();
+        let quoted = format!("\"{}\"", md5.to_uppercase());
+        assert!(matches!(
+            listing_proof(20_000, &quoted, &local),
+            Some(Verdict::Proven {
+                method: Method::Md5Etag,
+                ..
+            })
+        ));
+        let other = hex::encode(Algo::Md5.digest(&data(20_000, 2)));
+        assert_eq!(listing_proof(20_000, &other, &local), None);
+        // Multipart: the ETag of 16 KiB parts is found among the usual
+        // part sizes; the same ETag with another part count is not.
+        let size = 50_000u64;
+        let d = data(size as usize, 3);
+        let real = Layout::equal(size, 16 << 10, 4).unwrap();
+        let etag = etag_of(&d, &real);
+        let want = listing_want(size, &etag).unwrap();
+        assert!(want.parts.contains(&(real.clone(), Algo::Md5)), "{want:?}");
+        let local = compute(&d[..], &want).unwrap();
+        assert_eq!(
+            listing_proof(size, &etag, &local),
+            Some(Verdict::Proven {
+                method: Method::MultipartEtag,
+                layout: Some(real.clone()),
+                remote: etag.clone(),
+            })
+        );
+        // 10 KiB parts, not a usual size: no proof from the listing (a
+        // HEAD then learns the sizes), and never a mismatch.
+        let odd = Layout::equal(size, 10_000, 5).unwrap();
+        assert_eq!(listing_want(size, &etag_of(&d, &odd)), None);
+        // 12,500-byte parts: 16 KiB parts would fit 4 parts too, and are
+        // tried, and do not match.
+        let odd = Layout::equal(size, 12_500, 4).unwrap();
+        let etag = etag_of(&d, &odd);
+        let want = listing_want(size, &etag).unwrap();
+        assert!(!want.parts.is_empty());
+        let local = compute(&d[..], &want).unwrap();
+        assert_eq!(listing_proof(size, &etag, &local), None);
+        // Opaque ETags ask for nothing.
+        assert_eq!(listing_want(size, "0x8DBF0123"), None);
+        assert_eq!(listing_want(size, "CKih16GjycICEAE="), None);
+    }
+
+    #[test]
+    fn candidate_layouts_fit_and_put_usual_sizes_first() {
+        const MIB: u64 = 1 << 20;
+        // 100 MiB + 1 in 13 parts: 8 MiB parts.
+        let c = Layout::candidates(100 * MIB + 1, 13, 2);
+        assert_eq!(c[0], Layout::equal(100 * MIB + 1, 8 * MIB, 13).unwrap());
+        for l in &c {
+            assert_eq!(l.total(), 100 * MIB + 1);
+            assert_eq!(l.count(), 13);
+        }
+        // 2 parts of a 1 GiB object: many sizes fit, at most 2 are tried.
+        assert!(Layout::candidates(1 << 30, 2, 2).len() <= 2);
+        assert!(Layout::candidates(10, 20, 2).is_empty());
+    }
+
+    #[test]
+    fn an_uncomputed_algorithm_is_named_not_judged() {
+        let facts = Facts {
+            size: 5,
+            etag: Some("CKih16GjycICEAE=".into()),
+            stored: vec![],
+            etag_is_md5: Some(false),
+            parts: Parts::Single,
+            unknown: vec!["xxhash3".into()],
+        };
+        let (v, _) = run(facts, b"hello", None);
+        match v {
+            Verdict::Undecided(why) => assert!(why.contains("xxhash3"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -37,6 +37,7 @@ pub fn facts_to_json(f: &Facts) -> String {
         "etag": f.etag,
         "stored": stored,
         "etag_is_md5": f.etag_is_md5,
+        "unknown": f.unknown,
         "parts": parts,
     })
     .to_string()
@@ -82,6 +83,14 @@ pub fn facts_from_json(s: &str) -> Option<Facts> {
         stored,
         etag_is_md5: v["etag_is_md5"].as_bool(),
         parts,
+        unknown: v["unknown"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -157,6 +166,7 @@ mod tests {
                 }],
                 etag_is_md5: Some(true),
                 parts,
+                unknown: vec!["xxhash3".into()],
             };
             assert_eq!(facts_from_json(&facts_to_json(&f)), Some(f));
         }

@@ -175,6 +175,10 @@ fn settle_hashed(
                 target: None,
                 trusted_blake3: None,
             };
+            // The CRC64NVME of the bytes hashed (keyed by their BLAKE3,
+            // like the audit's digests): S3's default checksum, proven
+            // later with one HEAD and no second read.
+            batch.record_digest(&digests.blake3, "full:crc64nvme", &digests.crc64nvme)?;
             if let Some(o) = old.as_ref().filter(|o| o.kind == EntryKind::File) {
                 match content_verdict(o, &new.stat, &digests.blake3) {
                     ContentVerdict::Rotted { trusted } => {
