@@ -44,6 +44,8 @@ fn main() -> ExitCode {
     match result {
         Ok(Ok(Outcome::Clean)) => ExitCode::from(0),
         Ok(Ok(Outcome::Discrepancies)) => ExitCode::from(1),
+        // Finished and reported, but some entries could not be read.
+        Ok(Ok(Outcome::Incomplete)) => ExitCode::from(2),
         Ok(Err(e)) if broken_pipe(&e) => ExitCode::from(0),
         Ok(Err(e)) => {
             match panicked() {

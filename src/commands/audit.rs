@@ -200,10 +200,6 @@ fn audit(ctx: &Context, s: &AuditSettings, job: &mut super::Job) -> Result<Outco
             sink.mark_failing();
         }
         sink.finish(&json)?;
-        Ok(if bad {
-            Outcome::Discrepancies
-        } else {
-            Outcome::Clean
-        })
+        Ok(Outcome::of_summary(&json, bad))
     })
 }

@@ -239,7 +239,7 @@ pub fn monitored(
     let exit_code = match &result {
         Ok(Outcome::Clean) => 0,
         Ok(Outcome::Discrepancies) => 1,
-        Err(_) => 2,
+        Ok(Outcome::Incomplete) | Err(_) => 2,
     };
     let mut outcome = RunOutcome {
         command: job.command.clone(),

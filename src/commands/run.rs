@@ -27,8 +27,7 @@ pub fn run(audits: &[NamedAudit]) -> Result<Outcome> {
             ctx.heading = Some(format!("audit {}", a.name));
         }
         match audit::run(&ctx, &a.settings, Some(&a.name)) {
-            Ok(Outcome::Discrepancies) => worst = Outcome::Discrepancies,
-            Ok(Outcome::Clean) => {}
+            Ok(o) => worst = worst.worst(o),
             Err(e) => {
                 eprintln!("vouch: audit {}: {}", a.name, one_line(&e));
                 failed.push(a.name.clone());

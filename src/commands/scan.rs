@@ -59,11 +59,10 @@ pub fn run(ctx: &Context, s: &ScanSettings) -> Result<Outcome> {
             let summary = scan::scan(&mut index, &root, &opts, sink, progress.as_ref())?;
             job.summary = summary.to_json(&root);
             sink.finish(&job.summary)?;
-            Ok(if summary.discrepancies() > 0 {
-                Outcome::Discrepancies
-            } else {
-                Outcome::Clean
-            })
+            Ok(Outcome::of_summary(
+                &job.summary,
+                summary.discrepancies() > 0,
+            ))
         })
     })
 }

@@ -23,6 +23,7 @@ pub mod merkle;
 pub mod proof;
 pub mod remote;
 pub mod reports;
+pub mod s3list;
 pub mod scan;
 pub mod shard;
 pub mod snapshot;

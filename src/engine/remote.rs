@@ -32,6 +32,7 @@ use object_store::path::Path;
 use object_store::{BackoffConfig, ClientConfigKey, GetOptions, ObjectStore, RetryConfig};
 
 use crate::engine::proof::probe::{Backend, Prober};
+use crate::engine::s3list::S3Lister;
 use crate::model::{Listed, ReadError, paths};
 
 /// How patient to be with a remote.
@@ -71,6 +72,8 @@ pub struct Remote {
     pub prober: Option<crate::engine::proof::probe::Prober>,
     /// Where requests go, for error messages.
     said: Where,
+    /// Lists an S3 prefix key by key (see [`crate::engine::s3list`]).
+    pub s3: Option<S3Lister>,
 }
 
 /// Timeouts, as config keys: set one by one so they do not replace the
@@ -107,6 +110,7 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
     let mut dir = None;
     let mut backend = None;
     let mut said = Where::default();
+    let mut lister = None;
     let (store, prefix, id): (Arc<dyn ObjectStore>, Path, String) = match parsed {
         Ok(u) if u.scheme() == "file" => {
             let path = u
@@ -119,8 +123,8 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
             if bucket.is_empty() {
                 bail!("remote {url}: no bucket or container in the URL");
             }
-            let prefix = Path::parse(u.path().trim_matches('/'))
-                .map_err(|e| anyhow!("remote {url}: bad prefix: {e}"))?;
+            let raw = raw_prefix(url);
+            let prefix = Path::parse(&raw).map_err(|e| anyhow!("remote {url}: bad prefix: {e}"))?;
             // Where the requests go, for error messages.
             let mut host = opts.endpoint.clone();
             let store: Arc<dyn ObjectStore> = match u.scheme() {
@@ -186,6 +190,12 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                     }
                     let s3 = Arc::new(b.build().map_err(|e| anyhow!("remote {url}: {e}"))?);
                     backend = Some(Backend::S3(Arc::clone(&s3)));
+                    lister = Some(S3Lister::new(
+                        Arc::clone(&s3),
+                        &raw,
+                        opts.retries,
+                        opts.timeout,
+                    )?);
                     s3
                 }
                 "gs" => {
@@ -243,7 +253,7 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                 bucket: bucket.to_string(),
                 host,
             };
-            probe(&store, &prefix, &said)?;
+            probe(&store, lister.as_ref(), &prefix, &said)?;
             (store, prefix, identity(url, opts)?)
         }
         // A plain path (also `C:`-like one-letter "schemes" never occur on Unix).
@@ -260,6 +270,7 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
         dir,
         prober,
         said,
+        s3: lister,
     })
 }
 
@@ -304,11 +315,26 @@ fn azure_cli_signed_in(b: &object_store::azure::MicrosoftAzureBuilder) -> bool {
     signed_in && az_on_path
 }
 
+/// The prefix of an object store URL exactly as written, without leading
+/// or trailing `/`: `s3://b/my photos/été` is the prefix `my photos/été`
+/// and `s3://b/a%20b` the prefix `a%20b`, as `aws s3` reads them (a parsed
+/// URL would percent-encode the first and so list nothing).
+pub fn raw_prefix(url: &str) -> String {
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    let path = rest.split_once('/').map_or("", |(_, p)| p);
+    path.trim_matches('/').to_string()
+}
+
 /// Lists the first page of an object store before anything else happens,
 /// so that a bucket that does not exist, refused credentials or an
 /// unreachable endpoint fail the command before it opens the index or
 /// scans the tree (which then stay exactly as they were).
-fn probe(store: &Arc<dyn ObjectStore>, prefix: &Path, w: &Where) -> Result<()> {
+fn probe(
+    store: &Arc<dyn ObjectStore>,
+    lister: Option<&S3Lister>,
+    prefix: &Path,
+    w: &Where,
+) -> Result<()> {
     std::thread::scope(|s| {
         // A thread of its own: the caller may already be inside a runtime.
         s.spawn(|| -> Result<()> {
@@ -317,6 +343,13 @@ fn probe(store: &Arc<dyn ObjectStore>, prefix: &Path, w: &Where) -> Result<()> {
                 .build()
                 .context("cannot start the async runtime")?;
             rt.block_on(async {
+                if let Some(lister) = lister {
+                    return lister
+                        .page(None)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| explain_text(&e.to_string(), w));
+                }
                 let prefix = (!prefix.as_ref().is_empty()).then_some(prefix);
                 match store.list(prefix).next().await {
                     Some(Err(e)) => Err(explain(&e, w)),
@@ -444,20 +477,7 @@ fn fatal(e: &object_store::Error, w: &Where, doing: Doing<'_>) -> Option<anyhow:
         ));
     }
     let code = xml_code(&text);
-    let denied = matches!(
-        code,
-        Some(
-            "AccessDenied"
-                | "SignatureDoesNotMatch"
-                | "InvalidAccessKeyId"
-                | "AllAccessDisabled"
-                | "InvalidToken"
-                | "ExpiredToken"
-                | "AuthorizationFailure"
-                | "AuthenticationFailed"
-                | "NotSignedUp"
-        )
-    );
+    let denied = is_denied(code);
     if code == Some("NoSuchBucket") || code == Some("ContainerNotFound") {
         Some(anyhow!(
             "remote {url}: bucket {bucket:?} does not exist (at {host})"
@@ -483,6 +503,72 @@ fn fatal(e: &object_store::Error, w: &Where, doing: Doing<'_>) -> Option<anyhow:
     } else {
         None
     }
+}
+
+/// [`explain`] for a failure of the raw S3 listing ([`S3Lister::page`]),
+/// whose errors read `HTTP 403 AccessDenied: …`, `timeout: …` or
+/// `connect: …`.
+fn explain_text(text: &str, w: &Where) -> anyhow::Error {
+    let Where { url, bucket, host } = w;
+    if text.contains("/latest/api/token") || text.contains("/latest/meta-data/") {
+        return anyhow!(
+            "remote {url}: no AWS credentials found (looked at AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_WEB_IDENTITY_TOKEN_FILE, the container credentials endpoint and the instance metadata service); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        );
+    }
+    if text.starts_with("timeout:") {
+        return anyhow!(
+            "remote {url}: timed out listing it: no answer from {host} within --timeout"
+        );
+    }
+    if let Some(rest) = text.strip_prefix("connect: ") {
+        return anyhow!("remote {url}: cannot connect to {host} to list it: {rest}");
+    }
+    let mut words = text.split_whitespace();
+    let status = (words.next() == Some("HTTP"))
+        .then(|| words.next())
+        .flatten()
+        .unwrap_or("");
+    let code = words
+        .next()
+        .map(|c| c.trim_end_matches(':'))
+        .filter(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric()));
+    if code == Some("NoSuchBucket") {
+        return anyhow!("remote {url}: bucket {bucket:?} does not exist (at {host})");
+    }
+    if is_denied(code) || (status == "403" && code.is_none()) {
+        return anyhow!(
+            "remote {url}: access denied listing {url}{}: check the credentials and the bucket's policy",
+            code.map(|c| format!(" ({c})")).unwrap_or_default()
+        );
+    }
+    // Whatever it is, without an XML body.
+    let short = text
+        .split("<?xml")
+        .next()
+        .unwrap_or(text)
+        .trim_end_matches([' ', ':']);
+    match code {
+        Some(c) if !short.contains(c) => anyhow!("remote {url} cannot be listed: {c}: {short}"),
+        _ => anyhow!("remote {url} cannot be listed: {short}"),
+    }
+}
+
+/// A store's error code that means the credentials or policy refused.
+fn is_denied(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "AccessDenied"
+                | "SignatureDoesNotMatch"
+                | "InvalidAccessKeyId"
+                | "AllAccessDisabled"
+                | "InvalidToken"
+                | "ExpiredToken"
+                | "AuthorizationFailure"
+                | "AuthenticationFailed"
+                | "NotSignedUp"
+        )
+    )
 }
 
 /// An error without its XML body, on one line.
@@ -552,7 +638,7 @@ pub fn identity(url: &str, opts: &RemoteOptions) -> Result<String> {
         }
         Ok(u) if u.scheme().len() > 1 => {
             let bucket = u.host_str().unwrap_or_default();
-            let prefix = u.path().trim_matches('/');
+            let prefix = raw_prefix(url);
             let mut id = format!("{}://{}/{}", u.scheme(), bucket, prefix);
             let endpoint = match u.scheme() {
                 "s3" | "s3a" => s3_endpoint(url, opts),
@@ -710,6 +796,9 @@ impl Remote {
     pub fn list(&self) -> BoxStream<'static, Result<Listed>> {
         if let Some(dir) = &self.dir {
             return list_dir(dir.clone(), self.id.clone());
+        }
+        if let Some(s3) = &self.s3 {
+            return s3.list(self.id.clone());
         }
         let prefix = self.prefix.clone();
         let strip = if prefix.as_ref().is_empty() {

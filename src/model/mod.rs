@@ -25,4 +25,38 @@ pub enum Outcome {
     Clean,
     /// At least one discrepancy (exit 1).
     Discrepancies,
+    /// Finished, but could not read some entries (exit 2); the report
+    /// holds everything else.
+    Incomplete,
+}
+
+impl Outcome {
+    /// The outcome of a finished scan or audit from its summary.
+    pub fn of_summary(summary: &serde_json::Map<String, serde_json::Value>, bad: bool) -> Outcome {
+        let unreadable = summary
+            .get(Kind::Unreadable.name())
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        if unreadable > 0 {
+            Outcome::Incomplete
+        } else if bad {
+            Outcome::Discrepancies
+        } else {
+            Outcome::Clean
+        }
+    }
+
+    /// The worse of two outcomes.
+    pub fn worst(self, other: Outcome) -> Outcome {
+        let rank = |o: Outcome| match o {
+            Outcome::Clean => 0,
+            Outcome::Discrepancies => 1,
+            Outcome::Incomplete => 2,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
 }

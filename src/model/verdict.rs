@@ -9,8 +9,10 @@
 //! `report` of a past run), and a run that proved too little is
 //! `unproven`, never a success.
 //!
-//! The rule: `damaged` when any discrepancy kind was counted; `failed`
-//! when the run could not finish; for an audit, `proven` when at least
+//! The rule: `failed` when the run could not finish; `incomplete` when it
+//! finished but could not read some entries (`unreadable`: it exits 2, and
+//! everything else it found is in the report); `damaged` when any other
+//! discrepancy kind was counted; for an audit, `proven` when at least
 //! `min_proven` (default 1.0, `--min-proven`) of the manifest's files *and*
 //! bytes are proven identical (read and hashed in full at their current
 //! version, now or in an earlier run, or matched by MD5 ETag), `unproven`
@@ -25,6 +27,9 @@ use crate::model::Kind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Failed,
+    /// Finished, but some entries could not be read: what was checked is
+    /// reported in full, and the run exits 2.
+    Incomplete,
     Damaged,
     Unproven,
     Proven,
@@ -36,6 +41,7 @@ impl Status {
     pub fn name(self) -> &'static str {
         match self {
             Status::Failed => "failed",
+            Status::Incomplete => "incomplete",
             Status::Damaged => "damaged",
             Status::Unproven => "unproven",
             Status::Proven => "proven",
@@ -46,6 +52,7 @@ impl Status {
     pub fn from_name(name: &str) -> Option<Status> {
         [
             Status::Failed,
+            Status::Incomplete,
             Status::Damaged,
             Status::Unproven,
             Status::Proven,
@@ -57,7 +64,10 @@ impl Status {
 
     /// Whether a person should look (a cron mail under `-q` is sent).
     pub fn needs_attention(self) -> bool {
-        matches!(self, Status::Failed | Status::Damaged | Status::Unproven)
+        matches!(
+            self,
+            Status::Failed | Status::Incomplete | Status::Damaged | Status::Unproven
+        )
     }
 }
 
@@ -152,6 +162,27 @@ pub fn judge(s: &Map<String, Value>) -> Verdict {
             human_bytes(num(s, "local_bytes")),
         )
     };
+    let unreadable = num(s, Kind::Unreadable.name());
+    if unreadable > 0 {
+        let kinds: Vec<String> = found
+            .iter()
+            .map(|(k, n)| format!("{n} {}", k.name()))
+            .collect();
+        let mut line = format!(
+            "INCOMPLETE: {} could not be read, so the run could not check everything; of the rest: {} ({})",
+            plural(unreadable, "entry", "entries"),
+            plural(discrepancies, "discrepancy", "discrepancies"),
+            kinds.join(", ")
+        );
+        if command == "audit" {
+            line.push_str(&format!("; {}", proven_part(s)));
+        }
+        return Verdict {
+            status: Status::Incomplete,
+            discrepancies,
+            line,
+        };
+    }
     if discrepancies > 0 {
         let kinds: Vec<String> = found
             .iter()
@@ -318,5 +349,21 @@ mod tests {
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(6 << 30), "6.0 GiB");
+    }
+
+    #[test]
+    fn an_unreadable_entry_makes_the_run_incomplete_never_clean() {
+        let v = judge(&audit(json!({"unreadable": 1, "missing": 2})));
+        assert_eq!(v.status, Status::Incomplete);
+        assert!(
+            v.line.starts_with("INCOMPLETE: 1 entry could not be read"),
+            "{}",
+            v.line
+        );
+        assert!(v.line.contains("2 missing"), "{}", v.line);
+        let scan = json!({"command": "scan", "files": 3, "unreadable": 2});
+        let v = judge(scan.as_object().unwrap());
+        assert_eq!(v.status, Status::Incomplete);
+        assert!(v.status.needs_attention());
     }
 }

@@ -61,9 +61,12 @@ impl RunOutcome {
     }
 
     /// True for a run that did not finish (exit 2): it found nothing, it
-    /// proved nothing, and its metrics must not say "0 discrepancies".
+    /// proved nothing, and its metrics must not say "0 discrepancies". An
+    /// incomplete run (exit 2 too) finished: its series are written, and
+    /// its `unreadable` entries count among its discrepancies.
     fn failed(&self) -> bool {
-        self.exit_code == 2 || self.error.is_some()
+        self.error.is_some()
+            || (self.exit_code == 2 && verdict::judge(&self.summary).status != Status::Incomplete)
     }
 
     /// The Prometheus text exposition of this run. A failed run has no

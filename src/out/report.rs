@@ -382,10 +382,14 @@ impl TablePrinter {
 }
 
 fn table_line(f: &Finding) -> String {
-    let mut line = format!("{:<14} {}", f.kind.name(), paths::display(&f.path));
+    let mut line = format!(
+        "{:<14} {}",
+        f.kind.name(),
+        paths::terminal_safe(&paths::display(&f.path))
+    );
     if let Some(d) = &f.detail {
         line.push_str("  (");
-        line.push_str(d);
+        line.push_str(&paths::terminal_safe(d));
         line.push(')');
     }
     if let Some(t) = f.first_seen {
@@ -411,11 +415,15 @@ impl Printer for TablePrinter {
 
     fn summary(&mut self, out: &mut dyn Write, summary: &Map<String, Value>) -> Result<()> {
         if let Some(h) = &self.heading {
-            writeln!(out, "=== {h} ===")?;
+            writeln!(out, "=== {} ===", paths::terminal_safe(h))?;
         }
-        writeln!(out, "{}", verdict::judge(summary).line)?;
+        writeln!(
+            out,
+            "{}",
+            paths::terminal_safe(&verdict::judge(summary).line)
+        )?;
         if let Some(hint) = summary.get("hint").and_then(Value::as_str) {
-            writeln!(out, "hint: {hint}")?;
+            writeln!(out, "hint: {}", paths::terminal_safe(hint))?;
         }
         self.write_findings(out, summary.get("run"))?;
         write_table_summary(out, summary)?;
@@ -632,7 +640,7 @@ fn write_table_summary(out: &mut dyn Write, summary: &Map<String, Value>) -> io:
     if let Some(run) = summary.get("run") {
         head.push_str(&format!(", run {run}"));
     }
-    writeln!(out, "{head}")?;
+    writeln!(out, "{}", paths::terminal_safe(&head))?;
     let mut rest = Vec::new();
     for (k, v) in summary {
         if matches!(
@@ -650,7 +658,7 @@ fn write_table_summary(out: &mut dyn Write, summary: &Map<String, Value>) -> io:
         }
     }
     if !rest.is_empty() {
-        writeln!(out, "  {}", rest.join(", "))?;
+        writeln!(out, "  {}", paths::terminal_safe(&rest.join(", ")))?;
     }
     for (k, v) in summary {
         if let Value::Object(inner) = v
@@ -666,12 +674,12 @@ fn write_table_summary(out: &mut dyn Write, summary: &Map<String, Value>) -> io:
                 })
                 .collect();
             if !parts.is_empty() {
-                writeln!(out, "  {k}: {}", parts.join(", "))?;
+                writeln!(out, "  {k}: {}", paths::terminal_safe(&parts.join(", ")))?;
             }
         }
     }
     if let Some(e) = text("error") {
-        writeln!(out, "  error: {e}")?;
+        writeln!(out, "  error: {}", paths::terminal_safe(e))?;
     }
     Ok(())
 }

@@ -366,22 +366,37 @@ impl Index {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create index directory {}", dir.display()))?;
         }
+        // One index, one lock, whatever the spelling (a symlinked
+        // directory, `..`, a relative path): the lock, the database and
+        // its `-wal` are named after the canonical path.
+        let canonical = canonical_index(path);
+        let path = canonical.as_path();
+        refuse_foreign_file(path)?;
+        let lock_path = lock_path_of(path);
+        let lock_existed = lock_path.exists();
         let lock = acquire_lock(path, wait)?;
-        let conn = Connection::open_with_flags(
+        let opened = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .with_context(|| format!("cannot open index {}", path.display()))?;
-        let mut index = Index {
-            conn,
-            path: path.to_path_buf(),
-            _lock: Some(lock),
-        };
-        index.check_and_migrate()?;
-        index.mark_abandoned_runs()?;
-        Ok(index)
+        .with_context(|| format!("cannot open index {}", path.display()))
+        .and_then(|conn| {
+            let mut index = Index {
+                conn,
+                path: path.to_path_buf(),
+                _lock: Some(lock),
+            };
+            index.check_and_migrate()?;
+            index.mark_abandoned_runs()?;
+            Ok(index)
+        });
+        if opened.is_err() && !lock_existed {
+            // Not ours: leave nothing beside it.
+            let _ = std::fs::remove_file(&lock_path);
+        }
+        opened
     }
 
     /// Opens an existing index for reading only (`report`, `history`,
@@ -523,10 +538,55 @@ impl Index {
     }
 }
 
-fn acquire_lock(index: &Path, wait: LockWait) -> Result<File> {
+/// `path` with its symlinks and `..` resolved: the file itself when it
+/// exists, else its directory joined with its name.
+pub fn canonical_index(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match (std::fs::canonicalize(dir), path.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Refuses, before any lock file is made beside it, a file that is no
+/// SQLite database at all (`--index` pointing at a photo).
+fn refuse_foreign_file(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let Ok(mut f) = File::open(path) else {
+        return Ok(()); // absent (created) or unreadable (said when opened)
+    };
+    let mut head = [0u8; 16];
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return Ok(()),
+        }
+    }
+    if n > 0 && head[..n] != b"SQLite format 3\0"[..n] {
+        bail!(
+            "{} is not a vouch index (not an SQLite database); pass --index with another path",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn lock_path_of(index: &Path) -> PathBuf {
     let mut lock_path = index.as_os_str().to_owned();
     lock_path.push(".lock");
-    let lock_path = PathBuf::from(lock_path);
+    PathBuf::from(lock_path)
+}
+
+fn acquire_lock(index: &Path, wait: LockWait) -> Result<File> {
+    let lock_path = lock_path_of(index);
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -573,3 +573,354 @@ fn the_remote_identity_names_the_endpoint_whatever_variable_chose_it() {
     );
     assert_eq!(doc["summary"]["objects_read"], 1, "{doc}");
 }
+
+/// Item 3: keys are mapped byte for byte, never normalised. Keys that
+/// `object_store` refuses (`a//b`, `./x`, `../x`) or normalises (`//f`
+/// stood in for `f`, `g/` with bytes for `g`) are `extra`, each with the
+/// reason it maps to no file, and the audit goes on; a prefix with a
+/// space and a non-ASCII letter audits its objects. Before: exit 2
+/// (`Encountered object with invalid path`), and the prefix read as
+/// `remote_empty`.
+#[test]
+fn odd_keys_are_extra_with_a_reason_and_an_odd_prefix_is_audited() {
+    let env = Env::new();
+    let moto = crate::support::moto::MotoServer::start();
+    moto.create_bucket("odd");
+    env.write("f", b"file f");
+    env.write("100%.txt", b"percent");
+    env.write("plus+sign", b"plus");
+    env.write("g", b"gg");
+    let p = "my photos/été";
+    let objects: Vec<(String, &[u8])> = [
+        ("f", &b"file f"[..]),
+        ("100%.txt", b"percent"),
+        ("plus+sign", b"plus"),
+        // Not `f`, whatever object_store makes of them.
+        ("/f", b"file f"),
+        ("g/", b"gg"),
+        ("a//b", b"ab"),
+        ("./x", b"x"),
+        ("../x", b"y"),
+        // A folder made in the console: skipped, not extra.
+        ("d/", b""),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("{p}/{k}"), v))
+    .collect();
+    let refs: Vec<(&str, &[u8])> = objects.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    moto.put_objects("odd", &refs);
+    let url = format!("s3://odd/{p}");
+    let (code, doc) = audit_with(&env, &url, &moto.env(), &["--mode", "deep"]);
+    let got: Vec<(String, String)> = findings(&doc)
+        .into_iter()
+        .filter(|(k, _)| k != "added" && k != "low_coverage")
+        .collect();
+    assert_eq!(
+        (code, got),
+        (
+            1,
+            pairs(&[
+                ("extra", "/f"),
+                ("extra", "g/"),
+                ("extra", "a//b"),
+                ("extra", "./x"),
+                ("extra", "../x"),
+                ("missing", "g"),
+            ])
+        ),
+        "{doc}"
+    );
+    for (path, why) in [
+        ("/f", "starts with `/`"),
+        ("g/", "ends in `/` but holds bytes"),
+        ("a//b", "holds `//`"),
+        ("./x", "a `.` name"),
+        ("../x", "a `..` name"),
+    ] {
+        let detail = finding(&doc, "extra", path)["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("maps to no file") && detail.contains(why),
+            "{path}: {detail}"
+        );
+    }
+    assert_eq!(doc["summary"]["verified"], 3, "{doc}");
+    assert_eq!(doc["summary"]["remote_objects"], 8, "{doc}");
+    assert_eq!(doc["summary"]["directory_markers_skipped"], 1, "{doc}");
+    // The prefix is part of the identity as written: a literal `%20` is
+    // another prefix (as `aws s3` reads it), not this one.
+    assert_eq!(
+        doc["summary"]["remote"]
+            .as_str()
+            .unwrap_or_default()
+            .split(" @")
+            .next(),
+        Some("s3://odd/my photos/été"),
+        "{doc}"
+    );
+    let (code, doc) = audit_with(&env, "s3://odd/my%20photos", &moto.env(), &[]);
+    assert_eq!(code, 1, "{doc}");
+    assert!(
+        findings(&doc).contains(&("remote_empty".to_string(), String::new())),
+        "{doc}"
+    );
+}
+
+/// One bad entry must not spoil the run, nor pass for a clean one: an
+/// unreadable file and directory are `unreadable` findings with the OS
+/// error, everything else is checked and reported in full, and the run
+/// exits 2 with an `incomplete` verdict. Before: exit 1 and `damaged`, as
+/// if the unread entries were merely different.
+#[test]
+fn an_unreadable_entry_is_a_finding_and_the_run_ends_incomplete() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.write("ok.txt", b"fine");
+    env.write("gone.txt", b"not in the backup");
+    env.write("secret", b"no access");
+    env.write("locked/inner", b"hidden");
+    let backup = env.dir.path().join("backup");
+    Env::write_in(&backup, "ok.txt", b"fine");
+    let mode =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(&env.root, 0o777);
+    mode(&backup, 0o777);
+    mode(&backup.join("ok.txt"), 0o644);
+    mode(&env.root.join("ok.txt"), 0o644);
+    mode(&env.root.join("gone.txt"), 0o644);
+    mode(&env.root.join("secret"), 0o000);
+    mode(&env.root.join("locked"), 0o000);
+    let root = s(&env.root);
+    let run = |args: &[&str]| -> (i32, Value) {
+        let out = if crate::is_root() {
+            crate::vouch_as_nobody(&env, args)
+        } else {
+            env.vouch().args(args).output().unwrap()
+        };
+        let doc = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", stderr_of(&out)));
+        (out.status.code().unwrap_or(-1), doc)
+    };
+    let (code, doc) = run(&["--format", "json", "scan", &root]);
+    assert_eq!(code, 2, "{doc}");
+    assert_eq!(doc["summary"]["status"], "incomplete", "{doc}");
+    assert_eq!(
+        findings(&doc),
+        pairs(&[
+            ("added", "gone.txt"),
+            ("added", "ok.txt"),
+            ("unreadable", "locked"),
+            ("unreadable", "secret"),
+        ])
+    );
+    let detail = finding(&doc, "unreadable", "secret")["detail"].to_string();
+    assert!(
+        detail.contains("ermission denied"),
+        "the OS error: {detail}"
+    );
+
+    let (code, doc) = run(&[
+        "--format",
+        "json",
+        "audit",
+        &root,
+        "--remote",
+        &s(&backup),
+        "--mode",
+        "deep",
+    ]);
+    assert_eq!(code, 2, "{doc}");
+    assert_eq!(doc["summary"]["status"], "incomplete", "{doc}");
+    assert_eq!(doc["summary"]["verified"], 1, "{doc}");
+    let got: Vec<_> = findings(&doc)
+        .into_iter()
+        .filter(|(k, _)| k != "low_coverage")
+        .collect();
+    assert_eq!(
+        got,
+        pairs(&[
+            ("missing", "gone.txt"),
+            ("unreadable", "locked"),
+            ("unreadable", "secret"),
+        ]),
+        "{doc}"
+    );
+    // The table says so in its first line.
+    let (_, table) = {
+        let out = if crate::is_root() {
+            crate::vouch_as_nobody(&env, &["audit", &root, "--remote", &s(&backup)])
+        } else {
+            env.vouch()
+                .args(["audit", &root, "--remote", &s(&backup)])
+                .output()
+                .unwrap()
+        };
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(
+        table.starts_with("INCOMPLETE: 2 entries could not be read"),
+        "{table}"
+    );
+    mode(&env.root.join("locked"), 0o755);
+}
+
+/// A file name with an escape sequence cannot drive the terminal of the
+/// person reading the table (it is written `\x1b`, as `ls` does); JSON
+/// keeps the name exact. Before: the raw ESC reached the terminal.
+#[test]
+fn control_characters_in_names_are_escaped_in_tables_and_exact_in_json() {
+    let env = Env::new();
+    let name = "clear\x1b[2J\x1b]0;pwned\x07.txt";
+    env.write(name, b"x");
+    let root = s(&env.root);
+    let backup = env.dir.path().join("empty-backup");
+    std::fs::create_dir(&backup).unwrap();
+    let out = env
+        .vouch()
+        .args(["audit", &root, "--remote", &s(&backup)])
+        .output()
+        .unwrap();
+    let table = out.stdout.clone();
+    assert!(
+        !table.iter().any(|b| *b == 0x1b || *b == 0x07),
+        "raw control bytes in the table: {}",
+        String::from_utf8_lossy(&table)
+    );
+    assert!(
+        String::from_utf8_lossy(&table).contains("clear\\x1b[2J\\x1b]0;pwned\\x07.txt"),
+        "{}",
+        String::from_utf8_lossy(&table)
+    );
+    let other = Env::new();
+    other.write(name, b"x");
+    let (_, doc) = other.json(&["scan", &s(&other.root)]);
+    assert_eq!(findings(&doc), pairs(&[("added", name)]), "exact in JSON");
+}
+
+/// The index lock is taken on the canonical path: a second run reaching
+/// the same index through a symlink waits for (here: is
+/// refused by) the lock the first holds, instead of writing beside it. And
+/// `--index` pointing at a file that is no index is refused with nothing
+/// left beside it. Before: the second spelling took a lock of its own
+/// (`alias.sqlite3.lock`) and ran.
+#[test]
+fn the_index_lock_is_on_the_canonical_path_and_a_foreign_file_is_refused() {
+    let env = Env::new();
+    env.write("a.txt", b"a");
+    let root = s(&env.root);
+    let real = env.dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let vouch = |index: &Path, args: &[&str]| {
+        assert_cmd::Command::cargo_bin("vouch")
+            .unwrap()
+            .env_remove("VOUCH_INDEX")
+            .arg("--index")
+            .arg(index)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = vouch(&real.join("index.sqlite3"), &["scan", &root]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    // The same index through a symlink to the file.
+    let alias = env.dir.path().join("alias.sqlite3");
+    std::os::unix::fs::symlink(real.join("index.sqlite3"), &alias).unwrap();
+    // Another run holds the lock (taken as vouch takes it).
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(real.join("index.sqlite3.lock"))
+        .unwrap();
+    held.try_lock().unwrap();
+    let out = vouch(&alias, &["scan", &root]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("in use by another vouch run"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!env.dir.path().join("alias.sqlite3.lock").exists());
+    drop(held);
+
+    let photo = env.dir.path().join("photo.jpg");
+    std::fs::write(&photo, b"\xff\xd8\xff\xe0 not an index").unwrap();
+    let out = vouch(&photo, &["scan", &root]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("is not a vouch index"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(
+        !env.dir.path().join("photo.jpg.lock").exists(),
+        "no lock file left beside it"
+    );
+    assert_eq!(
+        std::fs::read(&photo).unwrap(),
+        b"\xff\xd8\xff\xe0 not an index"
+    );
+}
+
+/// The root's `shrunk` is reported every night until the tree grows back
+/// or a person accepts the loss: the next scan compares with the tree
+/// before the loss, not with the shrunk tree. Before: reported once, and
+/// the next night was clean.
+#[test]
+fn a_shrunk_tree_stays_shrunk_until_it_grows_back_or_is_accepted() {
+    let env = Env::new();
+    let names = ["a.db", "b.db", "c.db", "d.db"];
+    let fill = || {
+        for name in names {
+            env.write(name, &[b'x'; 1000]);
+        }
+    };
+    let empty = || {
+        for name in names {
+            std::fs::remove_file(env.root.join(name)).unwrap();
+        }
+    };
+    fill();
+    assert_eq!(env.scan().0, 0);
+    empty();
+    let (code, doc) = env.scan();
+    assert_eq!(code, 1, "{doc}");
+    let first_seen = finding(&doc, "shrunk", "")["first_seen"].clone();
+    for night in 0..2 {
+        let (code, doc) = env.scan();
+        assert_eq!(
+            (code, findings(&doc)),
+            (1, pairs(&[("shrunk", "")])),
+            "night {night}: {doc}"
+        );
+        let f = finding(&doc, "shrunk", "");
+        assert_eq!(f["first_seen"], first_seen);
+        assert_eq!(f["local"]["before"]["files"], 4, "{f}");
+        assert!(f["detail"].as_str().unwrap().contains("grows back"), "{f}");
+    }
+    // The tree grows back: no more `shrunk`.
+    fill();
+    let (code, doc) = env.scan();
+    assert_eq!(code, 0, "{doc}");
+    assert!(!findings(&doc).iter().any(|(k, _)| k == "shrunk"), "{doc}");
+    // Lost again, then accepted: reported until the acceptance only.
+    empty();
+    assert_eq!(env.scan().0, 1);
+    let root = s(&env.root);
+    let out = env
+        .vouch()
+        .args([
+            "accept",
+            &root,
+            "",
+            "--kind",
+            "shrunk",
+            "--reason",
+            "moved to the new disk",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let (code, doc) = env.scan();
+    assert_eq!((code, findings(&doc)), (0, vec![]), "{doc}");
+}

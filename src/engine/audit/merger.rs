@@ -16,7 +16,7 @@ use crate::engine::exclude::Excludes;
 use crate::engine::join::{Pair, merge_join};
 use crate::engine::scan::describe;
 use crate::model::remote::is_archived;
-use crate::model::{Entry, EntryKind, Finding, Kind, format_time};
+use crate::model::{Entry, EntryKind, Finding, Kind, format_time, paths};
 use crate::store::{Index, Rows};
 
 /// The merger: one outcome per key.
@@ -118,9 +118,11 @@ pub(super) fn merge(
                 } else {
                     Kind::Extra
                 };
-                send(Event::Finding(
-                    Finding::new(kind, obj.key.clone()).remote(describe_remote(&obj)),
-                ))
+                let mut f = Finding::new(kind, obj.key.clone()).remote(describe_remote(&obj));
+                if let Some(why) = paths::why_no_file(&obj.key) {
+                    f = f.detail(format!("the key maps to no file: {why}"));
+                }
+                send(Event::Finding(f))
             }
             Pair::Both(local, obj) => {
                 if local.kind == EntryKind::Symlink {

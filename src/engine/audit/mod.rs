@@ -685,19 +685,13 @@ fn inventory_into_index(
     let mut batch = index.batch()?;
     let mut n = 0u64;
     let stats = inv.for_each_row(|row| {
-        let rel = if prefix.is_empty() {
-            &row.key[..]
-        } else {
-            match row.key.strip_prefix(&prefix[..]) {
-                Some(rest) if rest.first() == Some(&b'/') => &rest[1..],
-                _ => return Ok(()),
-            }
+        let Some(key) = paths::from_object_key(&prefix, &row.key) else {
+            return Ok(());
         };
-        let key = paths::key_from_slash(rel);
-        if key.last() == Some(&paths::SEP) || key.is_empty() {
+        if row.size == 0 && (key.last() == Some(&paths::SEP) || key.is_empty()) {
             return Ok(()); // a "directory marker" object
         }
-        if shard.is_some_and(|s| !s.owns(rel)) {
+        if shard.is_some_and(|s| !s.owns_stored(&key)) {
             return Ok(());
         }
         let obj = crate::model::Listed {

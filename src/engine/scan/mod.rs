@@ -365,9 +365,27 @@ pub fn scan(
     summary.excluded = excluded;
     writer::carry_over_interrupted(index, ctx, baseline, &mut summary, &acceptor, sink)?;
     if let (Some(t), Some(b)) = (opts.shrink_threshold, baseline) {
-        let before = index.file_totals_at_run(root_id, b)?;
+        // A tree still shrunk is compared with the tree before the loss,
+        // not with the shrunk one, so the loss is reported every night
+        // until the tree grows back or a person accepts it.
+        let carried = match prev_findings_run {
+            Some(prev) => shrunk_reference(index, root_id, prev)?,
+            None => None,
+        };
+        let before = match carried {
+            Some(totals) => totals,
+            None => index.file_totals_at_run(root_id, b)?,
+        };
         let after = index.file_totals_at_run(root_id, run_id)?;
         if let Some(mut f) = tree_shrunk(t, before, after) {
+            if carried.is_some() {
+                f.detail = f.detail.map(|d| {
+                    d.replace(
+                        "since the previous scan",
+                        "since the last scan before the loss (reported until the tree grows back or `vouch accept ROOT '' --kind shrunk` accepts it)",
+                    )
+                });
+            }
             summary.shrunk += 1;
             let mut batch = index.batch()?;
             acceptor.apply(&mut f);
@@ -492,6 +510,28 @@ pub(crate) fn shrunk_finding(
             old.stat.size, new.size
         ))
     })
+}
+
+/// The (files, bytes) of the tree before a loss that the scan `prev`
+/// reported as the root's `shrunk` and nobody has accepted since: what the
+/// next scan compares with. `None` when `prev` reported no such loss.
+fn shrunk_reference(index: &Index, root_id: i64, prev: i64) -> Result<Option<(u64, u64)>> {
+    let Some(f) = index
+        .findings_of_run(prev)?
+        .into_iter()
+        .find(|f| f.kind == Kind::Shrunk && f.path.is_empty())
+    else {
+        return Ok(None);
+    };
+    let accepted = index.acceptances(Some(root_id))?.iter().any(|a| {
+        a.kind == Kind::Shrunk && a.path.is_empty() && a.accepted_at >= f.first_seen.unwrap_or(0)
+    });
+    if accepted {
+        return Ok(None);
+    }
+    let before = f.local.as_ref().and_then(|l| l.get("before"));
+    let num = |k: &str| before.and_then(|b| b.get(k)).and_then(Value::as_u64);
+    Ok(num("files").zip(num("bytes")))
 }
 
 /// `shrunk` for ROOT itself (key `""`) when the tree lost more than
