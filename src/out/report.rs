@@ -645,7 +645,16 @@ fn write_table_summary(out: &mut dyn Write, summary: &Map<String, Value>) -> io:
     for (k, v) in summary {
         if matches!(
             k.as_str(),
-            "command" | "root" | "remote" | "mode" | "run" | "status" | "discrepancies" | "hint"
+            "command"
+                | "root"
+                | "remote"
+                | "mode"
+                | "run"
+                | "status"
+                | "discrepancies"
+                | "hint"
+                // Raw bytes for `vouch merge`; the findings above say it.
+                | "bytes_by_kind"
         ) || Kind::from_name(k).is_some_and(Kind::is_discrepancy)
         {
             continue;
@@ -663,6 +672,7 @@ fn write_table_summary(out: &mut dyn Write, summary: &Map<String, Value>) -> io:
     for (k, v) in summary {
         if let Value::Object(inner) = v
             && !inner.is_empty()
+            && k != "bytes_by_kind"
         {
             let parts: Vec<String> = inner
                 .iter()
