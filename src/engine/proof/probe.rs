@@ -226,14 +226,7 @@ impl Prober {
             opts = opts.with_query([("versionId", v.to_string())]);
         }
         if let Some(e) = t.etag {
-            let quoted = if e.starts_with('"') {
-                e.to_string()
-            } else {
-                format!("\"{e}\"")
-            };
-            let value = HeaderValue::from_str(&quoted)
-                .map_err(|e| ProbeError::Failed(format!("bad ETag: {e}")))?;
-            opts = opts.with_signed_header(HeaderName::from_static("if-match"), value);
+            opts = if_match(opts, e)?;
         }
         let url = store
             .signed_url_opts(Method::GET, t.location, SIGNED_FOR, &opts)
@@ -292,14 +285,7 @@ impl Prober {
             opts = opts.with_query([("versionId", v.to_string())]);
         }
         if let Some(e) = t.etag.filter(|_| part.is_none()) {
-            let quoted = if e.starts_with('"') {
-                e.to_string()
-            } else {
-                format!("\"{e}\"")
-            };
-            let value = HeaderValue::from_str(&quoted)
-                .map_err(|e| ProbeError::Failed(format!("bad ETag: {e}")))?;
-            opts = opts.with_signed_header(HeaderName::from_static("if-match"), value);
+            opts = if_match(opts, e)?;
         }
         let url = store
             .signed_url_opts(Method::HEAD, t.location, SIGNED_FOR, &opts)
@@ -623,6 +609,18 @@ pub fn azure_facts(size: u64, listed_etag: Option<&str>, h: &HeaderMap) -> Facts
         etag_is_md5: Some(false),
         parts: Parts::Single,
     }
+}
+
+/// Pins a signed request to the listed ETag (`If-Match`, quoted).
+fn if_match(opts: SignedUrlOptions, etag: &str) -> Result<SignedUrlOptions, ProbeError> {
+    let quoted = if etag.starts_with('"') {
+        etag.to_string()
+    } else {
+        format!("\"{etag}\"")
+    };
+    let value =
+        HeaderValue::from_str(&quoted).map_err(|e| ProbeError::Failed(format!("bad ETag: {e}")))?;
+    Ok(opts.with_signed_header(HeaderName::from_static("if-match"), value))
 }
 
 #[cfg(test)]
