@@ -188,7 +188,7 @@ fn run_diff(
     }
     let opts = CompareOptions {
         names: AB,
-        ignore_b: None,
+        ignore: None,
     };
     let summary = compare(
         &sources[0],

@@ -14,7 +14,8 @@
 //!
 //! A manifest file that lives inside ROOT (a `B3SUMS` beside the data, as
 //! `b3sum --check` users keep it) is left out of the comparison rather
-//! than reported as `extra`.
+//! than reported as `extra`, and the line such a list may hold for itself
+//! (written while it was being hashed) is not `corrupt` either.
 
 use std::path::{Path, PathBuf};
 
@@ -61,7 +62,7 @@ fn run_verify(
     let manifest_path: &Path = &s.manifest;
     let root = scan::resolve_root(&s.root)?;
     let expected = manifest::load(manifest_path, s.manifest_format)?;
-    let ignore_b = std::fs::canonicalize(manifest_path)
+    let ignore = std::fs::canonicalize(manifest_path)
         .ok()
         .filter(|m| m.starts_with(&root))
         .map(|m| paths::key_of(&root, &m));
@@ -76,7 +77,7 @@ fn run_verify(
     )?;
     let opts = CompareOptions {
         names: NAMES,
-        ignore_b,
+        ignore,
     };
     let summary = compare(&expected, &tree, Some(&index), &opts, sink, progress)?;
     let mut json = Map::new();

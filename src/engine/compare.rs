@@ -64,9 +64,11 @@ pub const AB: Names = Names { a: "A", b: "B" };
 #[derive(Debug, Clone)]
 pub struct CompareOptions {
     pub names: Names,
-    /// A key of B to leave out (a manifest file that lives in the tree it
-    /// describes).
-    pub ignore_b: Option<Vec<u8>>,
+    /// A key to leave out on both sides: a manifest file that lives in the
+    /// tree it describes is not `extra` in the tree, and the line it may
+    /// hold for itself (`find . -type f | xargs b3sum > B3SUMS` hashes the
+    /// list while it is being written) is not `corrupt` or `missing`.
+    pub ignore: Option<Vec<u8>>,
 }
 
 /// What a comparison found, with the counters its summary prints.
@@ -163,7 +165,7 @@ pub fn compare(
         && ra == rb
         && a.root_is_proof()
         && b.root_is_proof()
-        && opts.ignore_b.is_none()
+        && opts.ignore.is_none()
     {
         summary.decided_by = "merkle_root";
         summary.subtrees_skipped = 1;
@@ -203,10 +205,13 @@ pub fn compare(
     let mut cb = b.cursor(index)?;
     loop {
         progress.advance(1);
-        if let Some(skip) = &opts.ignore_b
-            && cb.peek()?.is_some_and(|n| &n.key == skip)
-        {
-            cb.next_node()?;
+        if let Some(skip) = &opts.ignore {
+            if ca.peek()?.is_some_and(|n| &n.key == skip) {
+                ca.next_node()?;
+            }
+            if cb.peek()?.is_some_and(|n| &n.key == skip) {
+                cb.next_node()?;
+            }
         }
         let ka = ca.peek()?.map(|n| n.key.clone());
         let kb = cb.peek()?.map(|n| n.key.clone());
@@ -684,7 +689,7 @@ mod tests {
         let mut sink = Collect(Vec::new());
         let opts = CompareOptions {
             names: AB,
-            ignore_b: None,
+            ignore: None,
         };
         let s = compare(&source(a), &source(b), None, &opts, &mut sink, &Silent).unwrap();
         sink.0.sort();

@@ -41,7 +41,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 use sha2::Digest as _;
 
-use crate::engine::manifest::{self, JSON_VERSION};
+use crate::engine::manifest::{self, JSON_VERSION, ManifestFormat};
 use crate::engine::scan::ScanSummary;
 use crate::engine::snapshot::Source;
 use crate::model::EntryKind;
@@ -145,7 +145,12 @@ pub fn export(
                         fmt.name()
                     )
                 })?;
-                manifest::write_checksum_line(&mut out, &hash, &n.key)
+                let format = if fmt == ExportFormat::B3sum {
+                    ManifestFormat::B3sum
+                } else {
+                    ManifestFormat::Sha256sum
+                };
+                manifest::write_checksum_line(&mut out, format, &hash, &n.key)
             })?;
             out.commit()?;
         }
@@ -226,8 +231,13 @@ fn refuse_unsettled(root: &Path, source: &Source) -> Result<()> {
 
 /// Why a checksum list or a BagIt manifest cannot hold this name.
 fn unrepresentable(key: &[u8], fmt: ExportFormat) -> Option<&'static str> {
-    if !manifest::checksum_name_ok(key) {
-        return Some("not valid UTF-8");
+    let as_list = if fmt == ExportFormat::B3sum {
+        ManifestFormat::B3sum
+    } else {
+        ManifestFormat::Sha256sum
+    };
+    if let Some(why) = manifest::checksum_name_problem(key, as_list) {
+        return Some(why);
     }
     if fmt == ExportFormat::Bagit {
         let lower = String::from_utf8_lossy(key).to_ascii_lowercase();

@@ -109,6 +109,11 @@ fn parse_checksums(path: &Path, bytes: &[u8], format: ManifestFormat) -> Result<
     let mut lines: Vec<(Node, usize)> = Vec::new();
     for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
         let lineno = i + 1;
+        // A list written on Windows (or passed through a tool that did)
+        // ends its lines in CRLF. A name's own trailing `\r` is never
+        // lost: sha256sum writes it as `\r`, and vouch's export refuses a
+        // b3sum list where it would be raw.
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() || line[0] == b'#' {
             continue;
         }
@@ -234,6 +239,11 @@ pub fn normalize(raw: &[u8]) -> Result<Vec<u8>, String> {
     }
     if p.is_empty() {
         return Err("the path is empty".into());
+    }
+    if p.contains(&0) {
+        // A stored key separates components with NUL: a NUL in a name
+        // would silently become a `/`. No file can have one.
+        return Err("a NUL byte in the path (no file name can hold one)".into());
     }
     for comp in p.split(|b| *b == b'/') {
         match comp {
@@ -459,19 +469,32 @@ fn check_merkle(path: &Path, nodes: &mut [Node], stated_root: &[u8; 32]) -> Resu
 // ---------------------------------------------------------------- writing
 
 /// Writes one line as `b3sum`/`sha256sum` print it, so their `--check`
-/// reads it back: `HASH  PATH`, or `\HASH  PATH` with `\\` and `\n`
-/// escapes when the name holds a backslash or a newline. A name that is
-/// not valid UTF-8 cannot be written (b3sum would only ever see U+FFFD).
-pub fn write_checksum_line(out: &mut dyn Write, hash: &[u8; 32], key: &[u8]) -> Result<()> {
+/// (and vouch's own reader) reads it back: `HASH  PATH`, or `\HASH  PATH`
+/// with `\\` and `\n` escapes when the name holds a backslash or a
+/// newline; `sha256sum` (GNU) also escapes `\r`, which `b3sum` does not
+/// know. A name that is not valid UTF-8 cannot be written (b3sum would
+/// only ever see U+FFFD), nor, in a b3sum list, one ending in `\r` (a
+/// reader takes it for a CRLF line end): see [`checksum_name_problem`].
+pub fn write_checksum_line(
+    out: &mut dyn Write,
+    format: ManifestFormat,
+    hash: &[u8; 32],
+    key: &[u8],
+) -> Result<()> {
     let raw = paths::slash_bytes(key);
-    let Ok(name) = std::str::from_utf8(&raw) else {
+    if let Some(why) = checksum_name_problem(key, format) {
         return Err(anyhow::Error::msg(format!(
-            "{} is not valid UTF-8",
+            "{}: {why}",
             paths::display(key)
         )));
-    };
-    if name.contains(['\\', '\n']) {
-        let escaped = name.replace('\\', "\\\\").replace('\n', "\\n");
+    }
+    let name = String::from_utf8(raw).expect("checked above");
+    let escape_cr = format == ManifestFormat::Sha256sum;
+    if name.contains(['\\', '\n']) || (escape_cr && name.contains('\r')) {
+        let mut escaped = name.replace('\\', "\\\\").replace('\n', "\\n");
+        if escape_cr {
+            escaped = escaped.replace('\r', "\\r");
+        }
         writeln!(out, "\\{}  {escaped}", hex::encode(hash))?;
     } else {
         writeln!(out, "{}  {name}", hex::encode(hash))?;
@@ -479,9 +502,17 @@ pub fn write_checksum_line(out: &mut dyn Write, hash: &[u8; 32], key: &[u8]) -> 
     Ok(())
 }
 
-/// True when a checksum list (or a BagIt manifest) can hold this key.
-pub fn checksum_name_ok(key: &[u8]) -> bool {
-    std::str::from_utf8(key).is_ok()
+/// Why a checksum list of this format cannot hold this key, if it cannot.
+pub fn checksum_name_problem(key: &[u8], format: ManifestFormat) -> Option<&'static str> {
+    if std::str::from_utf8(key).is_err() {
+        return Some("not valid UTF-8");
+    }
+    if format == ManifestFormat::B3sum && key.ends_with(b"\r") {
+        return Some(
+            "ending in a carriage return, which b3sum writes raw and readers take for a CRLF line end",
+        );
+    }
+    None
 }
 
 /// Writes `{"k":v,...}` with the keys in the order given (readable
@@ -549,9 +580,15 @@ mod tests {
             b"new\nline",
             b"cr\rname",
         ] {
-            write_checksum_line(&mut out, &h, &paths::key_from_slash(name)).unwrap();
+            write_checksum_line(
+                &mut out,
+                ManifestFormat::B3sum,
+                &h,
+                &paths::key_from_slash(name),
+            )
+            .unwrap();
         }
-        write_checksum_line(&mut out, &h, b"dir\0f").unwrap();
+        write_checksum_line(&mut out, ManifestFormat::B3sum, &h, b"dir\0f").unwrap();
         let text = String::from_utf8(out.clone()).unwrap();
         assert!(text.contains(&format!("\\{}  back\\\\slash\n", hex::encode(h))));
         assert!(text.contains(&format!("\\{}  new\\nline\n", hex::encode(h))));
@@ -569,7 +606,10 @@ mod tests {
                 "sp ace"
             ]
         );
-        assert!(write_checksum_line(&mut Vec::new(), &h, b"caf\xe9").is_err());
+        assert!(
+            write_checksum_line(&mut Vec::new(), ManifestFormat::B3sum, &h, b"caf\xe9").is_err()
+        );
+        assert!(write_checksum_line(&mut Vec::new(), ManifestFormat::B3sum, &h, b"end\r").is_err());
     }
 
     #[test]

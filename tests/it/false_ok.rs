@@ -924,3 +924,206 @@ fn a_shrunk_tree_stays_shrunk_until_it_grows_back_or_is_accepted() {
     let (code, doc) = env.scan();
     assert_eq!((code, findings(&doc)), (0, vec![]), "{doc}");
 }
+
+/// Runs `script` with `sh -c` in `dir` and returns its stdout (a real
+/// `b3sum` or `sha256sum` writing a list, as users make them).
+fn sh_in(dir: &Path, script: &str) -> Vec<u8> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}: {}", stderr_of(&out));
+    out.stdout
+}
+
+fn sorted_lines(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+    lines.sort();
+    lines
+}
+
+/// A b3sum or sha256sum list with CRLF line ends (written on Windows, or
+/// through a tool that converted it) is read as the same list. Before:
+/// every name kept its `\r`, so every file was `missing` and `extra`.
+#[test]
+fn a_checksum_list_with_crlf_line_ends_is_read() {
+    let env = Env::new();
+    env.write("a.txt", b"alpha");
+    env.write("dir/b.txt", b"beta");
+    env.write("mid\rname", b"a carriage return inside a name stays");
+    let root = s(&env.root);
+    for (tool, file) in [("b3sum", "list.b3"), ("sha256sum", "list.sha256")] {
+        let list = sh_in(
+            &env.root,
+            &format!("{tool} a.txt dir/b.txt \"$(printf 'mid\\rname')\""),
+        );
+        let crlf: Vec<u8> = list
+            .split_inclusive(|b| *b == b'\n')
+            .flat_map(|l| [&l[..l.len() - 1], b"\r\n"].concat())
+            .collect();
+        assert_eq!(crlf.iter().filter(|b| **b == b'\n').count(), 3);
+        let manifest = env.dir.path().join(file);
+        std::fs::write(&manifest, &crlf).unwrap();
+        let (code, doc) = env.json(&["verify", &root, "--manifest", &s(&manifest)]);
+        assert_eq!((code, findings(&doc)), (0, vec![]), "{tool}: {doc}");
+    }
+    // Still a check, not a pass: a changed file is found through CRLF.
+    std::fs::write(env.root.join("a.txt"), b"ALPHA").unwrap();
+    let manifest = env.dir.path().join("list.b3");
+    let (code, doc) = env.json(&["verify", &root, "--manifest", &s(&manifest)]);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(findings(&doc), pairs(&[("corrupt", "a.txt")]), "{doc}");
+}
+
+/// A NUL byte in a manifest path is an error naming the line (exit 2, one
+/// line). Before: the stored key separates components with NUL, so
+/// `a\0b.txt` silently became `a/b.txt` and was checked as that file.
+#[test]
+fn a_nul_byte_in_a_manifest_path_is_an_error_naming_the_line() {
+    let env = Env::new();
+    env.write("a/b.txt", b"beta");
+    let list = sh_in(&env.root, "b3sum a/b.txt");
+    let hash = &list[..64];
+    let mut manifest_bytes = format!("# made by hand\n{}  a.txt\n", "00".repeat(32)).into_bytes();
+    manifest_bytes.extend_from_slice(hash);
+    manifest_bytes.extend_from_slice(b"  a\0b.txt\n");
+    let manifest = env.dir.path().join("list.b3");
+    std::fs::write(&manifest, &manifest_bytes).unwrap();
+    let out = env
+        .vouch()
+        .args(["verify", &s(&env.root), "--manifest", &s(&manifest)])
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("line 3: a NUL byte in the path"), "{err}");
+    assert!(err.contains(&s(&manifest)), "{err}");
+}
+
+/// Odd names (backslash, newline, carriage return) round-trip through the
+/// escape convention: vouch's export is byte for byte what the real tool
+/// prints, the tool's `--check` accepts it, and `vouch verify` reads the
+/// real tool's list. Before: the sha256sum export wrote `\r` raw where
+/// GNU sha256sum writes `\r` escaped; a b3sum export of a name ending in
+/// `\r` wrote a line any reader takes for CRLF.
+#[test]
+fn the_checksum_escape_convention_round_trips_with_the_real_tools() {
+    let env = Env::new();
+    env.write("plain.txt", b"plain");
+    env.write("back\\slash", b"backslash");
+    env.write("new\nline", b"newline");
+    env.write("mid\rname", b"carriage return inside");
+    env.write("both\\\n\r", b"all three");
+    let root = s(&env.root);
+    let names = "plain.txt 'back\\slash' \"$(printf 'new\\nline')\" \"$(printf 'mid\\rname')\" \"$(printf 'both\\\\\\n\\r')\"";
+    // sha256sum (GNU) escapes \\, \n and \r: the export matches it.
+    let real = sh_in(&env.root, &format!("sha256sum {names}"));
+    assert!(
+        real.windows(3).any(|w| w == b"\\r\n"),
+        "{}",
+        String::from_utf8_lossy(&real)
+    );
+    let exported = env.dir.path().join("export.sha256");
+    let (code, doc) = env.json(&[
+        "export",
+        &root,
+        "--format",
+        "sha256sum",
+        "--output",
+        &s(&exported),
+    ]);
+    assert_eq!(code, 0, "{doc}");
+    let ours = std::fs::read(&exported).unwrap();
+    assert_eq!(
+        sorted_lines(&ours),
+        sorted_lines(&real),
+        "ours:\n{}\nsha256sum:\n{}",
+        String::from_utf8_lossy(&ours),
+        String::from_utf8_lossy(&real)
+    );
+    sh_in(
+        &env.root,
+        &format!("sha256sum --check --strict '{}'", s(&exported)),
+    );
+    let real_list = env.dir.path().join("real.sha256");
+    std::fs::write(&real_list, &real).unwrap();
+    let (code, doc) = env.json(&["verify", &root, "--manifest", &s(&real_list)]);
+    assert_eq!((code, findings(&doc)), (0, vec![]), "{doc}");
+
+    // b3sum escapes only \\ and \n and writes \r raw, so a name ending in
+    // \r cannot be written where a reader tells it from CRLF: refused.
+    let refused = env.dir.path().join("refused.b3");
+    let out = env
+        .vouch()
+        .args([
+            "export",
+            &root,
+            "--format",
+            "b3sum",
+            "--output",
+            &s(&refused),
+        ])
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ending in a carriage return"), "{err}");
+    assert!(!refused.exists());
+    std::fs::remove_file(env.root.join("both\\\n\r")).unwrap();
+    let names = "plain.txt 'back\\slash' \"$(printf 'new\\nline')\" \"$(printf 'mid\\rname')\"";
+    let real = sh_in(&env.root, &format!("b3sum {names}"));
+    let exported = env.dir.path().join("export.b3");
+    let (code, doc) = env.json(&[
+        "export",
+        &root,
+        "--format",
+        "b3sum",
+        "--output",
+        &s(&exported),
+    ]);
+    assert_eq!(code, 0, "{doc}");
+    let ours = std::fs::read(&exported).unwrap();
+    assert_eq!(sorted_lines(&ours), sorted_lines(&real));
+    sh_in(&env.root, &format!("b3sum --check '{}'", s(&exported)));
+    let real_list = env.dir.path().join("real.b3");
+    std::fs::write(&real_list, &real).unwrap();
+    let (code, doc) = env.json(&["verify", &root, "--manifest", &s(&real_list)]);
+    assert_eq!((code, findings(&doc)), (0, vec![]), "{doc}");
+}
+
+/// A list kept inside the tree it describes, made the usual way
+/// (`find . -type f | xargs b3sum > B3SUMS` lists B3SUMS itself, hashed
+/// while it was empty), is neither `extra` nor `corrupt`. Before: its own
+/// line made verify report B3SUMS `corrupt`, exit 1.
+#[test]
+fn a_manifest_inside_the_tree_it_describes_is_neither_missing_nor_extra() {
+    let env = Env::new();
+    env.write("a.txt", b"alpha");
+    env.write("dir/b.txt", b"beta");
+    sh_in(
+        &env.root,
+        "find . -type f -print0 | xargs -0 b3sum > B3SUMS",
+    );
+    let list = std::fs::read(env.root.join("B3SUMS")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&list).contains("  ./B3SUMS\n"),
+        "{}",
+        String::from_utf8_lossy(&list)
+    );
+    let root = s(&env.root);
+    let manifest = s(&env.root.join("B3SUMS"));
+    let (code, doc) = env.json(&["verify", &root, "--manifest", &manifest]);
+    assert_eq!((code, findings(&doc)), (0, vec![]), "{doc}");
+    // Reached through another spelling of the path, still itself.
+    let via = format!("{root}/dir/../B3SUMS");
+    let (code, doc) = env.json(&["verify", &root, "--manifest", &via]);
+    assert_eq!((code, findings(&doc)), (0, vec![]), "{doc}");
+    // And the other files are still checked.
+    std::fs::remove_file(env.root.join("dir/b.txt")).unwrap();
+    let (code, doc) = env.json(&["verify", &root, "--manifest", &manifest]);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(findings(&doc), pairs(&[("missing", "dir/b.txt")]), "{doc}");
+}
