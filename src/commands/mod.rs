@@ -29,7 +29,7 @@ use crate::engine::remote::RemoteOptions;
 use crate::engine::reports::{Target, Upload};
 use crate::model::{Kind, Outcome, now_unix};
 use crate::out::alert::{self, RunOutcome};
-use crate::out::{Bar, Format, Progress, Report, Silent};
+use crate::out::{Bar, Format, Lines, Progress, Report, Silent};
 use crate::store::{Index, LockWait};
 
 /// One command, resolved and ready to run.
@@ -117,12 +117,16 @@ impl Context {
         Index::open_read_only(&self.index)
     }
 
-    /// A spinner on a terminal; nothing for pipes, files, cron and `-q`.
+    /// A spinner on a terminal; off a terminal (pipes, files, cron) one
+    /// plain line on stderr every `VOUCH_PROGRESS_INTERVAL` seconds
+    /// (default 60), the first only after one interval; nothing for `-q`.
     pub fn progress(&self) -> Box<dyn Progress> {
-        if !self.quiet && std::io::stderr().is_terminal() {
+        if self.quiet {
+            Box::new(Silent)
+        } else if std::io::stderr().is_terminal() {
             Box::new(Bar::new())
         } else {
-            Box::new(Silent)
+            Box::new(Lines::new(progress_interval()))
         }
     }
 
@@ -151,6 +155,17 @@ impl Context {
         }
         Ok(())
     }
+}
+
+/// How often [`Lines`] writes: `VOUCH_PROGRESS_INTERVAL` seconds (a
+/// positive number; anything else is ignored), 60 by default.
+fn progress_interval() -> std::time::Duration {
+    std::env::var("VOUCH_PROGRESS_INTERVAL")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(std::time::Duration::from_secs_f64)
+        .unwrap_or(std::time::Duration::from_secs(60))
 }
 
 /// An error as one line (object stores put newlines and XML in theirs).

@@ -995,3 +995,52 @@ fn every_subcommand_has_an_example_and_a_man_page() {
         );
     }
 }
+
+/// Issue 17: off a terminal (stderr piped) a long scan writes a plain
+/// progress line on stderr every `VOUCH_PROGRESS_INTERVAL` seconds, none
+/// before one interval (default 60 s), and stdout stays the report alone.
+#[test]
+fn progress_off_a_terminal_is_a_line_on_stderr_at_an_interval() {
+    let env = Env::new();
+    env.write("a/b/small.txt", b"small\n");
+    // 400 MiB hashed three ways on one thread: well over a second.
+    let big = env.root.join("a/big.bin");
+    let made = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("head -c 400M /dev/urandom > '{}'", big.display()))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let root = env.root.to_str().unwrap();
+    let scan = |interval: Option<&str>, extra: &[&str]| {
+        let mut cmd = env.vouch();
+        cmd.env_remove("VOUCH_PROGRESS_INTERVAL");
+        if let Some(i) = interval {
+            cmd.env("VOUCH_PROGRESS_INTERVAL", i);
+        }
+        let out = cmd
+            .args(["scan", root, "--threads", "1", "--md5", "--sha256"])
+            .args(["--format", "json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+        let doc: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not the report alone ({e}): {:?}", out.stdout));
+        (doc, stderr_of(&out))
+    };
+    let (doc, stderr) = scan(Some("1"), &[]);
+    assert!(doc["summary"].is_object(), "{doc}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("vouch: scanning: "))
+        .collect();
+    assert!(!lines.is_empty(), "no progress line: {stderr:?}");
+    for l in &lines {
+        assert!(l.contains(" files") && l.ends_with(" elapsed"), "{l}");
+        assert!(!l.contains("\u{1b}") && !l.contains('\r'), "{l:?}");
+    }
+    // The default interval (60 s) is longer than the run: nothing.
+    let (_, stderr) = scan(None, &["--rehash"]);
+    assert!(!stderr.contains("vouch: scanning"), "{stderr:?}");
+}

@@ -62,9 +62,13 @@ pub(super) fn write_events(
         batch.record_finding(ctx.run_id, ctx.prev_findings_run, &mut f)?;
         sink.finding(&f)
     };
+    // Progress counts files, as the summary does, not directories.
     let count_file = |summary: &mut ScanSummary, kind: EntryKind| match kind {
         EntryKind::Dir => summary.dirs += 1,
-        _ => summary.files += 1,
+        _ => {
+            summary.files += 1;
+            progress.advance(1);
+        }
     };
     // The hashers' batches, taken apart in order.
     let flat = events.iter().flat_map(|e| match e {
@@ -72,7 +76,6 @@ pub(super) fn write_events(
         e => Vec::new().into_iter().chain(Some(e)),
     });
     for event in flat {
-        progress.advance(1);
         match event {
             Event::Many(_) => anyhow::bail!("internal: a batch of event batches"),
             Event::Failed(e) => return Err(e),
@@ -102,7 +105,7 @@ pub(super) fn write_events(
                 }
             }
             Event::Unchanged { files, dirs } => {
-                progress.advance(files + dirs);
+                progress.advance(files);
                 summary.files += files;
                 summary.unchanged += files;
                 summary.dirs += dirs;
@@ -184,6 +187,7 @@ fn settle_hashed(
         }
         Err(e) => {
             summary.files += 1;
+            progress.advance(1);
             summary.unreadable += 1;
             report(
                 batch,
@@ -192,6 +196,7 @@ fn settle_hashed(
         }
         Ok((mut stat, digests)) => {
             summary.files += 1;
+            progress.advance(1);
             summary.bytes_hashed += stat.size;
             progress.bytes("hashed", summary.bytes_hashed);
             if stat.mtime_ns >= ctx.start_ns - RACY_WINDOW_NS {
