@@ -1027,15 +1027,20 @@ fn the_checksum_escape_convention_round_trips_with_the_real_tools() {
         String::from_utf8_lossy(&real)
     );
     let exported = env.dir.path().join("export.sha256");
-    let (code, doc) = env.json(&[
-        "export",
-        &root,
-        "--format",
-        "sha256sum",
-        "--output",
-        &s(&exported),
-    ]);
-    assert_eq!(code, 0, "{doc}");
+    // An export writes its own format (not the JSON report).
+    let out = env
+        .vouch()
+        .args([
+            "export",
+            &root,
+            "--format",
+            "sha256sum",
+            "--output",
+            &s(&exported),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     let ours = std::fs::read(&exported).unwrap();
     assert_eq!(
         sorted_lines(&ours),
@@ -1076,15 +1081,20 @@ fn the_checksum_escape_convention_round_trips_with_the_real_tools() {
     let names = "plain.txt 'back\\slash' \"$(printf 'new\\nline')\" \"$(printf 'mid\\rname')\"";
     let real = sh_in(&env.root, &format!("b3sum {names}"));
     let exported = env.dir.path().join("export.b3");
-    let (code, doc) = env.json(&[
-        "export",
-        &root,
-        "--format",
-        "b3sum",
-        "--output",
-        &s(&exported),
-    ]);
-    assert_eq!(code, 0, "{doc}");
+    // An export writes its own format (not the JSON report).
+    let out = env
+        .vouch()
+        .args([
+            "export",
+            &root,
+            "--format",
+            "b3sum",
+            "--output",
+            &s(&exported),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     let ours = std::fs::read(&exported).unwrap();
     assert_eq!(sorted_lines(&ours), sorted_lines(&real));
     sh_in(&env.root, &format!("b3sum --check '{}'", s(&exported)));
