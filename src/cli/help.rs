@@ -79,6 +79,9 @@ The config file of \fBvouch run\fR (as \fB\-\-config\fR).
 \fBVOUCH_SHARD\fR
 \fIK/N\fR, as \fB\-\-shard\fR.
 .TP
+\fBVOUCH_PROGRESS_INTERVAL\fR
+Seconds between the progress lines written to stderr when it is not a terminal (default 60; none for \fB\-q\fR): files, and bytes as they are read, with a percentage and an ETA where the total is known.
+.TP
 \fBXDG_DATA_HOME\fR, \fBXDG_CONFIG_HOME\fR, \fBHOME\fR
 Where the default index and config file are (see FILES).
 .TP

@@ -24,33 +24,165 @@ use crate::model::Kind;
 pub struct Cli {
     #[command(flatten)]
     pub common: Common,
+    #[command(flatten)]
+    pub before: Before,
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// Options every command takes.
+/// The options that are truly global: every command that runs reads the
+/// index and prints, so these go before or after any subcommand's name.
 #[derive(Debug, Args, Clone)]
 pub struct Common {
     /// The SQLite index [default: $XDG_DATA_HOME/vouch/index.sqlite3]
     #[arg(long, global = true, env = "VOUCH_INDEX", value_name = "PATH")]
     pub index: Option<PathBuf>,
-    /// Output format: table (the default), json, jsonl or csv for reports;
-    /// for `export`, the manifest written: b3sum, sha256sum, bagit or json
-    #[arg(long = "format", global = true, value_enum, value_name = "FORMAT")]
-    pub format_arg: Option<FormatArg>,
-    /// Write the report to FILE (atomically) instead of stdout, or to an
-    /// object: s3://bucket/key, gs://…, az://… (never inside the audited backup)
-    #[arg(long, global = true, value_name = "FILE|URL")]
-    pub output: Option<PathBuf>,
     /// Print nothing on a clean run; only discrepancies otherwise
     #[arg(long, short, global = true)]
     pub quiet: bool,
-    /// Worker threads for hashing [default: number of cores]
-    #[arg(long, global = true, value_name = "N")]
+}
+
+/// The options each command lists only where they apply (`--threads`
+/// under the commands that hash, …), still taken before the subcommand's
+/// name as they were when they were global (`vouch --format json scan
+/// ROOT`), but not shown there. After the name wins.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Before {
+    #[arg(long = "format", value_enum, value_name = "FORMAT", hide = true)]
+    pub format: Option<FormatArg>,
+    #[arg(long, value_name = "FILE|URL", hide = true)]
+    pub output: Option<PathBuf>,
+    #[arg(long, value_name = "N", hide = true)]
     pub threads: Option<usize>,
-    /// Wait for another run holding the index lock instead of failing
-    #[arg(long, global = true)]
+    #[arg(long, hide = true)]
     pub wait: bool,
+}
+
+/// `--threads`, for the commands that hash.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Threads {
+    /// Worker threads for hashing [default: number of cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// `--wait`, for the commands that write the index.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Wait {
+    /// Wait for another run holding the index lock instead of failing
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `--format` and `--output` of the commands that write a report.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ReportTo {
+    /// The report's format [default: table]
+    #[arg(long = "format", value_name = "FORMAT", value_parser = formats(REPORT_FORMATS))]
+    pub format: Option<FormatArg>,
+    /// Write the report to FILE (atomically) instead of stdout, or to an
+    /// object: s3://bucket/key, gs://…, az://… (never inside the audited backup)
+    #[arg(long, value_name = "FILE|URL")]
+    pub output: Option<PathBuf>,
+}
+
+/// What `--format` offers where a report is written.
+const REPORT_FORMATS: &[FormatArg] = &[
+    FormatArg::Table,
+    FormatArg::Json,
+    FormatArg::Jsonl,
+    FormatArg::Csv,
+    FormatArg::Html,
+];
+/// `vouch history`: a list of runs, no report page.
+const HISTORY_FORMATS: &[FormatArg] = &[
+    FormatArg::Table,
+    FormatArg::Json,
+    FormatArg::Jsonl,
+    FormatArg::Csv,
+];
+/// `vouch accept --list`: lines or one JSON document.
+const ACCEPT_FORMATS: &[FormatArg] = &[FormatArg::Table, FormatArg::Json];
+/// `vouch export`: the manifest written.
+const EXPORT_FORMATS: &[FormatArg] = &[
+    FormatArg::B3sum,
+    FormatArg::Sha256sum,
+    FormatArg::Bagit,
+    FormatArg::Json,
+];
+
+/// A `--format` that offers (in `--help`, completions and its error) only
+/// the values of `allowed`.
+fn formats(
+    allowed: &'static [FormatArg],
+) -> impl clap::builder::TypedValueParser<Value = FormatArg> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(
+        allowed.iter().filter_map(ValueEnum::to_possible_value),
+    )
+    .try_map(|name| <FormatArg as ValueEnum>::from_str(&name, false))
+}
+
+/// The per-command options of one command line: given after the
+/// subcommand's name, else before it ([`Before`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommandOptions {
+    pub format: Option<FormatArg>,
+    pub output: Option<PathBuf>,
+    pub threads: Option<usize>,
+    pub wait: bool,
+}
+
+impl Cli {
+    /// [`CommandOptions`] of this command line.
+    pub fn options(&self) -> CommandOptions {
+        let (report, threads, wait): (_, Option<&Threads>, Option<&Wait>) = match &self.command {
+            Command::Scan(a) => (
+                (a.report.format, a.report.output.as_ref()),
+                Some(&a.threads),
+                Some(&a.wait),
+            ),
+            Command::Audit(a) => (
+                (a.report.format, a.report.output.as_ref()),
+                Some(&a.threads),
+                Some(&a.wait),
+            ),
+            Command::Diff(a) => (
+                (a.report.format, a.report.output.as_ref()),
+                Some(&a.threads),
+                Some(&a.wait),
+            ),
+            Command::Export(a) => (
+                (a.format, a.output.as_ref()),
+                Some(&a.threads),
+                Some(&a.wait),
+            ),
+            Command::Verify(a) => (
+                (a.report.format, a.report.output.as_ref()),
+                Some(&a.threads),
+                Some(&a.wait),
+            ),
+            Command::Report(a) => ((a.report.format, a.report.output.as_ref()), None, None),
+            Command::History(a) => ((a.format, a.output.as_ref()), None, None),
+            Command::Accept(a) => ((a.format, None), None, Some(&a.wait)),
+            Command::Run(a) => (
+                (a.report.format, a.report.output.as_ref()),
+                Some(&a.threads),
+                Some(&a.wait),
+            ),
+            Command::Merge(a) => ((a.report.format, a.report.output.as_ref()), None, None),
+            Command::Completions { .. } | Command::Man { .. } | Command::DebugPanic => {
+                ((None, None), None, None)
+            }
+        };
+        let b = &self.before;
+        CommandOptions {
+            format: report.0.or(b.format),
+            output: report.1.cloned().or_else(|| b.output.clone()),
+            threads: threads.and_then(|t| t.threads).or(b.threads),
+            wait: wait.is_some_and(|w| w.wait) || b.wait,
+        }
+    }
 }
 
 /// Every value `--format` takes. It names the format of what a command
@@ -63,7 +195,7 @@ pub enum FormatArg {
     Json,
     Jsonl,
     Csv,
-    /// A self-contained HTML page (reports only)
+    /// A self-contained HTML page
     Html,
     B3sum,
     Sha256sum,
@@ -80,7 +212,7 @@ pub enum Command {
     Scan(ScanArgs),
     /// Scan ROOT, then diff its manifest against a remote (S3, GCS, Azure, a directory)
     #[command(after_help = help::AUDIT)]
-    Audit(AuditArgs),
+    Audit(AuditCommand),
     /// Compare two trees, snapshots (@NAME, @RUN) or manifest files
     #[command(after_help = help::DIFF)]
     Diff(DiffArgs),
@@ -95,7 +227,7 @@ pub enum Command {
     Report(ReportArgs),
     /// List past runs with their counters
     #[command(after_help = help::HISTORY)]
-    History,
+    History(HistoryArgs),
     /// Accept a known discrepancy, with a reason, until it changes (--list, --remove)
     #[command(after_help = help::ACCEPT)]
     Accept(AcceptArgs),
@@ -141,12 +273,25 @@ pub struct DiffArgs {
     /// the summary and the exit status stay the whole run's
     #[arg(long, value_name = "KIND", value_parser = parse_kind)]
     pub kind: Option<Kind>,
+    #[command(flatten)]
+    pub report: ReportTo,
+    #[command(flatten)]
+    pub threads: Threads,
+    #[command(flatten)]
+    pub wait: Wait,
 }
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// The tree to export (scanned first)
     pub root: PathBuf,
+    /// The manifest written (required)
+    #[arg(long = "format", value_name = "FORMAT", value_parser = formats(EXPORT_FORMATS))]
+    pub format: Option<FormatArg>,
+    /// Write the manifest to FILE (a BagIt bag: to the folder DIR) instead
+    /// of stdout, or to an object: s3://bucket/key, gs://…, az://…
+    #[arg(long, value_name = "FILE|DIR|URL")]
+    pub output: Option<PathBuf>,
     /// Only the files of shard K of N (see `vouch scan --shard`)
     #[arg(long, value_name = "K/N", env = "VOUCH_SHARD")]
     pub shard: Option<String>,
@@ -156,6 +301,10 @@ pub struct ExportArgs {
     /// Hash every file again before exporting, trusting no metadata
     #[arg(long)]
     pub rehash: bool,
+    #[command(flatten)]
+    pub threads: Threads,
+    #[command(flatten)]
+    pub wait: Wait,
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +324,12 @@ pub struct VerifyArgs {
     /// the summary and the exit status stay the whole run's
     #[arg(long, value_name = "KIND", value_parser = parse_kind)]
     pub kind: Option<Kind>,
+    #[command(flatten)]
+    pub report: ReportTo,
+    #[command(flatten)]
+    pub threads: Threads,
+    #[command(flatten)]
+    pub wait: Wait,
 }
 
 /// Where a monitored run reports besides its output.
@@ -228,6 +383,12 @@ pub struct ScanArgs {
     pub excludes: ExcludeArgs,
     #[command(flatten)]
     pub alerts: AlertArgs,
+    #[command(flatten)]
+    pub report: ReportTo,
+    #[command(flatten)]
+    pub threads: Threads,
+    #[command(flatten)]
+    pub wait: Wait,
 }
 
 /// What a scan leaves out (`vouch audit` has the same three options, which
@@ -244,6 +405,20 @@ pub struct ExcludeArgs {
     /// Read exclude globs from FILE, one a line (gitignore syntax); repeatable
     #[arg(long, value_name = "FILE")]
     pub exclude_from: Vec<PathBuf>,
+}
+
+/// `vouch audit`: the options of one audit, and those of the command line
+/// alone (a config section has its own `output`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct AuditCommand {
+    #[command(flatten)]
+    pub audit: AuditArgs,
+    #[command(flatten)]
+    pub report: ReportTo,
+    #[command(flatten)]
+    pub threads: Threads,
+    #[command(flatten)]
+    pub wait: Wait,
 }
 
 /// The options of one audit: `vouch audit`'s flags, and equally the keys of
@@ -408,6 +583,8 @@ pub struct MergeArgs {
     pub strict: bool,
     #[command(flatten)]
     pub alerts: AlertArgs,
+    #[command(flatten)]
+    pub report: ReportTo,
 }
 
 #[derive(Debug, Args)]
@@ -419,6 +596,18 @@ pub struct ReportArgs {
     /// their count); the exit status stays the whole run's
     #[arg(long, value_name = "KIND", value_parser = parse_kind)]
     pub kind: Option<Kind>,
+    #[command(flatten)]
+    pub report: ReportTo,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The list's format [default: table]
+    #[arg(long = "format", value_name = "FORMAT", value_parser = formats(HISTORY_FORMATS))]
+    pub format: Option<FormatArg>,
+    /// Write the list to FILE (atomically) instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -444,6 +633,11 @@ pub struct AcceptArgs {
     /// Forget the acceptances of PATH… (of --kind, or of any kind)
     #[arg(long, conflicts_with_all = ["reason", "until"])]
     pub remove: bool,
+    /// The format of --list [default: table]
+    #[arg(long = "format", value_name = "FORMAT", value_parser = formats(ACCEPT_FORMATS))]
+    pub format: Option<FormatArg>,
+    #[command(flatten)]
+    pub wait: Wait,
 }
 
 #[derive(Debug, Args)]
@@ -465,6 +659,12 @@ pub struct RunArgs {
     /// becomes K, so the shards of one host never share a file
     #[arg(long, value_name = "K/N", env = "VOUCH_SHARD")]
     pub shard: Option<String>,
+    #[command(flatten)]
+    pub report: ReportTo,
+    #[command(flatten)]
+    pub threads: Threads,
+    #[command(flatten)]
+    pub wait: Wait,
 }
 
 /// `--checks` and `checks = "…"`.

@@ -13,7 +13,8 @@ use anyhow::{Result, anyhow, bail};
 use clap::{CommandFactory, ValueEnum};
 
 use super::{
-    AuditArgs, ChecksArg, Cli, Command, Common, FormatArg, ManifestFormatArg, ModeArg, config,
+    AuditArgs, ChecksArg, Cli, Command, CommandOptions, Common, FormatArg, ManifestFormatArg,
+    ModeArg, config,
 };
 use crate::commands::accept::AcceptSettings;
 use crate::commands::audit::AuditSettings;
@@ -67,9 +68,10 @@ fn checks_level(a: Option<ChecksArg>) -> Level {
 /// Resolves the command line into a context and an invocation.
 pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
     let export = matches!(cli.command, Command::Export(_));
-    let mut ctx = context(&cli.common, export)?;
+    let opts = cli.options();
+    let mut ctx = context(&cli.common, &opts, export)?;
     ctx.kind = match &cli.command {
-        Command::Audit(a) => a.kind,
+        Command::Audit(a) => a.audit.kind,
         Command::Diff(a) => a.kind,
         Command::Verify(a) => a.kind,
         _ => None,
@@ -92,7 +94,7 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
             checks_budget: a.checks_budget.map_or(DEFAULT_CHECKS_BUDGET, |s| s.0),
             alerts: a.alerts.into(),
         }),
-        Command::Audit(a) => Invocation::Audit(resolve_audit(&a)?),
+        Command::Audit(a) => Invocation::Audit(resolve_audit(&a.audit)?),
         Command::Diff(a) => Invocation::Diff(DiffSettings {
             a: a.a,
             b: a.b,
@@ -101,7 +103,7 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
         }),
         Command::Export(a) => Invocation::Export(ExportSettings {
             root: a.root,
-            format: export_format(&cli.common)?,
+            format: export_format(&opts)?,
             copy: a.copy,
             rehash: a.rehash,
             shard: resolve_shard(a.shard.as_deref())?,
@@ -121,7 +123,7 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
             run: a.run,
             kind: a.kind,
         },
-        Command::History => Invocation::History,
+        Command::History(_) => Invocation::History,
         Command::Accept(a) => Invocation::Accept(resolve_accept(a)?),
         Command::Merge(a) => Invocation::Merge(MergeSettings {
             reports: a.reports,
@@ -163,22 +165,22 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
     Ok((ctx, inv))
 }
 
-fn context(common: &Common, export: bool) -> Result<Context> {
+fn context(common: &Common, opts: &CommandOptions, export: bool) -> Result<Context> {
     Ok(Context {
         index: common.index.clone().unwrap_or_else(default_index_path),
-        wait: common.wait,
+        wait: opts.wait,
         format: if export {
             Format::Table
         } else {
-            report_format(common)?
+            report_format(opts)?
         },
-        output: common
+        output: opts
             .output
             .as_deref()
             .map(|p| Target::parse(p.as_os_str()))
             .transpose()?,
         quiet: common.quiet,
-        threads: common.threads,
+        threads: opts.threads,
         kind: None,
         heading: None,
     })
@@ -408,8 +410,8 @@ fn per_shard(path: &std::ffi::OsStr, shard: Option<Shard>) -> Result<std::ffi::O
 }
 
 /// The report format; the export-only values are refused.
-fn report_format(common: &Common) -> Result<Format> {
-    Ok(match common.format_arg {
+fn report_format(opts: &CommandOptions) -> Result<Format> {
+    Ok(match opts.format {
         None | Some(FormatArg::Table) => Format::Table,
         Some(FormatArg::Json) => Format::Json,
         Some(FormatArg::Jsonl) => Format::Jsonl,
@@ -427,8 +429,8 @@ fn report_format(common: &Common) -> Result<Format> {
 }
 
 /// The manifest format of `export`.
-fn export_format(common: &Common) -> Result<ExportFormat> {
-    Ok(match common.format_arg {
+fn export_format(opts: &CommandOptions) -> Result<ExportFormat> {
+    Ok(match opts.format {
         Some(FormatArg::B3sum) => ExportFormat::B3sum,
         Some(FormatArg::Sha256sum) => ExportFormat::Sha256sum,
         Some(FormatArg::Bagit) => ExportFormat::Bagit,
@@ -689,5 +691,84 @@ mod tests {
         assert_eq!(bare.mode, Mode::Quick);
         assert_eq!(bare.timeout, Duration::from_secs(DEFAULT_TIMEOUT_SECS));
         assert_eq!(bare.min_coverage, DEFAULT_MIN_COVERAGE);
+    }
+
+    /// Options moved from global to the commands they apply to: after the
+    /// subcommand's name, or before it as when they were global, they
+    /// resolve alike (after wins); elsewhere, or with a value the command
+    /// does not take, the parser refuses them.
+    #[test]
+    fn options_before_or_after_the_subcommand_resolve_alike() {
+        let before = Cli::parse_from([
+            "vouch",
+            "--format",
+            "json",
+            "--threads",
+            "3",
+            "--wait",
+            "--output",
+            "/tmp/r.json",
+            "scan",
+            "/srv",
+        ]);
+        let after = Cli::parse_from([
+            "vouch",
+            "scan",
+            "/srv",
+            "--format",
+            "json",
+            "--threads",
+            "3",
+            "--wait",
+            "--output",
+            "/tmp/r.json",
+        ]);
+        let (a, inv_a) = resolve(before).unwrap();
+        let (b, inv_b) = resolve(after).unwrap();
+        assert_eq!((&a, &inv_a), (&b, &inv_b));
+        assert_eq!(a.format, Format::Json);
+        assert_eq!(a.threads, Some(3));
+        assert!(a.wait);
+        assert_eq!(a.output, Some(Target::Local("/tmp/r.json".into())));
+        let both = Cli::parse_from([
+            "vouch", "--format", "csv", "scan", "/srv", "--format", "json",
+        ]);
+        assert_eq!(resolve(both).unwrap().0.format, Format::Json);
+        let export = Cli::parse_from(["vouch", "export", "/srv", "--format", "bagit"]);
+        let (_, Invocation::Export(e)) = resolve(export).unwrap() else {
+            panic!("not an export");
+        };
+        assert_eq!(e.format, ExportFormat::Bagit);
+        for args in [
+            &["vouch", "man", "--threads", "2"][..],
+            &["vouch", "completions", "bash", "--format", "json"],
+            &["vouch", "report", "--wait"],
+            &["vouch", "report", "--threads", "2"],
+            &["vouch", "merge", "r.json", "--threads", "2"],
+            &["vouch", "history", "--format", "html"],
+            &["vouch", "accept", "--list", "--format", "csv"],
+            &["vouch", "scan", "/srv", "--format", "bagit"],
+            &[
+                "vouch", "audit", "/srv", "--remote", "/b", "--format", "b3sum",
+            ],
+            &["vouch", "export", "/srv", "--format", "csv"],
+        ] {
+            let e = Cli::try_parse_from(args).expect_err(&args.join(" "));
+            assert!(
+                matches!(
+                    e.kind(),
+                    clap::error::ErrorKind::UnknownArgument | clap::error::ErrorKind::InvalidValue
+                ),
+                "{args:?}: {e}"
+            );
+        }
+        // Before the name, the resolver still refuses a manifest format
+        // for a report.
+        let e = resolve(Cli::parse_from([
+            "vouch", "--format", "bagit", "scan", "/srv",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("is a manifest format"), "{e}");
     }
 }

@@ -32,6 +32,10 @@
 //! regular file. At most one byte more than its size is read (a map covers
 //! exactly the size), so a file that grows faster than it is read cannot
 //! hold the scan.
+//!
+//! Every function here takes a [`Meter`] and adds to it once per buffer
+//! read or mapped piece hashed (one relaxed atomic add), so progress moves
+//! while a large file is hashed, not only when it completes.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -48,6 +52,7 @@ use md5::Digest as _;
 
 use crate::engine::mapped::Map;
 use crate::model::Stat;
+use crate::out::Meter;
 
 /// Which digests to compute beside BLAKE3.
 #[derive(Debug, Clone, Copy, Default)]
@@ -139,9 +144,9 @@ const fn libc_o_noatime() -> i32 {
 }
 
 /// Hashes the regular file at `path`; returns the metadata the hash belongs
-/// to and the digests.
-pub fn hash_file(path: &Path, want: Want) -> Result<(Stat, Digests), HashError> {
-    hash_file_then(path, want, |_, _| ()).map(|(stat, digests, _)| (stat, digests))
+/// to and the digests. The bytes read are added to `meter` as they are.
+pub fn hash_file(path: &Path, want: Want, meter: &Meter) -> Result<(Stat, Digests), HashError> {
+    hash_file_then(path, want, meter, |_, _| ()).map(|(stat, digests, _)| (stat, digests))
 }
 
 /// Like [`hash_file`], then runs `after` on the same open file (with its
@@ -151,6 +156,7 @@ pub fn hash_file(path: &Path, want: Want) -> Result<(Stat, Digests), HashError> 
 pub fn hash_file_then<T>(
     path: &Path,
     want: Want,
+    meter: &Meter,
     mut after: impl FnMut(&mut File, u64) -> T,
 ) -> Result<(Stat, Digests, Option<T>), HashError> {
     let mut map = Map::supported();
@@ -167,7 +173,7 @@ pub fn hash_file_then<T>(
         }
         let before = Stat::of(&meta);
         let mapped = if map && before.size >= MAP_MIN {
-            match hash_mapped(&file, before.size, want, WINDOW) {
+            match hash_mapped(&file, before.size, want, WINDOW, meter) {
                 // A map covers exactly the size; one byte read past it
                 // must find the end, as a bounded read would (a file
                 // system whose sizes lag its content is not trusted).
@@ -195,7 +201,7 @@ pub fn hash_file_then<T>(
                 // growth, and a file growing faster than it is read cannot
                 // keep us here.
                 let mut bounded = (&file).take(before.size.saturating_add(1));
-                hash_reader(&mut bounded, before.size, want).map_err(HashError::Io)?
+                hash_reader(&mut bounded, before.size, want, meter).map_err(HashError::Io)?
             }
         };
         let now = Stat::of(&file.metadata().map_err(HashError::Io)?);
@@ -254,19 +260,25 @@ impl Stop {
 
 /// Hashes the first `size` bytes of `file` through maps of at most
 /// `window` bytes (a power of two, at least a page).
-fn hash_mapped(file: &File, size: u64, want: Want, window: u64) -> io::Result<Mapped> {
+fn hash_mapped(
+    file: &File,
+    size: u64,
+    want: Want,
+    window: u64,
+    meter: &Meter,
+) -> io::Result<Mapped> {
     if want.md5 || want.sha256 {
-        return hash_mapped_in_order(file, size, want, window);
+        return hash_mapped_in_order(file, size, want, window, meter);
     }
     let stop = AtomicBool::new(false);
     let root = if size <= window {
         let mut hasher = blake3::Hasher::new();
-        leaf(file, 0, size, &mut hasher, &stop).map(|crc| (hasher.finalize(), crc))
+        leaf(file, 0, size, &mut hasher, &stop, meter).map(|crc| (hasher.finalize(), crc))
     } else {
         let left = left_subtree_len(size);
         let (a, b) = rayon::join(
-            || subtree(file, 0, left, window, &stop),
-            || subtree(file, left, size - left, window, &stop),
+            || subtree(file, 0, left, window, &stop, meter),
+            || subtree(file, left, size - left, window, &stop, meter),
         );
         match (a, b) {
             (Ok((a, ca)), Ok((b, cb))) => Ok((
@@ -308,17 +320,18 @@ fn subtree(
     len: u64,
     window: u64,
     stop: &AtomicBool,
+    meter: &Meter,
 ) -> Result<(ChainingValue, u64), Stop> {
     if len <= window {
         let mut hasher = blake3::Hasher::new();
         hasher.set_input_offset(offset);
-        let crc = leaf(file, offset, len, &mut hasher, stop)?;
+        let crc = leaf(file, offset, len, &mut hasher, stop, meter)?;
         return Ok((hasher.finalize_non_root(), crc));
     }
     let left = left_subtree_len(len);
     let (a, b) = rayon::join(
-        || subtree(file, offset, left, window, stop),
-        || subtree(file, offset + left, len - left, window, stop),
+        || subtree(file, offset, left, window, stop, meter),
+        || subtree(file, offset + left, len - left, window, stop, meter),
     );
     match (a, b) {
         (Ok((a, ca)), Ok((b, cb))) => Ok((
@@ -338,6 +351,7 @@ fn leaf(
     len: u64,
     hasher: &mut blake3::Hasher,
     stop: &AtomicBool,
+    meter: &Meter,
 ) -> Result<u64, Stop> {
     if stop.load(Ordering::Relaxed) {
         return Err(Stop::Skipped);
@@ -356,6 +370,7 @@ fn leaf(
         hasher.update(bytes);
         crc64nvme(bytes)
     };
+    meter.add(len);
     if map.faulted() {
         return Err(fail(Stop::Faulted));
     }
@@ -364,7 +379,13 @@ fn leaf(
 
 /// Maps window after window in file order, for the digests (MD5, SHA-256)
 /// that cannot be computed in pieces; BLAKE3 runs beside them.
-fn hash_mapped_in_order(file: &File, size: u64, want: Want, window: u64) -> io::Result<Mapped> {
+fn hash_mapped_in_order(
+    file: &File,
+    size: u64,
+    want: Want,
+    window: u64,
+    meter: &Meter,
+) -> io::Result<Mapped> {
     let mut hasher = blake3::Hasher::new();
     let mut md5 = want.md5.then(md5::Md5::new);
     let mut sha256 = want.sha256.then(sha2::Sha256::new);
@@ -388,6 +409,7 @@ fn hash_mapped_in_order(file: &File, size: u64, want: Want, window: u64) -> io::
                 }
             },
         );
+        meter.add(len);
         if map.faulted() {
             return Ok(Mapped::Faulted);
         }
@@ -402,11 +424,13 @@ fn hash_mapped_in_order(file: &File, size: u64, want: Want, window: u64) -> io::
 }
 
 /// Hashes everything `reader` yields; returns the digests and the byte
-/// count. `size_hint` picks the strategy (multi-threaded for large input).
+/// count. `size_hint` picks the strategy (multi-threaded for large input);
+/// each buffer read is added to `meter`.
 pub fn hash_reader(
     reader: &mut impl Read,
     size_hint: u64,
     want: Want,
+    meter: &Meter,
 ) -> io::Result<(Digests, u64)> {
     let mut hasher = blake3::Hasher::new();
     let mut md5 = want.md5.then(md5::Md5::new);
@@ -439,6 +463,7 @@ pub fn hash_reader(
                 s.update(data);
             }
             total += n as u64;
+            meter.add(n as u64);
             if n < chunk {
                 break;
             }
@@ -477,6 +502,10 @@ pub fn symlink_hash(target: &[u8]) -> [u8; 32] {
 mod tests {
     use super::*;
 
+    fn no_meter() -> Meter {
+        Meter::default()
+    }
+
     #[test]
     fn small_and_large_strategies_agree_with_one_shot_blake3() {
         let data: Vec<u8> = (0..(LARGE_FILE as usize + 12345))
@@ -486,8 +515,8 @@ mod tests {
             md5: true,
             sha256: true,
         };
-        let (large, n) = hash_reader(&mut &data[..], data.len() as u64, want).unwrap();
-        let (small, m) = hash_reader(&mut &data[..], 0, want).unwrap();
+        let (large, n) = hash_reader(&mut &data[..], data.len() as u64, want, &no_meter()).unwrap();
+        let (small, m) = hash_reader(&mut &data[..], 0, want, &no_meter()).unwrap();
         assert_eq!(n, data.len() as u64);
         assert_eq!(m, n);
         assert_eq!(large, small);
@@ -495,7 +524,8 @@ mod tests {
         assert_eq!(large.crc64nvme, crc64nvme(&data).to_be_bytes());
         // CRC64NVME's check value (the mapped path, whose pieces combine,
         // is compared with this one below).
-        let (check, _) = hash_reader(&mut &b"123456789"[..], 9, Want::default()).unwrap();
+        let (check, _) =
+            hash_reader(&mut &b"123456789"[..], 9, Want::default(), &no_meter()).unwrap();
         assert_eq!(check.crc64nvme, 0xAE8B_1486_0A79_9888u64.to_be_bytes());
     }
 
@@ -530,10 +560,13 @@ mod tests {
                         sha256: true,
                     },
                 ] {
-                    let Ok(Mapped::Hashed(d)) = hash_mapped(&f, len as u64, want, window) else {
+                    let Ok(Mapped::Hashed(d)) =
+                        hash_mapped(&f, len as u64, want, window, &no_meter())
+                    else {
                         panic!("not hashed: len {len} window {window}");
                     };
-                    let (expected, _) = hash_reader(&mut &data[..len], 0, want).unwrap();
+                    let (expected, _) =
+                        hash_reader(&mut &data[..len], 0, want, &no_meter()).unwrap();
                     assert_eq!(d, expected, "len {len} window {window} {want:?}");
                 }
             }
@@ -555,7 +588,7 @@ mod tests {
             },
         ] {
             assert!(matches!(
-                hash_mapped(&f, data.len() as u64, want, 64 << 10),
+                hash_mapped(&f, data.len() as u64, want, 64 << 10, &no_meter()),
                 Ok(Mapped::Faulted)
             ));
         }
@@ -568,15 +601,19 @@ mod tests {
             let data: Vec<u8> = (0..len).map(|i| (i % 241) as u8).collect();
             let path = dir.path().join(format!("f{len}"));
             std::fs::write(&path, &data).unwrap();
+            // The meter counts every byte, read or mapped, as it goes.
+            let meter = Meter::default();
             let (stat, d) = hash_file(
                 &path,
                 Want {
                     md5: true,
                     sha256: true,
                 },
+                &meter,
             )
             .unwrap();
             assert_eq!(stat.size, len as u64);
+            assert_eq!(meter.get(), len as u64);
             let (expected, _) = hash_reader(
                 &mut &data[..],
                 0,
@@ -584,13 +621,16 @@ mod tests {
                     md5: true,
                     sha256: true,
                 },
+                &meter,
             )
             .unwrap();
+            assert_eq!(meter.get(), 2 * len as u64);
             assert_eq!(d, expected);
             assert_eq!(
-                hash_file(&path, Want::default()).unwrap().1.blake3,
+                hash_file(&path, Want::default(), &meter).unwrap().1.blake3,
                 *blake3::hash(&data).as_bytes()
             );
+            assert_eq!(meter.get(), 3 * len as u64);
         }
     }
 }

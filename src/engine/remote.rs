@@ -34,6 +34,7 @@ use object_store::{BackoffConfig, ClientConfigKey, GetOptions, ObjectStore, Retr
 use crate::engine::proof::probe::{Backend, Prober};
 use crate::engine::s3list::S3Lister;
 use crate::model::{Listed, ReadError, paths};
+use crate::out::Meter;
 
 /// How patient to be with a remote.
 #[derive(Debug, Clone)]
@@ -747,7 +748,11 @@ fn list_dir(dir: std::path::PathBuf, id: String) -> BoxStream<'static, Result<Li
 /// Hashes one file of a directory remote, pinned to `etag` like an S3
 /// read: a file replaced or rewritten before or while it is read is
 /// `Changed`, never a hash of something else.
-fn read_dir_file(path: &FsPath, etag: Option<&str>) -> Result<([u8; 32], u64), ReadError> {
+fn read_dir_file(
+    path: &FsPath,
+    etag: Option<&str>,
+    meter: &Meter,
+) -> Result<([u8; 32], u64), ReadError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
@@ -770,7 +775,7 @@ fn read_dir_file(path: &FsPath, etag: Option<&str>) -> Result<([u8; 32], u64), R
     }
     let mut bounded = (&file).take(before.len().saturating_add(1));
     let (digests, n) =
-        crate::engine::hash::hash_reader(&mut bounded, before.len(), Default::default())
+        crate::engine::hash::hash_reader(&mut bounded, before.len(), Default::default(), meter)
             .map_err(|e| ReadError::Other(e.to_string()))?;
     let after = file
         .metadata()
@@ -849,18 +854,23 @@ impl Remote {
     }
 
     /// Streams one object through BLAKE3. `etag`, when known, pins the
-    /// read to the listed version. Returns the hash and the bytes read.
+    /// read to the listed version. Returns the hash and the bytes read;
+    /// each chunk is added to `meter` as it arrives.
     pub async fn read_hash(
         &self,
         key: &[u8],
         etag: Option<&str>,
+        meter: &Meter,
     ) -> Result<([u8; 32], u64), ReadError> {
         if let Some(dir) = &self.dir {
             let path = paths::fs_path(dir, key);
             let etag = etag.map(str::to_string);
-            return tokio::task::spawn_blocking(move || read_dir_file(&path, etag.as_deref()))
-                .await
-                .map_err(|e| ReadError::Other(e.to_string()))?;
+            let meter = meter.clone();
+            return tokio::task::spawn_blocking(move || {
+                read_dir_file(&path, etag.as_deref(), &meter)
+            })
+            .await
+            .map_err(|e| ReadError::Other(e.to_string()))?;
         }
         let location = self.location(key)?;
         let options = GetOptions {
@@ -880,6 +890,7 @@ impl Remote {
             let chunk = chunk.map_err(|e| self.read_error(e, key))?;
             hasher.update(&chunk);
             total += chunk.len() as u64;
+            meter.add(chunk.len() as u64);
         }
         Ok((*hasher.finalize().as_bytes(), total))
     }

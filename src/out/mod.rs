@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::model::{Finding, Kind};
 
-pub use progress::{Bar, Lines, Progress, Silent};
+pub use progress::{Bar, Lines, Meter, Progress, Silent, Total};
 pub use report::{Format, Report};
 
 /// Where findings go.

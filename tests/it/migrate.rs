@@ -755,9 +755,18 @@ fn format_means_the_manifest_for_export_and_the_report_elsewhere() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // diff's --format offers only the report formats (the parser refuses
+    // the others); before the subcommand the resolver does.
     let out = env
         .vouch()
         .args(["diff", &root, &root, "--format", "b3sum"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_of(&out).contains("[possible values: table, json, jsonl, csv, html]"));
+    let out = env
+        .vouch()
+        .args(["--format", "b3sum", "diff", &root, &root])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -1044,3 +1044,183 @@ fn progress_off_a_terminal_is_a_line_on_stderr_at_an_interval() {
     let (_, stderr) = scan(None, &["--rehash"]);
     assert!(!stderr.contains("vouch: scanning"), "{stderr:?}");
 }
+
+/// The bytes of a progress line (`1.25 GiB` in `…, 1.25 GiB of 2.00 GiB
+/// hashed (…`), after the files count.
+fn progress_bytes(line: &str) -> u64 {
+    let after = line
+        .split(" files, ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{line}"));
+    let mut words = after.split(' ');
+    let number: f64 = words
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("{line}"));
+    let unit = match words.next().unwrap() {
+        "B" => 1u64,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        u => panic!("unit {u} in {line}"),
+    };
+    (number * unit as f64) as u64
+}
+
+/// Issue 14, progress that moves: bytes are counted as they are read, so
+/// off a terminal the lines move while one large file is hashed (before
+/// it completes), with its total once the walk has ended, a percentage and
+/// an ETA in human units. Before, the bytes moved only when a file
+/// completed: every line of this scan said `0 files`, with no bytes.
+#[test]
+fn progress_moves_while_one_large_file_is_hashed() {
+    let env = Env::new();
+    // 1 GiB, sparse: nothing on disk, every byte mapped and hashed.
+    let big = env.root.join("big.bin");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let root = env.root.to_str().unwrap();
+    let out = env
+        .vouch()
+        .env("VOUCH_PROGRESS_INTERVAL", "0.05")
+        .args(["scan", root, "--threads", "1", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let stderr = stderr_of(&out);
+    // Lines written while the file was being hashed: no file done yet.
+    let moving: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("vouch: scanning: 0 ") && l.contains(" hashed ("))
+        .collect();
+    assert!(moving.len() >= 2, "{stderr}");
+    let bytes: Vec<u64> = moving.iter().map(|l| progress_bytes(l)).collect();
+    assert!(bytes.windows(2).all(|w| w[0] <= w[1]), "{stderr}");
+    assert!(bytes.iter().any(|&b| b > 0 && b < 1 << 30), "{stderr}");
+    assert!(bytes.first() < bytes.last(), "not moving: {stderr}");
+    // The walk has ended at once: the exact total, a percentage, an ETA.
+    let with_total = moving
+        .iter()
+        .find(|l| l.contains(" of 1.00 GiB hashed (") && progress_bytes(l) > 0)
+        .unwrap_or_else(|| panic!("no total: {stderr}"));
+    assert!(
+        with_total.starts_with("vouch: scanning: 0 of 1 files, "),
+        "{with_total}"
+    );
+    assert!(
+        with_total.contains("%, ") && with_total.contains("/s, ETA "),
+        "{with_total}"
+    );
+}
+
+/// A deep audit reads the backup with the bytes moving as they arrive,
+/// against the total of what it reads.
+#[test]
+fn a_deep_audit_shows_the_bytes_read_of_the_total() {
+    let env = Env::new();
+    let backup = env.dir.path().join("backup");
+    std::fs::create_dir_all(&backup).unwrap();
+    for dir in [&env.root, &backup] {
+        std::fs::File::create(dir.join("big.bin"))
+            .unwrap()
+            .set_len(512 << 20)
+            .unwrap();
+    }
+    let root = env.root.to_str().unwrap();
+    let out = env.vouch().args(["-q", "scan", root]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let out = env
+        .vouch()
+        .env("VOUCH_PROGRESS_INTERVAL", "0.05")
+        .args(["audit", root, "--remote", backup.to_str().unwrap()])
+        .args(["--no-scan", "--mode", "deep", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let stderr = stderr_of(&out);
+    let reading: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("vouch: auditing: ") && l.contains("512.00 MiB read ("))
+        .collect();
+    assert!(!reading.is_empty(), "{stderr}");
+    let partial = reading
+        .iter()
+        .find(|l| progress_bytes(l) < 512 << 20)
+        .unwrap_or_else(|| panic!("no line before the read completed: {stderr}"));
+    assert!(
+        partial.contains(" of ") && partial.contains("%, "),
+        "{partial}"
+    );
+}
+
+/// Issue 14, options only where they apply: `--threads` is listed under
+/// the commands that hash and nowhere else, each `--format` offers only
+/// the values its command takes, and the old places (before the
+/// subcommand, as when the options were global) still work.
+#[test]
+fn options_are_listed_only_where_they_apply() {
+    let env = Env::new();
+    env.write("a.txt", b"a\n");
+    let root = env.root.to_str().unwrap();
+    let help = |sub: &str| {
+        let out = env.vouch().args([sub, "--help"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{sub}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let man = help("man");
+    for option in ["--threads", "--wait", "--format", "--output"] {
+        assert!(!man.contains(option), "vouch man lists {option}: {man}");
+    }
+    assert!(man.contains("--index") && man.contains("--quiet"), "{man}");
+    let scan = help("scan");
+    for option in ["--threads", "--wait", "--format", "--output"] {
+        assert!(scan.contains(option), "vouch scan lacks {option}: {scan}");
+    }
+    assert!(scan.contains("html"), "{scan}");
+    assert!(!scan.contains("bagit") && !scan.contains("b3sum"), "{scan}");
+    let export = help("export");
+    assert!(
+        export.contains("bagit") && !export.contains("jsonl"),
+        "{export}"
+    );
+    let report = help("report");
+    assert!(
+        !report.contains("--threads") && !report.contains("--wait"),
+        "{report}"
+    );
+    // Refused by the parser: exit 2, one clear message.
+    let out = env
+        .vouch()
+        .args(["man", "--threads", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("'--threads'"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = env
+        .vouch()
+        .args(["scan", root, "--format", "bagit"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("[possible values: table, json, jsonl, csv, html]"),
+        "{err}"
+    );
+    // Before the subcommand, as when they were global: still taken.
+    let out = env
+        .vouch()
+        .args(["--format", "json", "--threads", "1", "--wait", "scan", root])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["summary"]["command"], "scan", "{doc}");
+}

@@ -54,6 +54,8 @@ pub(super) fn merge(
             })
         })
     };
+    // The bytes queued for reading: the progress total once all are.
+    let queued = std::cell::Cell::new(0u64);
     merge_join(locals, remotes, |pair| {
         // What the excludes leave out is counted, never judged.
         let excluded = match &pair {
@@ -256,12 +258,18 @@ pub(super) fn merge(
                         .remote(describe_remote(&obj))
                         .detail(why),
                 )),
-                Decision::Read => reads
-                    .blocking_send(ReadTask { local, remote: obj })
-                    .map_err(|_| anyhow!("object readers stopped")),
+                Decision::Read => {
+                    queued.set(queued.get() + obj.size);
+                    reads
+                        .blocking_send(ReadTask { local, remote: obj })
+                        .map_err(|_| anyhow!("object readers stopped"))
+                }
             }
             }
         }
+    })?;
+    send(Event::AllQueued {
+        read_bytes: queued.get(),
     })
 }
 

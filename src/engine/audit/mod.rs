@@ -41,7 +41,7 @@ use crate::model::verdict;
 use crate::model::{
     Acceptance, Entry, Finding, Kind, Proof, ReadError, RemoteRow, format_time, now_unix, paths,
 };
-use crate::out::{Progress, Sink};
+use crate::out::{Meter, Progress, Sink, Total};
 use crate::store::{Batch, Index};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -402,6 +402,10 @@ pub(crate) enum Event {
     },
     MarkerSkipped,
     ArchivedNotRead,
+    /// The merger is done: every read is queued, of `read_bytes` in all.
+    AllQueued {
+        read_bytes: u64,
+    },
     Failed(anyhow::Error),
 }
 
@@ -530,6 +534,25 @@ fn audit_run(
         HashSet::new()
     };
 
+    // Bytes move as objects are read; a deep run reads at most what the
+    // backup holds of the manifest, a scrub at most its budget (the exact
+    // total comes when the merger has queued every read).
+    let reading = !opts.dry_run && matches!(opts.mode, Mode::Deep | Mode::Scrub);
+    let meter = if reading {
+        let meter = progress.meter("read");
+        progress.total(Total {
+            files: None,
+            bytes: Some(match opts.mode {
+                Mode::Scrub => health.held_bytes.min(opts.scrub_budget),
+                _ => health.held_bytes,
+            }),
+            exact: false,
+        });
+        meter
+    } else {
+        Meter::default()
+    };
+
     // 2-4. Merge (a thread), read (the runtime), record (this thread).
     let mut recorder = Recorder {
         summary: AuditSummary {
@@ -559,6 +582,7 @@ fn audit_run(
         refusals: Default::default(),
         sink,
         progress,
+        reading,
     };
     // A stopped backup is one `stale` (path ""), not one more per file:
     // with the whole backup stale, the files' copies are judged as usual
@@ -611,7 +635,13 @@ fn audit_run(
         let reader_events = event_tx.clone();
         let handle = runtime.handle().clone();
         scope.spawn(move || {
-            handle.block_on(reads::read_objects(remote, read_rx, jobs, reader_events));
+            handle.block_on(reads::read_objects(
+                remote,
+                read_rx,
+                jobs,
+                reader_events,
+                meter,
+            ));
         });
         let prover_events = event_tx;
         let handle = runtime.handle().clone();
@@ -772,6 +802,8 @@ struct Recorder<'a> {
     refusals: [Refusals; 2],
     sink: &'a mut dyn Sink,
     progress: &'a dyn Progress,
+    /// Objects are read in this run (deep, scrub): their total is shown.
+    reading: bool,
 }
 
 impl Recorder<'_> {
@@ -850,6 +882,15 @@ impl Recorder<'_> {
                 }
                 Event::MarkerSkipped => self.summary.directory_markers_skipped += 1,
                 Event::ArchivedNotRead => self.summary.archived_not_read += 1,
+                Event::AllQueued { read_bytes } => {
+                    if self.reading {
+                        self.progress.total(Total {
+                            files: None,
+                            bytes: Some(read_bytes),
+                            exact: true,
+                        });
+                    }
+                }
                 Event::Finding(f) => self.report(batch, f)?,
                 Event::Verified {
                     size,
@@ -898,7 +939,6 @@ impl Recorder<'_> {
                         self.read_within(self.now, task.remote.size);
                         self.proven("blake3-read", task.remote.size);
                     }
-                    self.progress.bytes("read", self.summary.bytes_read);
                     if let Some(f) = f {
                         self.report(batch, f)?;
                     }

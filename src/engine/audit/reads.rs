@@ -12,6 +12,7 @@ use super::{AuditSummary, Event, ReadTask, describe_remote};
 use crate::engine::remote::Remote;
 use crate::engine::scan::describe;
 use crate::model::{Finding, Kind, Proof, ReadError};
+use crate::out::Meter;
 use crate::store::Batch;
 
 /// Applies the result of reading one object; returns its finding, if any.
@@ -98,19 +99,22 @@ pub(super) fn settle_read(
     })
 }
 
-/// Reads queued objects, `jobs` at a time.
+/// Reads queued objects, `jobs` at a time, adding the bytes to `meter` as
+/// they arrive.
 pub(super) async fn read_objects(
     remote: &Remote,
     tasks: tokio::sync::mpsc::Receiver<ReadTask>,
     jobs: usize,
     events: mpsc::SyncSender<Event>,
+    meter: Meter,
 ) {
     super::queue(tasks)
         .for_each_concurrent(jobs, |task| {
             let events = events.clone();
+            let meter = &meter;
             async move {
                 let result = remote
-                    .read_hash(&task.remote.key, task.remote.etag.as_deref())
+                    .read_hash(&task.remote.key, task.remote.etag.as_deref(), meter)
                     .await;
                 let _ = events.send(Event::Read {
                     task: Box::new(task),

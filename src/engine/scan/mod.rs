@@ -39,7 +39,7 @@ use crate::engine::hash::{self, Digests, HashError, Want};
 use crate::engine::merkle::{DirHash, Folder};
 use crate::engine::shard::Shard;
 use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry, Stat, format_time};
-use crate::out::{Progress, Sink};
+use crate::out::{Meter, Progress, Sink, Total};
 use crate::store::{Index, Rows};
 
 #[derive(Debug, Clone, Default)]
@@ -284,6 +284,21 @@ pub fn scan(
     let acceptor = Acceptor::load(index, root_id)?;
 
     progress.begin("scanning");
+    // The bytes move as they are hashed; the baseline's totals are what
+    // this scan will count, roughly (its files; with --rehash its bytes),
+    // until the walk ends and says exactly.
+    let meter = progress.meter("hashed");
+    let baseline_totals = match baseline {
+        Some(b) => Some(index.file_totals_at_run(root_id, b)?),
+        None => None,
+    };
+    if let Some((files, bytes)) = baseline_totals {
+        progress.total(Total {
+            files: Some(files),
+            bytes: opts.rehash.then_some(bytes),
+            exact: false,
+        });
+    }
     let mut summary = ScanSummary {
         run_id,
         root_id,
@@ -330,6 +345,7 @@ pub fn scan(
                 shard,
                 job_tx,
                 walker_events.clone(),
+                progress,
             ) {
                 Ok(found) => Some(found),
                 Err(e) => {
@@ -340,7 +356,8 @@ pub fn scan(
         });
         let hasher_events = event_tx;
         let budget = &budget;
-        scope.spawn(move || hash_jobs(job_rx, hasher_events, want, checks_level, budget));
+        let meter = &meter;
+        scope.spawn(move || hash_jobs(job_rx, hasher_events, want, checks_level, budget, meter));
 
         let mut batch = index.batch()?;
         let result = writer::write_events(
@@ -372,9 +389,9 @@ pub fn scan(
             Some(prev) => shrunk_reference(index, root_id, prev)?,
             None => None,
         };
-        let before = match carried {
-            Some(totals) => totals,
-            None => index.file_totals_at_run(root_id, b)?,
+        let before = match (carried, baseline_totals) {
+            (Some(totals), _) | (None, Some(totals)) => totals,
+            (None, None) => index.file_totals_at_run(root_id, b)?,
         };
         let after = index.file_totals_at_run(root_id, run_id)?;
         if let Some(mut f) = tree_shrunk(t, before, after) {
@@ -600,6 +617,7 @@ fn hash_jobs(
     want: Want,
     level: Level,
     budget: &Budget,
+    meter: &Meter,
 ) {
     jobs.into_iter()
         .par_bridge()
@@ -607,18 +625,18 @@ fn hash_jobs(
             // One hand-off to the writer per batch, as from the walker.
             let hashed = batch
                 .into_iter()
-                .map(|job| hash_job(job, want, level, budget))
+                .map(|job| hash_job(job, want, level, budget, meter))
                 .collect();
             let _ = events.send(Event::Many(hashed));
         });
 }
 
-fn hash_job(job: Job, want: Want, level: Level, budget: &Budget) -> Event {
+fn hash_job(job: Job, want: Want, level: Level, budget: &Budget, meter: &Meter) -> Event {
     let (result, check) = if level == Level::None {
-        (hash::hash_file(&job.path, want), None)
+        (hash::hash_file(&job.path, want, meter), None)
     } else {
         // A read error during the check is not damage: no check.
-        match hash::hash_file_then(&job.path, want, |file, size| {
+        match hash::hash_file_then(&job.path, want, meter, |file, size| {
             checks::check(file, size, level, budget).ok().flatten()
         }) {
             Ok((stat, digests, check)) => (Ok((stat, digests)), check.flatten()),

@@ -14,12 +14,15 @@ use crate::engine::hash::{self, Want};
 use crate::engine::shard::Shard;
 use crate::engine::walk::{self, Item};
 use crate::model::{Entry, EntryKind, NewEntry, paths};
+use crate::out::{Progress, Total};
 use crate::store::{Index, Rows};
 
 /// The walker: merge-joins the sorted walk with the sorted manifest.
 /// Returns the excludes in force (with every `.vouchignore` found) and how
 /// many entries they left out. A manifest row they exclude is passed over:
-/// not compared, and not closed as deleted either.
+/// not compared, and not closed as deleted either. When the walk ends it
+/// tells `progress` how many files the scan counts and how many bytes it
+/// hashes in all.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn walk_and_merge(
     index_path: &Path,
@@ -32,12 +35,15 @@ pub(super) fn walk_and_merge(
     shard: Option<Shard>,
     jobs: SyncSender<Vec<Job>>,
     events: SyncSender<Event>,
+    progress: &dyn Progress,
 ) -> Result<(Excludes, u64)> {
     let mut jobs = JobBatch {
         jobs,
         buf: Vec::new(),
         bytes: 0,
     };
+    // What the scan will count (files and symlinks) and hash, in all.
+    let (mut files, mut to_hash) = (0u64, 0u64);
     // Its own read-only connection, in one read transaction: the manifest
     // as it was when the scan began, whatever the writer commits meanwhile.
     let reader = Index::open_read_only(index_path)?;
@@ -132,6 +138,9 @@ pub(super) fn walk_and_merge(
             }
             matched
         };
+        if matches!(&item, Item::Entry { kind, .. } if *kind != EntryKind::Dir) {
+            files += 1;
+        }
         match item {
             Item::Unreadable { key, is_dir, error } => {
                 if is_dir {
@@ -199,6 +208,7 @@ pub(super) fn walk_and_merge(
                     if trusted && !rehash {
                         unchanged(kind)?;
                     } else {
+                        to_hash += stat.size;
                         jobs.push(Job { key, path, old }, stat.size)?;
                     }
                 }
@@ -206,6 +216,11 @@ pub(super) fn walk_and_merge(
         }
     }
     jobs.flush()?;
+    progress.total(Total {
+        files: Some(files),
+        bytes: Some(to_hash),
+        exact: true,
+    });
     let excluded = walk.excluded();
     // A `.vouchignore` that stopped the walk fails the scan before any
     // row after it could be taken for deleted.

@@ -198,7 +198,6 @@ fn settle_hashed(
             summary.files += 1;
             progress.advance(1);
             summary.bytes_hashed += stat.size;
-            progress.bytes("hashed", summary.bytes_hashed);
             if stat.mtime_ns >= ctx.start_ns - RACY_WINDOW_NS {
                 stat.ctime_ns = RACY_CTIME;
             }
