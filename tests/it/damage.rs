@@ -628,3 +628,271 @@ fn tiff_cut_and_xz_bzip2_corrupt_inside_are_damaged() {
     );
     assert!(found[1].1.starts_with("xz data is corrupt: "), "{found:?}");
 }
+
+/// Unpacks the checked-in `pg_basebackup -Ft -X stream` (made by
+/// scripts/gen-check-fixtures) under ROOT/`rel`; returns the tablespace OID.
+fn tar_basebackup(env: &Env, rel: &str) -> (PathBuf, String) {
+    let dir = env.root.join(rel);
+    std::fs::create_dir_all(&dir).unwrap();
+    let xz = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/checks/pg-basebackup-tar.tar.xz");
+    sh(&dir, "tar", &["xJf", xz.to_str().unwrap()]);
+    let oid = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find_map(|n| {
+            n.strip_suffix(".tar")
+                .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+                .map(str::to_string)
+        })
+        .unwrap();
+    (dir, oid)
+}
+
+fn sh(dir: &Path, cmd: &str, args: &[&str]) {
+    let st = Command::new(cmd)
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{cmd} {args:?}");
+}
+
+/// The regular-file members of an uncompressed tar: (name, data offset, size).
+fn tar_members(tar: &[u8]) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + 512 <= tar.len() && tar[pos..pos + 512].iter().any(|&b| b != 0) {
+        let h = &tar[pos..pos + 512];
+        let field = |r: std::ops::Range<usize>| {
+            let f = &h[r];
+            let end = f.iter().position(|&b| b == 0).unwrap_or(f.len());
+            String::from_utf8_lossy(&f[..end]).trim().to_string()
+        };
+        let name = field(0..100);
+        let size = usize::from_str_radix(&field(124..136), 8).unwrap();
+        if matches!(h[156], b'0' | 0) {
+            out.push((name, pos + 512, size));
+        }
+        pos += 512 + size.div_ceil(512) * 512;
+    }
+    out
+}
+
+/// Removes member `name` from the tar at `path` (GNU tar --delete damages
+/// the member before it in an archive not padded to 10 KiB records, as
+/// pg_basebackup's are not).
+fn tar_delete(path: &Path, name: &str) {
+    let mut tar = std::fs::read(path).unwrap();
+    let (_, off, size) = tar_members(&tar)
+        .into_iter()
+        .find(|(n, _, _)| n == name)
+        .unwrap();
+    tar.drain(off - 512..off + size.div_ceil(512) * 512);
+    std::fs::write(path, tar).unwrap();
+}
+
+/// Renames member `from` to `to` (same length) in the tar at `path`.
+fn tar_rename(path: &Path, from: &str, to: &str) {
+    let mut tar = std::fs::read(path).unwrap();
+    let (_, off, _) = tar_members(&tar)
+        .into_iter()
+        .find(|(n, _, _)| n == from)
+        .unwrap();
+    let h = &mut tar[off - 512..off];
+    h[..to.len()].copy_from_slice(to.as_bytes());
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| b as u32).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    std::fs::write(path, tar).unwrap();
+}
+
+/// The segment name before `seg` (same timeline).
+fn segment_before(seg: &str) -> String {
+    let n = u64::from_str_radix(&seg[8..], 16).unwrap() - 1;
+    format!("{}{:016X}", &seg[..8], n)
+}
+
+/// The WAL segment names a tar holds.
+fn wal_segments(tar: &Path) -> Vec<String> {
+    let out = Command::new("tar").arg("tf").arg(tar).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.len() == 24)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_tar_format_pg_basebackup_is_verified_member_by_member_with_its_wal() {
+    let env = Env::new();
+    let (bt, oid) = tar_basebackup(&env, "pg/tar");
+    let (bz, _) = tar_basebackup(&env, "pg/tgz");
+    for a in [
+        "base.tar".to_string(),
+        format!("{oid}.tar"),
+        "pg_wal.tar".into(),
+    ] {
+        sh(&bz, "gzip", &["-n", &a]);
+    }
+    let root = env.root.to_str().unwrap().to_string();
+    for level in ["fast", "full"] {
+        let (code, doc) = env.json(&["scan", &root, "--checks", level]);
+        assert_eq!((code, counter(&doc, "damaged")), (0, 0), "{level}: {doc}");
+    }
+    let seg = wal_segments(&bt.join("pg_wal.tar")).remove(0);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(bt.join("backup_manifest")).unwrap()).unwrap();
+    let range = &manifest["WAL-Ranges"][0];
+
+    // A member removed, a file slipped in, the WAL segment lost; in the
+    // gzip'd copy, a member removed.
+    tar_delete(&bt.join("base.tar"), "global/pg_control");
+    std::fs::write(bt.join("extra.conf"), b"work_mem = 1GB\n").unwrap();
+    sh(
+        &bt,
+        "python3",
+        &[
+            "-c",
+            "import tarfile\nwith tarfile.open('base.tar', 'a', format=tarfile.USTAR_FORMAT) as t: t.add('extra.conf')",
+        ],
+    );
+    std::fs::remove_file(bt.join("extra.conf")).unwrap();
+    tar_rename(&bt.join("pg_wal.tar"), &seg, &segment_before(&seg));
+    sh(&bz, "gunzip", &[&format!("{oid}.tar.gz")]);
+    let ts_file = {
+        let out = Command::new("tar")
+            .arg("tf")
+            .arg(bz.join(format!("{oid}.tar")))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| !l.ends_with('/'))
+            .unwrap()
+            .to_string()
+    };
+    tar_delete(&bz.join(format!("{oid}.tar")), &ts_file);
+    sh(&bz, "gzip", &["-n", &format!("{oid}.tar")]);
+    for p in [
+        bt.join("base.tar"),
+        bt.join("pg_wal.tar"),
+        bz.join(format!("{oid}.tar.gz")),
+    ] {
+        set_mtime(&p, 1_600_300_000);
+    }
+    let base = (
+        "pg/tar/base.tar".to_string(),
+        "base.tar lacks global/pg_control listed in backup_manifest; base.tar holds extra.conf, \
+         which backup_manifest does not list: it was added after the backup"
+            .to_string(),
+    );
+    let wal = (
+        "pg/tar/pg_wal.tar".to_string(),
+        format!(
+            "pg_wal.tar lacks WAL segment {seg} that restoring the backup needs (WAL from {} to {} on timeline 1)",
+            range["Start-LSN"].as_str().unwrap(),
+            range["End-LSN"].as_str().unwrap()
+        ),
+    );
+    // fast: the uncompressed archives' headers; a .tar.gz is not opened.
+    let (code, doc) = env.json(&["scan", &root, "--checks", "fast"]);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(damaged(&doc), vec![base.clone(), wal.clone()]);
+    // full: the .tar.gz decompressed too.
+    let (code, doc) = env.json(&["scan", &root, "--checks", "full"]);
+    assert_eq!(code, 1, "{doc}");
+    let tgz = (
+        format!("pg/tgz/{oid}.tar.gz"),
+        format!(
+            "{oid}.tar.gz lacks pg_tblspc/{oid}/{} listed in backup_manifest",
+            ts_file.trim_start_matches("./")
+        ),
+    );
+    assert_eq!(damaged(&doc), vec![base, wal, tgz]);
+    // Nothing changed: nothing read again.
+    let (code, again) = env.json(&["scan", &root, "--checks", "full"]);
+    assert_eq!(code, 1);
+    assert_eq!(counter(&again, "check_bytes"), 0);
+    assert_eq!(damaged(&again), damaged(&doc));
+}
+
+/// `pg_verifybackup DIR` (parsing the WAL with pg_waldump) when the
+/// PostgreSQL tools are installed: (success, stderr).
+fn pg_verifybackup_wal(dir: &Path) -> Option<(bool, String)> {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin/pg_verifybackup"))
+        .find(|p| p.exists())?;
+    let out = Command::new(bin).arg(dir).output().unwrap();
+    Some((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[test]
+fn a_plain_pg_basebackup_with_wal_agrees_with_pg_verifybackup() {
+    let env = Env::new();
+    // The tar fixture unpacked as pg_basebackup -Fp -X stream lays it out.
+    let (bt, oid) = tar_basebackup(&env, "tars");
+    let seg = wal_segments(&bt.join("pg_wal.tar")).remove(0);
+    let bp = env.root.join("pg/plain");
+    let ts = bp.join(format!("pg_tblspc/{oid}"));
+    std::fs::create_dir_all(bp.join("pg_wal")).unwrap();
+    std::fs::create_dir_all(&ts).unwrap();
+    let at = |a: &str| bt.join(a).to_str().unwrap().to_string();
+    sh(&bp, "tar", &["xf", &at("base.tar")]);
+    sh(&bp.join("pg_wal"), "tar", &["xf", &at("pg_wal.tar")]);
+    sh(&ts, "tar", &["xf", &at(&format!("{oid}.tar"))]);
+    std::fs::copy(bt.join("backup_manifest"), bp.join("backup_manifest")).unwrap();
+    std::fs::remove_dir_all(&bt).unwrap();
+    let root = env.root.to_str().unwrap().to_string();
+    let (code, doc) = env.json(&["scan", &root, "--checks", "full"]);
+    assert_eq!((code, counter(&doc, "damaged")), (0, 0), "{doc}");
+    if let Some((ok, err)) = pg_verifybackup_wal(&bp) {
+        assert!(ok, "{err}");
+    }
+
+    // A file slipped in, the WAL segment lost.
+    env.write("pg/plain/base/1/99999", b"x");
+    std::fs::rename(
+        bp.join("pg_wal").join(&seg),
+        bp.join("pg_wal").join(segment_before(&seg)),
+    )
+    .unwrap();
+    let (code, doc) = env.json(&["scan", &root, "--checks", "fast"]);
+    assert_eq!(code, 1, "{doc}");
+    let found = damaged(&doc);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(
+        found[0],
+        ("pg/plain/backup_manifest".to_string(), found[0].1.clone())
+    );
+    assert!(
+        found[0].1.starts_with(&format!(
+            "pg_wal/ lacks WAL segment {seg} that restoring the backup needs"
+        )),
+        "{found:?}"
+    );
+    assert_eq!(
+        found[1],
+        (
+            "pg/plain/base/1/99999".to_string(),
+            "not listed in the backup's backup_manifest: the file was added to the backup after it was taken".to_string()
+        )
+    );
+    // The peer fails on both: the extra file, and WAL it cannot read.
+    if let Some((ok, err)) = pg_verifybackup_wal(&bp) {
+        assert!(!ok);
+        assert!(
+            err.contains("\"base/1/99999\" is present on disk but not in the manifest"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&seg) || err.contains("WAL parsing failed"),
+            "{err}"
+        );
+    }
+}

@@ -16,7 +16,7 @@ use super::{Format, Level, Report, Source, Verdict, n, printable};
 
 const BLOCK: u64 = 512;
 
-fn octal(field: &[u8]) -> Option<u64> {
+pub(super) fn octal(field: &[u8]) -> Option<u64> {
     if field.first().is_some_and(|b| b & 0x80 != 0) {
         // GNU base-256: big-endian, the top bit of the first byte is a flag.
         if field[0] == 0xff {
@@ -47,7 +47,7 @@ fn octal(field: &[u8]) -> Option<u64> {
     Some(v)
 }
 
-fn checksum_ok(h: &[u8]) -> bool {
+pub(super) fn checksum_ok(h: &[u8]) -> bool {
     let Some(stored) = octal(&h[148..156]) else {
         return false;
     };

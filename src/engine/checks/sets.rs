@@ -1,6 +1,7 @@
 //! Checks of a set of files that only make sense together: a pg_dump
 //! directory archive (`toc.dat` and the data files it names) and a
-//! pg_basebackup directory verified against its `backup_manifest`.
+//! pg_basebackup (plain directory or tar archives) verified against its
+//! `backup_manifest`.
 //!
 //! A per-file check sees one open file; these need the files around an
 //! *anchor* (`toc.dat`, `backup_manifest`). The scan calls them after its
@@ -13,21 +14,32 @@
 //! that is present but disagrees (cut off, wrong size or checksum) is
 //! reported on that file, so that fixing it clears it.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 
 use super::{Format, Level, Verdict};
 
 pub mod manifest;
 pub mod pgdir;
+mod pgtar;
+mod wal;
+
+/// A file opened by a [`Dir`]: read, and seek over what need not be read
+/// (a tar member's data when only its header matters).
+pub trait ReadSeek: Read + Seek {}
+
+impl<T: Read + Seek> ReadSeek for T {}
 
 /// The files next to an anchor, by path relative to the anchor's directory
 /// (`/`-separated).
 pub trait Dir {
     /// The size of member `name` as indexed, `None` when the tree lacks it.
     fn size(&self, name: &str) -> Option<u64>;
+    /// Every file the tree holds under the anchor's directory (its
+    /// subdirectories included), by relative path.
+    fn names(&self) -> Vec<String>;
     /// Opens member `name` for reading (the version the index holds: an
     /// implementation refuses a file that changed since it was indexed).
-    fn open(&self, name: &str) -> io::Result<Box<dyn Read + '_>>;
+    fn open(&self, name: &str) -> io::Result<Box<dyn ReadSeek + '_>>;
     /// Whether member `name`'s current version was already verified in
     /// full against this anchor (so it need not be read again).
     fn verified(&self, name: &str) -> bool;

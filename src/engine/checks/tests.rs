@@ -931,7 +931,24 @@ impl sets::Dir for TestDir {
             .filter(|m| m.is_file())
             .map(|m| m.len())
     }
-    fn open(&self, name: &str) -> io::Result<Box<dyn Read + '_>> {
+    fn names(&self) -> Vec<String> {
+        fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+            for e in fs::read_dir(dir).unwrap() {
+                let e = e.unwrap();
+                let t = e.file_type().unwrap();
+                if t.is_dir() {
+                    walk(base, &e.path(), out);
+                } else if t.is_file() {
+                    let rel = e.path().strip_prefix(base).unwrap().to_path_buf();
+                    out.push(rel.to_str().unwrap().to_string());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.0, &self.0, &mut out);
+        out
+    }
+    fn open(&self, name: &str) -> io::Result<Box<dyn sets::ReadSeek + '_>> {
         Ok(Box::new(File::open(self.0.join(name))?))
     }
     fn verified(&self, name: &str) -> bool {
@@ -1061,7 +1078,9 @@ fn backup_manifest_sizes_checksums_and_its_own_checksum() {
         ],
     );
     let text = fs::read(bb.join("backup_manifest")).unwrap();
-    let listed = memmem::find_iter(&text, b"\"Path\"").count();
+    // postgresql.auto.conf is listed but, as in pg_verifybackup, not compared.
+    let listed = memmem::find_iter(&text, b"\"Path\"").count() - 1;
+    assert!(memmem::find(&text, b"\"Path\": \"postgresql.auto.conf\"").is_some());
     for level in [Level::Fast, Level::Full] {
         let r = manifest(&bb, level, &[]);
         assert_eq!(r.anchor, Verdict::Sound);
@@ -1108,4 +1127,357 @@ fn backup_manifest_sizes_checksums_and_its_own_checksum() {
         "{:?}",
         r.anchor
     );
+}
+
+// --- pg_basebackup -Ft, and plain with WAL -------------------------------------
+
+/// Unpacks the checked-in `pg_basebackup -Ft -X stream` (base.tar, a
+/// tablespace's OID.tar, pg_wal.tar, backup_manifest) into `dir`.
+fn tar_backup(dir: &Path) -> String {
+    fs::create_dir_all(dir).unwrap();
+    let xz = fixture("pg-basebackup-tar.tar.xz");
+    run(dir, "tar", &["xJf", xz.to_str().unwrap()]);
+    tablespace_oid(dir)
+}
+
+fn tablespace_oid(dir: &Path) -> String {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find_map(|n| {
+            n.strip_suffix(".tar")
+                .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+                .map(str::to_string)
+        })
+        .expect("a tablespace archive")
+}
+
+/// The regular-file members of an uncompressed tar: (name, data offset, size).
+fn tar_members(tar: &[u8]) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + 512 <= tar.len() && tar[pos..pos + 512].iter().any(|&b| b != 0) {
+        let h = &tar[pos..pos + 512];
+        let end = h[..100].iter().position(|&b| b == 0).unwrap_or(100);
+        let name = String::from_utf8_lossy(&h[..end]).into_owned();
+        let size = archive::octal(&h[124..136]).unwrap() as usize;
+        if matches!(h[156], b'0' | 0) {
+            out.push((name, pos + 512, size));
+        }
+        pos += 512 + size.div_ceil(512) * 512;
+    }
+    out
+}
+
+/// Removes member `name` from the tar at `path` (GNU tar --delete
+/// rewrites the member before the deleted one wrongly on an archive that
+/// is not padded to its 10 KiB records, as pg_basebackup's are not).
+fn tar_delete(path: &Path, name: &str) {
+    let mut tar = fs::read(path).unwrap();
+    let (_, off, size) = tar_members(&tar)
+        .into_iter()
+        .find(|(n, _, _)| n == name)
+        .unwrap_or_else(|| panic!("{name} not in {}", path.display()));
+    tar.drain(off - 512..off + size.div_ceil(512) * 512);
+    fs::write(path, tar).unwrap();
+}
+
+/// Renames member `from` to `to` (same length) in the tar at `path`.
+fn tar_rename(path: &Path, from: &str, to: &str) {
+    let mut tar = fs::read(path).unwrap();
+    let (_, off, _) = tar_members(&tar)
+        .into_iter()
+        .find(|(n, _, _)| n == from)
+        .unwrap();
+    let h = &mut tar[off - 512..off];
+    h[..to.len()].copy_from_slice(to.as_bytes());
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| b as u32).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    fs::write(path, tar).unwrap();
+}
+
+/// Appends a file `name` to the tar at `path` (Python's tarfile, which
+/// finds the end-of-archive marker).
+fn tar_append(path: &Path, name: &str, content: &str) {
+    let dir = path.parent().unwrap();
+    fs::write(dir.join(name), content).unwrap();
+    python(
+        dir,
+        &format!(
+            "import tarfile\nwith tarfile.open({:?}, 'a', format=tarfile.USTAR_FORMAT) as t: t.add({name:?})",
+            path.file_name().unwrap().to_str().unwrap()
+        ),
+    );
+    fs::remove_file(dir.join(name)).unwrap();
+}
+
+/// The segment name before `seg` (same timeline).
+fn segment_before(seg: &str) -> String {
+    let n = u64::from_str_radix(&seg[8..], 16).unwrap() - 1;
+    format!("{}{:016X}", &seg[..8], n)
+}
+
+/// The first WAL segment name in pg_wal.tar.
+fn wal_segment(dir: &Path) -> String {
+    tar_members(&fs::read(dir.join("pg_wal.tar")).unwrap())
+        .into_iter()
+        .map(|(n, _, _)| n)
+        .find(|n| n.len() == 24)
+        .unwrap()
+}
+
+fn listed_crc(dir: &Path, path: &str) -> String {
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("backup_manifest")).unwrap()).unwrap();
+    m["Files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["Path"] == path)
+        .unwrap()["Checksum"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn member_verdict(r: &sets::SetReport, name: &str) -> Verdict {
+    r.members
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("{name} not in {:?}", r.members))
+        .1
+        .clone()
+}
+
+#[test]
+fn tar_basebackup_healthy_plain_and_gzipped_passes_at_both_levels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bt = tmp.path().join("bt");
+    let oid = tar_backup(&bt);
+    let archives = [
+        "base.tar".to_string(),
+        format!("{oid}.tar"),
+        "pg_wal.tar".into(),
+    ];
+    let total: u64 = archives
+        .iter()
+        .map(|a| fs::metadata(bt.join(a)).unwrap().len())
+        .sum();
+    for level in [Level::Fast, Level::Full] {
+        let r = manifest(&bt, level, &[]);
+        assert_eq!(r.anchor, Verdict::Sound, "{level:?}");
+        assert_eq!(r.level, level);
+        let mut names: Vec<_> = r.members.iter().map(|(n, _)| n.clone()).collect();
+        names.sort();
+        let mut want = archives.to_vec();
+        want.sort();
+        assert_eq!(names, want);
+        assert!(
+            r.members.iter().all(|(_, v)| *v == Verdict::Sound),
+            "{level:?} {:?}",
+            r.members
+        );
+        if level == Level::Fast {
+            // Headers only: a small part of the archives.
+            assert!(r.bytes_read < total / 10, "{} of {total}", r.bytes_read);
+        } else {
+            assert!(r.bytes_read >= fs::metadata(bt.join("base.tar")).unwrap().len() / 2);
+        }
+    }
+    // A member verified in full is not read again.
+    let skip = manifest(&bt, Level::Full, &["base.tar"]);
+    assert!(!skip.members.iter().any(|(n, _)| n == "base.tar"));
+    assert_eq!(skip.anchor, Verdict::Sound);
+
+    // pg_basebackup -z: .tar.gz archives. fast cannot look inside them.
+    for a in &archives {
+        run(&bt, "gzip", &["-n", a]);
+    }
+    let r = manifest(&bt, Level::Fast, &[]);
+    assert_eq!((r.anchor.clone(), r.members.len()), (Verdict::Sound, 0));
+    let r = manifest(&bt, Level::Full, &[]);
+    assert_eq!(r.anchor, Verdict::Sound);
+    assert_eq!(r.members.len(), 3);
+    assert!(
+        r.members.iter().all(|(_, v)| *v == Verdict::Sound),
+        "{:?}",
+        r.members
+    );
+    // A member removed from a compressed archive is found in full.
+    run(&bt, "gunzip", &["base.tar.gz"]);
+    tar_delete(&bt.join("base.tar"), "global/pg_control");
+    run(&bt, "gzip", &["-n", "base.tar"]);
+    let r = manifest(&bt, Level::Full, &[]);
+    assert_eq!(
+        member_verdict(&r, "base.tar.gz"),
+        Verdict::Damaged("base.tar.gz lacks global/pg_control listed in backup_manifest".into())
+    );
+}
+
+#[test]
+fn tar_basebackup_member_removed_altered_extra_cut_and_wal_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bt = tmp.path().join("bt");
+    let oid = tar_backup(&bt);
+    let seg = wal_segment(&bt);
+    // A member removed, another altered in place, a file added.
+    tar_delete(&bt.join("base.tar"), "global/pg_control");
+    let mut base = fs::read(bt.join("base.tar")).unwrap();
+    let (_, off, size) = tar_members(&base)
+        .into_iter()
+        .find(|(n, _, _)| n == "base/1/1255")
+        .unwrap();
+    assert!(size > 5000);
+    base[off + 5000] ^= 0x20;
+    fs::write(bt.join("base.tar"), &base).unwrap();
+    tar_append(&bt.join("base.tar"), "extra.conf", "work_mem = 1GB\n");
+    // The WAL segment the backup needs is not there: pg_wal.tar holds the
+    // one before it instead.
+    tar_rename(&bt.join("pg_wal.tar"), &seg, &segment_before(&seg));
+
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(bt.join("backup_manifest")).unwrap()).unwrap();
+    let range = &m["WAL-Ranges"][0];
+    let wal = format!(
+        "pg_wal.tar lacks WAL segment {seg} that restoring the backup needs (WAL from {} to {} on timeline 1)",
+        range["Start-LSN"].as_str().unwrap(),
+        range["End-LSN"].as_str().unwrap()
+    );
+    let lacks = "base.tar lacks global/pg_control listed in backup_manifest";
+    let extra = "base.tar holds extra.conf, which backup_manifest does not list: it was added after the backup";
+    let r = manifest(&bt, Level::Fast, &[]);
+    assert_eq!(r.anchor, Verdict::Sound);
+    assert_eq!(
+        member_verdict(&r, "base.tar"),
+        Verdict::Damaged(format!("{lacks}; {extra}"))
+    );
+    assert_eq!(
+        member_verdict(&r, "pg_wal.tar"),
+        Verdict::Damaged(wal.clone())
+    );
+    assert_eq!(member_verdict(&r, &format!("{oid}.tar")), Verdict::Sound);
+
+    // full: the altered member's CRC32C too.
+    let r = manifest(&bt, Level::Full, &[]);
+    let Verdict::Damaged(d) = member_verdict(&r, "base.tar") else {
+        panic!("{:?}", r.members)
+    };
+    let crc = listed_crc(&bt, "base/1/1255");
+    let sums = "base.tar holds 1 file whose checksum differs from backup_manifest (changed after the backup): base/1/1255 (CRC32C ";
+    assert!(d.starts_with(&format!("{lacks}; {sums}")), "{d}");
+    assert!(d.ends_with(&format!(", listed {crc}); {extra}")), "{d}");
+
+    // No segment at all in pg_wal.tar.
+    let kept = fs::read(bt.join("pg_wal.tar")).unwrap();
+    fs::write(bt.join("pg_wal.tar"), vec![0u8; 1024]).unwrap();
+    let r = manifest(&bt, Level::Fast, &[]);
+    assert_eq!(
+        member_verdict(&r, "pg_wal.tar"),
+        Verdict::Damaged(format!(
+            "pg_wal.tar holds no WAL segment: restoring the backup needs the WAL from {} to {} on timeline 1",
+            range["Start-LSN"].as_str().unwrap(),
+            range["End-LSN"].as_str().unwrap()
+        ))
+    );
+    // Without pg_wal.tar (a backup taken with -X none): not judged.
+    fs::remove_file(bt.join("pg_wal.tar")).unwrap();
+    let r = manifest(&bt, Level::Fast, &[]);
+    assert_eq!(r.anchor, Verdict::Sound);
+    fs::write(bt.join("pg_wal.tar"), kept).unwrap();
+
+    // A tablespace archive lost: reported on the manifest.
+    fs::remove_file(bt.join(format!("{oid}.tar"))).unwrap();
+    let r = manifest(&bt, Level::Fast, &[]);
+    assert_eq!(
+        r.anchor,
+        Verdict::Damaged(format!(
+            "the backup lacks {oid}.tar (tablespace {oid}), which holds 1 file backup_manifest lists"
+        ))
+    );
+
+    // Cut off: what follows the cut is lacking.
+    let fresh = tmp.path().join("fresh");
+    tar_backup(&fresh);
+    let base = fs::read(fresh.join("base.tar")).unwrap();
+    let members = tar_members(&base);
+    let (last_whole, off, size) = members[members.len() / 2].clone();
+    let cut = off + size.div_ceil(512) * 512;
+    fs::write(fresh.join("base.tar"), &base[..cut]).unwrap();
+    let r = manifest(&fresh, Level::Fast, &[]);
+    let Verdict::Damaged(d) = member_verdict(&r, "base.tar") else {
+        panic!("{:?}", r.members)
+    };
+    assert!(
+        d.starts_with(&format!(
+            "base.tar ends before its end-of-archive marker (after {last_whole}): it was cut off; base.tar lacks "
+        )) && d.contains(" files listed in backup_manifest: "),
+        "{d}"
+    );
+}
+
+/// The tar fixture unpacked as a plain-format backup (what `-Fp -X stream`
+/// writes, the tablespace as a directory).
+fn plain_from_tar(dir: &Path) -> String {
+    let bt = dir.with_extension("tars");
+    let oid = tar_backup(&bt);
+    fs::create_dir_all(dir.join("pg_wal")).unwrap();
+    fs::create_dir_all(dir.join(format!("pg_tblspc/{oid}"))).unwrap();
+    let at = |a: &str| bt.join(a).to_str().unwrap().to_string();
+    run(dir, "tar", &["xf", &at("base.tar")]);
+    run(&dir.join("pg_wal"), "tar", &["xf", &at("pg_wal.tar")]);
+    run(
+        &dir.join(format!("pg_tblspc/{oid}")),
+        "tar",
+        &["xf", &at(&format!("{oid}.tar"))],
+    );
+    fs::copy(bt.join("backup_manifest"), dir.join("backup_manifest")).unwrap();
+    wal_segment(&bt)
+}
+
+#[test]
+fn plain_basebackup_wal_extra_files_and_the_ignore_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bp = tmp.path().join("bp");
+    let seg = plain_from_tar(&bp);
+    for level in [Level::Fast, Level::Full] {
+        let r = manifest(&bp, level, &[]);
+        assert_eq!(r.anchor, Verdict::Sound, "{level:?}");
+        assert!(r.members.iter().all(|(_, v)| *v == Verdict::Sound));
+    }
+    // pg_basebackup -R rewrites postgresql.auto.conf and adds
+    // standby.signal: like pg_verifybackup, not judged.
+    fs::write(bp.join("postgresql.auto.conf"), b"primary_conninfo = 'x'\n").unwrap();
+    fs::write(bp.join("standby.signal"), b"").unwrap();
+    let r = manifest(&bp, Level::Full, &[]);
+    assert_eq!(r.anchor, Verdict::Sound);
+    assert!(r.members.iter().all(|(_, v)| *v == Verdict::Sound));
+
+    // A file not in the manifest, and the needed WAL segment gone.
+    fs::write(bp.join("base/1/99999"), b"x").unwrap();
+    fs::rename(
+        bp.join("pg_wal").join(&seg),
+        bp.join("pg_wal").join(segment_before(&seg)),
+    )
+    .unwrap();
+    let r = manifest(&bp, Level::Fast, &[]);
+    assert_eq!(
+        member_verdict(&r, "base/1/99999"),
+        Verdict::Damaged(
+            "not listed in the backup's backup_manifest: the file was added to the backup after it was taken".into()
+        )
+    );
+    let Verdict::Damaged(d) = &r.anchor else {
+        panic!("{:?}", r.anchor)
+    };
+    assert!(
+        d.starts_with(&format!(
+            "pg_wal/ lacks WAL segment {seg} that restoring the backup needs (WAL from "
+        )),
+        "{d}"
+    );
+    // No WAL at all and no marker (-X none): not judged.
+    fs::remove_dir_all(bp.join("pg_wal")).unwrap();
+    let r = manifest(&bp, Level::Fast, &[]);
+    assert_eq!(r.anchor, Verdict::Sound);
 }

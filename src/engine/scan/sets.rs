@@ -9,13 +9,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
 use super::ScanSummary;
-use crate::engine::checks::sets::{self, Dir, SetReport};
+use crate::engine::checks::sets::{self, Dir, ReadSeek, SetReport};
 use crate::engine::checks::{Budget, Format, Level, Verdict};
 use crate::model::{Stat, paths};
 use crate::store::{CheckRow, Index, Member};
@@ -92,7 +92,11 @@ impl Dir for FsDir {
         self.members.get(name).map(|m| m.size)
     }
 
-    fn open(&self, name: &str) -> io::Result<Box<dyn Read + '_>> {
+    fn names(&self) -> Vec<String> {
+        self.members.keys().cloned().collect()
+    }
+
+    fn open(&self, name: &str) -> io::Result<Box<dyn ReadSeek + '_>> {
         let m = self
             .members
             .get(name)
