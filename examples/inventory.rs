@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example inventory -- gen DIR ROWS [BUCKET] [ROWS_PER_FILE]
 //! cargo run --release --example inventory -- tree ROOT DIR BUCKET PREFIX
+//! cargo run --release --example inventory -- index INDEX ROOT ROWS K N
 //! cargo run --release --example inventory -- parse MANIFEST_OR_FOLDER [SHARDS]
 //! ```
 //!
@@ -12,7 +13,16 @@
 //! DIR as a copy of the destination bucket, with keys
 //! `d{i % 1000}/f{i}.bin` of 1 KiB each; it prints the path of
 //! manifest.json. `tree` writes the report of a bucket holding the local
-//! tree ROOT under PREFIX (real MD5 ETags). `parse` reads a report through vouch's reader (MD5
+//! tree ROOT under PREFIX (real MD5 ETags). `index` writes into INDEX the
+//! manifest a `vouch scan ROOT --md5 --shard K/N` of the tree that `gen`
+//! lists would have recorded — without the tree: ROOT (an existing, empty
+//! directory) and its 1000 folders, then shard K's files in key order, each
+//! 1 KiB with the MD5 its object's ETag names, through the index's own
+//! write API (one scan run, its summary naming the shard) — so that
+//! `vouch audit ROOT --no-scan --inventory … --shard K/N` audits ROWS keys
+//! without a 10M-file tree. Its BLAKE3 hashes are stand-ins (no bytes
+//! exist; a quick audit proves the files by MD5 ETag) and the run's Merkle
+//! root is a stand-in too (an audit does not read it). `parse` reads a report through vouch's reader (MD5
 //! checks included) and prints rows, seconds, rows/s and CPU seconds; with
 //! SHARDS it also counts the keys per shard.
 
@@ -26,6 +36,11 @@ fn cpu_seconds() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
     t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// The ETag (and so the file's MD5) `generate` gives key number `i`.
+fn etag_of(i: u64) -> u128 {
+    (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c)
 }
 
 fn generate(dir: &str, rows: u64, bucket: &str, per_file: u64) {
@@ -43,10 +58,7 @@ fn generate(dir: &str, rows: u64, bucket: &str, per_file: u64) {
         while i < end {
             line.clear();
             use std::fmt::Write as _;
-            let etag = format!(
-                "{:032x}",
-                (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c)
-            );
+            let etag = format!("{:032x}", etag_of(i));
             writeln!(
                 line,
                 "\"{bucket}\",\"d{}/f{i}.bin\",\"1024\",\"2026-02-{:02}T{:02}:{:02}:00.000Z\",\"{etag}\",\"STANDARD\",\"false\",\"\",\"SSE-S3\",\"\"",
@@ -157,6 +169,101 @@ fn tree(root: &str, dir: &str, bucket: &str, prefix: &str) {
     eprintln!("{n} objects");
 }
 
+/// The index of shard `k` of `n` of the tree `generate` lists (see the
+/// module docs); prints the files and dirs written.
+fn index(index_path: &str, root: &str, rows: u64, k: u64, n: u64) {
+    use vouch::model::{EntryKind, NewEntry, Stat};
+    let shard = vouch::engine::shard::Shard::parse(&format!("{k}/{n}"), || unreachable!())
+        .unwrap_or_else(|e| {
+            eprintln!("{e:#}");
+            std::process::exit(2)
+        });
+    let root = std::fs::canonicalize(root).expect("ROOT must exist");
+    let mut idx =
+        vouch::store::Index::open(std::path::Path::new(index_path), vouch::store::LockWait::No)
+            .unwrap();
+    let root_id = idx.root_id(&root).unwrap();
+    let run_id = idx.begin_run(Some(root_id), "scan", None, None).unwrap();
+    // Older than the report (2026-03-01T02:22Z) by more than the grace.
+    let mtime_ns = 1_768_435_200_000_000_000i64; // 2026-01-15T00:00Z
+    let stat = |size: u64, inode: u64| Stat {
+        size,
+        mtime_ns,
+        ctime_ns: mtime_ns,
+        inode,
+    };
+    let entry = |path: Vec<u8>, kind: EntryKind, stat: Stat| NewEntry {
+        path,
+        kind,
+        stat,
+        blake3: None,
+        md5: None,
+        sha256: None,
+        target: None,
+        trusted_blake3: None,
+    };
+    // The walk's order: folder names sorted bytewise, each folder right
+    // before its files, these sorted bytewise too.
+    let dirs_of = rows.min(1000);
+    let mut dirs: Vec<u64> = (0..dirs_of).collect();
+    dirs.sort_by_key(|d| format!("d{d}"));
+    let (mut files, mut inode) = (0u64, 1u64);
+    let mut batch = idx.batch().unwrap();
+    batch
+        .insert_entry(
+            root_id,
+            run_id,
+            &entry(Vec::new(), EntryKind::Dir, stat(0, inode)),
+        )
+        .unwrap();
+    for d in dirs {
+        inode += 1;
+        let dir = format!("d{d}");
+        batch
+            .insert_entry(
+                root_id,
+                run_id,
+                &entry(dir.clone().into_bytes(), EntryKind::Dir, stat(0, inode)),
+            )
+            .unwrap();
+        let mut names: Vec<(String, u64)> = (d..rows)
+            .step_by(1000)
+            .map(|i| (format!("f{i}.bin"), i))
+            .collect();
+        names.sort();
+        for (name, i) in names {
+            let slash = format!("{dir}/{name}");
+            if !shard.owns(slash.as_bytes()) {
+                continue;
+            }
+            let mut e = entry(
+                vouch::model::paths::key_from_slash(slash.as_bytes()),
+                EntryKind::File,
+                stat(1024, rows + i),
+            );
+            e.blake3 = Some(*blake3::hash(slash.as_bytes()).as_bytes());
+            e.md5 = Some(etag_of(i).to_be_bytes());
+            batch.insert_entry(root_id, run_id, &e).unwrap();
+            files += 1;
+        }
+    }
+    batch.commit().unwrap();
+    let summary = vouch::engine::scan::ScanSummary {
+        run_id,
+        root_id,
+        added: files,
+        files,
+        dirs: dirs_of + 1,
+        shard: Some(shard),
+        merkle_root: *blake3::hash(b"stand-in: no tree").as_bytes(),
+        ..Default::default()
+    };
+    let json = serde_json::Value::Object(summary.to_json(&root)).to_string();
+    idx.finish_run(run_id, "ok", Some(0), Some(&summary.merkle_root), &json)
+        .unwrap();
+    println!("files {files} dirs {}", dirs_of + 1);
+}
+
 fn parse(url: &str, shards: u64) {
     let started = Instant::now();
     let cpu0 = cpu_seconds();
@@ -214,13 +321,20 @@ fn main() {
                 .map_or(1_000_000, |s| s.parse().expect("ROWS_PER_FILE")),
         ),
         Some("tree") if args.len() >= 5 => tree(&args[1], &args[2], &args[3], &args[4]),
+        Some("index") if args.len() >= 6 => index(
+            &args[1],
+            &args[2],
+            args[3].parse().expect("ROWS"),
+            args[4].parse().expect("K"),
+            args[5].parse().expect("N"),
+        ),
         Some("parse") if args.len() >= 2 => parse(
             &args[1],
             args.get(2).map_or(1, |s| s.parse().expect("SHARDS")),
         ),
         _ => {
             eprintln!(
-                "usage: inventory generate DIR ROWS [BUCKET] [ROWS_PER_FILE] | tree ROOT DIR BUCKET PREFIX | parse MANIFEST [SHARDS]"
+                "usage: inventory generate DIR ROWS [BUCKET] [ROWS_PER_FILE] | tree ROOT DIR BUCKET PREFIX | index INDEX ROOT ROWS K N | parse MANIFEST [SHARDS]"
             );
             std::process::exit(2);
         }

@@ -97,40 +97,167 @@ trait Printer {
 /// (discrepancies first, in [`Kind::ALL`] order), then path, then the
 /// rest of the finding — so the same tree gives byte-identical output
 /// whatever order parallel walkers and readers found things in. The
-/// findings are held until the summary (`jsonl` streams instead).
-#[derive(Default)]
+/// findings are held until the summary (`jsonl` streams instead): in
+/// memory up to [`JSON_HELD_BYTES`], past that as sorted runs in
+/// temporary files, merged at the end (an external sort), so a run with
+/// millions of findings — a shard of a backup that lost everything —
+/// holds a bounded amount of memory, not all of them.
 struct JsonPrinter {
     /// (a per-file finding, kind, path, the finding as JSON): findings of
     /// the whole backup (path `""`, the headline) sort first.
-    findings: Vec<(bool, Kind, Vec<u8>, String)>,
+    findings: Vec<Held>,
+    /// Bytes of `findings` (roughly: path, text and the tuple).
+    held: usize,
+    /// Past this many bytes held, `findings` is sorted into a run.
+    spill_at: usize,
+    /// Sorted runs written so far, each a temporary file of lines.
+    runs: Vec<std::fs::File>,
+}
+
+type Held = (bool, Kind, Vec<u8>, String);
+
+/// Bytes of findings a JSON report holds in memory before it spills them,
+/// sorted, to a temporary file.
+pub const JSON_HELD_BYTES: usize = 32 << 20;
+
+impl Default for JsonPrinter {
+    fn default() -> JsonPrinter {
+        JsonPrinter::spilling_at(JSON_HELD_BYTES)
+    }
 }
 
 impl JsonPrinter {
+    fn spilling_at(spill_at: usize) -> JsonPrinter {
+        JsonPrinter {
+            findings: Vec::new(),
+            held: 0,
+            spill_at,
+            runs: Vec::new(),
+        }
+    }
+
+    fn hold(&mut self, f: &Finding) -> Result<()> {
+        let text = finding_json(f).to_string();
+        self.held += f.path.len() + text.len() + std::mem::size_of::<Held>();
+        self.findings
+            .push((!f.path.is_empty(), f.kind, f.path.clone(), text));
+        if self.held > self.spill_at {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the held findings, sorted, as one run: a line each, `0|1`,
+    /// the kind's position in [`Kind::ALL`], the path in hex and the JSON
+    /// text (one line: serde_json escapes newlines), tab-separated.
+    fn spill(&mut self) -> Result<()> {
+        self.findings.sort();
+        let file = tempfile::tempfile()
+            .map_err(|e| anyhow::anyhow!("cannot create a temporary file for the report: {e}"))?;
+        let mut w = io::BufWriter::new(file);
+        for (per_file, kind, path, text) in self.findings.drain(..) {
+            let k = Kind::ALL.iter().position(|x| *x == kind).unwrap_or(0);
+            writeln!(
+                w,
+                "{}\t{k}\t{}\t{text}",
+                u8::from(per_file),
+                hex::encode(&path)
+            )?;
+        }
+        let mut file = w.into_inner().map_err(|e| e.into_error())?;
+        io::Seek::rewind(&mut file)?;
+        self.runs.push(file);
+        self.held = 0;
+        Ok(())
+    }
+
     fn write_findings(&mut self, out: &mut dyn Write) -> Result<()> {
         self.findings.sort();
         write!(out, "{{\"findings\":[")?;
-        for (i, (_, _, _, text)) in self.findings.iter().enumerate() {
-            let sep = if i == 0 { "\n" } else { ",\n" };
-            write!(out, "{sep}{text}")?;
+        let mut first = true;
+        let mut emit = |text: &str| -> Result<()> {
+            write!(out, "{}{text}", if first { "\n" } else { ",\n" })?;
+            first = false;
+            Ok(())
+        };
+        if self.runs.is_empty() {
+            for (_, _, _, text) in &self.findings {
+                emit(text)?;
+            }
+        } else {
+            // A k-way merge of the runs and what is still held.
+            let mut runs: Vec<RunReader> = std::mem::take(&mut self.runs)
+                .into_iter()
+                .map(|f| RunReader(io::BufReader::new(f)))
+                .collect();
+            let mut heap = std::collections::BinaryHeap::new();
+            for (i, r) in runs.iter_mut().enumerate() {
+                if let Some(h) = r.next()? {
+                    heap.push(std::cmp::Reverse((h, i)));
+                }
+            }
+            let mut held = std::mem::take(&mut self.findings).into_iter().peekable();
+            loop {
+                let from_run = heap.peek().map(|std::cmp::Reverse((h, _))| h);
+                let take_held = match (held.peek(), from_run) {
+                    (Some(a), Some(b)) => a <= b,
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    (None, None) => break,
+                };
+                if take_held {
+                    let (_, _, _, text) = held.next().expect("peeked");
+                    emit(&text)?;
+                } else {
+                    let std::cmp::Reverse((h, i)) = heap.pop().expect("peeked");
+                    emit(&h.3)?;
+                    if let Some(next) = runs[i].next()? {
+                        heap.push(std::cmp::Reverse((next, i)));
+                    }
+                }
+            }
         }
-        if !self.findings.is_empty() {
+        if !first {
             writeln!(out)?;
         }
         write!(out, "]")?;
         self.findings.clear();
+        self.held = 0;
         Ok(())
+    }
+}
+
+/// Reads back a run [`JsonPrinter::spill`] wrote.
+struct RunReader(io::BufReader<std::fs::File>);
+
+impl RunReader {
+    fn next(&mut self) -> Result<Option<Held>> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        if self.0.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let bad = || anyhow::anyhow!("a report's temporary file was damaged");
+        let line = line.strip_suffix('\n').ok_or_else(bad)?;
+        let mut parts = line.splitn(4, '\t');
+        let (Some(per_file), Some(k), Some(path), Some(text)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let kind = k
+            .parse::<usize>()
+            .ok()
+            .and_then(|k| Kind::ALL.get(k).copied())
+            .ok_or_else(bad)?;
+        let path = hex::decode(path).map_err(|_| bad())?;
+        Ok(Some((per_file == "1", kind, path, text.to_string())))
     }
 }
 
 impl Printer for JsonPrinter {
     fn finding(&mut self, _: &mut dyn Write, f: &Finding) -> Result<()> {
-        self.findings.push((
-            !f.path.is_empty(),
-            f.kind,
-            f.path.clone(),
-            finding_json(f).to_string(),
-        ));
-        Ok(())
+        self.hold(f)
     }
 
     fn summary(&mut self, out: &mut dyn Write, summary: &Map<String, Value>) -> Result<()> {
@@ -157,10 +284,18 @@ impl Printer for JsonPrinter {
 }
 
 /// The HTML page: the JSON document's findings (in the same stable
-/// order), rendered at the end.
-#[derive(Default)]
+/// order), rendered at the end — held in memory, never spilled: a page
+/// is read by people, one finding per row.
 struct HtmlPrinter {
     json: JsonPrinter,
+}
+
+impl Default for HtmlPrinter {
+    fn default() -> HtmlPrinter {
+        HtmlPrinter {
+            json: JsonPrinter::spilling_at(usize::MAX),
+        }
+    }
 }
 
 impl HtmlPrinter {
@@ -692,4 +827,49 @@ fn write_table_summary(out: &mut dyn Write, summary: &Map<String, Value>) -> io:
         writeln!(out, "  error: {}", paths::terminal_safe(e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Findings in a scrambled order, with a whole-backup one, odd bytes
+    /// and ties on kind and path.
+    fn findings() -> Vec<Finding> {
+        let mut v = Vec::new();
+        for i in 0..300u32 {
+            let kind = Kind::ALL[(i as usize * 7) % Kind::ALL.len()];
+            let path = format!("d{}\0f\t{}\n", i % 13, (i * 37) % 101).into_bytes();
+            v.push(Finding::new(kind, path).detail(format!("n{}", i % 3)));
+        }
+        v.push(Finding::new(Kind::LowCoverage, Vec::new()).detail("whole"));
+        v.push(Finding::new(Kind::Missing, vec![0xff, b'x']));
+        v
+    }
+
+    fn document(mut p: JsonPrinter, check: impl Fn(&JsonPrinter)) -> String {
+        let mut out = Vec::new();
+        for f in findings() {
+            p.finding(&mut out, &f).unwrap();
+            check(&p);
+        }
+        p.summary(&mut out, &Map::new()).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_json_report_holds_a_bounded_number_of_findings_and_sorts_the_same() {
+        let whole = document(JsonPrinter::default(), |_| {});
+        // Spilling past ~1 KiB: never more than a few findings in memory,
+        // yet the same document, byte for byte.
+        let spilled = document(JsonPrinter::spilling_at(1024), |p| {
+            assert!(p.findings.len() <= 8, "{} findings held", p.findings.len());
+        });
+        assert!(whole.len() > 10_000);
+        assert_eq!(spilled, whole);
+        let doc: Value = serde_json::from_str(&whole).unwrap();
+        let list = doc["findings"].as_array().unwrap();
+        assert_eq!(list.len(), findings().len());
+        assert_eq!(list[0]["kind"], "low_coverage");
+    }
 }

@@ -555,3 +555,61 @@ fn config_file_audits_run_as_shards_from_vouch_shard() {
         stderr_of(&out)
     );
 }
+
+/// A shard's audit hands its keys from the merger to the recorder through
+/// a bounded queue, so memory does not grow with the keys. When the
+/// recorder stops early (here: its JSONL reader went away after a few
+/// lines, with thousands of keys still queued behind a full queue), the
+/// merger must stop too, not wait forever on the full queue.
+#[test]
+fn an_audit_whose_reader_goes_away_stops_with_its_queue_full() {
+    let env = Env::new();
+    // 4000 missing files: 8000 events, more than the queue holds (4096).
+    for i in 0..4000u32 {
+        env.write(format!("d{}/f{i}", i % 10), b"x");
+    }
+    let backup = env.dir.path().join("empty-backup");
+    std::fs::create_dir_all(&backup).unwrap();
+    let index = env.dir.path().join("shard-0.sqlite3");
+    let scanned = env
+        .vouch_at(&index)
+        .env_remove("VOUCH_SHARD")
+        .args(["scan", "--shard", "0/1", "--format", "json"])
+        .arg(&env.root)
+        .output()
+        .unwrap();
+    assert_eq!(scanned.status.code(), Some(0), "{}", stderr_of(&scanned));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("vouch"))
+        .env_remove("VOUCH_INDEX")
+        .env_remove("VOUCH_SHARD")
+        .arg("--index")
+        .arg(&index)
+        .args(["audit", "--no-scan", "--shard", "0/1", "--format", "jsonl"])
+        .arg(&env.root)
+        .arg("--remote")
+        .arg(&backup)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then go away.
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    assert!(first.contains("\"kind\""), "{first}");
+    drop(out);
+    // A hang here is the bug; the deadline only keeps it from hanging CI.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the audit did not stop after its reader went away");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // A closed pipe ends vouch quietly (as `| head` does).
+    assert_eq!(status.code(), Some(0));
+}

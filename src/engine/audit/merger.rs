@@ -32,7 +32,7 @@ pub(super) fn merge(
     excludes: &Excludes,
     reads: tokio::sync::mpsc::Sender<ReadTask>,
     proofs: tokio::sync::mpsc::Sender<ProveTask>,
-    events: &mpsc::Sender<Event>,
+    events: &mpsc::SyncSender<Event>,
 ) -> Result<()> {
     // Its own read-only connection, in one read transaction, so the
     // recorder's commits never shift what it reads.

@@ -183,6 +183,16 @@ pub struct WouldRead {
     pub scrub_bytes: u64,
 }
 
+/// Events between the merger (and the readers) and the recorder: the
+/// merger reads the index much faster than the recorder writes to it, so
+/// an unbounded queue would hold most of a shard's keys at once. Bounded,
+/// the merger waits; memory does not grow with the number of objects.
+pub(crate) const EVENTS_IN_FLIGHT: usize = 4096;
+
+fn events_channel() -> (mpsc::SyncSender<Event>, mpsc::Receiver<Event>) {
+    mpsc::sync_channel(EVENTS_IN_FLIGHT)
+}
+
 /// Keys per listing request (S3, GCS and Azure pages hold up to 1000).
 const KEYS_PER_LIST_REQUEST: u64 = 1000;
 
@@ -566,12 +576,17 @@ fn audit_run(
         listed_before: inventory.map(|inv| inv.created() - opts.inventory_grace),
         head: opts.head && opts.mode != Mode::Deep && remote.prober.is_some(),
     };
-    let (event_tx, event_rx) = mpsc::channel::<Event>();
+    let (event_tx, event_rx) = events_channel();
     let (read_tx, read_rx) = tokio::sync::mpsc::channel::<ReadTask>(opts.jobs.max(1) * 4);
     let (prove_tx, prove_rx) = tokio::sync::mpsc::channel::<prove::ProveTask>(opts.jobs.max(1) * 4);
     let index_path = index.path().to_path_buf();
     let jobs = opts.jobs.max(1);
     std::thread::scope(|scope| -> Result<()> {
+        // Owned here, so that however this closure ends (a failed write, a
+        // failed read) the receiver is gone before the scope joins: the
+        // merger and the readers, blocked on a full channel, then see
+        // their sends fail and stop instead of waiting forever.
+        let event_rx = event_rx;
         let merger_events = event_tx.clone();
         let scrub = &scrub;
         let excludes = &opts.excludes;
@@ -935,4 +950,21 @@ pub fn describe_remote(r: &RemoteRow) -> Value {
         m.insert("storage_class".into(), json!(c));
     }
     Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_from_the_merger_to_the_recorder_is_bounded() {
+        let (tx, _rx) = events_channel();
+        for _ in 0..EVENTS_IN_FLIGHT {
+            tx.try_send(Event::MarkerSkipped).unwrap();
+        }
+        assert!(matches!(
+            tx.try_send(Event::MarkerSkipped),
+            Err(mpsc::TrySendError::Full(_))
+        ));
+    }
 }

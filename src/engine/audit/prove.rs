@@ -59,7 +59,7 @@ pub(super) async fn prove_objects(
     root: &Path,
     tasks: tokio::sync::mpsc::Receiver<ProveTask>,
     jobs: usize,
-    events: mpsc::Sender<Event>,
+    events: mpsc::SyncSender<Event>,
 ) {
     super::queue(tasks)
         .for_each_concurrent(jobs, |mut task| {

@@ -103,7 +103,7 @@ pub(super) async fn read_objects(
     remote: &Remote,
     tasks: tokio::sync::mpsc::Receiver<ReadTask>,
     jobs: usize,
-    events: mpsc::Sender<Event>,
+    events: mpsc::SyncSender<Event>,
 ) {
     super::queue(tasks)
         .for_each_concurrent(jobs, |task| {
