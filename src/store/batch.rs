@@ -32,9 +32,9 @@ const ENTRY_PARAMS: usize = 13;
 const DIGEST_COLUMNS: &str = "INSERT OR IGNORE INTO content_digests(blake3, spec, value) VALUES ";
 const DIGEST_PARAMS: usize = 3;
 
-/// Rows per multi-row `INSERT` (see `scripts/bench` and README, Design:
-/// 32 rows a statement cut the writer's instructions per file by a third
-/// against one prepared single-row statement, more rows gained nothing).
+/// Rows per multi-row `INSERT`. Chosen, not yet tuned: the count that
+/// measures best on a release build is still to be found with
+/// `scripts/bench`.
 const ROWS: usize = 32;
 
 /// `INSERT … VALUES (?,…),(?,…)…` for `rows` rows of `params` parameters.
@@ -233,7 +233,7 @@ impl<'c> Batch<'c> {
     /// Counts one write; commits and begins anew when the batch is full.
     pub fn tick(&mut self) -> Result<()> {
         self.ops += 1;
-        if self.pending.entries.len() >= ROWS && self.pending.entries.len() % ROWS == 0 {
+        if self.pending.entries.len() >= ROWS {
             // Whole statements' worth: write them now, so the buffer stays
             // small and SQLite's pages stay warm.
             self.flush()?;
