@@ -146,18 +146,19 @@ const fn libc_o_noatime() -> i32 {
 /// Hashes the regular file at `path`; returns the metadata the hash belongs
 /// to and the digests. The bytes read are added to `meter` as they are.
 pub fn hash_file(path: &Path, want: Want, meter: &Meter) -> Result<(Stat, Digests), HashError> {
-    hash_file_then(path, want, meter, |_, _| ()).map(|(stat, digests, _)| (stat, digests))
+    hash_file_then(path, want, meter, |_, _| None::<()>).map(|(stat, digests, _)| (stat, digests))
 }
 
 /// Like [`hash_file`], then runs `after` on the same open file (with its
 /// size) once the hash is proven: the structural checks look at exactly
 /// the version that was hashed, while its pages are still in the cache.
-/// `after`'s result is dropped (`None`) when the file changed meanwhile.
+/// `after`'s result is dropped (`None`) when the file changed meanwhile;
+/// when it found nothing to say (`None`) the file is not looked at again.
 pub fn hash_file_then<T>(
     path: &Path,
     want: Want,
     meter: &Meter,
-    mut after: impl FnMut(&mut File, u64) -> T,
+    mut after: impl FnMut(&mut File, u64) -> Option<T>,
 ) -> Result<(Stat, Digests, Option<T>), HashError> {
     let mut map = Map::supported();
     for _ in 0..ATTEMPTS {
@@ -207,12 +208,12 @@ pub fn hash_file_then<T>(
         let now = Stat::of(&file.metadata().map_err(HashError::Io)?);
         if before == now && read == before.size {
             let mut file = file;
-            let extra = after(&mut file, before.size);
-            let still = file
-                .metadata()
-                .map(|m| Stat::of(&m) == before)
-                .unwrap_or(false);
-            return Ok((before, digests, still.then_some(extra)));
+            let extra = after(&mut file, before.size).filter(|_| {
+                file.metadata()
+                    .map(|m| Stat::of(&m) == before)
+                    .unwrap_or(false)
+            });
+            return Ok((before, digests, extra));
         }
     }
     Err(HashError::Changed)

@@ -36,7 +36,7 @@ impl Batch<'_> {
         since_run: i64,
         c: &CheckRow,
     ) -> Result<()> {
-        self.conn
+        self.conn()?
             .prepare_cached(
                 "INSERT OR REPLACE INTO checks(root_id, path, since_run, level, format, verdict, detail, table_data, data_ever, checked_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -60,7 +60,7 @@ impl Batch<'_> {
     /// was stored by a set check (`pg_dump-directory`, `pg_basebackup`).
     pub fn has_set_check(&mut self, root_id: i64, path: &[u8], since_run: i64) -> Result<bool> {
         Ok(self
-            .conn
+            .conn()?
             .prepare_cached(
                 "SELECT 1 FROM checks WHERE root_id = ?1 AND path = ?2 AND since_run = ?3
                    AND format IN ('pg_dump-directory', 'pg_basebackup')",
@@ -74,7 +74,7 @@ impl Batch<'_> {
     /// `false` when it was never checked.
     pub fn data_ever(&mut self, root_id: i64, row: &Entry) -> Result<bool> {
         Ok(self
-            .conn
+            .conn()?
             .prepare_cached(
                 "SELECT data_ever FROM checks WHERE root_id = ?1 AND path = ?2 AND since_run = ?3",
             )?

@@ -60,6 +60,16 @@ fn node_from_row(row: &rusqlite::Row<'_>) -> Result<Node> {
     })
 }
 
+/// A current row as the Merkle fold reads it (see
+/// [`Index::fold_current`]).
+pub struct FoldRow<'a> {
+    pub path: &'a [u8],
+    pub kind: EntryKind,
+    pub stat: Stat,
+    pub blake3: Option<[u8; 32]>,
+    pub since_run: i64,
+}
+
 /// Which current rows to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rows {
@@ -97,6 +107,60 @@ impl Index {
                 Ok(rows.collect::<rusqlite::Result<Vec<Entry>>>()?)
             },
         )
+    }
+
+    /// Every current row of a root in key order, for the Merkle fold:
+    /// one statement streamed on this connection (no other writer can
+    /// run meanwhile), each row lent to `each` without copying its path.
+    /// Two current rows for one path are an error, as in
+    /// [`Index::current_entries`].
+    pub fn fold_current(
+        &self,
+        root_id: i64,
+        mut each: impl FnMut(FoldRow<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path, kind, size, blake3, mtime_ns, ctime_ns, inode, since_run FROM entries
+             WHERE root_id = ?1 AND until_run IS NULL ORDER BY path",
+        )?;
+        let mut rows = stmt.query([root_id])?;
+        let mut last: Option<Vec<u8>> = None;
+        while let Some(row) = rows.next()? {
+            let path = row.get_ref(0)?.as_blob()?;
+            if last.as_deref() == Some(path) {
+                anyhow::bail!(
+                    "the index is corrupt: two current rows for {}",
+                    crate::model::paths::display(path)
+                );
+            }
+            let blake3 = match row.get_ref(3)?.as_blob_or_null()? {
+                None => None,
+                Some(b) => Some(<[u8; 32]>::try_from(b).map_err(|_| {
+                    anyhow::anyhow!(
+                        "the index is corrupt: a hash of {} bytes for {}",
+                        b.len(),
+                        crate::model::paths::display(path)
+                    )
+                })?),
+            };
+            let size = row.get::<_, i64>(2)? as u64;
+            each(FoldRow {
+                path,
+                kind: EntryKind::from_i64(row.get(1)?)?,
+                stat: Stat {
+                    size,
+                    mtime_ns: row.get(4)?,
+                    ctime_ns: row.get(5)?,
+                    inode: row.get::<_, i64>(6)? as u64,
+                },
+                blake3,
+                since_run: row.get(7)?,
+            })?;
+            let l = last.get_or_insert_with(Vec::new);
+            l.clear();
+            l.extend_from_slice(path);
+        }
+        Ok(())
     }
 
     /// One page of the manifest as of run `run_id`: up to `limit` nodes

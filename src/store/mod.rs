@@ -266,7 +266,7 @@ mod runs;
 
 pub use batch::Batch;
 pub use checks::{CheckRow, Member};
-pub use entries::Rows;
+pub use entries::{FoldRow, Rows};
 pub use remote::Coverage;
 
 /// Kinds as the `entries.kind` column stores them (see [`EntryKind`]):

@@ -50,7 +50,7 @@ impl Index {
 impl Batch<'_> {
     /// Records (replacing any earlier one) the proof of one object version.
     pub fn record_proof(&mut self, remote: &str, p: &ProofRow) -> Result<()> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.conn()?.prepare_cached(
             "INSERT OR REPLACE INTO remote_proofs(remote, key, etag, size, last_modified, version,
                  facts, verdict, method, params, blake3, detail, checked_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -70,15 +70,6 @@ impl Batch<'_> {
             p.detail,
             p.checked_at
         ])?;
-        self.tick()
-    }
-
-    /// Caches one digest of the content whose BLAKE3 is `blake3`.
-    pub fn record_digest(&mut self, blake3: &[u8; 32], spec: &str, value: &[u8]) -> Result<()> {
-        let mut stmt = self.conn.prepare_cached(
-            "INSERT OR IGNORE INTO content_digests(blake3, spec, value) VALUES (?1, ?2, ?3)",
-        )?;
-        stmt.execute(params![blake3.as_slice(), spec, value])?;
         self.tick()
     }
 }

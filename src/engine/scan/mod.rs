@@ -40,7 +40,7 @@ use crate::engine::merkle::{DirHash, Folder};
 use crate::engine::shard::Shard;
 use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry, Stat, format_time};
 use crate::out::{Meter, Progress, Sink, Total};
-use crate::store::{Index, Rows};
+use crate::store::Index;
 
 #[derive(Debug, Clone, Default)]
 pub struct ScanOptions {
@@ -73,7 +73,8 @@ pub struct ScanOptions {
 /// instead of under its kind (the audit does the same for its findings).
 #[derive(Default)]
 pub(super) struct Acceptor {
-    map: HashMap<(Vec<u8>, Kind), crate::model::Acceptance>,
+    /// By path, then kind: looked up by a borrowed path for every finding.
+    map: HashMap<Vec<u8>, Vec<crate::model::Acceptance>>,
     now: i64,
     /// How many of each kind were accepted.
     moved: std::cell::RefCell<HashMap<Kind, u64>>,
@@ -81,12 +82,15 @@ pub(super) struct Acceptor {
 
 impl Acceptor {
     fn load(index: &Index, root_id: i64) -> Result<Acceptor> {
+        let mut map: HashMap<Vec<u8>, Vec<crate::model::Acceptance>> = HashMap::new();
+        for a in index.acceptances(Some(root_id))? {
+            let same = map.entry(a.path.clone()).or_default();
+            // One acceptance per (path, kind), the last listed, as before.
+            same.retain(|b| b.kind != a.kind);
+            same.push(a);
+        }
         Ok(Acceptor {
-            map: index
-                .acceptances(Some(root_id))?
-                .into_iter()
-                .map(|a| ((a.path.clone(), a.kind), a))
-                .collect(),
+            map,
             now: crate::model::now_unix(),
             moved: Default::default(),
         })
@@ -94,7 +98,13 @@ impl Acceptor {
 
     /// Marks `f` accepted when an acceptance covers it.
     pub(super) fn apply(&self, f: &mut Finding) {
-        if let Some(a) = self.map.get(&(f.path.clone(), f.kind))
+        if self.map.is_empty() {
+            return;
+        }
+        if let Some(a) = self
+            .map
+            .get(f.path.as_slice())
+            .and_then(|same| same.iter().find(|a| a.kind == f.kind))
             && a.covers(f, self.now)
         {
             *self.moved.borrow_mut().entry(f.kind).or_default() += 1;
@@ -639,7 +649,7 @@ fn hash_job(job: Job, want: Want, level: Level, budget: &Budget, meter: &Meter) 
         match hash::hash_file_then(&job.path, want, meter, |file, size| {
             checks::check(file, size, level, budget).ok().flatten()
         }) {
-            Ok((stat, digests, check)) => (Ok((stat, digests)), check.flatten()),
+            Ok((stat, digests, check)) => (Ok((stat, digests)), check),
             Err(e) => (Err(e), None),
         }
     };
@@ -698,39 +708,58 @@ pub fn describe(stat: &Stat, blake3: Option<&[u8; 32]>) -> Value {
 }
 
 /// Folds the current manifest into Merkle hashes, stores every directory
-/// hash that changed, and returns the root hash.
+/// hash that changed, and returns the root hash. The rows are streamed
+/// (borrowed, not copied); only directory rows are kept, in key order,
+/// and matched with their hashes, which the fold completes children
+/// first, by a sort.
 fn fold_merkle(
     index: &mut Index,
     root_id: i64,
     run_id: i64,
     excludes: &Excludes,
 ) -> Result<[u8; 32]> {
-    let mut dir_rows: HashMap<Vec<u8>, Entry> = HashMap::new();
+    let mut dir_rows: Vec<Entry> = Vec::new();
     let mut computed: Vec<DirHash> = Vec::new();
     let root = {
         let mut folder = Folder::new(|d: DirHash| computed.push(d));
-        for e in index.current_entries(root_id, Rows::All) {
-            let e = e?;
-            if excludes.excludes_path(&e.path, e.kind == EntryKind::Dir) {
-                continue;
+        let filtered = !excludes.is_empty();
+        index.fold_current(root_id, |r| {
+            let is_dir = r.kind == EntryKind::Dir;
+            if filtered && excludes.excludes_path(r.path, is_dir) {
+                return Ok(());
             }
-            folder.push(&e.path, e.kind, e.stat.size, e.blake3.as_ref());
-            if e.kind == EntryKind::Dir {
-                dir_rows.insert(e.path.clone(), e);
+            folder.push(r.path, r.kind, r.stat.size, r.blake3.as_ref());
+            if is_dir {
+                dir_rows.push(Entry {
+                    path: r.path.to_vec(),
+                    kind: r.kind,
+                    stat: r.stat,
+                    blake3: r.blake3,
+                    md5: None,
+                    sha256: None,
+                    target: None,
+                    since_run: r.since_run,
+                    trusted_blake3: None,
+                });
             }
-        }
+            Ok(())
+        })?;
         folder.finish()
     };
+    // Keys are unique: a sort by key pairs each hash with its row.
+    computed.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     let mut batch = index.batch()?;
+    let mut rows = dir_rows.iter().peekable();
     for d in computed {
-        let Some(row) = dir_rows.get(&d.path) else {
+        while rows.next_if(|r| r.path < d.path).is_some() {}
+        let Some(row) = rows.next_if(|r| r.path == d.path) else {
             continue;
         };
         if row.blake3 == Some(d.hash) && row.stat.size == d.size {
             continue;
         }
         let new = NewEntry {
-            path: d.path.clone(),
+            path: d.path,
             kind: EntryKind::Dir,
             stat: Stat {
                 size: d.size,

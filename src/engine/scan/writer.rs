@@ -348,7 +348,8 @@ fn keep_digests(new: &mut NewEntry, o: &Entry) {
     new.sha256 = new.sha256.or(o.sha256);
 }
 
-/// Stores an added or modified entry and reports it as a change.
+/// Stores an added or modified entry and reports it as a change. The
+/// finding takes the entry's path once it is stored (no copy per file).
 fn apply_change(
     batch: &mut Batch<'_>,
     ctx: WriteCtx,
@@ -360,13 +361,13 @@ fn apply_change(
     let is_dir = new.kind == EntryKind::Dir;
     let since;
     let hash = new.blake3;
-    let local = |kind| change(ctx, kind, new.path.clone(), &new.stat, hash.as_ref());
-    let finding = match &old {
+    // The change to report: its kind, and its detail if any.
+    let change_of = match &old {
         None => {
             since = batch.insert_entry(ctx.root_id, ctx.run_id, &new)?;
             (!is_dir).then(|| {
                 summary.added += 1;
-                local(Kind::Added)
+                (Kind::Added, None)
             })
         }
         Some(o) => {
@@ -376,21 +377,21 @@ fn apply_change(
                 (true, true) => None,
                 (false, true) => {
                     summary.deleted += 1;
-                    Some(
+                    report(
+                        batch,
                         Finding::new(Kind::Deleted, new.path.clone())
                             .detail("replaced by a directory"),
-                    )
+                    )?;
+                    None
                 }
                 (true, false) => {
                     summary.added += 1;
-                    Some(local(Kind::Added))
+                    Some((Kind::Added, None))
                 }
                 (false, false) => {
                     summary.modified += 1;
-                    let mut f = local(Kind::Modified);
-                    if o.kind != new.kind {
-                        f = f.detail(format!("{} became a {}", o.kind.name(), new.kind.name()));
-                    }
+                    let detail = (o.kind != new.kind)
+                        .then(|| format!("{} became a {}", o.kind.name(), new.kind.name()));
                     let shrunk = match new.kind {
                         EntryKind::File => {
                             shrunk_finding(ctx.shrink_threshold, o, &new.path, &new.stat)
@@ -406,12 +407,16 @@ fn apply_change(
                         summary.shrunk += 1;
                         report(batch, shrunk)?;
                     }
-                    Some(f)
+                    Some((Kind::Modified, detail))
                 }
             }
         }
     };
-    if let Some(f) = finding {
+    if let Some((kind, detail)) = change_of {
+        let mut f = change(ctx, kind, new.path, &new.stat, hash.as_ref());
+        if let Some(d) = detail {
+            f = f.detail(d);
+        }
         report(batch, f)?;
     }
     Ok(since)
