@@ -247,7 +247,10 @@ mod tests {
         names.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(
             names,
-            [("f".to_string(), Kind::File), ("link".into(), Kind::Symlink)]
+            [
+                ("f".to_string(), Kind::File),
+                ("link".into(), Kind::Symlink)
+            ]
         );
         assert_eq!(
             open(&path.join("missing"), 0).unwrap_err().kind(),

@@ -194,13 +194,10 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                         .unwrap_or_else(|| "us-east-1".into());
                     let s3 = Arc::new(b.build().map_err(|e| anyhow!("remote {url}: {e}"))?);
                     backend = Some(Backend::S3(Arc::clone(&s3)));
-                    lister = Some(S3Lister::new(
-                        Via::S3(Arc::clone(&s3)),
-                        &raw,
-                        opts.retries,
-                        opts.timeout,
-                    )?
-                    .with_region(region));
+                    lister = Some(
+                        S3Lister::new(Via::S3(Arc::clone(&s3)), &raw, opts.retries, opts.timeout)?
+                            .with_region(region),
+                    );
                     s3
                 }
                 "gs" => {
@@ -335,7 +332,9 @@ fn azure_service(
         b.get_config_value(&k)
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on"))
     };
-    if u.host_str().is_some_and(|h| h.contains("fabric.microsoft.com")) || on(K::UseFabricEndpoint)
+    if u.host_str()
+        .is_some_and(|h| h.contains("fabric.microsoft.com"))
+        || on(K::UseFabricEndpoint)
     {
         return None;
     }
@@ -452,11 +451,11 @@ fn probe(
                 .context("cannot start the async runtime")?;
             rt.block_on(async {
                 if let Some(lister) = lister {
-                    return lister.page(None).await.map(|_| ()).map_err(|e| {
-                        match e.downcast_ref::<object_store::Error>() {
-                            Some(e) => explain(e, w),
-                            None => explain_text(&e.to_string(), w),
-                        }
+                    return lister.page(None).await.map(|_| ()).map_err(|e| match e
+                        .downcast_ref::<object_store::Error>(
+                    ) {
+                        Some(e) => explain(e, w),
+                        None => explain_text(&e.to_string(), w),
                     });
                 }
                 let prefix = (!prefix.as_ref().is_empty()).then_some(prefix);
@@ -866,11 +865,13 @@ fn list_dir(dir: std::path::PathBuf, id: String) -> BoxStream<'static, Result<Li
 /// `Changed`, never a hash of something else.
 fn read_dir_file(path: &FsPath, etag: Option<&str>) -> Result<([u8; 32], u64), ReadError> {
     use std::io::Read;
-    let file = crate::engine::longpath::open(path, libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ReadError::NotFound,
-            _ if e.raw_os_error() == Some(libc::ELOOP) => ReadError::Changed,
-            _ => ReadError::Other(e.to_string()),
+    let file =
+        crate::engine::longpath::open(path, libc::O_NOFOLLOW | libc::O_NONBLOCK).map_err(|e| {
+            match e.kind() {
+                std::io::ErrorKind::NotFound => ReadError::NotFound,
+                _ if e.raw_os_error() == Some(libc::ELOOP) => ReadError::Changed,
+                _ => ReadError::Other(e.to_string()),
+            }
         })?;
     let before = file
         .metadata()

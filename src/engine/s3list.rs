@@ -246,9 +246,7 @@ pub fn parse_azure_page(xml: &[u8]) -> Result<Page> {
                                 b"Last-Modified" => {
                                     o.last_modified = httpdate::parse_http_date(text.trim())
                                         .ok()
-                                        .and_then(|t| {
-                                            t.duration_since(std::time::UNIX_EPOCH).ok()
-                                        })
+                                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                                         .map(|d| d.as_secs() as i64)
                                         .ok_or_else(|| {
                                             anyhow!("the listing gives the date {text:?}")
@@ -279,7 +277,9 @@ fn percent_decode(text: &str) -> Vec<u8> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%'
-            && let Some(v) = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+            && let Some(v) = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(v);
             i += 3;
@@ -434,7 +434,7 @@ impl S3Lister {
                         .get_credential()
                         .await
                         // As object_store's own error, which the caller explains.
-                    .map_err(anyhow::Error::from)?;
+                        .map_err(anyhow::Error::from)?;
                     req = req.bearer_auth(&cred.bearer);
                 }
                 Ok(req)
@@ -447,7 +447,8 @@ impl S3Lister {
                 let mut url = url::Url::parse(container_url)?;
                 {
                     let mut q = url.query_pairs_mut();
-                    q.append_pair("restype", "container").append_pair("comp", "list");
+                    q.append_pair("restype", "container")
+                        .append_pair("comp", "list");
                     if let Some(p) = &prefix {
                         q.append_pair("prefix", p);
                     }

@@ -185,12 +185,7 @@ impl Ahead {
     /// Queues the subdirectories of a directory just entered, to be listed
     /// before those queued earlier (the walk enters them first), and sends
     /// what the bounds allow.
-    fn entered(
-        &mut self,
-        key: &[u8],
-        path: &Path,
-        entries: &[(OsString, std::io::Result<Meta>)],
-    ) {
+    fn entered(&mut self, key: &[u8], path: &Path, entries: &[(OsString, std::io::Result<Meta>)]) {
         // `entries` is reversed: pushing each to the front leaves them in
         // walk order.
         for (name, meta) in entries {

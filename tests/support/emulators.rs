@@ -190,7 +190,9 @@ impl Emulator {
     /// Creates a container on Azurite (no error if it exists).
     pub fn azure_create_container(&self, name: &str) {
         self.python(
-            &format!("{AZURE_PY}\nreq('PUT', '/' + acct + '/' + args[0], {{'restype': 'container'}})"),
+            &format!(
+                "{AZURE_PY}\nreq('PUT', '/' + acct + '/' + args[0], {{'restype': 'container'}})"
+            ),
             &[name],
             b"",
         );

@@ -671,10 +671,7 @@ pub fn describe(stat: &Stat, blake3: Option<&[u8; 32]>) -> Value {
         m.insert("blake3".into(), json!(hex::encode(h)));
     }
     if stat.mtime_ns != 0 {
-        m.insert(
-            "mtime".into(),
-            json!(format_time(stat.mtime_secs())),
-        );
+        m.insert("mtime".into(), json!(format_time(stat.mtime_secs())));
     }
     Value::Object(m)
 }
