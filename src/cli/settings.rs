@@ -44,6 +44,17 @@ use crate::model::verdict::DEFAULT_MIN_PROVEN;
 const DEFAULT_SHRINK_THRESHOLD: f64 = 0.5;
 const DEFAULT_CHECKS_BUDGET: u64 = 10 << 30;
 
+/// Where a monitored run reports besides its output, as the flags give it.
+impl From<super::AlertArgs> for Alerts {
+    fn from(a: super::AlertArgs) -> Self {
+        Alerts {
+            metrics: a.metrics,
+            notify: a.notify,
+            notify_always: a.notify_always,
+        }
+    }
+}
+
 /// `--checks`, defaulting to `fast`.
 fn checks_level(a: Option<ChecksArg>) -> Level {
     match a.unwrap_or(ChecksArg::Fast) {
@@ -79,11 +90,7 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
             shard: resolve_shard(a.shard.as_deref())?,
             checks: checks_level(a.checks),
             checks_budget: a.checks_budget.map_or(DEFAULT_CHECKS_BUDGET, |s| s.0),
-            alerts: Alerts {
-                metrics: a.alerts.metrics,
-                notify: a.alerts.notify,
-                notify_always: a.alerts.notify_always,
-            },
+            alerts: a.alerts.into(),
         }),
         Command::Audit(a) => Invocation::Audit(resolve_audit(&a)?),
         Command::Diff(a) => Invocation::Diff(DiffSettings {
@@ -121,11 +128,7 @@ pub fn resolve(cli: Cli) -> Result<(Context, Invocation)> {
             min_coverage: a.min_coverage.map(|f| f.0),
             max_age: a.max_age.map(|a| a.0 as i64),
             strict: a.strict,
-            alerts: Alerts {
-                metrics: a.alerts.metrics,
-                notify: a.alerts.notify,
-                notify_always: a.alerts.notify_always,
-            },
+            alerts: a.alerts.into(),
         }),
         Command::Run(a) => {
             let path = a.config.clone().unwrap_or_else(default_config_path);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Map, Value, json};
 
-use super::{Context, finish_comparison, with_report};
+use super::{Context, comparison};
 use crate::engine::compare::{AB, CompareOptions, DiffSummary, compare};
 use crate::engine::hash::Want;
 use crate::engine::manifest::{self, ManifestFormat};
@@ -29,10 +29,9 @@ pub struct DiffSettings {
 }
 
 pub fn run(ctx: &Context, s: &DiffSettings) -> Result<Outcome> {
-    let progress = ctx.progress();
-    with_report(ctx, |sink| {
-        let (summary, json) = run_diff(ctx, s, sink, progress.as_ref())?;
-        finish_comparison(sink, summary.identical(), &json)
+    comparison(ctx, |sink, progress| {
+        let (summary, json) = run_diff(ctx, s, sink, progress)?;
+        Ok((summary.identical(), json))
     })
 }
 

@@ -335,20 +335,24 @@ pub fn validate_label(label: &str) -> Result<()> {
     Ok(())
 }
 
-/// Ends a diff or verify report: exit 0 only when proven identical.
-pub fn finish_comparison(
-    sink: &mut Report,
-    identical: bool,
-    json: &Map<String, Value>,
+/// Runs a diff or verify `body` with a report and the progress reporter,
+/// then ends the report: exit 0 only when proven identical.
+pub fn comparison(
+    ctx: &Context,
+    body: impl FnOnce(&mut Report, &dyn Progress) -> Result<(bool, Map<String, Value>)>,
 ) -> Result<Outcome> {
     use crate::out::Sink;
-    if !identical {
-        sink.mark_failing();
-    }
-    sink.finish(json)?;
-    Ok(if identical {
-        Outcome::Clean
-    } else {
-        Outcome::Discrepancies
+    let progress = ctx.progress();
+    with_report(ctx, |sink| {
+        let (identical, json) = body(sink, progress.as_ref())?;
+        if !identical {
+            sink.mark_failing();
+        }
+        sink.finish(&json)?;
+        Ok(if identical {
+            Outcome::Clean
+        } else {
+            Outcome::Discrepancies
+        })
     })
 }

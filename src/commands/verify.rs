@@ -23,7 +23,7 @@ use anyhow::Result;
 use serde_json::{Map, Value, json};
 
 use super::diff::{needs_sha256, scan_source};
-use super::{Context, finish_comparison, with_report};
+use super::{Context, comparison};
 use crate::engine::compare::{CompareOptions, DiffSummary, Names, compare};
 use crate::engine::manifest::{self, ManifestFormat};
 use crate::engine::scan;
@@ -40,10 +40,9 @@ pub struct VerifySettings {
 }
 
 pub fn run(ctx: &Context, s: &VerifySettings) -> Result<Outcome> {
-    let progress = ctx.progress();
-    with_report(ctx, |sink| {
-        let (summary, json) = run_verify(ctx, s, sink, progress.as_ref())?;
-        finish_comparison(sink, summary.identical(), &json)
+    comparison(ctx, |sink, progress| {
+        let (summary, json) = run_verify(ctx, s, sink, progress)?;
+        Ok((summary.identical(), json))
     })
 }
 
