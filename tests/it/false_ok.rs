@@ -1139,13 +1139,13 @@ fn a_manifest_inside_the_tree_it_describes_is_neither_missing_nor_extra() {
 }
 
 /// A tree deeper than PATH_MAX (4096 bytes of path, made with relative
-/// `mkdir`/`cd` steps as a restore or a build can make it) is scanned
+/// `mkdir`/`chdir` steps as a restore or a build can make it) is scanned
 /// whole: every file is found with the hash b3sum gives it (run from
 /// inside the deep directory), a symlink down there is recorded, and a
-/// deep audit against a copy (`cp -r`) verifies every file. Before: the
-/// listing of the first directory past PATH_MAX failed (`File name too
-/// long`), so the files below it were never hashed and the run ended
-/// incomplete.
+/// deep audit against a copy verifies every file (`cp -r` cannot make the
+/// copy: it stops at PATH_MAX). Before: the listing of the first
+/// directory past PATH_MAX failed (`File name too long`), so the files
+/// below it were never hashed and the run ended incomplete.
 #[test]
 fn a_tree_deeper_than_path_max_is_scanned_and_audited_whole() {
     let env = Env::new();
@@ -1211,11 +1211,29 @@ sys.stdout.flush(); subprocess.run(['b3sum', '.hidden'], check=True)
     assert_eq!(doc["summary"]["files"], 6, "{}", doc["summary"]);
     assert_eq!(doc["summary"]["dirs"], 41, "{}", doc["summary"]);
 
-    // The backup: a copy made by cp, audited deep (every byte read).
+    // The backup: a copy (GNU cp stops at PATH_MAX, so Python copies
+    // relative to directory descriptors), audited deep (every byte read).
     let backup = env.dir.path().join("backup");
     sh_in(
         env.dir.path(),
-        &format!("cp -r {} {}", s(&env.root), s(&backup)),
+        "python3 -c \"
+import os
+def copy(src, dst):
+    for e in os.scandir(src):
+        if e.is_symlink():
+            os.symlink(os.readlink(e.name, dir_fd=src), e.name, dir_fd=dst)
+        elif e.is_dir(follow_symlinks=False):
+            os.mkdir(e.name, dir_fd=dst)
+            a = os.open(e.name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=src)
+            b = os.open(e.name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=dst)
+            copy(a, b); os.close(a); os.close(b)
+        else:
+            a = os.open(e.name, os.O_RDONLY, dir_fd=src)
+            b = os.open(e.name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=dst)
+            os.write(b, os.read(a, 1 << 20)); os.close(a); os.close(b)
+os.mkdir('backup')
+copy(os.open('root', os.O_RDONLY), os.open('backup', os.O_RDONLY))
+\"",
     );
     let (code, doc) = env.json(&[
         "audit",
