@@ -55,7 +55,7 @@ pub enum Invocation {
 /// Runs a resolved command.
 pub fn dispatch(ctx: &Context, inv: Invocation) -> Result<Outcome> {
     ctx.start_threads()?;
-    match inv {
+    let result = match inv {
         Invocation::Scan(s) => scan::run(ctx, &s),
         Invocation::Audit(s) => audit::run(ctx, &s, None),
         Invocation::Diff(s) => diff::run(ctx, &s),
@@ -67,7 +67,41 @@ pub fn dispatch(ctx: &Context, inv: Invocation) -> Result<Outcome> {
         Invocation::Merge(s) => merge::run(ctx, &s),
         Invocation::Run(audits) => run::run(&audits),
         Invocation::Done => Ok(Outcome::Clean),
+    };
+    result.map_err(|e| where_full(ctx, e))
+}
+
+/// A full disk under the index, said where: the index, and what it kept
+/// (its last finished run; a scan's or an audit's committed batches are
+/// resumed by the next run), in one line. Any other error as it is.
+fn where_full(ctx: &Context, e: anyhow::Error) -> anyhow::Error {
+    if !crate::store::is_disk_full(&e) {
+        return e;
     }
+    let kept = match Index::open_read_only(&ctx.index).and_then(|i| i.last_finished_run()) {
+        Ok(Some(run)) => {
+            let what = match (&run.root, &run.remote) {
+                (_, Some(remote)) => format!("{} against {remote}", run.command),
+                (Some(root), None) => format!(
+                    "{} of {}",
+                    run.command,
+                    crate::model::paths::escape_bytes(root)
+                ),
+                _ => run.command.clone(),
+            };
+            format!(
+                "it keeps run {} ({what}, finished {}) as the last complete one",
+                run.id,
+                crate::model::format_time(run.finished_at.unwrap_or(run.started_at))
+            )
+        }
+        Ok(None) => "it holds no complete run yet".to_string(),
+        Err(_) => "what it kept cannot be read now".to_string(),
+    };
+    anyhow::anyhow!(
+        "no space left for the index {} (the disk or quota is full): {kept}, and this run's work committed before the disk filled, which the next run resumes; free some space and run again",
+        ctx.index.display()
+    )
 }
 
 /// Settings every command shares, resolved by the CLI layer.

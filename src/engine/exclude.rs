@@ -119,9 +119,11 @@ impl Excludes {
     /// is a regular file, and applies its rules below `key`.
     pub fn load_dir(&mut self, key: &[u8], dir: &Path) -> Result<()> {
         let file = dir.join(IGNORE_FILE);
-        let text = match std::fs::symlink_metadata(&file) {
-            Ok(m) if m.is_file() => std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?,
+        let text = match crate::engine::longpath::symlink_metadata(&file) {
+            Ok(m) if m.kind == crate::engine::longpath::Kind::File => {
+                crate::engine::longpath::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+            }
             _ => return Ok(()),
         };
         let mut b = GitignoreBuilder::new("");

@@ -124,11 +124,18 @@ pub fn export(
     if fmt != ExportFormat::Json {
         refuse_unrepresentable(source, index, fmt)?;
     }
+    // A checksum list written inside the tree it describes lists
+    // everything but itself: on the next export it holds the previous
+    // list, whose hash would be stale the moment the new one replaces it.
+    // (A json manifest keeps its entry: its directory hashes include it;
+    // `verify` passes over a manifest lying in its tree.)
+    let own = opts.output.as_deref().and_then(|o| own_key(root, o));
+    let own = own.as_deref();
     progress.begin("exporting");
     match fmt {
         ExportFormat::B3sum | ExportFormat::Sha256sum => {
             let mut out = Output::open(opts.output.as_deref())?;
-            each_node(source, index, &mut summary, |n, _| {
+            each_node(source, index, own, &mut summary, |n, _| {
                 progress.advance(1);
                 if n.kind != EntryKind::File {
                     return Ok(());
@@ -172,7 +179,7 @@ pub fn export(
             ]);
             write!(out, "{},\"entries\":[", head.trim_end_matches('}'))?;
             let mut first = true;
-            each_node(source, index, &mut summary, |n, _| {
+            each_node(source, index, None, &mut summary, |n, _| {
                 progress.advance(1);
                 let sep = if first { "\n" } else { ",\n" };
                 first = false;
@@ -280,16 +287,34 @@ fn refuse_unrepresentable(source: &Source, index: &Index, fmt: ExportFormat) -> 
     Ok(())
 }
 
+/// The key of `output` when it lies inside `root` (through any spelling
+/// of its directory), else `None`.
+fn own_key(root: &Path, output: &Path) -> Option<Vec<u8>> {
+    let name = output.file_name()?;
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let file = std::fs::canonicalize(dir).ok()?.join(name);
+    file.strip_prefix(root).ok()?;
+    Some(paths::key_of(root, &file))
+}
+
 /// Walks the snapshot in key order, keeping the counters; `f` gets each
-/// node and whether it is an empty directory.
+/// node and whether it is an empty directory. The file `skip` (the export
+/// itself, inside ROOT) is passed over.
 fn each_node(
     source: &Source,
     index: &Index,
+    skip: Option<&[u8]>,
     summary: &mut ExportSummary,
     mut f: impl FnMut(&Node, bool) -> Result<()>,
 ) -> Result<()> {
     let mut cursor = source.cursor(Some(index))?;
     while let Some(node) = cursor.next_node()? {
+        if node.kind == EntryKind::File && skip == Some(node.key.as_slice()) {
+            continue;
+        }
         let empty_dir = node.kind == EntryKind::Dir
             && !cursor
                 .peek()?
@@ -386,7 +411,7 @@ fn write_bag(
     let result = (|| -> Result<()> {
         let mut manifest = BufWriter::new(File::create(partial.join("manifest-sha256.txt"))?);
         let (mut linked, mut copied) = (0u64, 0u64);
-        each_node(source, index, summary, |n, _| {
+        each_node(source, index, None, summary, |n, _| {
             progress.advance(1);
             let to = paths::fs_path(&data, &n.key);
             match n.kind {

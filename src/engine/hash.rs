@@ -40,7 +40,6 @@
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -50,6 +49,7 @@ use blake3::hazmat::{
 };
 use md5::Digest as _;
 
+use crate::engine::longpath;
 use crate::engine::mapped::Map;
 use crate::model::Stat;
 use crate::out::Meter;
@@ -120,17 +120,12 @@ fn open_for_hashing(path: &Path) -> io::Result<File> {
     // caller then checks the type). O_NOATIME keeps the scan from touching
     // access times; it is refused for files we do not own, so fall back
     // without it.
+    // A path past PATH_MAX is opened relative to a directory on the way
+    // (see crate::engine::longpath).
     let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags | libc_o_noatime())
-        .open(path)
-    {
+    match longpath::open(path, flags | libc_o_noatime()) {
         Ok(f) => Ok(f),
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(flags)
-            .open(path),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => longpath::open(path, flags),
         Err(e) => Err(e),
     }
 }

@@ -16,6 +16,7 @@ pub mod export;
 pub mod hash;
 pub mod inventory;
 pub mod join;
+pub mod longpath;
 pub mod manifest;
 pub mod mapped;
 pub mod merge;

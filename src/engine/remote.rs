@@ -32,7 +32,7 @@ use object_store::path::Path;
 use object_store::{BackoffConfig, ClientConfigKey, GetOptions, ObjectStore, RetryConfig};
 
 use crate::engine::proof::probe::{Backend, Prober};
-use crate::engine::s3list::S3Lister;
+use crate::engine::s3list::{S3Lister, Via};
 use crate::model::{Listed, ReadError, paths};
 use crate::out::Meter;
 
@@ -73,7 +73,8 @@ pub struct Remote {
     pub prober: Option<crate::engine::proof::probe::Prober>,
     /// Where requests go, for error messages.
     said: Where,
-    /// Lists an S3 prefix key by key (see [`crate::engine::s3list`]).
+    /// Lists the prefix of an object store key by key (S3, GCS, Azure;
+    /// see [`crate::engine::s3list`]).
     pub s3: Option<S3Lister>,
 }
 
@@ -189,14 +190,15 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                             );
                         }
                     }
+                    let region = b
+                        .get_config_value(&AmazonS3ConfigKey::Region)
+                        .unwrap_or_else(|| "us-east-1".into());
                     let s3 = Arc::new(b.build().map_err(|e| anyhow!("remote {url}: {e}"))?);
                     backend = Some(Backend::S3(Arc::clone(&s3)));
-                    lister = Some(S3Lister::new(
-                        Arc::clone(&s3),
-                        &raw,
-                        opts.retries,
-                        opts.timeout,
-                    )?);
+                    lister = Some(
+                        S3Lister::new(Via::S3(Arc::clone(&s3)), &raw, opts.retries, opts.timeout)?
+                            .with_region(region),
+                    );
                     s3
                 }
                 "gs" => {
@@ -214,6 +216,17 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                         .get_config_value(&GoogleConfigKey::SkipSignature)
                         .is_some_and(|v| v == "true");
                     let gcs = Arc::new(b.build().map_err(|e| anyhow!("remote {url}: {e}"))?);
+                    lister = Some(S3Lister::new(
+                        Via::Gcs {
+                            store: Arc::clone(&gcs),
+                            base_url: base_url.clone(),
+                            bucket: bucket.to_string(),
+                            anonymous,
+                        },
+                        &raw,
+                        opts.retries,
+                        opts.timeout,
+                    )?);
                     backend = Some(Backend::Gcs {
                         store: Arc::clone(&gcs),
                         base_url,
@@ -240,7 +253,32 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
                             b = b.with_allow_http(true);
                         }
                     }
+                    let service = azure_service(&b, &u);
                     let az = Arc::new(b.build().map_err(|e| anyhow!("remote {url}: {e}"))?);
+                    if let Some(service) = service {
+                        let (account, container) = azure_names(&az);
+                        let container_url = match service {
+                            AzureService::Emulator(base) => format!(
+                                "{}/{}/{}",
+                                base.trim_end_matches('/'),
+                                enc(&account),
+                                enc(&container)
+                            ),
+                            AzureService::Account(base) => {
+                                format!("{}/{}", base.trim_end_matches('/'), enc(&container))
+                            }
+                        };
+                        lister = Some(S3Lister::new(
+                            Via::Azure {
+                                store: Arc::clone(&az),
+                                container_url,
+                                account,
+                            },
+                            &raw,
+                            opts.retries,
+                            opts.timeout,
+                        )?);
+                    }
                     backend = Some(Backend::Azure(Arc::clone(&az)));
                     az
                 }
@@ -273,6 +311,75 @@ pub fn open(url: &str, opts: &RemoteOptions) -> Result<Remote> {
         said,
         s3: lister,
     })
+}
+
+/// Where an Azure container's URL starts, as `object_store` builds it.
+enum AzureService {
+    /// Azurite: `BASE/ACCOUNT/CONTAINER`.
+    Emulator(String),
+    /// `BASE/CONTAINER`.
+    Account(String),
+}
+
+/// The service URL the builder will use, or `None` where `object_store`
+/// decides it in ways not visible from here (Fabric, OneLake): such a
+/// remote is listed through `object_store`.
+fn azure_service(
+    b: &object_store::azure::MicrosoftAzureBuilder,
+    u: &url::Url,
+) -> Option<AzureService> {
+    use object_store::azure::AzureConfigKey as K;
+    let on = |k: K| {
+        b.get_config_value(&k)
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on"))
+    };
+    if u.host_str()
+        .is_some_and(|h| h.contains("fabric.microsoft.com"))
+        || on(K::UseFabricEndpoint)
+    {
+        return None;
+    }
+    if on(K::UseEmulator) {
+        let base = std::env::var("AZURITE_BLOB_STORAGE_URL")
+            .unwrap_or_else(|_| "http://127.0.0.1:10000".into());
+        return Some(AzureService::Emulator(base));
+    }
+    match b.get_config_value(&K::Endpoint) {
+        Some(ep) => Some(AzureService::Account(ep)),
+        None => {
+            let account = match u.username() {
+                "" => b.get_config_value(&K::AccountName)?,
+                _ => u.host_str()?.split('.').next()?.to_string(),
+            };
+            Some(AzureService::Account(format!(
+                "https://{account}.blob.core.windows.net"
+            )))
+        }
+    }
+}
+
+/// The account and container of a built Azure store (its `Display`).
+fn azure_names(az: &object_store::azure::MicrosoftAzure) -> (String, String) {
+    let shown = az.to_string();
+    let field = |name: &str| {
+        shown
+            .split_once(&format!("{name}: "))
+            .map(|(_, rest)| {
+                rest.split([',', ' ', '}'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .unwrap_or_default()
+    };
+    (field("account"), field("container"))
+}
+
+/// One URL path segment, percent-encoded.
+fn enc(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 /// True when no Azure credential is configured (no key, SAS, token,
@@ -345,11 +452,12 @@ fn probe(
                 .context("cannot start the async runtime")?;
             rt.block_on(async {
                 if let Some(lister) = lister {
-                    return lister
-                        .page(None)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| explain_text(&e.to_string(), w));
+                    return lister.page(None).await.map(|_| ()).map_err(|e| match e
+                        .downcast_ref::<object_store::Error>(
+                    ) {
+                        Some(e) => explain(e, w),
+                        None => explain_text(&e.to_string(), w),
+                    });
                 }
                 let prefix = (!prefix.as_ref().is_empty()).then_some(prefix);
                 match store.list(prefix).next().await {
@@ -533,7 +641,7 @@ fn explain_text(text: &str, w: &Where) -> anyhow::Error {
         .next()
         .map(|c| c.trim_end_matches(':'))
         .filter(|c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric()));
-    if code == Some("NoSuchBucket") {
+    if matches!(code, Some("NoSuchBucket" | "ContainerNotFound")) {
         return anyhow!("remote {url}: bucket {bucket:?} does not exist (at {host})");
     }
     if is_denied(code) || (status == "403" && code.is_none()) {
@@ -686,19 +794,25 @@ fn s3_endpoint(url: &str, opts: &RemoteOptions) -> Option<String> {
 /// trusted on less.) Proofs cached under the earlier three-part form
 /// match no ETag now, so each object is read once more.
 fn dir_etag(meta: &std::fs::Metadata) -> String {
-    use std::os::unix::fs::MetadataExt;
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .unwrap_or_default()
-        .as_micros();
-    let ctime = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
+    let meta = crate::engine::longpath::Meta::of_std(meta);
+    dir_etag_of(&meta.stat, meta.dev)
+}
+
+/// [`dir_etag`] from the fields the walk keeps.
+fn dir_etag_of(stat: &crate::model::Stat, dev: u64) -> String {
+    use crate::model::time::from_unix_ns;
+    let (secs, nsec) = from_unix_ns(stat.mtime_ns);
+    // Microseconds since the epoch, 0 before it (as always).
+    let mtime = if secs < 0 {
+        0
+    } else {
+        secs as u128 * 1_000_000 + nsec as u128 / 1000
+    };
+    let (csecs, cnsec) = from_unix_ns(stat.ctime_ns);
+    let ctime = i128::from(csecs) * 1_000_000_000 + i128::from(cnsec);
     format!(
         "\"{:x}-{mtime:x}-{:x}-{:x}-{ctime:x}\"",
-        meta.ino(),
-        meta.len(),
-        meta.dev()
+        stat.inode, stat.size, dev
     )
 }
 
@@ -707,34 +821,36 @@ fn dir_etag(meta: &std::fs::Metadata) -> String {
 /// records it, where `object_store`'s local store fails the whole listing
 /// on one such name. Symlinks are not followed (a loop cannot hang the
 /// listing, a link cannot reach outside the backup) and are not objects;
-/// nor are FIFOs, sockets or devices.
+/// nor are FIFOs, sockets or devices. It is the local walk itself, so a
+/// backup deeper than `PATH_MAX` is listed like a tree that deep.
 fn list_dir(dir: std::path::PathBuf, id: String) -> BoxStream<'static, Result<Listed>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Listed>>(1024);
     std::thread::spawn(move || {
-        for entry in walkdir::WalkDir::new(&dir).min_depth(1).follow_links(false) {
-            let item = entry
-                .map_err(|e| anyhow!("listing {id} failed: {e}"))
-                .and_then(|e| {
-                    if !e.file_type().is_file() {
-                        return Ok(None);
-                    }
-                    let meta = e
-                        .metadata()
-                        .map_err(|err| anyhow!("listing {id} failed: {err}"))?;
-                    use std::os::unix::fs::MetadataExt;
-                    Ok(Some(Listed {
-                        key: paths::key_of(&dir, e.path()),
-                        size: meta.len(),
-                        etag: Some(dir_etag(&meta)),
-                        version: None,
-                        last_modified: meta.mtime(),
-                        storage_class: None,
-                    }))
-                });
+        use crate::engine::walk::{self, Item};
+        for item in walk::walk(&dir) {
+            let item = match item {
+                Item::Entry {
+                    key,
+                    kind: crate::model::EntryKind::File,
+                    stat,
+                    dev,
+                    ..
+                } => Ok(Listed {
+                    key,
+                    size: stat.size,
+                    etag: Some(dir_etag_of(&stat, dev)),
+                    version: None,
+                    last_modified: stat.mtime_secs(),
+                    storage_class: None,
+                }),
+                Item::Unreadable { key, error, .. } => Err(anyhow!(
+                    "listing {id} failed: {}: {error}",
+                    paths::fs_path(&dir, &key).display()
+                )),
+                _ => continue,
+            };
             let stop = item.is_err();
-            if let Some(item) = item.transpose()
-                && tx.blocking_send(item).is_err()
-            {
+            if tx.blocking_send(item).is_err() {
                 return; // the reader went away
             }
             if stop {
@@ -754,15 +870,13 @@ fn read_dir_file(
     meter: &Meter,
 ) -> Result<([u8; 32], u64), ReadError> {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ReadError::NotFound,
-            _ if e.raw_os_error() == Some(libc::ELOOP) => ReadError::Changed,
-            _ => ReadError::Other(e.to_string()),
+    let file =
+        crate::engine::longpath::open(path, libc::O_NOFOLLOW | libc::O_NONBLOCK).map_err(|e| {
+            match e.kind() {
+                std::io::ErrorKind::NotFound => ReadError::NotFound,
+                _ if e.raw_os_error() == Some(libc::ELOOP) => ReadError::Changed,
+                _ => ReadError::Other(e.to_string()),
+            }
         })?;
     let before = file
         .metadata()
@@ -872,7 +986,20 @@ impl Remote {
             .await
             .map_err(|e| ReadError::Other(e.to_string()))?;
         }
-        let location = self.location(key)?;
+        let location = match self.location(key) {
+            Ok(l) => l,
+            // A key `object_store` cannot name (a control character) is
+            // still an S3 object: read by its exact key.
+            Err(e) => match &self.s3 {
+                Some(s3) if s3.is_s3() => {
+                    let full = paths::object_key(s3.prefix().as_bytes(), key);
+                    let full = String::from_utf8(full)
+                        .map_err(|_| ReadError::Other("name is not UTF-8".into()))?;
+                    return s3.read_raw(&full, etag).await;
+                }
+                _ => return Err(e),
+            },
+        };
         let options = GetOptions {
             if_match: etag.map(str::to_string),
             ..Default::default()

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 
 use crate::engine::exclude::{Excludes, IGNORE_FILE};
+use crate::engine::longpath::{self, Kind, Meta};
 use crate::model::paths;
 use crate::model::{EntryKind, Stat};
 
@@ -33,6 +34,8 @@ pub enum Item {
         path: PathBuf,
         kind: EntryKind,
         stat: Stat,
+        /// The device id it lies on.
+        dev: u64,
         /// The target of a symlink.
         target: Option<Vec<u8>>,
     },
@@ -52,8 +55,10 @@ pub enum Item {
 /// (key `""`).
 ///
 /// Each directory is listed once and its entries stat-ed relative to the
-/// open directory (`statx(dirfd, name)`, no path lookup from `/`), then the
-/// directory is closed, so deep trees never hold many descriptors open.
+/// open directory (`fstatat(dirfd, name)`, no path lookup from `/`), then
+/// the directory is closed, so deep trees never hold many descriptors
+/// open. Directories, links and files deeper than `PATH_MAX` are reached
+/// relative to a directory on the way (see [`crate::engine::longpath`]).
 pub fn walk(root: &Path) -> Walk {
     walk_parallel(root, 1, Excludes::default())
 }
@@ -72,7 +77,7 @@ pub fn walk_parallel(root: &Path, threads: usize, excludes: Excludes) -> Walk {
         excluded: 0,
         error: None,
     };
-    match std::fs::symlink_metadata(root) {
+    match longpath::symlink_metadata(root) {
         Ok(meta) => {
             walk.pending
                 .push_back(entry_item(Vec::new(), root.to_path_buf(), meta));
@@ -89,13 +94,10 @@ pub fn walk_parallel(root: &Path, threads: usize, excludes: Excludes) -> Walk {
 
 /// A directory's entries, sorted and reversed (so `pop` yields them in
 /// order), each with its metadata (not following symlinks).
-type Listing = std::io::Result<Vec<(OsString, std::io::Result<std::fs::Metadata>)>>;
+type Listing = std::io::Result<Vec<(OsString, std::io::Result<Meta>)>>;
 
 fn list(path: &Path) -> Listing {
-    let mut entries = std::fs::read_dir(path).and_then(|rd| {
-        rd.map(|e| e.map(|e| (e.file_name(), e.metadata())))
-            .collect::<std::io::Result<Vec<_>>>()
-    })?;
+    let mut entries = longpath::list(path)?;
     entries.sort_unstable_by(|a, b| b.0.cmp(&a.0));
     Ok(entries)
 }
@@ -183,12 +185,7 @@ impl Ahead {
     /// Queues the subdirectories of a directory just entered, to be listed
     /// before those queued earlier (the walk enters them first), and sends
     /// what the bounds allow.
-    fn entered(
-        &mut self,
-        key: &[u8],
-        path: &Path,
-        entries: &[(OsString, std::io::Result<std::fs::Metadata>)],
-    ) {
+    fn entered(&mut self, key: &[u8], path: &Path, entries: &[(OsString, std::io::Result<Meta>)]) {
         // `entries` is reversed: pushing each to the front leaves them in
         // walk order.
         for (name, meta) in entries {
@@ -251,7 +248,7 @@ pub struct Walk {
 struct Level {
     key: Vec<u8>,
     path: PathBuf,
-    entries: Vec<(OsString, std::io::Result<std::fs::Metadata>)>,
+    entries: Vec<(OsString, std::io::Result<Meta>)>,
 }
 
 impl Walk {
@@ -353,16 +350,12 @@ impl Iterator for Walk {
     }
 }
 
-fn entry_item(key: Vec<u8>, path: PathBuf, meta: std::fs::Metadata) -> Item {
-    let ft = meta.file_type();
-    let (kind, target) = if ft.is_dir() {
-        (EntryKind::Dir, None)
-    } else if ft.is_file() {
-        (EntryKind::File, None)
-    } else if ft.is_symlink() {
-        use std::os::unix::ffi::OsStrExt;
-        match std::fs::read_link(&path) {
-            Ok(t) => (EntryKind::Symlink, Some(t.as_os_str().as_bytes().to_vec())),
+fn entry_item(key: Vec<u8>, path: PathBuf, meta: Meta) -> Item {
+    let (kind, target) = match meta.kind {
+        Kind::Dir => (EntryKind::Dir, None),
+        Kind::File => (EntryKind::File, None),
+        Kind::Symlink => match longpath::read_link(&path) {
+            Ok(t) => (EntryKind::Symlink, Some(t)),
             Err(e) => {
                 return Item::Unreadable {
                     key,
@@ -370,12 +363,11 @@ fn entry_item(key: Vec<u8>, path: PathBuf, meta: std::fs::Metadata) -> Item {
                     error: e.to_string(),
                 };
             }
-        }
-    } else {
+        },
         // FIFOs, sockets, block and character devices.
-        return Item::Special { key };
+        Kind::Other => return Item::Special { key },
     };
-    let mut stat = Stat::of(&meta);
+    let mut stat = meta.stat;
     if kind == EntryKind::Dir {
         // A directory's own size and times change with its contents; only
         // its existence and its Merkle hash matter.
@@ -391,6 +383,7 @@ fn entry_item(key: Vec<u8>, path: PathBuf, meta: std::fs::Metadata) -> Item {
         path,
         kind,
         stat,
+        dev: meta.dev,
         target,
     }
 }

@@ -49,10 +49,21 @@ impl Stat {
         use std::os::unix::fs::MetadataExt;
         Stat {
             size: meta.len(),
-            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+            mtime_ns: super::time::unix_ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: super::time::unix_ns(meta.ctime(), meta.ctime_nsec()),
             inode: meta.ino(),
         }
+    }
+
+    /// The mtime's whole seconds since the epoch (any date; see
+    /// [`crate::model::time::unix_ns`]).
+    pub fn mtime_secs(&self) -> i64 {
+        super::time::unix_secs(self.mtime_ns)
+    }
+
+    /// The ctime's whole seconds since the epoch.
+    pub fn ctime_secs(&self) -> i64 {
+        super::time::unix_secs(self.ctime_ns)
     }
 }
 

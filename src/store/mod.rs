@@ -540,6 +540,16 @@ impl Index {
 
 /// `path` with its symlinks and `..` resolved: the file itself when it
 /// exists, else its directory joined with its name.
+/// True when `e` is SQLite finding no room for the index (its file, its
+/// WAL or journal): `SQLITE_FULL`, a full disk or quota.
+pub fn is_disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<rusqlite::Error>()
+            .and_then(rusqlite::Error::sqlite_error_code)
+            == Some(rusqlite::ErrorCode::DiskFull)
+    })
+}
+
 pub fn canonical_index(path: &Path) -> PathBuf {
     if let Ok(p) = std::fs::canonicalize(path) {
         return p;

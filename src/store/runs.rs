@@ -97,6 +97,15 @@ impl Index {
         Ok(stmt.query_row([root_id], run_from_row).optional()?)
     }
 
+    /// The last run that finished (any outcome but `failed`): what the
+    /// index holds as complete.
+    pub fn last_finished_run(&self) -> Result<Option<Run>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "{SELECT_RUN} WHERE r.finished_at IS NOT NULL AND r.status != 'failed' ORDER BY r.id DESC LIMIT 1"
+        ))?;
+        Ok(stmt.query_row([], run_from_row).optional()?)
+    }
+
     pub fn runs(&self) -> Result<Vec<Run>> {
         let mut stmt = self.conn.prepare(&format!("{SELECT_RUN} ORDER BY r.id"))?;
         let rows = stmt.query_map([], run_from_row)?;

@@ -1137,3 +1137,452 @@ fn a_manifest_inside_the_tree_it_describes_is_neither_missing_nor_extra() {
     assert_eq!(code, 1, "{doc}");
     assert_eq!(findings(&doc), pairs(&[("missing", "dir/b.txt")]), "{doc}");
 }
+
+/// A tree deeper than PATH_MAX (4096 bytes of path, made with relative
+/// `mkdir`/`chdir` steps as a restore or a build can make it) is scanned
+/// whole: every file is found with the hash b3sum gives it (run from
+/// inside the deep directory), a symlink down there is recorded, and a
+/// deep audit against a copy verifies every file (`cp -r` cannot make the
+/// copy: it stops at PATH_MAX). Before: the listing of the first
+/// directory past PATH_MAX failed (`File name too long`), so the files
+/// below it were never hashed and the run ended incomplete.
+#[test]
+fn a_tree_deeper_than_path_max_is_scanned_and_audited_whole() {
+    let env = Env::new();
+    env.write("top.txt", b"at the top");
+    let name = "n".repeat(120);
+    // 40 levels of 121 bytes: ~4,840 bytes below ROOT; files at levels 20
+    // (under PATH_MAX), 36 and 40 (past it). Python steps down with
+    // relative chdirs (dash's `cd` cannot go past PATH_MAX).
+    let script = format!(
+        "python3 -c \"
+import os, subprocess, sys
+for i in range(1, 41):
+    os.mkdir('{name}'); os.chdir('{name}')
+    if i in (20, 36, 40):
+        open('f%d.txt' % i, 'w').write('level %d\\n' % i)
+        os.utime('f%d.txt' % i, (1577836800, 1577836800))
+        sys.stdout.flush(); subprocess.run(['b3sum', 'f%d.txt' % i], check=True)
+os.symlink('f40.txt', 'link')
+open('.hidden', 'w').write('x'); os.utime('.hidden', (1577836800, 1577836800))
+sys.stdout.flush(); subprocess.run(['b3sum', '.hidden'], check=True)
+\""
+    );
+    let sums = String::from_utf8(sh_in(&env.root, &script)).unwrap();
+    let mut want: Vec<(String, String)> = Vec::new();
+    let lines: Vec<&str> = sums.lines().collect();
+    assert_eq!(lines.len(), 4, "{sums}");
+    for (line, (level, file)) in lines.iter().zip([
+        (20, "f20.txt"),
+        (36, "f36.txt"),
+        (40, "f40.txt"),
+        (40, ".hidden"),
+    ]) {
+        let (hash, got) = line.split_once("  ").unwrap();
+        assert_eq!(got, file);
+        let dir = vec![name.as_str(); level].join("/");
+        want.push((format!("{dir}/{file}"), hash.to_string()));
+    }
+    let deepest = format!("{}/f40.txt", vec![name.as_str(); 40].join("/"));
+    assert!(
+        s(&env.root).len() + deepest.len() > 4096 + 500,
+        "deeper than PATH_MAX"
+    );
+
+    let (code, doc) = env.scan();
+    assert_eq!(code, 0, "{doc}");
+    let added: std::collections::HashMap<String, Value> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "added")
+        .map(|f| (f["path"].as_str().unwrap().to_string(), f.clone()))
+        .collect();
+    for (path, hash) in &want {
+        let f = added
+            .get(path)
+            .unwrap_or_else(|| panic!("{} not found: {doc}", &path[path.len() - 30..]));
+        assert_eq!(f["local"]["blake3"], hash.as_str(), "{path}");
+    }
+    let link = format!("{}/link", vec![name.as_str(); 40].join("/"));
+    assert!(added.contains_key(&link), "{doc}");
+    // 5 files and one link (`files` counts both), in 40 directories
+    // below ROOT.
+    assert_eq!(doc["summary"]["files"], 6, "{}", doc["summary"]);
+    assert_eq!(doc["summary"]["dirs"], 41, "{}", doc["summary"]);
+
+    // The backup: a copy (GNU cp stops at PATH_MAX, so Python copies
+    // relative to directory descriptors), audited deep (every byte read).
+    let backup = env.dir.path().join("backup");
+    sh_in(
+        env.dir.path(),
+        "python3 -c \"
+import os
+def copy(src, dst):
+    for e in os.scandir(src):
+        if e.is_symlink():
+            os.symlink(os.readlink(e.name, dir_fd=src), e.name, dir_fd=dst)
+        elif e.is_dir(follow_symlinks=False):
+            os.mkdir(e.name, dir_fd=dst)
+            a = os.open(e.name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=src)
+            b = os.open(e.name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=dst)
+            copy(a, b); os.close(a); os.close(b)
+        else:
+            a = os.open(e.name, os.O_RDONLY, dir_fd=src)
+            b = os.open(e.name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=dst)
+            os.write(b, os.read(a, 1 << 20)); os.close(a); os.close(b)
+os.mkdir('backup')
+copy(os.open('root', os.O_RDONLY), os.open('backup', os.O_RDONLY))
+\"",
+    );
+    let (code, doc) = env.json(&[
+        "audit",
+        &s(&env.root),
+        "--remote",
+        &s(&backup),
+        "--mode",
+        "deep",
+    ]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["summary"]["verified"], 5, "{doc}");
+    assert_eq!(doc["summary"]["objects_read"], 5, "{doc}");
+    // A copy whose deepest file rotted is caught down there too.
+    sh_in(
+        &backup,
+        &format!(
+            "python3 -c \"import os\nfor i in range(40): os.chdir('{name}')\nopen('f40.txt', 'w').write('level 41\\n')\""
+        ),
+    );
+    let (code, doc) = env.json(&[
+        "audit",
+        &s(&env.root),
+        "--remote",
+        &s(&backup),
+        "--mode",
+        "deep",
+    ]);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(
+        findings(&doc)
+            .into_iter()
+            .filter(|(k, _)| k != "low_coverage")
+            .collect::<Vec<_>>(),
+        pairs(&[("corrupt", deepest.as_str())]),
+        "{doc}"
+    );
+}
+
+/// A file's mtime before 1970 or after 2262 (the end of 64-bit
+/// nanoseconds) is printed as the date it is, in JSON and CSV, and a
+/// rescan sees the file unchanged. Before: 1960 printed as
+/// `1970-01-01T00:00:00Z`, and 2300 overflowed (a panic in a debug build,
+/// a wrapped date in a release one).
+#[test]
+fn mtimes_before_1970_and_after_2262_print_as_what_they_are() {
+    let env = Env::new();
+    std::fs::write(env.root.join("old.txt"), b"from 1960").unwrap();
+    std::fs::write(env.root.join("future.txt"), b"from 2300").unwrap();
+    sh_in(
+        &env.root,
+        "TZ=UTC touch -d '1960-01-01 00:00:00' old.txt && TZ=UTC touch -d '2300-01-01 00:00:00' future.txt",
+    );
+    let (code, doc) = env.scan();
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(
+        finding(&doc, "added", "old.txt")["local"]["mtime"],
+        "1960-01-01T00:00:00Z",
+        "{doc}"
+    );
+    assert_eq!(
+        finding(&doc, "added", "future.txt")["local"]["mtime"],
+        "2300-01-01T00:00:00Z",
+        "{doc}"
+    );
+    // Kept exactly in the index: nothing changed on a rescan.
+    let (code, doc) = env.scan();
+    assert_eq!((code, findings(&doc)), (0, vec![]), "{doc}");
+    // CSV shows the same, and an audit's `missing` the same.
+    let backup = env.dir.path().join("empty");
+    std::fs::create_dir(&backup).unwrap();
+    let out = env
+        .vouch()
+        .args(["audit", &s(&env.root), "--remote", &s(&backup)])
+        .args(["--format", "csv"])
+        .output()
+        .unwrap();
+    let csv = String::from_utf8_lossy(&out.stdout);
+    for (file, date) in [
+        ("old.txt", "1960-01-01T00:00:00Z"),
+        ("future.txt", "2300-01-01T00:00:00Z"),
+    ] {
+        let line = csv
+            .lines()
+            .find(|l| l.starts_with("missing,") && l.contains(file))
+            .unwrap_or_else(|| panic!("no missing {file}: {csv}"));
+        assert!(line.contains(date), "{line}");
+    }
+}
+
+/// `vouch export ROOT --output ROOT/B3SUMS` run every night: a checksum
+/// list never lists itself, so `b3sum --check` (or `sha256sum --check`) in
+/// ROOT passes after the second export as after the first, and `vouch
+/// verify` agrees (for a json manifest too). Before: the
+/// second list held a line for the first one, whose hash was stale the
+/// moment the new list replaced it.
+#[test]
+fn an_export_written_inside_its_tree_does_not_list_itself() {
+    for format in ["b3sum", "sha256sum", "json"] {
+        let env = Env::new();
+        env.write("a.txt", b"alpha");
+        env.write("dir/b.txt", b"beta");
+        let root = s(&env.root);
+        let name = format!("LIST.{format}");
+        // Through another spelling of ROOT, too.
+        let out = format!("{root}/dir/../{name}");
+        for night in 0..3 {
+            let run = env
+                .vouch()
+                .args(["export", &root, "--format", format, "--output", &out])
+                .output()
+                .unwrap();
+            assert_eq!(run.status.code(), Some(0), "{}", stderr_of(&run));
+            let text = std::fs::read_to_string(env.root.join(&name)).unwrap();
+            // A json manifest carries directory hashes that include it, so
+            // it lists itself (and `verify` passes over that entry).
+            if format != "json" {
+                assert!(!text.contains("LIST."), "{format} night {night}: {text}");
+                assert_eq!(text.lines().count(), 2, "{text}");
+                let check = std::process::Command::new(if format == "b3sum" {
+                    "b3sum"
+                } else {
+                    "sha256sum"
+                })
+                .args(["--check", &name])
+                .current_dir(&env.root)
+                .output()
+                .unwrap();
+                assert!(check.status.success(), "{}", stderr_of(&check));
+            }
+            let (code, doc) = env.json(&["verify", &root, "--manifest", &out]);
+            assert_eq!((code, findings(&doc)), (0, vec![]), "{format}: {doc}");
+        }
+    }
+    // A list written elsewhere still lists every file of the tree, a list
+    // inside it included.
+    let env = Env::new();
+    env.write("a.txt", b"alpha");
+    env.write("LIST.b3sum", b"an old list");
+    let root = s(&env.root);
+    let outside = env.dir.path().join("B3SUMS");
+    let run = env
+        .vouch()
+        .args([
+            "export",
+            &root,
+            "--format",
+            "b3sum",
+            "--output",
+            &s(&outside),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", stderr_of(&run));
+    let text = std::fs::read_to_string(&outside).unwrap();
+    assert!(text.contains("LIST.b3sum"), "{text}");
+}
+
+/// A small filesystem, mounted for one test and unmounted however it ends.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The index's disk fills during a scan: one line on stderr that names the
+/// index and what it kept (its last complete run), exit 2; the index is
+/// intact, and once there is room the next scan completes. Before: `vouch:
+/// database or disk is full`, naming neither.
+#[test]
+fn a_full_disk_names_the_index_and_what_it_kept() {
+    if !crate::is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let env = Env::new();
+    for i in 0..5 {
+        env.write(format!("first-{i}"), b"small");
+    }
+    let small = env.dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=600k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount a tmpfs");
+    let _mounted = Mounted(small.clone());
+    let index = small.join("index.sqlite3");
+    let root = s(&env.root);
+    let out = env
+        .vouch_at(&index)
+        .args(["scan", &root, "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    // Enough new names to outgrow the disk.
+    let long = "x".repeat(200);
+    for i in 0..4000 {
+        std::fs::write(env.root.join(format!("{long}-{i:05}")), b"y").unwrap();
+    }
+    let out = env
+        .vouch_at(&index)
+        .args(["scan", &root, "--format", "json"])
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("no space left for the index {}", index.display()))
+            && err.contains("it keeps run 1 (scan of ")
+            && err.contains(&root),
+        "{err}"
+    );
+    // Intact, and the scan completes once there is room.
+    let st = std::process::Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = env
+        .vouch_at(&index)
+        .args(["scan", &root, "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["summary"]["files"], 4005, "{}", doc["summary"]);
+}
+
+/// GCS (fake-gcs-server) and Azure (Azurite) are listed byte for byte
+/// like S3: a key that names no file (`p//f`, `g/` with bytes, `a//b`,
+/// `./x`, `../x`) is `extra` with the reason, a zero-byte `d/` is a
+/// folder marker, and the audit goes on and reads the rest. Before: the
+/// first such key ended the whole audit with exit 2 (`Encountered object
+/// with invalid path`).
+#[test]
+fn odd_keys_on_gcs_and_azure_are_extra_with_a_reason() {
+    use crate::support::emulators::{azure_env, azurite, gcs, gcs_env};
+    let odd: [(&str, &[u8]); 8] = [
+        ("f", b"file f"),
+        ("/f", b"file f"),
+        ("g/", b"gg"),
+        ("a//b", b"ab"),
+        ("./x", b"x"),
+        ("../x", b"y"),
+        ("d/", b""),
+        ("e", b"other"),
+    ];
+    let g = gcs();
+    g.gcs_create_bucket("oddkeys");
+    let az = azurite();
+    az.azure_create_container("oddkeys");
+    for (key, data) in odd {
+        g.gcs_put("oddkeys", &format!("p/{key}"), data);
+        az.azure_put("oddkeys", &format!("p/{key}"), data);
+    }
+    for (url, vars) in [
+        ("gs://oddkeys/p", gcs_env(g)),
+        ("az://oddkeys/p", azure_env(az)),
+    ] {
+        let env = Env::new();
+        env.write("f", b"file f");
+        env.write("g", b"gg");
+        env.write("e", b"other");
+        let (code, doc) = audit_with(&env, url, &vars, &["--mode", "deep"]);
+        let got: Vec<(String, String)> = findings(&doc)
+            .into_iter()
+            .filter(|(k, _)| k != "added" && k != "low_coverage")
+            .collect();
+        assert_eq!(
+            (code, got),
+            (
+                1,
+                pairs(&[
+                    ("extra", "/f"),
+                    ("extra", "g/"),
+                    ("extra", "a//b"),
+                    ("extra", "./x"),
+                    ("extra", "../x"),
+                    ("missing", "g"),
+                ])
+            ),
+            "{url}: {doc}"
+        );
+        for (path, why) in [
+            ("/f", "starts with `/`"),
+            ("g/", "ends in `/` but holds bytes"),
+            ("a//b", "holds `//`"),
+            ("./x", "a `.` name"),
+            ("../x", "a `..` name"),
+        ] {
+            let detail = finding(&doc, "extra", path)["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("maps to no file") && detail.contains(why),
+                "{url} {path}: {detail}"
+            );
+        }
+        assert_eq!(doc["summary"]["verified"], 2, "{url}: {doc}");
+        assert_eq!(doc["summary"]["objects_read"], 2, "{url}: {doc}");
+        assert_eq!(
+            doc["summary"]["directory_markers_skipped"], 1,
+            "{url}: {doc}"
+        );
+    }
+}
+
+/// An S3 object whose key holds control characters (`\x01`, a tab, DEL,
+/// ESC) is read by a deep audit like any other, through a GET of its
+/// exact key: the same bytes are `verified`, other bytes `corrupt`.
+/// Before: object_store refused to name the key, so every such file was
+/// `unreadable` and the audit ended incomplete (exit 2).
+#[test]
+fn s3_keys_with_control_characters_are_read_by_a_deep_audit() {
+    let env = Env::new();
+    let moto = crate::support::moto::MotoServer::start();
+    moto.create_bucket("ctl");
+    // (moto cannot hold a newline in a key: its router answers 404.)
+    let same: [&str; 3] = ["ctl\x01x", "tab\tx", "del\x7fdir/in\x01x"];
+    let mut objects: Vec<(String, Vec<u8>)> = Vec::new();
+    for (i, name) in same.iter().enumerate() {
+        let data = format!("content {i}").into_bytes();
+        env.write(name, &data);
+        objects.push((format!("pre fix/{name}"), data));
+    }
+    env.write("esc\x1b[0m", b"the local bytes");
+    objects.push(("pre fix/esc\x1b[0m".into(), b"other bytes!!!!".to_vec()));
+    let refs: Vec<(&str, &[u8])> = objects
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    moto.put_objects("ctl", &refs);
+    let (code, doc) = audit_with(&env, "s3://ctl/pre fix", &moto.env(), &["--mode", "deep"]);
+    let got: Vec<(String, String)> = findings(&doc)
+        .into_iter()
+        .filter(|(k, _)| k != "added" && k != "low_coverage")
+        .collect();
+    assert_eq!(
+        (code, got),
+        (1, pairs(&[("corrupt", "esc\x1b[0m")])),
+        "{doc}"
+    );
+    assert_eq!(doc["summary"]["verified"], 3, "{doc}");
+    assert_eq!(doc["summary"]["objects_read"], 4, "{doc}");
+    // A quick run afterwards: the reads recorded for these keys hold.
+    let (code, doc) = audit_with(&env, "s3://ctl/pre fix", &moto.env(), &[]);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(doc["summary"]["verified"], 3, "{doc}");
+}

@@ -45,7 +45,7 @@ pub(super) fn merge(
     // just before) the report was taken? Then the report cannot judge it.
     let after_inventory = |local: &crate::model::Entry| {
         policy.listed_before.and_then(|cutoff| {
-            let changed = local.stat.mtime_ns.max(local.stat.ctime_ns).div_euclid(1_000_000_000);
+            let changed = local.stat.mtime_secs().max(local.stat.ctime_secs());
             (changed >= cutoff).then(|| {
                 format!(
                     "the file changed at {}, after the inventory report was taken (minus --inventory-grace): not judged by it",
@@ -162,7 +162,7 @@ pub(super) fn merge(
                     ));
                 }
                 let selected = scrub.contains(&obj.key);
-                let lag = local.stat.mtime_ns.div_euclid(1_000_000_000) - obj.last_modified;
+                let lag = local.stat.mtime_secs().saturating_sub(obj.last_modified);
                 // A dry run decides as deep would, and reads nothing.
                 let (mode, selected) = if policy.dry_run {
                     let deep = decide(&local, &obj, Mode::Deep, false) == Decision::Read;

@@ -211,7 +211,8 @@ pub fn read_file(
         let path = path.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
-                let f = std::fs::File::open(&path).map_err(DigestError::Io)?;
+                let f = crate::engine::longpath::open(&path, libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                    .map_err(DigestError::Io)?;
                 digest::compute(f, &want)
             })
             .await

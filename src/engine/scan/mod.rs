@@ -699,10 +699,7 @@ pub fn describe(stat: &Stat, blake3: Option<&[u8; 32]>) -> Value {
         m.insert("blake3".into(), json!(hex::encode(h)));
     }
     if stat.mtime_ns != 0 {
-        m.insert(
-            "mtime".into(),
-            json!(format_time(stat.mtime_ns.div_euclid(1_000_000_000))),
-        );
+        m.insert("mtime".into(), json!(format_time(stat.mtime_secs())));
     }
     Value::Object(m)
 }

@@ -155,6 +155,7 @@ pub(super) fn walk_and_merge(
                 kind,
                 stat,
                 target,
+                ..
             } => match kind {
                 EntryKind::Dir => match old {
                     Some(o) if o.kind == EntryKind::Dir => unchanged(kind)?,
