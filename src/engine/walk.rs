@@ -59,8 +59,13 @@ pub enum Item {
 /// the directory is closed, so deep trees never hold many descriptors
 /// open. Directories, links and files deeper than `PATH_MAX` are reached
 /// relative to a directory on the way (see [`crate::engine::longpath`]).
+///
+/// No rules apply: a `.vouchignore` met on the way is an entry like any
+/// other. This is the walk of a directory *backup*, whose keys the audit
+/// judges by the tree's rules; a copy's own `.vouchignore` must neither
+/// hide its files nor, unreadable, end its listing.
 pub fn walk(root: &Path) -> Walk {
-    walk_parallel(root, 1, Excludes::default())
+    walk_parallel_with(root, 1, Excludes::default(), false)
 }
 
 /// Like [`walk`], with `threads - 1` helper threads listing directories
@@ -69,7 +74,12 @@ pub fn walk(root: &Path) -> Walk {
 /// excludes: an excluded entry is not yielded, an excluded directory not
 /// entered. The order of the items is the same as [`walk`]'s.
 pub fn walk_parallel(root: &Path, threads: usize, excludes: Excludes) -> Walk {
+    walk_parallel_with(root, threads, excludes, true)
+}
+
+fn walk_parallel_with(root: &Path, threads: usize, excludes: Excludes, ignore_files: bool) -> Walk {
     let mut walk = Walk {
+        ignore_files,
         stack: Vec::new(),
         pending: VecDeque::new(),
         ahead: (threads > 1).then(|| Ahead::start(threads - 1)),
@@ -240,6 +250,8 @@ pub struct Walk {
     /// Directories listed ahead by helper threads, if any.
     ahead: Option<Ahead>,
     excludes: Excludes,
+    /// Whether `.vouchignore` files met on the way add to `excludes`.
+    ignore_files: bool,
     excluded: u64,
     /// A `.vouchignore` that could not be read or parsed: the walk stops.
     error: Option<anyhow::Error>,
@@ -260,7 +272,8 @@ impl Walk {
         };
         match listing {
             Ok(entries) => {
-                if entries.iter().any(|(name, _)| name == IGNORE_FILE)
+                if self.ignore_files
+                    && entries.iter().any(|(name, _)| name == IGNORE_FILE)
                     && let Err(e) = self.excludes.load_dir(&key, &path)
                 {
                     self.error = Some(e);

@@ -1115,7 +1115,9 @@ fn a_manifest_inside_the_tree_it_describes_is_neither_missing_nor_extra() {
     env.write("dir/b.txt", b"beta");
     sh_in(
         &env.root,
-        "find . -type f -print0 | xargs -0 b3sum > B3SUMS",
+        // B3SUMS exists before find runs (the shell opens the redirection
+        // concurrently with find, so without the touch it may be missed).
+        "touch B3SUMS && find . -type f -print0 | xargs -0 b3sum > B3SUMS",
     );
     let list = std::fs::read(env.root.join("B3SUMS")).unwrap();
     assert!(

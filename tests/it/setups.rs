@@ -171,6 +171,34 @@ fn excludes_apply_to_the_tree_and_the_backup_alike() {
     let _ = doc;
 }
 
+/// The rules are the tree's: a directory backup's own `.vouchignore` (a
+/// copy of an old one, or planted) hides nothing there. An extra file the
+/// backup's rules would cover is still `extra`, and an unreadable
+/// `.vouchignore` in the backup does not end its listing. (The walk used
+/// for directory backups once honoured them: `junk.log` went unreported.)
+#[test]
+fn a_directory_backups_own_vouchignore_hides_nothing() {
+    let env = Env::new();
+    let backup = backup_dir(&env);
+    env.write("keep.txt", b"keep");
+    Env::write_in(&backup, "keep.txt", b"keep");
+    Env::write_in(&backup, ".vouchignore", b"*.log\n");
+    Env::write_in(&backup, "junk.log", b"not in production");
+    Env::write_in(&backup, "sub/.vouchignore", b"[unclosed\n");
+    let (code, doc) = audit_args(&env, &backup, &["--mode", "deep"]);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(
+        audit_findings(&doc),
+        vec![
+            ("extra".to_string(), ".vouchignore".to_string()),
+            ("extra".to_string(), "junk.log".to_string()),
+            ("extra".to_string(), "sub/.vouchignore".to_string()),
+        ],
+        "{doc}"
+    );
+    assert_eq!(counter(&doc, "verified"), 1, "{doc}");
+}
+
 /// Changing the excludes keeps the index history of the paths that fall
 /// out: they are not closed as deleted, and when the exclude goes they
 /// are back, unchanged, not hashed again; the Merkle root follows the
