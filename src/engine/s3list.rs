@@ -88,21 +88,9 @@ pub fn parse_page(xml: &[u8]) -> Result<Page> {
                 stack.push(name);
                 text.clear();
             }
-            Event::Text(t) => {
-                let raw = std::str::from_utf8(t.as_ref())
-                    .map_err(|_| anyhow!("the listing holds text that is not UTF-8"))?;
-                let value = quick_xml::escape::unescape(raw)
-                    .map_err(|e| anyhow!("the listing holds a bad XML escape: {e}"))?;
-                text.push_str(&value);
+            ev @ (Event::Text(_) | Event::GeneralRef(_) | Event::CData(_)) => {
+                push_text(&mut text, &ev)?
             }
-            Event::GeneralRef(r) => {
-                // `&amp;`, `&#13;`…: resolved in place.
-                let raw = format!("&{};", String::from_utf8_lossy(r.as_ref()));
-                let value = quick_xml::escape::unescape(&raw)
-                    .map_err(|e| anyhow!("the listing holds a bad XML escape: {e}"))?;
-                text.push_str(&value);
-            }
-            Event::CData(t) => text.push_str(&String::from_utf8_lossy(t.as_ref())),
             Event::Empty(_) => {}
             Event::End(_) => {
                 let name = stack.pop().unwrap_or_default();
@@ -195,20 +183,9 @@ pub fn parse_azure_page(xml: &[u8]) -> Result<Page> {
                 stack.push(name);
                 text.clear();
             }
-            Event::Text(t) => {
-                let raw = std::str::from_utf8(t.as_ref())
-                    .map_err(|_| anyhow!("the listing holds text that is not UTF-8"))?;
-                let value = quick_xml::escape::unescape(raw)
-                    .map_err(|e| anyhow!("the listing holds a bad XML escape: {e}"))?;
-                text.push_str(&value);
+            ev @ (Event::Text(_) | Event::GeneralRef(_) | Event::CData(_)) => {
+                push_text(&mut text, &ev)?
             }
-            Event::GeneralRef(r) => {
-                let raw = format!("&{};", String::from_utf8_lossy(r.as_ref()));
-                let value = quick_xml::escape::unescape(&raw)
-                    .map_err(|e| anyhow!("the listing holds a bad XML escape: {e}"))?;
-                text.push_str(&value);
-            }
-            Event::CData(t) => text.push_str(&String::from_utf8_lossy(t.as_ref())),
             Event::End(_) => {
                 let name = stack.pop().unwrap_or_default();
                 match (stack.len(), name.as_slice()) {
@@ -701,6 +678,26 @@ fn xml_field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     let start = text.find(&open)? + open.len();
     let len = text[start..].find(&format!("</{name}>"))?;
     Some(&text[start..start + len])
+}
+
+/// Adds a text event of a listing page to `text`, unescaped: plain text,
+/// an entity reference (`&amp;`, `&#13;`…, resolved in place) or CDATA.
+fn push_text(text: &mut String, event: &Event<'_>) -> anyhow::Result<()> {
+    let bad_escape = |e| anyhow!("the listing holds a bad XML escape: {e}");
+    match event {
+        Event::Text(t) => {
+            let raw = std::str::from_utf8(t.as_ref())
+                .map_err(|_| anyhow!("the listing holds text that is not UTF-8"))?;
+            text.push_str(&quick_xml::escape::unescape(raw).map_err(bad_escape)?);
+        }
+        Event::GeneralRef(r) => {
+            let raw = format!("&{};", String::from_utf8_lossy(r.as_ref()));
+            text.push_str(&quick_xml::escape::unescape(&raw).map_err(bad_escape)?);
+        }
+        Event::CData(t) => text.push_str(&String::from_utf8_lossy(t.as_ref())),
+        _ => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]
