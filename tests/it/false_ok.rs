@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::{Env, findings, pairs, set_old_mtime, stderr_of};
+use crate::{Env, export, findings, pairs, set_old_mtime, stderr_of};
 
 fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
@@ -45,18 +45,7 @@ fn rotted_file_stays_corrupt_on_every_later_run_until_rewritten() {
     let (code, _) = env.json(&["scan", &root, "--label", "before"]);
     assert_eq!(code, 0);
     let manifest = env.dir.path().join("B3SUMS");
-    let out = env
-        .vouch()
-        .args([
-            "export",
-            &root,
-            "--format",
-            "b3sum",
-            "--output",
-            &s(&manifest),
-        ])
-        .output()
-        .unwrap();
+    let out = export(&env, &env.root, "b3sum", &manifest);
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
 
     rot(&photo, b"ORIGINAL BYTES");
@@ -136,11 +125,7 @@ fn rotted_file_stays_corrupt_on_every_later_run_until_rewritten() {
 
     // An export would vouch for the rotted bytes: refused, nothing written.
     let again = env.dir.path().join("B3SUMS.after");
-    let out = env
-        .vouch()
-        .args(["export", &root, "--format", "b3sum", "--output", &s(&again)])
-        .output()
-        .unwrap();
+    let out = export(&env, &env.root, "b3sum", &again);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr_of(&out);
     assert!(
@@ -1028,18 +1013,7 @@ fn the_checksum_escape_convention_round_trips_with_the_real_tools() {
     );
     let exported = env.dir.path().join("export.sha256");
     // An export writes its own format (not the JSON report).
-    let out = env
-        .vouch()
-        .args([
-            "export",
-            &root,
-            "--format",
-            "sha256sum",
-            "--output",
-            &s(&exported),
-        ])
-        .output()
-        .unwrap();
+    let out = export(&env, &env.root, "sha256sum", &exported);
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     let ours = std::fs::read(&exported).unwrap();
     assert_eq!(
@@ -1061,18 +1035,7 @@ fn the_checksum_escape_convention_round_trips_with_the_real_tools() {
     // b3sum escapes only \\ and \n and writes \r raw, so a name ending in
     // \r cannot be written where a reader tells it from CRLF: refused.
     let refused = env.dir.path().join("refused.b3");
-    let out = env
-        .vouch()
-        .args([
-            "export",
-            &root,
-            "--format",
-            "b3sum",
-            "--output",
-            &s(&refused),
-        ])
-        .output()
-        .unwrap();
+    let out = export(&env, &env.root, "b3sum", &refused);
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("ending in a carriage return"), "{err}");
@@ -1082,18 +1045,7 @@ fn the_checksum_escape_convention_round_trips_with_the_real_tools() {
     let real = sh_in(&env.root, &format!("b3sum {names}"));
     let exported = env.dir.path().join("export.b3");
     // An export writes its own format (not the JSON report).
-    let out = env
-        .vouch()
-        .args([
-            "export",
-            &root,
-            "--format",
-            "b3sum",
-            "--output",
-            &s(&exported),
-        ])
-        .output()
-        .unwrap();
+    let out = export(&env, &env.root, "b3sum", &exported);
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     let ours = std::fs::read(&exported).unwrap();
     assert_eq!(sorted_lines(&ours), sorted_lines(&real));
@@ -1342,11 +1294,7 @@ fn an_export_written_inside_its_tree_does_not_list_itself() {
         // Through another spelling of ROOT, too.
         let out = format!("{root}/dir/../{name}");
         for night in 0..3 {
-            let run = env
-                .vouch()
-                .args(["export", &root, "--format", format, "--output", &out])
-                .output()
-                .unwrap();
+            let run = export(&env, &env.root, format, Path::new(&out));
             assert_eq!(run.status.code(), Some(0), "{}", stderr_of(&run));
             let text = std::fs::read_to_string(env.root.join(&name)).unwrap();
             // A json manifest carries directory hashes that include it, so
@@ -1374,20 +1322,8 @@ fn an_export_written_inside_its_tree_does_not_list_itself() {
     let env = Env::new();
     env.write("a.txt", b"alpha");
     env.write("LIST.b3sum", b"an old list");
-    let root = s(&env.root);
     let outside = env.dir.path().join("B3SUMS");
-    let run = env
-        .vouch()
-        .args([
-            "export",
-            &root,
-            "--format",
-            "b3sum",
-            "--output",
-            &s(&outside),
-        ])
-        .output()
-        .unwrap();
+    let run = export(&env, &env.root, "b3sum", &outside);
     assert_eq!(run.status.code(), Some(0), "{}", stderr_of(&run));
     let text = std::fs::read_to_string(&outside).unwrap();
     assert!(text.contains("LIST.b3sum"), "{text}");

@@ -169,6 +169,17 @@ pub fn counter(doc: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("summary has no counter {name}: {}", doc["summary"]))
 }
 
+/// `vouch export ROOT --format FORMAT --output OUT`.
+pub fn export(env: &Env, root: &Path, format: &str, out: &Path) -> Output {
+    env.vouch()
+        .arg("export")
+        .arg(root)
+        .args(["--format", format, "--output"])
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 pub fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

@@ -85,16 +85,6 @@ fn finding<'d>(doc: &'d Value, kind: &str, path: &str) -> &'d Value {
         .unwrap_or_else(|| panic!("no {kind} {path} in {doc}"))
 }
 
-fn export(env: &Env, root: &Path, format: &str, out: &Path) -> std::process::Output {
-    env.vouch()
-        .arg("export")
-        .arg(root)
-        .args(["--format", format, "--output"])
-        .arg(out)
-        .output()
-        .unwrap()
-}
-
 fn exported(env: &Env, root: &Path, format: &str, name: &str) -> PathBuf {
     let out_path = env.dir.path().join(name);
     let out = export(env, root, format, &out_path);
