@@ -328,14 +328,15 @@ fn files_newer_than_the_inventory_are_unverified_and_archives_are_not_read() {
     let env = Env::new();
     let moto = MotoServer::start();
     moto.create_bucket("bkt");
-    // Old files, as the report saw them (their ctime is now: the report
-    // is taken a second later, and --inventory-grace is 0).
-    let t0 = now();
+    // Old files, as the report saw them. The report is taken at the next
+    // whole second after they were written (their ctime is before it,
+    // whatever the fraction of the second they were written in), and
+    // --inventory-grace is 0.
     env.write("old.txt", b"old and listed");
     env.write("gone.txt", b"old, not listed");
     env.write("cold.bin", b"in deep archive");
     env.write("changed.txt", b"before");
-    let created = t0 + 1;
+    let created = now() + 1;
     // Files written or changed after the report: not judged by it.
     std::thread::sleep(std::time::Duration::from_millis(3100));
     std::fs::write(env.root.join("new.txt"), b"created after the report").unwrap();
