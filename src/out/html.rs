@@ -24,26 +24,17 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Writes the page: `findings` are the JSON findings in report order.
+/// Writes the page: `findings` are the JSON findings in report order,
+/// written as they come (the page never holds them all: see
+/// [`crate::out::sorted`]).
 pub fn write_page(
     out: &mut dyn Write,
     verdict_line: &str,
     status: &str,
-    findings: &[String],
+    findings: &mut dyn Iterator<Item = Result<String>>,
     summary: &Map<String, Value>,
     error: Option<&str>,
 ) -> Result<()> {
-    let mut data = String::from("{\"findings\":[");
-    data.push_str(&findings.join(","));
-    data.push_str("],\"summary\":");
-    data.push_str(&Value::Object(summary.clone()).to_string());
-    if let Some(e) = error {
-        data.push_str(",\"error\":");
-        data.push_str(&json!(e).to_string());
-    }
-    data.push('}');
-    // `<` only occurs inside JSON strings, where `\u003c` means the same.
-    let data = data.replace('<', "\\u003c");
     let title = match (
         summary.get("command").and_then(Value::as_str),
         summary.get("root").and_then(Value::as_str),
@@ -88,7 +79,33 @@ td.path {{ font-family: ui-monospace, monospace; word-break: break-all; }}
 <select id="kind"><option value="">every kind</option></select></p>
 <table id="findings"><thead><tr><th data-key="kind">kind</th><th data-key="path">path</th>
 <th data-key="detail">detail</th><th data-key="first_seen">since</th></tr></thead><tbody></tbody></table>
-<script type="application/json" id="vouch-data">{data}</script>
+<script type="application/json" id="vouch-data">"##,
+        title = escape(&title),
+        status = escape(status),
+        verdict = escape(verdict_line),
+    )?;
+    // The data: the JSON document, where `<` only occurs inside strings,
+    // where `\u003c` means the same.
+    let mut data = |text: &str| out.write_all(text.replace('<', "\\u003c").as_bytes());
+    data("{\"findings\":[")?;
+    let mut first = true;
+    for text in findings {
+        if !first {
+            data(",")?;
+        }
+        data(&text?)?;
+        first = false;
+    }
+    data("],\"summary\":")?;
+    data(&Value::Object(summary.clone()).to_string())?;
+    if let Some(e) = error {
+        data(",\"error\":")?;
+        data(&json!(e).to_string())?;
+    }
+    data("}")?;
+    write!(
+        out,
+        r##"</script>
 <script>
 window.addEventListener("error", function (e) {{
   document.body.dataset.errors = (document.body.dataset.errors || "") + e.message + ";";
@@ -214,11 +231,7 @@ window.addEventListener("error", function (e) {{
 }})();
 </script>
 </body></html>
-"##,
-        title = escape(&title),
-        status = escape(status),
-        verdict = escape(verdict_line),
-        data = data,
+"##
     )?;
     Ok(())
 }

@@ -11,6 +11,7 @@ pub mod history;
 pub mod html;
 pub mod progress;
 pub mod report;
+pub mod sorted;
 
 use anyhow::Result;
 use serde_json::{Map, Value};

@@ -30,6 +30,7 @@ use serde_json::{Map, Value, json};
 use crate::model::{Finding, Kind, format_time, paths, verdict};
 use crate::out::Sink;
 use crate::out::atomic::Output;
+use crate::out::sorted::SortedFindings;
 
 /// The report formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,173 +92,41 @@ trait Printer {
     fn heading(&mut self, _: String) {}
 }
 
-/// `{"findings":[...],"summary":{...}}`, findings in a stable order:
-/// findings about the whole backup (path `""`: `remote_empty`,
-/// `low_coverage`, a stopped backup's `stale`) first, then by kind
-/// (discrepancies first, in [`Kind::ALL`] order), then path, then the
-/// rest of the finding — so the same tree gives byte-identical output
-/// whatever order parallel walkers and readers found things in. The
-/// findings are held until the summary (`jsonl` streams instead): in
-/// memory up to [`JSON_HELD_BYTES`], past that as sorted runs in
-/// temporary files, merged at the end (an external sort), so a run with
-/// millions of findings — a shard of a backup that lost everything —
-/// holds a bounded amount of memory, not all of them.
+/// `{"findings":[...],"summary":{...}}`, findings in the stable order of
+/// [`crate::out::sorted`], held until the summary (`jsonl` streams
+/// instead) in a bounded amount of memory: up to [`crate::out::sorted::HELD_BYTES`], the
+/// rest in sorted temporary files merged at the end.
+#[derive(Default)]
 struct JsonPrinter {
-    /// (a per-file finding, kind, path, the finding as JSON): findings of
-    /// the whole backup (path `""`, the headline) sort first.
-    findings: Vec<Held>,
-    /// Bytes of `findings` (roughly: path, text and the tuple).
-    held: usize,
-    /// Past this many bytes held, `findings` is sorted into a run.
-    spill_at: usize,
-    /// Sorted runs written so far, each a temporary file of lines.
-    runs: Vec<std::fs::File>,
-}
-
-type Held = (bool, Kind, Vec<u8>, String);
-
-/// Bytes of findings a JSON report holds in memory before it spills them,
-/// sorted, to a temporary file.
-pub const JSON_HELD_BYTES: usize = 32 << 20;
-
-impl Default for JsonPrinter {
-    fn default() -> JsonPrinter {
-        JsonPrinter::spilling_at(JSON_HELD_BYTES)
-    }
+    findings: SortedFindings,
 }
 
 impl JsonPrinter {
+    #[cfg(test)]
     fn spilling_at(spill_at: usize) -> JsonPrinter {
         JsonPrinter {
-            findings: Vec::new(),
-            held: 0,
-            spill_at,
-            runs: Vec::new(),
+            findings: SortedFindings::spilling_at(spill_at),
         }
-    }
-
-    fn hold(&mut self, f: &Finding) -> Result<()> {
-        let text = finding_json(f).to_string();
-        self.held += f.path.len() + text.len() + std::mem::size_of::<Held>();
-        self.findings
-            .push((!f.path.is_empty(), f.kind, f.path.clone(), text));
-        if self.held > self.spill_at {
-            self.spill()?;
-        }
-        Ok(())
-    }
-
-    /// Writes the held findings, sorted, as one run: a line each, `0|1`,
-    /// the kind's position in [`Kind::ALL`], the path in hex and the JSON
-    /// text (one line: serde_json escapes newlines), tab-separated.
-    fn spill(&mut self) -> Result<()> {
-        self.findings.sort();
-        let file = tempfile::tempfile()
-            .map_err(|e| anyhow::anyhow!("cannot create a temporary file for the report: {e}"))?;
-        let mut w = io::BufWriter::new(file);
-        for (per_file, kind, path, text) in self.findings.drain(..) {
-            let k = Kind::ALL.iter().position(|x| *x == kind).unwrap_or(0);
-            writeln!(
-                w,
-                "{}\t{k}\t{}\t{text}",
-                u8::from(per_file),
-                hex::encode(&path)
-            )?;
-        }
-        let mut file = w.into_inner().map_err(|e| e.into_error())?;
-        io::Seek::rewind(&mut file)?;
-        self.runs.push(file);
-        self.held = 0;
-        Ok(())
     }
 
     fn write_findings(&mut self, out: &mut dyn Write) -> Result<()> {
-        self.findings.sort();
         write!(out, "{{\"findings\":[")?;
         let mut first = true;
-        let mut emit = |text: &str| -> Result<()> {
-            write!(out, "{}{text}", if first { "\n" } else { ",\n" })?;
+        for text in self.findings.drain()? {
+            write!(out, "{}{}", if first { "\n" } else { ",\n" }, text?)?;
             first = false;
-            Ok(())
-        };
-        if self.runs.is_empty() {
-            for (_, _, _, text) in &self.findings {
-                emit(text)?;
-            }
-        } else {
-            // A k-way merge of the runs and what is still held.
-            let mut runs: Vec<RunReader> = std::mem::take(&mut self.runs)
-                .into_iter()
-                .map(|f| RunReader(io::BufReader::new(f)))
-                .collect();
-            let mut heap = std::collections::BinaryHeap::new();
-            for (i, r) in runs.iter_mut().enumerate() {
-                if let Some(h) = r.next()? {
-                    heap.push(std::cmp::Reverse((h, i)));
-                }
-            }
-            let mut held = std::mem::take(&mut self.findings).into_iter().peekable();
-            loop {
-                let from_run = heap.peek().map(|std::cmp::Reverse((h, _))| h);
-                let take_held = match (held.peek(), from_run) {
-                    (Some(a), Some(b)) => a <= b,
-                    (Some(_), None) => true,
-                    (None, Some(_)) => false,
-                    (None, None) => break,
-                };
-                if take_held {
-                    let (_, _, _, text) = held.next().expect("peeked");
-                    emit(&text)?;
-                } else {
-                    let std::cmp::Reverse((h, i)) = heap.pop().expect("peeked");
-                    emit(&h.3)?;
-                    if let Some(next) = runs[i].next()? {
-                        heap.push(std::cmp::Reverse((next, i)));
-                    }
-                }
-            }
         }
         if !first {
             writeln!(out)?;
         }
         write!(out, "]")?;
-        self.findings.clear();
-        self.held = 0;
         Ok(())
-    }
-}
-
-/// Reads back a run [`JsonPrinter::spill`] wrote.
-struct RunReader(io::BufReader<std::fs::File>);
-
-impl RunReader {
-    fn next(&mut self) -> Result<Option<Held>> {
-        use std::io::BufRead;
-        let mut line = String::new();
-        if self.0.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        let bad = || anyhow::anyhow!("a report's temporary file was damaged");
-        let line = line.strip_suffix('\n').ok_or_else(bad)?;
-        let mut parts = line.splitn(4, '\t');
-        let (Some(per_file), Some(k), Some(path), Some(text)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad());
-        };
-        let kind = k
-            .parse::<usize>()
-            .ok()
-            .and_then(|k| Kind::ALL.get(k).copied())
-            .ok_or_else(bad)?;
-        let path = hex::decode(path).map_err(|_| bad())?;
-        Ok(Some((per_file == "1", kind, path, text.to_string())))
     }
 }
 
 impl Printer for JsonPrinter {
     fn finding(&mut self, _: &mut dyn Write, f: &Finding) -> Result<()> {
-        self.hold(f)
+        self.findings.hold(f)
     }
 
     fn summary(&mut self, out: &mut dyn Write, summary: &Map<String, Value>) -> Result<()> {
@@ -284,34 +153,26 @@ impl Printer for JsonPrinter {
 }
 
 /// The HTML page: the JSON document's findings (in the same stable
-/// order), rendered at the end — held in memory, never spilled: a page
-/// is read by people, one finding per row.
+/// order, held the same bounded way), rendered at the end.
+#[derive(Default)]
 struct HtmlPrinter {
-    json: JsonPrinter,
-}
-
-impl Default for HtmlPrinter {
-    fn default() -> HtmlPrinter {
-        HtmlPrinter {
-            json: JsonPrinter::spilling_at(usize::MAX),
-        }
-    }
+    findings: SortedFindings,
 }
 
 impl HtmlPrinter {
+    #[cfg(test)]
+    fn spilling_at(spill_at: usize) -> HtmlPrinter {
+        HtmlPrinter {
+            findings: SortedFindings::spilling_at(spill_at),
+        }
+    }
+
     fn page(
         &mut self,
         out: &mut dyn Write,
         summary: &Map<String, Value>,
         error: Option<&str>,
     ) -> Result<()> {
-        self.json.findings.sort();
-        let findings: Vec<String> = self
-            .json
-            .findings
-            .drain(..)
-            .map(|(_, _, _, text)| text)
-            .collect();
         let (line, status) = match error {
             Some(e) => (
                 format!("FAILED: {e}"),
@@ -322,13 +183,14 @@ impl HtmlPrinter {
                 (v.line, v.status.name().to_string())
             }
         };
-        crate::out::html::write_page(out, &line, &status, &findings, summary, error)
+        let mut findings = self.findings.drain()?;
+        crate::out::html::write_page(out, &line, &status, &mut findings, summary, error)
     }
 }
 
 impl Printer for HtmlPrinter {
-    fn finding(&mut self, out: &mut dyn Write, f: &Finding) -> Result<()> {
-        self.json.finding(out, f)
+    fn finding(&mut self, _: &mut dyn Write, f: &Finding) -> Result<()> {
+        self.findings.hold(f)
     }
 
     fn summary(&mut self, out: &mut dyn Write, summary: &Map<String, Value>) -> Result<()> {
@@ -844,6 +706,7 @@ mod tests {
         }
         v.push(Finding::new(Kind::LowCoverage, Vec::new()).detail("whole"));
         v.push(Finding::new(Kind::Missing, vec![0xff, b'x']));
+        v.push(Finding::new(Kind::Extra, b"</script><b>".to_vec()));
         v
     }
 
@@ -863,7 +726,8 @@ mod tests {
         // Spilling past ~1 KiB: never more than a few findings in memory,
         // yet the same document, byte for byte.
         let spilled = document(JsonPrinter::spilling_at(1024), |p| {
-            assert!(p.findings.len() <= 8, "{} findings held", p.findings.len());
+            let n = p.findings.in_memory();
+            assert!(n <= 8, "{n} findings held");
         });
         assert!(whole.len() > 10_000);
         assert_eq!(spilled, whole);
@@ -871,5 +735,51 @@ mod tests {
         let list = doc["findings"].as_array().unwrap();
         assert_eq!(list.len(), findings().len());
         assert_eq!(list[0]["kind"], "low_coverage");
+    }
+
+    fn page(mut p: HtmlPrinter, check: impl Fn(&HtmlPrinter)) -> String {
+        let mut out = Vec::new();
+        for f in findings() {
+            p.finding(&mut out, &f).unwrap();
+            check(&p);
+        }
+        let mut summary = Map::new();
+        summary.insert("command".into(), json!("audit"));
+        p.summary(&mut out, &summary).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_html_report_holds_a_bounded_number_of_findings_and_sorts_the_same() {
+        // Both documents hold findings up to the same bound, not forever.
+        assert_eq!(
+            HtmlPrinter::default().findings.bound(),
+            crate::out::sorted::HELD_BYTES
+        );
+        assert_eq!(
+            JsonPrinter::default().findings.bound(),
+            crate::out::sorted::HELD_BYTES
+        );
+        let whole = page(HtmlPrinter::default(), |_| {});
+        let spilled = page(HtmlPrinter::spilling_at(1024), |p| {
+            let n = p.findings.in_memory();
+            assert!(n <= 8, "{n} findings held");
+        });
+        assert_eq!(spilled, whole);
+        // The page's data is the JSON document's findings, in its order,
+        // with no `<` left to close the script element.
+        let data = whole
+            .split_once(r#"<script type="application/json" id="vouch-data">"#)
+            .unwrap()
+            .1
+            .split_once("</script>")
+            .unwrap()
+            .0;
+        assert!(!data.contains('<'));
+        assert!(data.contains(r"\u003c/script>\u003cb>"), "{data}");
+        let data: Value = serde_json::from_str(data).unwrap();
+        let json: Value = serde_json::from_str(&document(JsonPrinter::default(), |_| {})).unwrap();
+        assert_eq!(data["findings"], json["findings"]);
+        assert_eq!(data["summary"]["command"], "audit");
     }
 }

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use serde_json::Value;
 
-use super::Index;
+use super::{Index, PAGE, Paged};
 use crate::model::{Finding, Kind};
 
 /// A path a run could not vouch for: its key, the finding's kind and
@@ -55,5 +55,35 @@ impl Index {
             ));
         }
         Ok(out)
+    }
+
+    /// The paths of run `run_id`'s findings of `kind`, each once, in key
+    /// order, from `from` on: read a page at a time (the index
+    /// `findings_by_run` is in this order), so a run with millions of
+    /// findings is never held whole.
+    pub fn finding_paths(
+        &self,
+        run_id: i64,
+        kind: Kind,
+        from: Vec<u8>,
+    ) -> impl Iterator<Item = Result<Vec<u8>>> + '_ {
+        Paged::new(
+            |p: &Vec<u8>| p.as_slice(),
+            move |after: Option<&[u8]>| {
+                let mut stmt = self.conn.prepare_cached(
+                    "SELECT DISTINCT path FROM findings WHERE run_id = ?1 AND kind = ?2 AND path >= ?3 ORDER BY path LIMIT ?4",
+                )?;
+                let rows = stmt.query_map(
+                    rusqlite::params![
+                        run_id,
+                        kind.name(),
+                        after.unwrap_or(from.as_slice()),
+                        PAGE as i64
+                    ],
+                    |r| r.get::<_, Vec<u8>>(0),
+                )?;
+                Ok(rows.collect::<rusqlite::Result<Vec<Vec<u8>>>>()?)
+            },
+        )
     }
 }

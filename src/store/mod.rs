@@ -267,7 +267,7 @@ mod runs;
 pub use batch::Batch;
 pub use checks::{CheckRow, Member};
 pub use entries::{FoldRow, Rows};
-pub use remote::Coverage;
+pub use remote::{Coverage, ScrubPlace, ScrubSelection};
 
 /// Kinds as the `entries.kind` column stores them (see [`EntryKind`]):
 /// SQL names them through these, never as bare numbers.

@@ -1,8 +1,6 @@
 //! The remote side of the index: the last listing of each remote, and what
 //! vouch proved about each object (`remote_objects`).
 
-use std::collections::HashSet;
-
 use anyhow::Result;
 use rusqlite::params;
 
@@ -104,34 +102,217 @@ impl Index {
     }
 
     /// The least recently read objects (never read first: an MD5 ETag
-    /// match is no read) that have a
-    /// file of the same size in the manifest, whose sizes add up to at most
-    /// `budget` bytes.
+    /// match is no read) that have a file of the same size in the
+    /// manifest, whose sizes add up to at most `budget` bytes.
+    ///
+    /// They are the first objects in [`ScrubPlace`] order, so what is
+    /// returned is where they end, not their keys: one key, however many
+    /// objects (and however small) the budget covers. The rows are read in
+    /// that order and dropped until the budget is spent.
     pub fn scrub_selection(
         &self,
         root_id: i64,
         remote: &str,
         run_id: i64,
         budget: u64,
-    ) -> Result<HashSet<Vec<u8>>> {
+    ) -> Result<ScrubSelection> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT r.key, r.size FROM remote_objects r
+            "SELECT r.key, r.size, r.verified_method IS 'read', r.verified_at FROM remote_objects r
              JOIN entries e ON e.root_id = ?3 AND e.path = r.key AND e.until_run IS NULL
                            AND e.kind = {FILE} AND e.size = r.size
              WHERE r.remote = ?1 AND r.seen_run = ?2
              ORDER BY r.verified_method IS 'read', r.verified_at, r.key"
         ))?;
         let mut rows = stmt.query(params![remote, run_id, root_id])?;
-        let mut chosen = HashSet::new();
         let mut used = 0u64;
         while let Some(row) = rows.next()? {
             let size = row.get::<_, i64>(1)? as u64;
             if used + size > budget {
+                return Ok(ScrubSelection::Before(Some(ScrubPlace {
+                    read: row.get(2)?,
+                    verified_at: row.get(3)?,
+                    key: row.get(0)?,
+                })));
+            }
+            used += size;
+        }
+        Ok(ScrubSelection::Before(None))
+    }
+}
+
+/// Where an object stands in a scrub's order: never read before read
+/// (`verified_method IS 'read'`), then least recently read (never read,
+/// `NULL`, first), then by key — the `ORDER BY` of
+/// [`Index::scrub_selection`], field for field (SQLite sorts `NULL` first
+/// and a BLOB bytewise, as `Option` and `Vec<u8>` compare).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ScrubPlace {
+    read: bool,
+    verified_at: Option<i64>,
+    key: Vec<u8>,
+}
+
+/// The objects a scrub re-reads (see [`Index::scrub_selection`]), held as
+/// the first object it does not: memory does not grow with the number
+/// chosen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ScrubSelection {
+    /// No scrub: nothing is re-read.
+    #[default]
+    Nothing,
+    /// Every object before this place (`None`: every object).
+    Before(Option<ScrubPlace>),
+}
+
+impl ScrubSelection {
+    /// Whether `obj` is chosen. Asked only of an object of the listing the
+    /// selection was made from, with a current file of the same size (the
+    /// objects the selection was made among).
+    pub fn selects(&self, obj: &RemoteRow) -> bool {
+        match self {
+            ScrubSelection::Nothing => false,
+            ScrubSelection::Before(None) => true,
+            ScrubSelection::Before(Some(cut)) => {
+                let read = obj.verified_method == Some(Proof::Read);
+                (read, obj.verified_at, obj.key.as_slice())
+                    < (cut.read, cut.verified_at, cut.key.as_slice())
+            }
+        }
+    }
+
+    /// Keys held (at most one, whatever the number chosen).
+    pub fn keys_held(&self) -> usize {
+        usize::from(matches!(self, ScrubSelection::Before(Some(_))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::store::LockWait;
+
+    /// The selection as it was made before: every chosen key, collected.
+    fn collected_whole(index: &Index, budget: u64) -> HashSet<Vec<u8>> {
+        let mut stmt = index
+            .conn
+            .prepare(&format!(
+                "SELECT r.key, r.size FROM remote_objects r
+                 JOIN entries e ON e.root_id = 1 AND e.path = r.key AND e.until_run IS NULL
+                               AND e.kind = {FILE} AND e.size = r.size
+                 WHERE r.remote = 'r' AND r.seen_run = 2
+                 ORDER BY r.verified_method IS 'read', r.verified_at, r.key"
+            ))
+            .unwrap();
+        let mut rows = stmt.query([]).unwrap();
+        let mut chosen = HashSet::new();
+        let mut used = 0u64;
+        while let Some(row) = rows.next().unwrap() {
+            let size = row.get::<_, i64>(1).unwrap() as u64;
+            if used + size > budget {
                 break;
             }
             used += size;
-            chosen.insert(row.get(0)?);
+            chosen.insert(row.get(0).unwrap());
         }
-        Ok(chosen)
+        chosen
+    }
+
+    /// Thousands of tiny objects (zero bytes too), read and never read,
+    /// ties on when, keys with odd bytes, objects with no file, a file of
+    /// another size, a deleted file, a symlink, an object gone from the
+    /// listing: whatever the budget, the selection holds one key and
+    /// chooses exactly the objects collecting them all chose.
+    #[test]
+    fn a_scrub_selection_holds_one_key_and_chooses_what_collecting_chose() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("i.sqlite3"), LockWait::No).unwrap();
+        index
+            .conn
+            .execute_batch(
+                "INSERT INTO roots VALUES (1, x'2f72', 0);
+                 INSERT INTO runs(id, root_id, command, started_at, status) VALUES
+                     (1, 1, 'scan', 0, 'ok'), (2, 1, 'audit', 0, 'ok');",
+            )
+            .unwrap();
+        let mut entry = index
+            .conn
+            .prepare(
+                "INSERT INTO entries(root_id, path, since_run, until_run, kind, size, mtime_ns, ctime_ns, inode)
+                 VALUES (1, ?1, 1, ?2, ?3, ?4, 1, 1, 1)",
+            )
+            .unwrap();
+        let mut object = index
+            .conn
+            .prepare(
+                "INSERT INTO remote_objects(remote, key, size, seen_run, verified_method, verified_at)
+                 VALUES ('r', ?1, ?2, ?3, ?4, ?5)",
+            )
+            .unwrap();
+        // xorshift: the same objects every time.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut candidates = HashSet::new();
+        for i in 0..6000u64 {
+            let mut key = format!("d{}\0f{i}", i % 7).into_bytes();
+            if i % 61 == 0 {
+                key.insert(0, 0xff);
+            }
+            let size = next(40) as i64;
+            let method = match next(4) {
+                0 => None,
+                1 => Some(Proof::EtagMd5.name()),
+                _ => Some(Proof::Read.name()),
+            };
+            let at = (next(3) > 0).then(|| next(5) as i64);
+            let seen = if i % 37 == 0 { 1 } else { 2 };
+            object
+                .execute(params![key, size, seen, method, at])
+                .unwrap();
+            let (until, kind, file_size) = match i % 11 {
+                0 => continue,
+                1 => (None, FILE, size + 1),
+                2 => (Some(2), FILE, size),
+                3 => (None, 1, size),
+                _ => (None, FILE, size),
+            };
+            entry.execute(params![key, until, kind, file_size]).unwrap();
+            if seen == 2 && i % 11 > 3 {
+                candidates.insert(key);
+            }
+        }
+        drop((entry, object));
+        // What the merger asks about: listed objects with a current file
+        // of the same size.
+        let asked: Vec<RemoteRow> = index
+            .listed_objects("r", 2)
+            .map(Result::unwrap)
+            .filter(|r| candidates.contains(&r.key))
+            .collect();
+        assert_eq!(asked.len(), candidates.len());
+        let total: u64 = asked.iter().map(|r| r.size).sum();
+        let mut most = 0;
+        for budget in [0, 1, 39, 1000, 20_000, total - 1, total, u64::MAX] {
+            let selection = index.scrub_selection(1, "r", 2, budget).unwrap();
+            assert!(selection.keys_held() <= 1, "{budget}");
+            let chosen: HashSet<Vec<u8>> = asked
+                .iter()
+                .filter(|r| selection.selects(r))
+                .map(|r| r.key.clone())
+                .collect();
+            let whole = collected_whole(&index, budget);
+            assert_eq!(chosen, whole, "budget {budget}");
+            most = most.max(whole.len());
+        }
+        // Collected, the biggest selection would have held every key.
+        assert_eq!(most, candidates.len());
+        assert!(most > 3000, "{most}");
+        assert!(asked.iter().all(|r| !ScrubSelection::Nothing.selects(r)));
     }
 }

@@ -2,7 +2,6 @@
 //! listing (both read from the index in key order) and gives every key
 //! exactly one outcome — a finding, a verification, or a read to make.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::mpsc;
 
@@ -17,7 +16,7 @@ use crate::engine::join::{Pair, merge_join};
 use crate::engine::scan::describe;
 use crate::model::remote::is_archived;
 use crate::model::{Entry, EntryKind, Finding, Kind, format_time, paths};
-use crate::store::{Index, Rows};
+use crate::store::{Index, Rows, ScrubSelection};
 
 /// The merger: one outcome per key.
 #[allow(clippy::too_many_arguments)]
@@ -28,7 +27,7 @@ pub(super) fn merge(
     remote_id: &str,
     run_id: i64,
     policy: Policy,
-    scrub: &HashSet<Vec<u8>>,
+    scrub: &ScrubSelection,
     excludes: &Excludes,
     reads: tokio::sync::mpsc::Sender<ReadTask>,
     proofs: tokio::sync::mpsc::Sender<ProveTask>,
@@ -161,7 +160,7 @@ pub(super) fn merge(
                             .detail(detail),
                     ));
                 }
-                let selected = scrub.contains(&obj.key);
+                let selected = scrub.selects(&obj);
                 let lag = local.stat.mtime_secs().saturating_sub(obj.last_modified);
                 // A dry run decides as deep would, and reads nothing.
                 let (mode, selected) = if policy.dry_run {

@@ -24,7 +24,7 @@ mod reads;
 
 pub use decide::{Decision, decide};
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Instant;
@@ -42,7 +42,7 @@ use crate::model::{
     Acceptance, Entry, Finding, Kind, Proof, ReadError, RemoteRow, format_time, now_unix, paths,
 };
 use crate::out::{Meter, Progress, Sink, Total};
-use crate::store::{Batch, Index};
+use crate::store::{Batch, Index, ScrubSelection};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -450,21 +450,17 @@ pub fn audit(
 }
 
 /// The "did you mean" hint, looked for only when more than half of the
-/// files are missing (the findings are then read back from the index).
+/// files are missing (the findings are then streamed back from the index,
+/// never held whole: see [`hint`]).
 fn prefix_hint_of_run(index: &Index, s: &AuditSummary, remote: &str) -> Result<Option<String>> {
     let missing = s.count(Kind::Missing);
     if s.count(Kind::Extra) == 0 || missing == 0 || 2 * missing <= s.local_files {
         return Ok(None);
     }
-    let (mut m, mut e) = (Vec::new(), Vec::new());
-    for f in index.findings_of_run(s.run_id)? {
-        match f.kind {
-            Kind::Missing => m.push(f.path),
-            Kind::Extra => e.push(f.path),
-            _ => {}
-        }
-    }
-    Ok(hint::prefix_hint(remote, &m, &e))
+    let paths = |kind: Kind, from: Vec<u8>| {
+        Box::new(index.finding_paths(s.run_id, kind, from)) as hint::Paths<'_>
+    };
+    Ok(hint::prefix_hint(remote, &paths)?.text)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -526,12 +522,13 @@ fn audit_run(
     if opts.shard.is_some() {
         health.findings.clear();
     }
+    // Held as where the chosen objects end, not their keys; an excluded
+    // object may be chosen (and spend budget) but never reaches the
+    // merger's question.
     let scrub = if opts.mode == Mode::Scrub || opts.dry_run {
-        let mut chosen = index.scrub_selection(root_id, &remote.id, run_id, opts.scrub_budget)?;
-        chosen.retain(|k| !opts.excludes.excludes_path(k, false));
-        chosen
+        index.scrub_selection(root_id, &remote.id, run_id, opts.scrub_budget)?
     } else {
-        HashSet::new()
+        ScrubSelection::Nothing
     };
 
     // Bytes move as objects are read; a deep run reads at most what the
