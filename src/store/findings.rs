@@ -87,3 +87,60 @@ impl Index {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LockWait;
+
+    /// Past a page (4,096 rows), with a path found twice, odd bytes and
+    /// another kind and run in between: each path once, in key order,
+    /// from the key asked for.
+    #[test]
+    fn finding_paths_stream_each_path_once_in_key_order_across_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("i.sqlite3"), LockWait::No).unwrap();
+        index
+            .conn
+            .execute_batch(
+                "INSERT INTO roots VALUES (1, x'2f72', 0);
+                 INSERT INTO runs(id, root_id, command, started_at, status) VALUES
+                     (1, 1, 'audit', 0, 'ok'), (2, 1, 'audit', 0, 'ok');",
+            )
+            .unwrap();
+        let mut insert = index
+            .conn
+            .prepare("INSERT INTO findings(run_id, kind, path) VALUES (?1, ?2, ?3)")
+            .unwrap();
+        let mut missing = Vec::new();
+        for i in 0..(PAGE as u32 * 2 + 10) {
+            let mut path = format!("d{}\0f{i:05}", i % 3).into_bytes();
+            if i % 100 == 0 {
+                path.push(0xff);
+            }
+            for (run, kind) in [(1, "missing"), (1, "extra"), (2, "missing")] {
+                insert.execute(rusqlite::params![run, kind, path]).unwrap();
+            }
+            if i % 1000 == 0 {
+                insert
+                    .execute(rusqlite::params![1, "missing", path])
+                    .unwrap();
+            }
+            missing.push(path);
+        }
+        drop(insert);
+        missing.sort();
+        let read = |from: &[u8]| -> Vec<Vec<u8>> {
+            index
+                .finding_paths(1, Kind::Missing, from.to_vec())
+                .collect::<Result<_>>()
+                .unwrap()
+        };
+        assert_eq!(read(b""), missing);
+        let from = b"d1\0f05000".to_vec();
+        let start = missing.partition_point(|p| *p < from);
+        assert_eq!(read(&from), missing[start..]);
+        assert_eq!(read(b"e"), Vec::<Vec<u8>>::new());
+        assert_eq!(index.finding_paths(1, Kind::Corrupt, Vec::new()).count(), 0);
+    }
+}
