@@ -246,7 +246,7 @@ fn index(index_path: &str, root: &str, rows: u64, k: u64, n: u64) {
             e.md5 = Some(etag_of(i).to_be_bytes());
             // A scan keeps the CRC64NVME it computed in the row: 8 bytes
             // of the index per key, as a real one has.
-            e.crc64nvme = Some((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+            e.crc64nvme = Some(i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
             batch.insert_entry(root_id, run_id, &e).unwrap();
             files += 1;
         }
