@@ -104,7 +104,9 @@ pub const MAP_MIN: u64 = 64 << 10;
 /// hashed in parallel (a power of two, so every subtree starts on a page).
 pub const WINDOW: u64 = 16 << 20;
 /// Mapped pieces at least this large are hashed with `update_rayon`.
-const PAR_MIN: usize = 1 << 20;
+/// The bytes BLAKE3 and the CRC take in turn from a map: well inside a
+/// core's L2 cache, and a whole number of BLAKE3 chunks.
+const PIECE: usize = 128 << 10;
 const SMALL_CHUNK: usize = 256 << 10;
 const LARGE_CHUNK: usize = 8 << 20;
 const ATTEMPTS: usize = 3;
@@ -304,6 +306,7 @@ fn crc_combine(a: u64, b: u64, len_b: u64) -> u64 {
     crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc64Nvme, a, b, len_b)
 }
 
+#[cfg(test)]
 fn crc64nvme(data: &[u8]) -> u64 {
     crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, data)
 }
@@ -359,13 +362,17 @@ fn leaf(
     let map = Map::new(file, offset, len as usize)
         .map_err(|e| fail(Stop::Io(e)))?
         .ok_or_else(|| fail(Stop::Unmappable))?;
-    let bytes = map.bytes();
-    let crc = if bytes.len() >= PAR_MIN {
-        rayon::join(|| hasher.update_rayon(bytes), || crc64nvme(bytes)).1
-    } else {
-        hasher.update(bytes);
-        crc64nvme(bytes)
-    };
+    // BLAKE3 and the CRC take each piece in turn while it is in the
+    // core's cache. Run side by side over the whole map, each read it from
+    // memory: the CRC's blocks were 23 % of a 3 GiB file's CPU samples,
+    // 4 % this way (perf, AVX-512 and VPCLMULQDQ). Parallelism comes from
+    // the windows (and from the files hashed at once), not from here.
+    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
+    for piece in map.bytes().chunks(PIECE) {
+        hasher.update(piece);
+        crc.update(piece);
+    }
+    let crc = crc.finalize();
     meter.add(len);
     if map.faulted() {
         return Err(fail(Stop::Faulted));

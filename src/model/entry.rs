@@ -83,6 +83,12 @@ pub struct Entry {
     /// the one to trust; it stays until the file is rewritten (size or
     /// mtime change) or its content comes back.
     pub trusted_blake3: Option<[u8; 32]>,
+    /// The CRC64NVME of the bytes whose BLAKE3 is `blake3` (S3's default
+    /// checksum), computed in the scan's one read: a HEAD proves the
+    /// object later without a second read. In the row, not in the
+    /// `content_digests` cache keyed by BLAKE3: rows are written in path
+    /// order, so the scan appends instead of rewriting random pages.
+    pub crc64nvme: Option<[u8; 8]>,
 }
 
 /// What a scan learned about one path, ready to be stored.
@@ -97,6 +103,8 @@ pub struct NewEntry {
     pub target: Option<Vec<u8>>,
     /// See [`Entry::trusted_blake3`].
     pub trusted_blake3: Option<[u8; 32]>,
+    /// See [`Entry::crc64nvme`].
+    pub crc64nvme: Option<[u8; 8]>,
 }
 
 /// A past or running run, as `history` lists it.

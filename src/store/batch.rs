@@ -4,9 +4,10 @@
 //! the audit's recorder). A large scan commits steadily, so an interrupted
 //! run keeps what it finished, without paying one fsync per row.
 //!
-//! The scan writes one `entries` row and one `content_digests` row per new
-//! file, and that one thread sets the ceiling of a scan of small files, so
-//! those two inserts are made as cheap as SQLite allows: rows are copied
+//! The scan writes one `entries` row per new file (its CRC64NVME in the
+//! row), and that one thread sets the ceiling of a scan of small files, so
+//! that insert, and the audit's `content_digests` rows, are made as cheap
+//! as SQLite allows: rows are copied
 //! into reused buffers (no allocation per row) and written [`ROWS`] at a
 //! time by multi-row `INSERT`s whose statements are prepared once per
 //! batch (not looked up per row). Every other write, and every read made
@@ -26,9 +27,9 @@ use crate::model::{Entry, Finding, Listed, NewEntry, Proof, now_unix};
 const CLOSE_ENTRY: &str =
     "UPDATE entries SET until_run = ?4 WHERE root_id = ?1 AND path = ?2 AND since_run = ?3";
 
-const ENTRY_COLUMNS: &str = "INSERT INTO entries(root_id, path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run, trusted_blake3) VALUES ";
+const ENTRY_COLUMNS: &str = "INSERT INTO entries(root_id, path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run, trusted_blake3, crc64nvme) VALUES ";
 /// Parameters per `entries` row.
-const ENTRY_PARAMS: usize = 13;
+const ENTRY_PARAMS: usize = 14;
 const DIGEST_COLUMNS: &str = "INSERT OR IGNORE INTO content_digests(blake3, spec, value) VALUES ";
 const DIGEST_PARAMS: usize = 3;
 
@@ -71,6 +72,7 @@ struct EntryRow {
     md5: Option<[u8; 16]>,
     sha256: Option<[u8; 32]>,
     trusted_blake3: Option<[u8; 32]>,
+    crc64nvme: Option<[u8; 8]>,
     path: Range<usize>,
     target: Option<Range<usize>>,
 }
@@ -141,6 +143,7 @@ fn bind_entry(stmt: &mut Statement<'_>, at: usize, r: &EntryRow, bytes: &[u8]) -
     stmt.raw_bind_parameter(at + 11, r.target.clone().map(|t| &bytes[t]))?;
     stmt.raw_bind_parameter(at + 12, r.run_id)?;
     stmt.raw_bind_parameter(at + 13, blob(&r.trusted_blake3))?;
+    stmt.raw_bind_parameter(at + 14, r.crc64nvme.as_ref().map(|h| h.as_slice()))?;
     Ok(())
 }
 
@@ -270,6 +273,7 @@ impl<'c> Batch<'c> {
             md5: e.md5,
             sha256: e.sha256,
             trusted_blake3: e.trusted_blake3,
+            crc64nvme: e.crc64nvme,
             path,
             target,
         });
@@ -304,7 +308,8 @@ impl<'c> Batch<'c> {
     pub fn update_entry(&mut self, root_id: i64, old: &Entry, e: &NewEntry) -> Result<()> {
         let mut stmt = self.conn()?.prepare_cached(
             "UPDATE entries SET kind = ?4, size = ?5, mtime_ns = ?6, ctime_ns = ?7, inode = ?8,
-                 blake3 = ?9, md5 = ?10, sha256 = ?11, target = ?12, trusted_blake3 = ?13
+                 blake3 = ?9, md5 = ?10, sha256 = ?11, target = ?12, trusted_blake3 = ?13,
+                 crc64nvme = ?14
              WHERE root_id = ?1 AND path = ?2 AND since_run = ?3",
         )?;
         stmt.execute(params![
@@ -320,7 +325,8 @@ impl<'c> Batch<'c> {
             e.md5.as_ref().map(|h| h.as_slice()),
             e.sha256.as_ref().map(|h| h.as_slice()),
             e.target,
-            e.trusted_blake3.as_ref().map(|h| h.as_slice())
+            e.trusted_blake3.as_ref().map(|h| h.as_slice()),
+            e.crc64nvme.as_ref().map(|h| h.as_slice())
         ])?;
         self.tick()
     }

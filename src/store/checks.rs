@@ -90,7 +90,7 @@ impl Index {
     /// The current files of `root_id` whose check found damage, by path:
     /// each with its format and detail.
     pub fn damaged_current(&self, root_id: i64) -> Result<Vec<(Entry, String, String)>> {
-        let sql = "SELECT e.path, e.kind, e.size, e.mtime_ns, e.ctime_ns, e.inode, e.blake3, e.md5, e.sha256, e.target, e.since_run, e.trusted_blake3, c.format, c.detail
+        let sql = "SELECT e.path, e.kind, e.size, e.mtime_ns, e.ctime_ns, e.inode, e.blake3, e.md5, e.sha256, e.target, e.since_run, e.trusted_blake3, e.crc64nvme, c.format, c.detail
              FROM entries e JOIN checks c
                ON c.root_id = e.root_id AND c.path = e.path AND c.since_run = e.since_run
              WHERE e.root_id = ?1 AND e.until_run IS NULL AND c.verdict = 'damaged'
@@ -98,8 +98,8 @@ impl Index {
         let mut stmt = self.conn.prepare(sql)?;
         let rows = stmt.query_map(params![root_id], |row| {
             let entry = super::entries::entry_from_row(row)?;
-            let format: String = row.get(12)?;
-            let detail: Option<String> = row.get(13)?;
+            let format: String = row.get(13)?;
+            let detail: Option<String> = row.get(14)?;
             Ok((entry, format, detail.unwrap_or_default()))
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::{DIR, FILE, Index, PAGE, Paged, at_run};
 use crate::model::{Entry, EntryKind, Finding, Kind, Node, Stat};
 
-const SELECT_ENTRY: &str = "SELECT path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run, trusted_blake3 FROM entries";
+const SELECT_ENTRY: &str = "SELECT path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run, trusted_blake3, crc64nvme FROM entries";
 
 /// Reads an entry from a row selected with [`SELECT_ENTRY`]'s columns.
 pub(super) fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
@@ -34,6 +34,7 @@ pub(super) fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry>
         target: row.get(9)?,
         since_run: row.get(10)?,
         trusted_blake3: row.get(11)?,
+        crc64nvme: row.get(12)?,
     })
 }
 

@@ -233,6 +233,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX entries_closed ON entries(root_id, until_run) WHERE until_run IS NOT NULL;
     CREATE INDEX checks_damaged ON checks(verdict) WHERE verdict = 'damaged';
     "#,
+    // v10: the scan's CRC64NVME lives in the entry row. In
+    // `content_digests` (keyed by BLAKE3, so every insert landed on a
+    // random page) it made each of the scan's commits rewrite most of
+    // that table into the WAL: the writer's largest cost on a tree of
+    // small files. Rows already cached move into the entries of the same
+    // content; the audit's other digests stay in the cache.
+    r#"
+    ALTER TABLE entries ADD COLUMN crc64nvme BLOB;
+    UPDATE entries SET crc64nvme = (
+        SELECT value FROM content_digests d
+        WHERE d.blake3 = entries.blake3 AND d.spec = 'full:crc64nvme'
+    ) WHERE blake3 IS NOT NULL AND kind = 0;
+    DELETE FROM content_digests WHERE spec = 'full:crc64nvme';
+    "#,
 ];
 
 /// How to wait for the index lock held by another vouch process.
@@ -765,7 +779,7 @@ mod tests {
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 9);
+        assert_eq!(version, MIGRATIONS.len() as i64);
         assert_eq!(rows(&index.conn), before);
         // Every column of a row came across (mtime, ctime, inode, SHA-256
         // slots, the trusted hash).
@@ -819,6 +833,77 @@ mod tests {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
         assert_eq!(ok, "ok");
+    }
+
+    /// A v9 index's cached CRC64NVMEs move into the rows of the same
+    /// content (a file's every version, a copy under another path), and
+    /// out of the cache; the audit's other digests stay where they were.
+    #[test]
+    fn v9_index_moves_its_crc64nvme_digests_into_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..9] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 9).unwrap();
+            conn.execute_batch(
+                "INSERT INTO roots VALUES (1, x'2f72', 0);
+                 INSERT INTO runs(id, root_id, command, started_at, status) VALUES (1, 1, 'scan', 0, 'ok');
+                 INSERT INTO entries(root_id, path, since_run, until_run, kind, size, mtime_ns, ctime_ns, inode, blake3) VALUES
+                     (1, x'', 1, NULL, 2, 0, 0, 0, 1, x'0000000000000000000000000000000000000000000000000000000000000000'),
+                     (1, x'61', 1, NULL, 0, 3, 0, 0, 2, x'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'),
+                     (1, x'62', 1, NULL, 0, 3, 0, 0, 3, x'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'),
+                     (1, x'63', 1, NULL, 0, 3, 0, 0, 4, x'cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc'),
+                     (1, x'64', 1, NULL, 1, 3, 0, 0, 5, x'dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd');
+                 INSERT INTO content_digests VALUES
+                     (x'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'full:crc64nvme', x'0102030405060708'),
+                     (x'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'full:md5', x'11'),
+                     (x'0000000000000000000000000000000000000000000000000000000000000000', 'full:crc64nvme', x'0909090909090909'),
+                     (x'dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd', 'full:crc64nvme', x'0a0a0a0a0a0a0a0a'),
+                     (x'eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee', 'full:crc64nvme', x'0b0b0b0b0b0b0b0b');",
+            )
+            .unwrap();
+        }
+        let index = Index::open(&path, LockWait::No).unwrap();
+        let crcs: Vec<(Vec<u8>, Option<Vec<u8>>)> = index
+            .conn
+            .prepare("SELECT path, crc64nvme FROM entries ORDER BY path")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let crc = Some(vec![1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(
+            crcs,
+            vec![
+                (b"".to_vec(), None),
+                (b"a".to_vec(), crc.clone()),
+                (b"b".to_vec(), crc),
+                (b"c".to_vec(), None),
+                (b"d".to_vec(), None),
+            ]
+        );
+        let left: Vec<(Vec<u8>, String)> = index
+            .conn
+            .prepare("SELECT blake3, spec FROM content_digests ORDER BY blake3, spec")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(left, vec![(vec![0xaa; 32], "full:md5".to_string())]);
+        // The row reads back with it.
+        let a = index
+            .current_entries(1, entries::Rows::All)
+            .map(Result::unwrap)
+            .find(|e| e.path == b"a")
+            .unwrap();
+        assert_eq!(a.crc64nvme, Some([1, 2, 3, 4, 5, 6, 7, 8]));
     }
 
     /// The rule the v8 unique index kept at insert (one current row per

@@ -2101,6 +2101,7 @@ mod model {
             target: None,
             since_run: 1,
             trusted_blake3: None,
+            crc64nvme: None,
         }
     }
 

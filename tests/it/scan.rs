@@ -378,8 +378,8 @@ fn an_index_written_by_an_earlier_run_is_reopened_and_trusted() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
-        version, 9,
-        "v3: checks, v4: storage class, v5: proofs, v6: accepted findings, v7: trusted hash, v8: proof method, v9: lean entries"
+        version, 10,
+        "v3: checks, v4: storage class, v5: proofs, v6: accepted findings, v7: trusted hash, v8: proof method, v9: lean entries, v10: CRC64NVME in the entry"
     );
     let ok: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))

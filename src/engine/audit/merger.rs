@@ -245,7 +245,11 @@ pub(super) fn merge(
                             method: method.clone(),
                         });
                     }
-                    let cached = reader.digests_of(&local.blake3.expect("checked"))?;
+                    let mut cached = reader.digests_of(&local.blake3.expect("checked"))?;
+                    // The scan's CRC64NVME is in the row, not the cache.
+                    if let Some(crc) = local.crc64nvme {
+                        cached.push(("full:crc64nvme".to_string(), crc.to_vec()));
+                    }
                     let facts = recorded.and_then(|p| p.facts);
                     proofs
                         .blocking_send(ProveTask::new(local, obj, facts.as_deref(), &cached))

@@ -737,6 +737,7 @@ fn fold_merkle(
                     target: None,
                     since_run: r.since_run,
                     trusted_blake3: None,
+                    crc64nvme: None,
                 });
             }
             Ok(())
@@ -767,6 +768,7 @@ fn fold_merkle(
             sha256: None,
             target: None,
             trusted_blake3: None,
+            crc64nvme: None,
         };
         batch.replace_entry(root_id, run_id, row, &new)?;
     }

@@ -169,6 +169,7 @@ pub(super) fn walk_and_merge(
                             sha256: None,
                             target: None,
                             trusted_blake3: None,
+                            crc64nvme: None,
                         },
                         old,
                     })?,
@@ -189,6 +190,7 @@ pub(super) fn walk_and_merge(
                                 sha256: None,
                                 target,
                                 trusted_blake3: None,
+                                crc64nvme: None,
                             },
                             old,
                         })?

@@ -210,11 +210,10 @@ fn settle_hashed(
                 sha256: digests.sha256,
                 target: None,
                 trusted_blake3: None,
+                // S3's default checksum, of the bytes hashed: proven later
+                // with one HEAD and no second read.
+                crc64nvme: Some(digests.crc64nvme),
             };
-            // The CRC64NVME of the bytes hashed (keyed by their BLAKE3,
-            // like the audit's digests): S3's default checksum, proven
-            // later with one HEAD and no second read.
-            batch.record_digest(&digests.blake3, "full:crc64nvme", &digests.crc64nvme)?;
             if let Some(o) = old.as_ref().filter(|o| o.kind == EntryKind::File) {
                 match content_verdict(o, &new.stat, &digests.blake3) {
                     ContentVerdict::Rotted { trusted } => {
@@ -229,7 +228,11 @@ fn settle_hashed(
                         new.trusted_blake3 = Some(trusted);
                         let since = if o.blake3 == new.blake3 {
                             keep_digests(&mut new, o);
-                            if new.stat != o.stat || new.md5 != o.md5 || new.sha256 != o.sha256 {
+                            if new.stat != o.stat
+                                || new.md5 != o.md5
+                                || new.sha256 != o.sha256
+                                || new.crc64nvme != o.crc64nvme
+                            {
                                 batch.update_entry(ctx.root_id, o, &new)?;
                             }
                             o.since_run
@@ -254,6 +257,7 @@ fn settle_hashed(
                         if new.stat != o.stat
                             || new.md5 != o.md5
                             || new.sha256 != o.sha256
+                            || new.crc64nvme != o.crc64nvme
                             || o.trusted_blake3.is_some()
                         {
                             batch.update_entry(ctx.root_id, o, &new)?;
@@ -341,11 +345,12 @@ pub(super) fn content_verdict(o: &Entry, stat: &Stat, hash: &[u8; 32]) -> Conten
     }
 }
 
-/// Keeps the row's MD5 and SHA-256 where this hash did not compute them
-/// (the content is the same).
+/// Keeps the row's MD5, SHA-256 and CRC64NVME where this hash did not
+/// compute them (the content is the same).
 fn keep_digests(new: &mut NewEntry, o: &Entry) {
     new.md5 = new.md5.or(o.md5);
     new.sha256 = new.sha256.or(o.sha256);
+    new.crc64nvme = new.crc64nvme.or(o.crc64nvme);
 }
 
 /// Stores an added or modified entry and reports it as a change. The
