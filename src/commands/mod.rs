@@ -146,6 +146,13 @@ impl Context {
         Index::open(&self.index, self.lock_wait())
     }
 
+    /// Opens the index for a scan: its structural check runs beside the
+    /// walk, and nothing is committed before its verdict (see
+    /// [`Index::open_checking_aside`]).
+    pub fn open_index_for_scan(&self) -> Result<Index> {
+        Index::open_checking_aside(&self.index, self.lock_wait())
+    }
+
     /// Opens the index for reading only (no lock).
     pub fn read_index(&self) -> Result<Index> {
         Index::open_read_only(&self.index)

@@ -39,7 +39,7 @@ pub fn run(ctx: &Context, s: &ScanSettings) -> Result<Outcome> {
             validate_label(label)?;
         }
         let excludes = Excludes::new(&s.excludes)?;
-        let mut index = ctx.open_index()?;
+        let mut index = ctx.open_index_for_scan()?;
         let progress = ctx.progress();
         with_report(ctx, |sink| {
             let opts = ScanOptions {

@@ -29,9 +29,10 @@ use crate::model::{EntryKind, Stat};
 #[derive(Debug)]
 pub enum Item {
     /// A directory, symlink or regular file, with its key under ROOT.
+    /// (Its filesystem path is `paths::fs_path(root, &key)`: built only
+    /// where it is needed, for a file to hash, not for every entry.)
     Entry {
         key: Vec<u8>,
-        path: PathBuf,
         kind: EntryKind,
         stat: Stat,
         /// The device id it lies on.
@@ -90,7 +91,7 @@ fn walk_parallel_with(root: &Path, threads: usize, excludes: Excludes, ignore_fi
     match longpath::symlink_metadata(root) {
         Ok(meta) => {
             walk.pending
-                .push_back(entry_item(Vec::new(), root.to_path_buf(), meta));
+                .push_back(entry_item(Vec::new(), || root.to_path_buf(), meta));
             walk.descend(Vec::new(), root.to_path_buf());
         }
         Err(e) => walk.pending.push_back(Item::Unreadable {
@@ -327,11 +328,15 @@ impl Iterator for Walk {
                 self.stack.pop();
                 continue;
             };
-            let mut key = level.key.clone();
+            let name_bytes = std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str());
+            // Sized once: a clone of the parent's key grown by the name
+            // reallocated for every entry.
+            let mut key = Vec::with_capacity(level.key.len() + 1 + name_bytes.len());
+            key.extend_from_slice(&level.key);
             if !key.is_empty() {
                 key.push(paths::SEP);
             }
-            key.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()));
+            key.extend_from_slice(name_bytes);
             if !self.excludes.is_empty() {
                 let is_dir = meta.as_ref().is_ok_and(|m| m.is_dir());
                 if self.excludes.excludes(&key, is_dir) {
@@ -339,7 +344,6 @@ impl Iterator for Walk {
                     continue;
                 }
             }
-            let path = level.path.join(&name);
             let meta = match meta {
                 Ok(m) => m,
                 Err(e) => {
@@ -350,24 +354,26 @@ impl Iterator for Walk {
                     });
                 }
             };
-            let item = entry_item(key.clone(), path.clone(), meta);
-            if let Item::Entry {
-                kind: EntryKind::Dir,
-                ..
-            } = item
-            {
+            // Only a directory entered and a symlink read need the full
+            // path; a file's is built by whoever hashes it.
+            if meta.is_dir() {
+                let path = level.path.join(&name);
+                let item = entry_item(key.clone(), || unreachable!(), meta);
                 self.descend(key, path);
+                return Some(item);
             }
-            return Some(item);
+            let dir = &level.path;
+            return Some(entry_item(key, || dir.join(&name), meta));
         }
     }
 }
 
-fn entry_item(key: Vec<u8>, path: PathBuf, meta: Meta) -> Item {
+/// The item of an entry; `path` is called only for a symlink, to read it.
+fn entry_item(key: Vec<u8>, path: impl FnOnce() -> PathBuf, meta: Meta) -> Item {
     let (kind, target) = match meta.kind {
         Kind::Dir => (EntryKind::Dir, None),
         Kind::File => (EntryKind::File, None),
-        Kind::Symlink => match longpath::read_link(&path) {
+        Kind::Symlink => match longpath::read_link(&path()) {
             Ok(t) => (EntryKind::Symlink, Some(t)),
             Err(e) => {
                 return Item::Unreadable {
@@ -393,7 +399,6 @@ fn entry_item(key: Vec<u8>, path: PathBuf, meta: Meta) -> Item {
     }
     Item::Entry {
         key,
-        path,
         kind,
         stat,
         dev: meta.dev,

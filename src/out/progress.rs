@@ -134,6 +134,11 @@ impl Shared {
 
     fn total(&self, t: Total) {
         self.with(|s| {
+            // An estimate never replaces what is known exactly (the scan's
+            // estimate may come after its walk has ended and counted).
+            if s.total.exact && !t.exact {
+                return;
+            }
             s.total = Total {
                 files: t.files.or(s.total.files),
                 bytes: t.bytes.or(s.total.bytes),

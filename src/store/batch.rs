@@ -54,6 +54,7 @@ impl Index {
             started: Instant::now(),
             pending: Pending::default(),
             stmts: Statements::default(),
+            entry_writes: 0,
         })
     }
 }
@@ -193,6 +194,8 @@ pub struct Batch<'c> {
     started: Instant,
     pending: Pending,
     stmts: Statements<'c>,
+    /// `entries` rows inserted, updated or closed through this batch.
+    entry_writes: u64,
 }
 
 impl<'c> Batch<'c> {
@@ -249,6 +252,12 @@ impl<'c> Batch<'c> {
         Ok(())
     }
 
+    /// How many `entries` rows this batch inserted, updated or closed:
+    /// none means the manifest is as it was before it.
+    pub fn entry_writes(&self) -> u64 {
+        self.entry_writes
+    }
+
     pub fn commit(mut self) -> Result<()> {
         self.conn()?.execute_batch("COMMIT")?;
         Ok(())
@@ -258,6 +267,7 @@ impl<'c> Batch<'c> {
     /// row's `since_run` (`run_id`), which with the path names it. The row
     /// is buffered (see the module's note).
     pub fn insert_entry(&mut self, root_id: i64, run_id: i64, e: &NewEntry) -> Result<i64> {
+        self.entry_writes += 1;
         let p = &mut self.pending;
         let path = p.keep(&e.path);
         let target = e.target.as_deref().map(|t| p.keep(t));
@@ -306,6 +316,7 @@ impl<'c> Batch<'c> {
     /// Rewrites row `old` in place: for metadata-only changes, and for rows
     /// the current run itself inserted.
     pub fn update_entry(&mut self, root_id: i64, old: &Entry, e: &NewEntry) -> Result<()> {
+        self.entry_writes += 1;
         let mut stmt = self.conn()?.prepare_cached(
             "UPDATE entries SET kind = ?4, size = ?5, mtime_ns = ?6, ctime_ns = ?7, inode = ?8,
                  blake3 = ?9, md5 = ?10, sha256 = ?11, target = ?12, trusted_blake3 = ?13,
@@ -334,6 +345,7 @@ impl<'c> Batch<'c> {
     /// Ends row `old`'s validity at `run_id` (the path was deleted or
     /// replaced).
     pub fn close_entry(&mut self, root_id: i64, old: &Entry, run_id: i64) -> Result<()> {
+        self.entry_writes += 1;
         let mut stmt = self.conn()?.prepare_cached(CLOSE_ENTRY)?;
         stmt.execute(params![root_id, old.path, old.since_run, run_id])?;
         self.tick()

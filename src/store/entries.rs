@@ -18,7 +18,7 @@ const SELECT_ENTRY: &str = "SELECT path, kind, size, mtime_ns, ctime_ns, inode, 
 pub(super) fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     let kind: i64 = row.get(1)?;
     Ok(Entry {
-        path: row.get(0)?,
+        path: row.get_ref(0)?.as_blob()?.to_vec(),
         kind: EntryKind::from_i64(kind).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Integer, e.into())
         })?,
@@ -105,7 +105,13 @@ impl Index {
                     params![root_id, after.unwrap_or(b""), PAGE as i64],
                     entry_from_row,
                 )?;
-                Ok(rows.collect::<rusqlite::Result<Vec<Entry>>>()?)
+                // A page's room at once: growing it row by row moved
+                // every row again at each doubling.
+                let mut page = Vec::with_capacity(PAGE);
+                for row in rows {
+                    page.push(row?);
+                }
+                Ok(page)
             },
         )
     }

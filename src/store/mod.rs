@@ -17,6 +17,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -267,6 +268,34 @@ pub struct Index {
     path: PathBuf,
     /// Held for the life of a writing `Index`; released on drop.
     _lock: Option<File>,
+    /// The structural check running beside the run, when it was opened
+    /// with [`Index::open_checking_aside`]: every commit waits for it.
+    verdict: Option<Arc<Verdict>>,
+}
+
+/// The verdict of `PRAGMA quick_check` run on its own read connection (see
+/// [`Index::open_checking_aside`]): `Err` holds the one line that refuses
+/// the index.
+struct Verdict {
+    state: Mutex<Option<std::result::Result<(), String>>>,
+    done: Condvar,
+}
+
+impl Verdict {
+    fn wait(&self) -> std::result::Result<(), String> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(v) = state.as_ref() {
+                return v.clone();
+            }
+            state = self.done.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn set(&self, v: std::result::Result<(), String>) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+        self.done.notify_all();
+    }
 }
 
 mod accepted;
@@ -376,6 +405,22 @@ impl Index {
     /// Opens (creating if absent) the index at `path` for writing, holding
     /// the index lock so that two runs never interleave their writes.
     pub fn open(path: &Path, wait: LockWait) -> Result<Index> {
+        Index::open_with(path, wait, false)
+    }
+
+    /// Like [`Index::open`], but the structural check of an index already
+    /// at the current schema runs on its own read connection while the
+    /// caller goes on (a scan walks the tree meanwhile: the check reads
+    /// every page, 0.1 s per 200,000 entries). Nothing is committed before
+    /// its verdict: every commit of this connection waits for it, and a
+    /// corrupt index turns the commit into a rollback; [`Index::checked`]
+    /// gives the verdict as the one line [`Index::open`] would have
+    /// refused the index with.
+    pub fn open_checking_aside(path: &Path, wait: LockWait) -> Result<Index> {
+        Index::open_with(path, wait, true)
+    }
+
+    fn open_with(path: &Path, wait: LockWait, aside: bool) -> Result<Index> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create index directory {}", dir.display()))?;
@@ -401,10 +446,17 @@ impl Index {
                 conn,
                 path: path.to_path_buf(),
                 _lock: Some(lock),
+                verdict: None,
             };
-            index.check_and_migrate()?;
-            index.mark_abandoned_runs()?;
-            Ok(index)
+            let opened = index
+                .check_and_migrate(aside)
+                .and_then(|()| index.mark_abandoned_runs());
+            match opened {
+                Ok(()) => Ok(index),
+                // A damaged page met before the check's verdict: the
+                // verdict says it in its words.
+                Err(e) => Err(index.checked().err().unwrap_or(e)),
+            }
         });
         if opened.is_err() && !lock_existed {
             // Not ours: leave nothing beside it.
@@ -432,6 +484,7 @@ impl Index {
             conn,
             path: path.to_path_buf(),
             _lock: None,
+            verdict: None,
         };
         let version = index.validate()?;
         if version < MIGRATIONS.len() as i64 {
@@ -483,11 +536,13 @@ impl Index {
         Ok(version)
     }
 
-    fn check_and_migrate(&mut self) -> Result<()> {
+    fn check_and_migrate(&mut self, aside: bool) -> Result<()> {
         let version = self.validate()?;
         self.conn.busy_timeout(Duration::from_secs(30))?;
-        if version > 0 {
-            self.quick_check()?;
+        if version > 0 && aside && version as usize == MIGRATIONS.len() {
+            self.check_aside();
+        } else if version > 0 {
+            quick_check(&self.conn, &self.path).map_err(|e| anyhow!(e))?;
         }
         self.conn
             .pragma_update(None, "journal_mode", "WAL")
@@ -508,28 +563,58 @@ impl Index {
         Ok(())
     }
 
-    /// Refuses, before anything is written, an index with damaged pages: a
-    /// run on it would commit its own writes (and checkpoint them into the
-    /// file) before it stumbled on the damage part-way. A structural check
-    /// reads every page once: about 0.2 s per million entries.
-    fn quick_check(&self) -> Result<()> {
-        let shown = self.path.display();
-        let verdict: String = self
-            .conn
-            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
-            .map_err(|e| anyhow!("index {shown} is corrupt: {e}"))?;
-        if verdict != "ok" {
-            bail!(
-                "index {shown} is corrupt ({}); move it aside (vouch then starts a new one) or restore it from a backup",
-                verdict.replace('\n', " ")
-            );
+    /// Starts the structural check on its own read connection and makes
+    /// every commit of this one wait for its verdict (see
+    /// [`Index::open_checking_aside`]).
+    fn check_aside(&mut self) {
+        let verdict = Arc::new(Verdict {
+            state: Mutex::new(None),
+            done: Condvar::new(),
+        });
+        let (v, path) = (verdict.clone(), self.path.clone());
+        std::thread::spawn(move || {
+            let result = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| format!("cannot open index {}: {e}", path.display()))
+            .and_then(|conn| {
+                conn.busy_timeout(Duration::from_secs(30))
+                    .map_err(|e| e.to_string())?;
+                quick_check(&conn, &path)
+            });
+            v.set(result);
+        });
+        let v = verdict.clone();
+        // True turns the commit into a rollback.
+        self.conn.commit_hook(Some(move || v.wait().is_err()));
+        self.verdict = Some(verdict);
+    }
+
+    /// The verdict of the structural check: waits for it when it runs
+    /// aside; `Err` is the one line that refuses a corrupt index. Always
+    /// `Ok` for an index opened with [`Index::open`] (checked at open).
+    pub fn checked(&self) -> Result<()> {
+        match &self.verdict {
+            Some(v) => v.wait().map_err(|e| anyhow!(e)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// A run still marked `running` while we hold the lock was killed. Its
     /// label is released: an interrupted scan pins no snapshot.
     fn mark_abandoned_runs(&mut self) -> Result<()> {
+        // Read first: most opens find none, and write (and so wait for a
+        // check running aside) nothing.
+        let any: bool = self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM runs WHERE status = 'running')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !any {
+            return Ok(());
+        }
+        self.checked()?;
         self.conn.execute(
             "UPDATE runs SET status = 'interrupted', exit_code = NULL, label = NULL WHERE status = 'running'",
             [],
@@ -550,6 +635,25 @@ impl Index {
         self.conn.execute_batch("BEGIN")?;
         Ok(())
     }
+}
+
+/// Refuses, before anything is written, an index with damaged pages: a run
+/// on it would commit its own writes (and checkpoint them into the file)
+/// before it stumbled on the damage part-way. A structural check reads
+/// every page once: about 0.5 s per million entries. `Err` is the one line
+/// that refuses the index.
+fn quick_check(conn: &Connection, path: &Path) -> std::result::Result<(), String> {
+    let shown = path.display();
+    let verdict: String = conn
+        .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+        .map_err(|e| format!("index {shown} is corrupt: {e}"))?;
+    if verdict != "ok" {
+        return Err(format!(
+            "index {shown} is corrupt ({}); move it aside (vouch then starts a new one) or restore it from a backup",
+            verdict.replace('\n', " ")
+        ));
+    }
+    Ok(())
 }
 
 /// `path` with its symlinks and `..` resolved: the file itself when it
@@ -909,6 +1013,70 @@ mod tests {
     /// The rule the v8 unique index kept at insert (one current row per
     /// path and root) is checked where the manifest is read: two current
     /// rows are an error, inside a page and across a page boundary.
+    /// Opened with its check aside, a corrupt index commits nothing: the
+    /// first commit waits for the verdict and is rolled back, and
+    /// `checked` refuses the index in the words `open` would have used.
+    #[test]
+    fn a_check_aside_holds_every_commit_until_its_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.sqlite3");
+        {
+            let index = Index::open(&path, LockWait::No).unwrap();
+            index
+                .conn
+                .execute_batch(
+                    "INSERT INTO roots VALUES (1, x'2f72', 0);
+                     INSERT INTO runs(id, root_id, command, started_at, status) VALUES (1, 1, 'scan', 0, 'ok');",
+                )
+                .unwrap();
+            let tx = index.conn.unchecked_transaction().unwrap();
+            let mut ins = tx
+                .prepare(
+                    "INSERT INTO entries(root_id, path, since_run, kind, size, mtime_ns, ctime_ns, inode, blake3) VALUES (1, ?1, 1, 0, 1, 1, 1, 1, ?2)",
+                )
+                .unwrap();
+            for i in 0..3000 {
+                ins.execute(params![format!("f{i:05}").into_bytes(), [7u8; 32].to_vec()])
+                    .unwrap();
+            }
+            drop(ins);
+            tx.commit().unwrap();
+        }
+        let insert_root = |index: &Index| {
+            index
+                .conn
+                .execute("INSERT INTO roots(path, created_at) VALUES (x'2f73', 0)", [])
+        };
+        // Healthy: the write waits for the verdict, then commits.
+        let index = Index::open_checking_aside(&path, LockWait::No).unwrap();
+        insert_root(&index).unwrap();
+        index.checked().unwrap();
+        drop(index);
+
+        let mut bytes = std::fs::read(&path).unwrap();
+        let page = 4096;
+        assert!(bytes.len() > 40 * page, "{}", bytes.len());
+        let mid = (bytes.len() * 3 / 4 / page) * page;
+        for (i, b) in bytes[mid..mid + page].iter_mut().enumerate() {
+            *b = (i * 7 + 13) as u8;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let index = Index::open_checking_aside(&path, LockWait::No).unwrap();
+        let refused = insert_root(&index).unwrap_err();
+        assert_eq!(
+            refused.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ConstraintViolation),
+            "{refused}"
+        );
+        let verdict = index.checked().unwrap_err().to_string();
+        assert!(verdict.contains("i.sqlite3 is corrupt"), "{verdict}");
+        drop(index);
+        assert!(std::fs::read(&path).unwrap() == bytes, "nothing committed");
+        // `open` refuses it at once, in the same words.
+        let err = Index::open(&path, LockWait::No).err().unwrap().to_string();
+        assert_eq!(err, verdict);
+    }
+
     #[test]
     fn two_current_rows_for_one_path_are_an_error() {
         for before in [0, PAGE - 1] {

@@ -11,6 +11,11 @@
 //! 3. the *writer* (the calling thread) owns the index connection, applies
 //!    every result in batched transactions, and reports findings.
 //!
+//! The walk starts before the run's first write: a scan opens the index
+//! with its structural check running aside (`Index::open_checking_aside`),
+//! and that first write (the run's row) waits for the verdict, so a corrupt
+//! index is still refused before anything is committed.
+//!
 //! A final pass folds the manifest into Merkle hashes (skipped when the
 //! run changed nothing). A file whose mtime is too close to the scan start
 //! to be trusted ("racily clean", as git calls it) is stored so that the
@@ -270,7 +275,22 @@ pub(crate) const RACY_WINDOW_NS: i64 = 2_000_000_000;
 pub(crate) const RACY_CTIME: i64 = -1;
 
 /// Scans `root` (already resolved) into `index`, reporting to `sink`.
+///
+/// With an index whose structural check runs aside (see
+/// `Index::open_checking_aside`), the walk starts at once and the run's
+/// first write waits for the check; a scan that fails on a corrupt index
+/// fails with the check's verdict, whatever it stumbled on first.
 pub fn scan(
+    index: &mut Index,
+    root: &Path,
+    opts: &ScanOptions,
+    sink: &mut dyn Sink,
+    progress: &dyn Progress,
+) -> Result<ScanSummary> {
+    scan_checked(index, root, opts, sink, progress).map_err(|e| index.checked().err().unwrap_or(e))
+}
+
+fn scan_checked(
     index: &mut Index,
     root: &Path,
     opts: &ScanOptions,
@@ -282,39 +302,28 @@ pub fn scan(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
-    let root_id = index.root_id(root)?;
+    // A new root is a write, which waits for the index's check (see
+    // `Index::open_checking_aside`); an indexed one is only read.
+    let root_id = match index.find_root(root)? {
+        Some(id) => id,
+        None => {
+            index.checked()?;
+            index.root_id(root)?
+        }
+    };
     check_shard(index, root_id, root, opts.shard)?;
     let previous_scan = index.last_scan_run(root_id)?;
     // Changes are reported against the last scan whose report was
     // delivered, even when scans after it were interrupted.
     let baseline = index.delivered_scan(root_id)?;
     let command = opts.command.as_deref().unwrap_or("scan");
-    let run_id = index.begin_run(Some(root_id), command, None, opts.label.as_deref())?;
     let prev_findings_run = previous_scan.as_ref().map(|r| r.0);
-    let acceptor = Acceptor::load(index, root_id)?;
 
     progress.begin("scanning");
     // The bytes move as they are hashed; the baseline's totals are what
     // this scan will count, roughly (its files; with --rehash its bytes),
     // until the walk ends and says exactly.
     let meter = progress.meter("hashed");
-    let baseline_totals = match baseline {
-        Some(b) => Some(index.file_totals_at_run(root_id, b)?),
-        None => None,
-    };
-    if let Some((files, bytes)) = baseline_totals {
-        progress.total(Total {
-            files: Some(files),
-            bytes: opts.rehash.then_some(bytes),
-            exact: false,
-        });
-    }
-    let mut summary = ScanSummary {
-        run_id,
-        root_id,
-        shard: opts.shard,
-        ..Default::default()
-    };
     let mut structural_changes = 0u64;
 
     // Batches of up to 64 files (see walker::JobBatch).
@@ -327,69 +336,134 @@ pub fn scan(
     let excludes = opts.excludes.clone();
     let shard = opts.shard;
 
-    let ctx = writer::WriteCtx {
-        root_id,
-        run_id,
-        start_ns,
-        prev_findings_run,
-        shrink_threshold: opts.shrink_threshold,
-        bare_changes: ![Kind::Added, Kind::Modified, Kind::Deleted]
-            .into_iter()
-            .any(|k| sink.details(k)),
-    };
     let budget = opts
         .checks_budget
         .map_or_else(Budget::unlimited, Budget::new);
     let checks_level = opts.checks;
-    let walked = std::thread::scope(|scope| -> Result<Option<(Excludes, u64)>> {
-        let walker_events = event_tx.clone();
-        let walker = scope.spawn(move || {
-            match walker::walk_and_merge(
-                &index_path,
-                root_id,
-                root,
-                rehash,
-                want,
-                excludes,
-                &skip,
-                shard,
-                job_tx,
-                walker_events.clone(),
-                progress,
-            ) {
-                Ok(found) => Some(found),
-                Err(e) => {
-                    let _ = walker_events.send(Event::Failed(e));
-                    None
+    let bare_changes = ![Kind::Added, Kind::Modified, Kind::Deleted]
+        .into_iter()
+        .any(|k| sink.details(k));
+    type Begun = (i64, Acceptor, Option<(u64, u64)>, ScanSummary);
+    let (walked, (run_id, acceptor, baseline_totals, mut summary), ctx, wrote) = std::thread::scope(
+        |scope| -> Result<(Option<walker::Walked>, Begun, writer::WriteCtx, bool)> {
+            // The walk starts first: the run's first write below waits for
+            // the index's check, which runs meanwhile (see
+            // `Index::open_checking_aside`); the walker reads the manifest
+            // on its own connection and commits nothing.
+            let walker_events = event_tx.clone();
+            let walker = scope.spawn(move || {
+                match walker::walk_and_merge(
+                    &index_path,
+                    root_id,
+                    root,
+                    rehash,
+                    want,
+                    excludes,
+                    &skip,
+                    shard,
+                    job_tx,
+                    walker_events.clone(),
+                    progress,
+                ) {
+                    Ok(found) => Some(found),
+                    Err(e) => {
+                        let _ = walker_events.send(Event::Failed(e));
+                        None
+                    }
                 }
-            }
-        });
-        let hasher_events = event_tx;
-        let budget = &budget;
-        let meter = &meter;
-        scope.spawn(move || hash_jobs(job_rx, hasher_events, want, checks_level, budget, meter));
+            });
+            let hasher_events = event_tx;
+            let budget = &budget;
+            let meter = &meter;
+            scope.spawn(move || {
+                hash_jobs(job_rx, hasher_events, want, checks_level, budget, meter)
+            });
 
-        let mut batch = index.batch()?;
-        let result = writer::write_events(
-            &mut batch,
-            &event_rx,
-            ctx,
-            &mut summary,
-            &mut structural_changes,
-            &acceptor,
-            sink,
-            progress,
-        );
-        // Drain so the other stages can finish even after an error.
-        for _ in event_rx.iter() {}
-        result?;
-        batch.commit()?;
-        Ok(walker.join().ok().flatten())
-    })?;
-    let Some((excludes, excluded)) = walked else {
+            let mut begin = || -> Result<Begun> {
+                index.checked()?;
+                let run_id =
+                    index.begin_run(Some(root_id), command, None, opts.label.as_deref())?;
+                let acceptor = Acceptor::load(index, root_id)?;
+                // The baseline's totals: summed by the walker on the way
+                // when the manifest it reads is the baseline's (no scan
+                // since), else counted here (a pass over the manifest).
+                let baseline_totals = match baseline {
+                    Some(b) if opts.rehash || prev_findings_run != Some(b) => {
+                        Some(index.file_totals_at_run(root_id, b)?)
+                    }
+                    _ => None,
+                };
+                let estimate = match (baseline_totals, baseline) {
+                    (Some(totals), _) => Some(totals),
+                    (None, Some(b)) => scanned_files(index, b)?.map(|f| (f, 0)),
+                    (None, None) => None,
+                };
+                if let Some((files, bytes)) = estimate {
+                    progress.total(Total {
+                        files: Some(files),
+                        bytes: opts.rehash.then_some(bytes),
+                        exact: false,
+                    });
+                }
+                let summary = ScanSummary {
+                    run_id,
+                    root_id,
+                    shard: opts.shard,
+                    ..Default::default()
+                };
+                Ok((run_id, acceptor, baseline_totals, summary))
+            };
+            let (run_id, acceptor, baseline_totals, mut summary) = match begin() {
+                Ok(begun) => begun,
+                Err(e) => {
+                    // The walker and the hashers stop at their next send.
+                    drop(event_rx);
+                    return Err(e);
+                }
+            };
+            let ctx = writer::WriteCtx {
+                root_id,
+                run_id,
+                start_ns,
+                prev_findings_run,
+                shrink_threshold: opts.shrink_threshold,
+                bare_changes,
+            };
+            let mut batch = index.batch()?;
+            let result = writer::write_events(
+                &mut batch,
+                &event_rx,
+                ctx,
+                &mut summary,
+                &mut structural_changes,
+                &acceptor,
+                sink,
+                progress,
+            );
+            // Drain so the other stages can finish even after an error.
+            for _ in event_rx.iter() {}
+            result?;
+            let wrote = batch.entry_writes() > 0;
+            batch.commit()?;
+            let walked = walker.join().ok().flatten();
+            Ok((walked, (run_id, acceptor, baseline_totals, summary), ctx, wrote))
+        },
+    )?;
+    let Some(walker::Walked {
+        excludes,
+        excluded,
+        manifest,
+    }) = walked
+    else {
         bail!("the scan's walker stopped");
     };
     summary.excluded = excluded;
+    // The baseline's totals: the manifest the walker read was the
+    // baseline's when no scan came after it.
+    let baseline_totals = match baseline {
+        Some(b) if baseline_totals.is_none() && prev_findings_run == Some(b) => Some(manifest),
+        _ => baseline_totals,
+    };
     writer::carry_over_interrupted(index, ctx, baseline, &mut summary, &acceptor, sink)?;
     if let (Some(t), Some(b)) = (opts.shrink_threshold, baseline) {
         // A tree still shrunk is compared with the tree before the loss,
@@ -403,7 +477,13 @@ pub fn scan(
             (Some(totals), _) | (None, Some(totals)) => totals,
             (None, None) => index.file_totals_at_run(root_id, b)?,
         };
-        let after = index.file_totals_at_run(root_id, run_id)?;
+        // A run that wrote no entry, right after the baseline (no
+        // interrupted scan between), leaves the baseline's manifest as it
+        // was: its totals are already known.
+        let after = match baseline_totals {
+            Some(totals) if !wrote && prev_findings_run == Some(b) => totals,
+            _ => index.file_totals_at_run(root_id, run_id)?,
+        };
         if let Some(mut f) = tree_shrunk(t, before, after) {
             if carried.is_some() {
                 f.detail = f.detail.map(|d| {
@@ -471,6 +551,20 @@ pub fn scan(
         &Value::Object(stored).to_string(),
     )?;
     Ok(summary)
+}
+
+/// The files the scan `run` counted, from its stored summary (an audit's
+/// nests its scan's): the progress estimate of the scan after it.
+fn scanned_files(index: &Index, run: i64) -> Result<Option<u64>> {
+    let summary: Value = index
+        .run(run)?
+        .and_then(|r| r.summary)
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(Value::Null);
+    Ok(summary
+        .get("files")
+        .or_else(|| summary.get("scan").and_then(|s| s.get("files")))
+        .and_then(Value::as_u64))
 }
 
 /// The shard whose files the index holds for `root_id`, from the summary

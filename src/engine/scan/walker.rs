@@ -23,6 +23,9 @@ use crate::store::{Index, Rows};
 /// not compared, and not closed as deleted either. When the walk ends it
 /// tells `progress` how many files the scan counts and how many bytes it
 /// hashes in all.
+///
+/// Also returns the (files, bytes) of the regular files in the manifest it
+/// read: the current manifest before this run, summed on the way.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn walk_and_merge(
     index_path: &Path,
@@ -36,7 +39,7 @@ pub(super) fn walk_and_merge(
     jobs: SyncSender<Vec<Job>>,
     events: SyncSender<Event>,
     progress: &dyn Progress,
-) -> Result<(Excludes, u64)> {
+) -> Result<Walked> {
     let mut jobs = JobBatch {
         jobs,
         buf: Vec::new(),
@@ -49,7 +52,17 @@ pub(super) fn walk_and_merge(
     let reader = Index::open_read_only(index_path)?;
     reader.begin_read()?;
     let mut rows = reader.current_entries(root_id, Rows::All);
-    let mut next_old = || -> Result<Option<Entry>> { rows.next().transpose() };
+    let mut manifest = (0u64, 0u64);
+    let mut next_old = || -> Result<Option<Entry>> {
+        let old = rows.next().transpose()?;
+        if let Some(e) = &old
+            && e.kind == EntryKind::File
+        {
+            manifest.0 += 1;
+            manifest.1 += e.stat.size;
+        }
+        Ok(old)
+    };
     let mut head = next_old()?;
     // Directories whose listing failed: their manifest rows are kept.
     let mut protected: Vec<Vec<u8>> = Vec::new();
@@ -79,7 +92,13 @@ pub(super) fn walk_and_merge(
         Ok(())
     };
 
-    let mut walk = walk::walk_parallel(root, rayon::current_num_threads(), excludes);
+    // As many read-ahead helpers as threads (the walk itself is one
+    // more): listing and stat-ing are most of a rescan, and this thread,
+    // left with the merge, keeps up with them. `--threads 1` lists on
+    // this thread alone.
+    let threads = rayon::current_num_threads();
+    let walkers = if threads > 1 { threads + 1 } else { 1 };
+    let mut walk = walk::walk_parallel(root, walkers, excludes);
     // A row the excludes leave out is kept as it is (see crate::engine::exclude).
     let gone = |w: &walk::Walk, old: &Entry, protected: &[Vec<u8>]| {
         !protected.iter().any(|p| paths::is_inside(&old.path, p))
@@ -88,51 +107,47 @@ pub(super) fn walk_and_merge(
                 .excludes_path(&old.path, old.kind == EntryKind::Dir)
     };
     while let Some(item) = walk.next() {
+        let (key, dir) = match &item {
+            Item::Entry { key, kind, .. } => (key.as_slice(), *kind == EntryKind::Dir),
+            Item::Special { key } => (key.as_slice(), false),
+            Item::Unreadable { key, is_dir, .. } => (key.as_slice(), *is_dir),
+        };
         // Another shard's file: not this index's business (directories
         // are every shard's, so each index can fold its Merkle tree).
-        if let Some(shard) = shard {
-            let (key, dir) = match &item {
-                Item::Entry { key, kind, .. } => (key, *kind == EntryKind::Dir),
-                Item::Special { key } => (key, false),
-                Item::Unreadable { key, is_dir, .. } => (key, *is_dir),
-            };
-            if !dir && !shard.owns_stored(key) {
-                continue;
-            }
+        if let Some(shard) = shard
+            && !dir
+            && !shard.owns_stored(key)
+        {
+            continue;
         }
-        let key = match &item {
-            Item::Entry { key, .. } | Item::Special { key } | Item::Unreadable { key, .. } => {
-                key.clone()
-            }
-        };
-        if skip.contains(&key) {
+        if skip.iter().any(|s| s.as_slice() == key) {
             continue; // the index itself (see `index_files_inside`)
         }
-        let repeat =
-            matches!(&item, Item::Unreadable { .. }) && last_key.as_deref() == Some(key.as_slice());
-        if !repeat {
+        let repeat = matches!(&item, Item::Unreadable { .. }) && last_key.as_deref() == Some(key);
+        let old = if repeat {
+            None
+        } else {
             if let Some(last) = &last_key
-                && key <= *last
+                && key <= last.as_slice()
             {
                 bail!(
                     "walk out of order at {} (after {})",
-                    paths::display(&key),
+                    paths::display(key),
                     paths::display(last)
                 );
             }
             // Manifest rows before this key have no file any more.
-            while let Some(old) = head.take_if(|o| o.path < key) {
+            while let Some(old) = head.take_if(|o| o.path.as_slice() < key) {
                 if gone(&walk, &old, &protected) {
                     send(Event::Deleted(old))?;
                 }
                 head = next_old()?;
             }
-            last_key = Some(key.clone());
-        }
-        let old = if repeat {
-            None
-        } else {
-            let matched = head.take_if(|o| o.path == key);
+            // The last key, in one buffer reused for the whole walk.
+            let last = last_key.get_or_insert_with(Vec::new);
+            last.clear();
+            last.extend_from_slice(key);
+            let matched = head.take_if(|o| o.path.as_slice() == key);
             if matched.is_some() {
                 head = next_old()?;
             }
@@ -151,7 +166,6 @@ pub(super) fn walk_and_merge(
             Item::Special { .. } => send(Event::Special { replaced: old })?,
             Item::Entry {
                 key,
-                path,
                 kind,
                 stat,
                 target,
@@ -212,6 +226,7 @@ pub(super) fn walk_and_merge(
                         unchanged(kind)?;
                     } else {
                         to_hash += stat.size;
+                        let path = paths::fs_path(root, &key);
                         jobs.push(Job { key, path, old }, stat.size)?;
                     }
                 }
@@ -236,11 +251,27 @@ pub(super) fn walk_and_merge(
         }
         head = next_old()?;
     }
+    drop(next_old);
     send(Event::Unchanged {
         files: same_files,
         dirs: same_dirs,
     })?;
-    Ok((walk_excludes, excluded))
+    Ok(Walked {
+        excludes: walk_excludes,
+        excluded,
+        manifest,
+    })
+}
+
+/// What the walk found besides its events.
+pub(super) struct Walked {
+    /// The excludes in force, with every `.vouchignore` found.
+    pub(super) excludes: Excludes,
+    /// Entries they left out.
+    pub(super) excluded: u64,
+    /// (files, bytes) of the regular files in the manifest as the walker
+    /// read it (before this run wrote anything).
+    pub(super) manifest: (u64, u64),
 }
 
 /// Jobs go to the hashers in batches of up to [`JobBatch::FILES`] files or
