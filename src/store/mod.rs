@@ -1043,9 +1043,10 @@ mod tests {
             tx.commit().unwrap();
         }
         let insert_root = |index: &Index| {
-            index
-                .conn
-                .execute("INSERT INTO roots(path, created_at) VALUES (x'2f73', 0)", [])
+            index.conn.execute(
+                "INSERT INTO roots(path, created_at) VALUES (x'2f73', 0)",
+                [],
+            )
         };
         // Healthy: the write waits for the verdict, then commits.
         let index = Index::open_checking_aside(&path, LockWait::No).unwrap();

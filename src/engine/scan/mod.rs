@@ -344,111 +344,117 @@ fn scan_checked(
         .into_iter()
         .any(|k| sink.details(k));
     type Begun = (i64, Acceptor, Option<(u64, u64)>, ScanSummary);
-    let (walked, (run_id, acceptor, baseline_totals, mut summary), ctx, wrote) = std::thread::scope(
-        |scope| -> Result<(Option<walker::Walked>, Begun, writer::WriteCtx, bool)> {
-            // The walk starts first: the run's first write below waits for
-            // the index's check, which runs meanwhile (see
-            // `Index::open_checking_aside`); the walker reads the manifest
-            // on its own connection and commits nothing.
-            let walker_events = event_tx.clone();
-            let walker = scope.spawn(move || {
-                match walker::walk_and_merge(
-                    &index_path,
-                    root_id,
-                    root,
-                    rehash,
-                    want,
-                    excludes,
-                    &skip,
-                    shard,
-                    job_tx,
-                    walker_events.clone(),
-                    progress,
-                ) {
-                    Ok(found) => Some(found),
-                    Err(e) => {
-                        let _ = walker_events.send(Event::Failed(e));
-                        None
+    let (walked, (run_id, acceptor, baseline_totals, mut summary), ctx, wrote) =
+        std::thread::scope(
+            |scope| -> Result<(Option<walker::Walked>, Begun, writer::WriteCtx, bool)> {
+                // The walk starts first: the run's first write below waits for
+                // the index's check, which runs meanwhile (see
+                // `Index::open_checking_aside`); the walker reads the manifest
+                // on its own connection and commits nothing.
+                let walker_events = event_tx.clone();
+                let walker = scope.spawn(move || {
+                    match walker::walk_and_merge(
+                        &index_path,
+                        root_id,
+                        root,
+                        rehash,
+                        want,
+                        excludes,
+                        &skip,
+                        shard,
+                        job_tx,
+                        walker_events.clone(),
+                        progress,
+                    ) {
+                        Ok(found) => Some(found),
+                        Err(e) => {
+                            let _ = walker_events.send(Event::Failed(e));
+                            None
+                        }
                     }
-                }
-            });
-            let hasher_events = event_tx;
-            let budget = &budget;
-            let meter = &meter;
-            scope.spawn(move || {
-                hash_jobs(job_rx, hasher_events, want, checks_level, budget, meter)
-            });
+                });
+                let hasher_events = event_tx;
+                let budget = &budget;
+                let meter = &meter;
+                scope.spawn(move || {
+                    hash_jobs(job_rx, hasher_events, want, checks_level, budget, meter)
+                });
 
-            let mut begin = || -> Result<Begun> {
-                index.checked()?;
-                let run_id =
-                    index.begin_run(Some(root_id), command, None, opts.label.as_deref())?;
-                let acceptor = Acceptor::load(index, root_id)?;
-                // The baseline's totals: summed by the walker on the way
-                // when the manifest it reads is the baseline's (no scan
-                // since), else counted here (a pass over the manifest).
-                let baseline_totals = match baseline {
-                    Some(b) if opts.rehash || prev_findings_run != Some(b) => {
-                        Some(index.file_totals_at_run(root_id, b)?)
+                let mut begin = || -> Result<Begun> {
+                    index.checked()?;
+                    let run_id =
+                        index.begin_run(Some(root_id), command, None, opts.label.as_deref())?;
+                    let acceptor = Acceptor::load(index, root_id)?;
+                    // The baseline's totals: summed by the walker on the way
+                    // when the manifest it reads is the baseline's (no scan
+                    // since), else counted here (a pass over the manifest).
+                    let baseline_totals = match baseline {
+                        Some(b) if opts.rehash || prev_findings_run != Some(b) => {
+                            Some(index.file_totals_at_run(root_id, b)?)
+                        }
+                        _ => None,
+                    };
+                    let estimate = match (baseline_totals, baseline) {
+                        (Some(totals), _) => Some(totals),
+                        (None, Some(b)) => scanned_files(index, b)?.map(|f| (f, 0)),
+                        (None, None) => None,
+                    };
+                    if let Some((files, bytes)) = estimate {
+                        progress.total(Total {
+                            files: Some(files),
+                            bytes: opts.rehash.then_some(bytes),
+                            exact: false,
+                        });
                     }
-                    _ => None,
+                    let summary = ScanSummary {
+                        run_id,
+                        root_id,
+                        shard: opts.shard,
+                        ..Default::default()
+                    };
+                    Ok((run_id, acceptor, baseline_totals, summary))
                 };
-                let estimate = match (baseline_totals, baseline) {
-                    (Some(totals), _) => Some(totals),
-                    (None, Some(b)) => scanned_files(index, b)?.map(|f| (f, 0)),
-                    (None, None) => None,
+                let (run_id, acceptor, baseline_totals, mut summary) = match begin() {
+                    Ok(begun) => begun,
+                    Err(e) => {
+                        // The walker and the hashers stop at their next send.
+                        drop(event_rx);
+                        return Err(e);
+                    }
                 };
-                if let Some((files, bytes)) = estimate {
-                    progress.total(Total {
-                        files: Some(files),
-                        bytes: opts.rehash.then_some(bytes),
-                        exact: false,
-                    });
-                }
-                let summary = ScanSummary {
-                    run_id,
+                let ctx = writer::WriteCtx {
                     root_id,
-                    shard: opts.shard,
-                    ..Default::default()
+                    run_id,
+                    start_ns,
+                    prev_findings_run,
+                    shrink_threshold: opts.shrink_threshold,
+                    bare_changes,
                 };
-                Ok((run_id, acceptor, baseline_totals, summary))
-            };
-            let (run_id, acceptor, baseline_totals, mut summary) = match begin() {
-                Ok(begun) => begun,
-                Err(e) => {
-                    // The walker and the hashers stop at their next send.
-                    drop(event_rx);
-                    return Err(e);
-                }
-            };
-            let ctx = writer::WriteCtx {
-                root_id,
-                run_id,
-                start_ns,
-                prev_findings_run,
-                shrink_threshold: opts.shrink_threshold,
-                bare_changes,
-            };
-            let mut batch = index.batch()?;
-            let result = writer::write_events(
-                &mut batch,
-                &event_rx,
-                ctx,
-                &mut summary,
-                &mut structural_changes,
-                &acceptor,
-                sink,
-                progress,
-            );
-            // Drain so the other stages can finish even after an error.
-            for _ in event_rx.iter() {}
-            result?;
-            let wrote = batch.entry_writes() > 0;
-            batch.commit()?;
-            let walked = walker.join().ok().flatten();
-            Ok((walked, (run_id, acceptor, baseline_totals, summary), ctx, wrote))
-        },
-    )?;
+                let mut batch = index.batch()?;
+                let result = writer::write_events(
+                    &mut batch,
+                    &event_rx,
+                    ctx,
+                    &mut summary,
+                    &mut structural_changes,
+                    &acceptor,
+                    sink,
+                    progress,
+                );
+                // Drain so the other stages can finish even after an error.
+                for _ in event_rx.iter() {}
+                result?;
+                let wrote = batch.entry_writes() > 0;
+                batch.commit()?;
+                let walked = walker.join().ok().flatten();
+                Ok((
+                    walked,
+                    (run_id, acceptor, baseline_totals, summary),
+                    ctx,
+                    wrote,
+                ))
+            },
+        )?;
     let Some(walker::Walked {
         excludes,
         excluded,

@@ -251,7 +251,6 @@ pub(super) fn walk_and_merge(
         }
         head = next_old()?;
     }
-    drop(next_old);
     send(Event::Unchanged {
         files: same_files,
         dirs: same_dirs,
