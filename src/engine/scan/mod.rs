@@ -729,15 +729,23 @@ fn hash_jobs(
     budget: &Budget,
     meter: &Meter,
 ) {
+    // Once the writer has stopped (a corrupt index refused, an error), the
+    // jobs still queued are let go unhashed.
+    let stopped = std::sync::atomic::AtomicBool::new(false);
     jobs.into_iter()
         .par_bridge()
         .for_each_with(events, |events, batch| {
+            if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
             // One hand-off to the writer per batch, as from the walker.
             let hashed = batch
                 .into_iter()
                 .map(|job| hash_job(job, want, level, budget, meter))
                 .collect();
-            let _ = events.send(Event::Many(hashed));
+            if events.send(Event::Many(hashed)).is_err() {
+                stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
         });
 }
 
