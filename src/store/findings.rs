@@ -20,9 +20,10 @@ impl Index {
     /// skipped.
     pub fn findings_of_run(&self, run_id: i64) -> impl Iterator<Item = Result<Finding>> + '_ {
         // The run's first and last id, read once: its rows lie between
-        // them (runs hold the index lock, so they are not interleaved),
-        // and a page is a range of the table's own key, whatever the
-        // run's size (the index by run is in path order, not id order).
+        // them (written together, under the index lock; another run's
+        // rows in between are skipped), so a page is a range of the
+        // table's own key, whatever the run's size. The index by run is
+        // in path order: paging it by id would sort the run at each page.
         let mut span: Option<Option<(i64, i64)>> = None;
         Paged::new(
             |row: &([u8; 8], Option<Finding>)| row.0.as_slice(),

@@ -666,12 +666,14 @@ fn report_damaged(
     acceptor: &Acceptor,
     sink: &mut dyn Sink,
 ) -> Result<()> {
-    let damaged = index.damaged_current(ctx.root_id)?;
-    if damaged.is_empty() {
+    // Streamed from the index a page at a time, never held whole.
+    let mut damaged = index.damaged_current(ctx.root_id).peekable();
+    if damaged.peek().is_none() {
         return Ok(());
     }
     let mut batch = index.batch()?;
-    for (entry, format, detail) in damaged {
+    for row in damaged {
+        let (entry, format, detail) = row?;
         let mut local = describe(&entry.stat, entry.blake3.as_ref());
         if let Value::Object(m) = &mut local {
             m.insert("format".into(), json!(format));
