@@ -141,7 +141,12 @@ mod tests {
 
     impl Sink for Expect<'_> {
         fn finding(&mut self, f: &Finding) -> Result<()> {
-            assert_eq!(Some(f), self.expected.get(self.next), "finding {}", self.next);
+            assert_eq!(
+                Some(f),
+                self.expected.get(self.next),
+                "finding {}",
+                self.next
+            );
             self.next += 1;
             Ok(())
         }
@@ -154,11 +159,11 @@ mod tests {
 
     fn finding(kind: Kind, i: usize) -> Finding {
         let mut path = format!("d{:02}/{}{i:06}", i % 50, "x".repeat(80)).into_bytes();
-        if i % 997 == 0 {
+        if i.is_multiple_of(997) {
             path.push(0xff);
         }
         let mut f = Finding::new(kind, path).detail(format!("n{i}"));
-        if i % 100 == 0 {
+        if i.is_multiple_of(100) {
             f = f.local(json!({ "size": i }));
         }
         f.first_seen = Some(1_700_000_000 + i as i64);
@@ -184,7 +189,9 @@ mod tests {
                 let f = finding(kind, i);
                 batch.insert_finding(run, &f).unwrap();
                 if i % 1000 == 0 {
-                    batch.insert_finding(other, &finding(Kind::Extra, i)).unwrap();
+                    batch
+                        .insert_finding(other, &finding(Kind::Extra, i))
+                        .unwrap();
                 }
                 expected.push(f);
             }
@@ -269,18 +276,20 @@ mod tests {
         let (mut opened, mut closed) = (Vec::new(), Vec::new());
         let mut batch = index.batch().unwrap();
         for (i, old) in olds.iter().enumerate() {
-            let local = |size: u64, p: &[u8]| {
-                json!({ "size": size, "blake3": blake3::hash(p).to_hex().as_str() })
-            };
+            let local = |size: u64, p: &[u8]| json!({ "size": size, "blake3": blake3::hash(p).to_hex().as_str() });
             match i % 3 {
                 0 => {
                     batch.close_entry(root, old, scan).unwrap();
-                    closed.push(Finding::new(Kind::Deleted, old.path.clone()).local(json!({ "size": 3 })));
+                    closed.push(
+                        Finding::new(Kind::Deleted, old.path.clone()).local(json!({ "size": 3 })),
+                    );
                 }
                 1 => {
                     let (new, _) = entry(old.path.clone(), 5, scan);
                     batch.replace_entry(root, scan, old, &new).unwrap();
-                    opened.push(Finding::new(Kind::Modified, old.path.clone()).local(local(5, &old.path)));
+                    opened.push(
+                        Finding::new(Kind::Modified, old.path.clone()).local(local(5, &old.path)),
+                    );
                 }
                 _ => {}
             }

@@ -805,7 +805,10 @@ mod tests {
             p.write_findings(&mut out, None).unwrap();
             String::from_utf8(out).unwrap()
         };
-        assert_eq!(TablePrinter::default().all.bound(), crate::out::sorted::HELD_BYTES);
+        assert_eq!(
+            TablePrinter::default().all.bound(),
+            crate::out::sorted::HELD_BYTES
+        );
         let whole = write(TablePrinter::default(), &|_| {});
         // Spilling past ~1 KiB: never more than a few lines in memory.
         let spilled = write(
@@ -829,7 +832,10 @@ mod tests {
                 Kind::Unverified => "present at the same size, content not compared",
                 _ => "changes since the previous scan",
             };
-            expected.push_str(&format!("{:<14} {n} ({what}; --format json lists them)\n", k.name()));
+            expected.push_str(&format!(
+                "{:<14} {n} ({what}; --format json lists them)\n",
+                k.name()
+            ));
         }
         assert_eq!(whole, expected);
         assert_eq!(spilled, expected);
@@ -840,7 +846,8 @@ mod tests {
         assert_eq!(lines[p + 1], format!("{:<14} a/old  (z)", "stale"));
         assert!(lines[p + 2].starts_with("stale "));
         assert!(lines[p + 20].starts_with("missing "), "{expected}");
-        let ties = ["z first", "a second", "m third"].map(|d| format!("{:<14} tie  ({d})", "missing"));
+        let ties =
+            ["z first", "a second", "m third"].map(|d| format!("{:<14} tie  ({d})", "missing"));
         assert!(expected.contains(&(ties.join("\n") + "\n")), "{expected}");
     }
 

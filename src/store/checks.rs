@@ -288,7 +288,10 @@ mod tests {
             for row in index.damaged_current(root) {
                 let (entry, format, detail) = row.unwrap();
                 let (path, want) = read.next().unwrap();
-                assert_eq!((&entry.path, format.as_str(), &detail), (path, "gzip", want));
+                assert_eq!(
+                    (&entry.path, format.as_str(), &detail),
+                    (path, "gzip", want)
+                );
                 n += 1;
             }
             n

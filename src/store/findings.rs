@@ -47,9 +47,8 @@ impl Index {
                     "SELECT id, kind, path, local, remote, detail, first_seen FROM findings
                      WHERE id BETWEEN ?2 AND ?3 AND +run_id = ?1 ORDER BY id LIMIT ?4",
                 )?;
-                let rows = stmt.query_map(
-                    rusqlite::params![run_id, from, last, PAGE as i64],
-                    |row| {
+                let rows =
+                    stmt.query_map(rusqlite::params![run_id, from, last, PAGE as i64], |row| {
                         let id: i64 = row.get(0)?;
                         let kind_name: String = row.get(1)?;
                         let parse = |v: Option<String>| {
@@ -67,8 +66,7 @@ impl Index {
                             None => None,
                         };
                         Ok((id.to_be_bytes(), finding))
-                    },
-                )?;
+                    })?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
             },
         )
