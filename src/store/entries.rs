@@ -82,8 +82,7 @@ pub enum Rows {
 
 impl Index {
     /// The current manifest of a root, in key order, read a page at a time
-    /// (a read transaction, see [`Index::begin_read`], keeps the pages one
-    /// consistent snapshot).
+    /// (see [`Index::begin_read`] for reading beside a writer).
     pub fn current_entries(
         &self,
         root_id: i64,
@@ -96,6 +95,7 @@ impl Index {
         Paged::new(
             |e: &Entry| &e.path,
             move |after: Option<&[u8]>| {
+                self.next_page()?;
                 // From ROOT itself, whose key is empty, or from the last row
                 // read (see [`Paged`]).
                 let mut stmt = self.conn.prepare_cached(&format!(

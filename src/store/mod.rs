@@ -267,6 +267,9 @@ pub struct Index {
     path: PathBuf,
     /// Held for the life of a writing `Index`; released on drop.
     _lock: Option<File>,
+    /// Set by [`Index::begin_read`]: paged readers start a new read
+    /// transaction at each page.
+    fresh_pages: std::cell::Cell<bool>,
 }
 
 mod accepted;
@@ -401,6 +404,7 @@ impl Index {
                 conn,
                 path: path.to_path_buf(),
                 _lock: Some(lock),
+                fresh_pages: Default::default(),
             };
             index.check_and_migrate()?;
             index.mark_abandoned_runs()?;
@@ -432,6 +436,7 @@ impl Index {
             conn,
             path: path.to_path_buf(),
             _lock: None,
+            fresh_pages: Default::default(),
         };
         let version = index.validate()?;
         if version < MIGRATIONS.len() as i64 {
@@ -542,12 +547,32 @@ impl Index {
         &self.path
     }
 
-    /// Starts a read transaction: every query until the index is dropped
-    /// sees the database as it is now, whatever other connections commit
-    /// (the scan's walker and the audit's merger read this way while the
-    /// writer commits).
+    /// Starts reading in key order beside a writer (the scan's walker,
+    /// the audit's merger): each page of a paged reader
+    /// ([`Index::current_entries`], [`Index::listed_objects`]) is read in
+    /// a read transaction of its own, started when it is fetched.
+    ///
+    /// One read transaction for the whole run kept every page the writer
+    /// committed meanwhile in the WAL: SQLite cannot checkpoint past the
+    /// oldest reader, so an audit of 10M objects grew the WAL by gigabytes
+    /// before the end of the run. A fresh snapshot per page is as good as
+    /// one for these readers: a page is fetched when the reader has passed
+    /// every row before it, and the writer only writes rows for keys the
+    /// reader has passed (rows after the page's first key are as they
+    /// were when the run began). Point reads between pages see the latest
+    /// commit.
     pub fn begin_read(&self) -> Result<()> {
+        self.fresh_pages.set(true);
         self.conn.execute_batch("BEGIN")?;
+        Ok(())
+    }
+
+    /// At a page of a paged reader: a new read transaction after
+    /// [`Index::begin_read`] (the last page's statement is done).
+    fn next_page(&self) -> Result<()> {
+        if self.fresh_pages.get() {
+            self.conn.execute_batch("COMMIT; BEGIN")?;
+        }
         Ok(())
     }
 }
@@ -904,6 +929,62 @@ mod tests {
             .find(|e| e.path == b"a")
             .unwrap();
         assert_eq!(a.crc64nvme, Some([1, 2, 3, 4, 5, 6, 7, 8]));
+    }
+
+    /// A reader beside a writer holds no snapshot from one page to the
+    /// next: what the writer committed while the reader was on its first
+    /// page is checkpointed once the reader is on its second (with one
+    /// snapshot for the whole read it stayed in the WAL until the end),
+    /// and every row is still read once, in key order.
+    #[test]
+    fn a_paged_reader_lets_the_writers_pages_be_checkpointed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.sqlite3");
+        let index = Index::open(&path, LockWait::No).unwrap();
+        index
+            .conn
+            .execute_batch(
+                "INSERT INTO roots VALUES (1, x'2f72', 0);
+                 INSERT INTO runs(id, root_id, command, started_at, status) VALUES (1, 1, 'scan', 0, 'ok');",
+            )
+            .unwrap();
+        let rows = PAGE * 2 + 5;
+        {
+            let mut ins = index
+                .conn
+                .prepare(
+                    "INSERT INTO entries(root_id, path, since_run, kind, size, mtime_ns, ctime_ns, inode)
+                     VALUES (1, ?1, 1, 0, 1, 1, 1, 1)",
+                )
+                .unwrap();
+            for i in 0..rows {
+                ins.execute([format!("f{i:06}").into_bytes()]).unwrap();
+            }
+        }
+        let reader = Index::open_read_only(&path).unwrap();
+        reader.begin_read().unwrap();
+        let mut read = reader.current_entries(1, entries::Rows::All);
+        let mut seen = vec![read.next().unwrap().unwrap().path];
+        index
+            .conn
+            .execute_batch(
+                "INSERT INTO runs(id, root_id, command, started_at, status) VALUES (2, 1, 'scan', 0, 'ok')",
+            )
+            .unwrap();
+        for _ in 0..PAGE {
+            seen.push(read.next().unwrap().unwrap().path);
+        }
+        let (log, done): (i64, i64) = index
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert!(log > 0);
+        assert_eq!(done, log, "frames left in the WAL behind the reader");
+        seen.extend(read.map(|e| e.unwrap().path));
+        let want: Vec<Vec<u8>> = (0..rows).map(|i| format!("f{i:06}").into_bytes()).collect();
+        assert_eq!(seen, want);
     }
 
     /// The rule the v8 unique index kept at insert (one current row per

@@ -33,8 +33,9 @@ pub(super) fn merge(
     proofs: tokio::sync::mpsc::Sender<ProveTask>,
     events: &mpsc::SyncSender<Event>,
 ) -> Result<()> {
-    // Its own read-only connection, in one read transaction, so the
-    // recorder's commits never shift what it reads.
+    // Its own read-only connection, a read transaction per page: the
+    // recorder only writes rows the merger has passed, so what it reads is
+    // the index as the merge began (see `Index::begin_read`).
     let reader = Index::open_read_only(index_path)?;
     reader.begin_read()?;
     let locals = reader.current_entries(root_id, Rows::NotDirs);

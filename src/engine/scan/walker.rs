@@ -44,8 +44,9 @@ pub(super) fn walk_and_merge(
     };
     // What the scan will count (files and symlinks) and hash, in all.
     let (mut files, mut to_hash) = (0u64, 0u64);
-    // Its own read-only connection, in one read transaction: the manifest
-    // as it was when the scan began, whatever the writer commits meanwhile.
+    // Its own read-only connection, a read transaction per page: the
+    // writer only writes rows the walk has passed, so what it reads is the
+    // manifest as the scan began (see `Index::begin_read`).
     let reader = Index::open_read_only(index_path)?;
     reader.begin_read()?;
     let mut rows = reader.current_entries(root_id, Rows::All);
