@@ -39,6 +39,8 @@
 pub mod cli;
 pub mod commands;
 pub mod engine;
+#[cfg(test)]
+mod heap;
 pub mod model;
 pub mod out;
 pub mod store;

@@ -20,7 +20,7 @@
 //! (proven, or a clean scan), so cron mails only when something is wrong
 //! or unproven. The other formats always print their whole document.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -112,7 +112,7 @@ impl JsonPrinter {
     fn write_findings(&mut self, out: &mut dyn Write) -> Result<()> {
         write!(out, "{{\"findings\":[")?;
         let mut first = true;
-        for text in self.findings.drain()? {
+        for text in self.findings.sorted()? {
             write!(out, "{}{}", if first { "\n" } else { ",\n" }, text?)?;
             first = false;
         }
@@ -183,7 +183,7 @@ impl HtmlPrinter {
                 (v.line, v.status.name().to_string())
             }
         };
-        let mut findings = self.findings.drain()?;
+        let mut findings = self.findings.sorted()?;
         crate::out::html::write_page(out, &line, &status, &mut findings, summary, error)
     }
 }
@@ -307,57 +307,56 @@ impl Printer for CsvPrinter {
 /// discrepancies grouped by kind and sorted by path (at most
 /// [`TABLE_SHOWN_PER_KIND`] of each on stdout, all of them in `--output`),
 /// then one line per kind of change and for `unverified`, with counts.
+/// The kinds with a finding about the whole backup (the headline, path
+/// `""`) come first; ties on kind and path stay in the order found.
 #[derive(Default)]
 struct TablePrinter {
     /// `None`: list every discrepancy.
     cap: Option<usize>,
     /// Printed first (`vouch run --all`: which audit this is).
     heading: Option<String>,
+    /// With a cap: the first discrepancies of each kind by path (at most
+    /// twice the cap between two trims).
     listed: BTreeMap<Kind, Vec<Finding>>,
+    /// Without a cap (`--output FILE`): the line of every discrepancy,
+    /// held in a bounded amount of memory (see [`crate::out::sorted`]).
+    all: SortedFindings,
+    /// The kinds with a finding about the whole backup.
+    whole: BTreeSet<Kind>,
     counts: BTreeMap<Kind, u64>,
 }
 
 impl TablePrinter {
-    fn keep(&mut self, f: &Finding) {
+    fn keep(&mut self, f: &Finding) -> Result<()> {
         *self.counts.entry(f.kind).or_default() += 1;
         if !f.kind.is_discrepancy() {
-            return;
+            return Ok(());
         }
+        if f.path.is_empty() {
+            self.whole.insert(f.kind);
+        }
+        let Some(cap) = self.cap else {
+            return self.all.hold_line(f, table_line(f));
+        };
         let list = self.listed.entry(f.kind).or_default();
         list.push(f.clone());
-        if let Some(cap) = self.cap
-            && list.len() >= 2 * cap.max(1)
-        {
+        if list.len() >= 2 * cap.max(1) {
             list.sort_by(|a, b| a.path.cmp(&b.path));
             list.truncate(cap);
         }
+        Ok(())
     }
 
     fn write_findings(&mut self, out: &mut dyn Write, run: Option<&Value>) -> Result<()> {
-        for list in self.listed.values_mut() {
-            list.sort_by(|a, b| a.path.cmp(&b.path));
-        }
-        // The kinds with a finding about the whole backup (the headline,
-        // path "") first.
-        let mut kinds: Vec<Kind> = self.listed.keys().copied().collect();
-        kinds.sort_by_key(|k| {
-            let whole = self.listed[k].first().is_some_and(|f| f.path.is_empty());
-            (!whole, *k)
-        });
-        for kind in kinds {
-            let list = &self.listed[&kind];
-            let shown = self.cap.unwrap_or(usize::MAX).min(list.len());
-            for f in &list[..shown] {
-                writeln!(out, "{}", table_line(f))?;
-            }
-            let total = self.counts.get(&kind).copied().unwrap_or(0);
-            let rest = total.saturating_sub(shown as u64);
-            if rest > 0 {
-                let how = match run {
-                    Some(run) => format!("vouch report --run {run} --format json"),
-                    None => "--format json or --output FILE".to_string(),
-                };
-                writeln!(out, "… and {rest} more {kind} ({how} lists all)")?;
+        match self.cap {
+            Some(cap) => self.write_capped(out, cap, run)?,
+            None => {
+                for first in [true, false] {
+                    let whole = &self.whole;
+                    for line in self.all.sorted_of(|k| whole.contains(&k) == first)? {
+                        writeln!(out, "{}", line?)?;
+                    }
+                }
             }
         }
         for (kind, n) in &self.counts {
@@ -373,6 +372,32 @@ impl TablePrinter {
                 "{:<14} {n} ({what}; --format json lists them)",
                 kind.name()
             )?;
+        }
+        Ok(())
+    }
+
+    /// The first `cap` discrepancies of each kind, and how many more.
+    fn write_capped(&mut self, out: &mut dyn Write, cap: usize, run: Option<&Value>) -> Result<()> {
+        for list in self.listed.values_mut() {
+            list.sort_by(|a, b| a.path.cmp(&b.path));
+        }
+        let mut kinds: Vec<Kind> = self.listed.keys().copied().collect();
+        kinds.sort_by_key(|k| (!self.whole.contains(k), *k));
+        for kind in kinds {
+            let list = &self.listed[&kind];
+            let shown = cap.min(list.len());
+            for f in &list[..shown] {
+                writeln!(out, "{}", table_line(f))?;
+            }
+            let total = self.counts.get(&kind).copied().unwrap_or(0);
+            let rest = total.saturating_sub(shown as u64);
+            if rest > 0 {
+                let how = match run {
+                    Some(run) => format!("vouch report --run {run} --format json"),
+                    None => "--format json or --output FILE".to_string(),
+                };
+                writeln!(out, "… and {rest} more {kind} ({how} lists all)")?;
+            }
         }
         Ok(())
     }
@@ -397,8 +422,7 @@ fn table_line(f: &Finding) -> String {
 
 impl Printer for TablePrinter {
     fn finding(&mut self, _: &mut dyn Write, f: &Finding) -> Result<()> {
-        self.keep(f);
-        Ok(())
+        self.keep(f)
     }
 
     fn heading(&mut self, heading: String) {
@@ -735,6 +759,96 @@ mod tests {
         let list = doc["findings"].as_array().unwrap();
         assert_eq!(list.len(), findings().len());
         assert_eq!(list[0]["kind"], "low_coverage");
+    }
+
+    /// The discrepancy lines the table wrote to a file when it kept every
+    /// finding until the end: grouped by kind, the kinds with a finding
+    /// about the whole backup first, each stably sorted by path.
+    fn table_as_it_was(findings: &[Finding]) -> String {
+        let mut listed: BTreeMap<Kind, Vec<&Finding>> = BTreeMap::new();
+        for f in findings.iter().filter(|f| f.kind.is_discrepancy()) {
+            listed.entry(f.kind).or_default().push(f);
+        }
+        for list in listed.values_mut() {
+            list.sort_by(|a, b| a.path.cmp(&b.path));
+        }
+        let mut kinds: Vec<Kind> = listed.keys().copied().collect();
+        kinds.sort_by_key(|k| (!listed[k][0].path.is_empty(), *k));
+        let mut text = String::new();
+        for k in kinds {
+            for f in &listed[&k] {
+                text.push_str(&table_line(f));
+                text.push('\n');
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn a_table_written_to_a_file_holds_a_bounded_number_of_findings_and_lists_the_same_lines() {
+        let mut all = findings();
+        // A kind with a finding about the whole backup among its per-file
+        // ones (listed first, with them), and ties on kind and path whose
+        // text sorts the other way round from the order found.
+        all.push(Finding::new(Kind::Stale, b"a/old".to_vec()).detail("z"));
+        all.push(Finding::new(Kind::Stale, Vec::new()).detail("stopped"));
+        all.push(Finding::new(Kind::Missing, b"tie".to_vec()).detail("z first"));
+        all.push(Finding::new(Kind::Missing, b"tie".to_vec()).detail("a second"));
+        all.push(Finding::new(Kind::Missing, b"tie".to_vec()).detail("m third"));
+        let write = |mut p: TablePrinter, check: &dyn Fn(&TablePrinter)| {
+            let mut out = Vec::new();
+            for f in &all {
+                p.finding(&mut out, f).unwrap();
+                check(&p);
+            }
+            assert!(out.is_empty());
+            p.write_findings(&mut out, None).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            TablePrinter::default().all.bound(),
+            crate::out::sorted::HELD_BYTES
+        );
+        let whole = write(TablePrinter::default(), &|_| {});
+        // Spilling past ~1 KiB: never more than a few lines in memory.
+        let spilled = write(
+            TablePrinter {
+                all: SortedFindings::spilling_at(1024),
+                ..Default::default()
+            },
+            &|p| {
+                let n = p.all.in_memory();
+                assert!(n <= 12, "{n} lines held");
+                assert!(p.listed.is_empty());
+            },
+        );
+        let mut expected = table_as_it_was(&all);
+        let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
+        for f in all.iter().filter(|f| !f.kind.is_discrepancy()) {
+            *counts.entry(f.kind).or_default() += 1;
+        }
+        for (k, n) in counts {
+            let what = match k {
+                Kind::Unverified => "present at the same size, content not compared",
+                _ => "changes since the previous scan",
+            };
+            expected.push_str(&format!(
+                "{:<14} {n} ({what}; --format json lists them)\n",
+                k.name()
+            ));
+        }
+        assert_eq!(whole, expected);
+        assert_eq!(spilled, expected);
+        let lines: Vec<&str> = expected.lines().collect();
+        let stopped = format!("{:<14}   (stopped)", "stale");
+        let p = lines.iter().position(|l| *l == stopped).unwrap();
+        assert!(p > 1 && lines[..p].iter().all(|l| l.starts_with("low_coverage ")));
+        assert_eq!(lines[p + 1], format!("{:<14} a/old  (z)", "stale"));
+        assert!(lines[p + 2].starts_with("stale "));
+        assert!(lines[p + 20].starts_with("missing "), "{expected}");
+        let ties =
+            ["z first", "a second", "m third"].map(|d| format!("{:<14} tie  ({d})", "missing"));
+        assert!(expected.contains(&(ties.join("\n") + "\n")), "{expected}");
     }
 
     fn page(mut p: HtmlPrinter, check: impl Fn(&HtmlPrinter)) -> String {

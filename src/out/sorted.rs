@@ -1,6 +1,6 @@
 //! Findings held until the end of a run and then listed in a stable
-//! order, in a bounded amount of memory: what `--format json` and
-//! `--format html` share.
+//! order, in a bounded amount of memory: what `--format json`,
+//! `--format html` and the table written to a file share.
 //!
 //! Both documents list every finding sorted — findings about the whole
 //! backup (path `""`: `remote_empty`, `low_coverage`, a stopped backup's
@@ -12,10 +12,15 @@
 //! [`HELD_BYTES`] stay in memory, past that they are sorted into a run in
 //! a temporary file, and the runs are merged at the end (an external
 //! sort). Memory is then the bound plus one line per run.
+//!
+//! The table format written to a file (`--output FILE`, every
+//! discrepancy listed) holds its lines here too, in its own order: by
+//! kind, then path, then the order found.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, BufRead, Write};
+use std::rc::Rc;
 
 use anyhow::{Result, anyhow};
 
@@ -26,9 +31,11 @@ use crate::out::report::finding_json;
 /// temporary file.
 pub const HELD_BYTES: usize = 32 << 20;
 
-/// (a per-file finding, kind, path, the finding as JSON): findings of the
-/// whole backup (path `""`, the headline) sort first.
-type Held = (bool, Kind, Vec<u8>, String);
+/// (a per-file finding, kind, path, the order held among ties, the
+/// text): findings of the whole backup (path `""`, the headline) sort
+/// first. The JSON documents hold every finding at order 0, so ties on
+/// kind and path sort by their text, whatever order they came in.
+type Held = (bool, Kind, Vec<u8>, u64, String);
 
 /// Findings held for a sorted listing at the end.
 pub(crate) struct SortedFindings {
@@ -39,6 +46,8 @@ pub(crate) struct SortedFindings {
     spill_at: usize,
     /// Sorted runs written so far, each a temporary file of lines.
     runs: Vec<std::fs::File>,
+    /// Lines held with [`SortedFindings::hold_line`] so far.
+    lines: u64,
 }
 
 impl Default for SortedFindings {
@@ -54,6 +63,7 @@ impl SortedFindings {
             held: 0,
             spill_at,
             runs: Vec::new(),
+            lines: 0,
         }
     }
 
@@ -69,11 +79,24 @@ impl SortedFindings {
         self.findings.len()
     }
 
+    /// Holds `f` as its JSON text, listed in the stable order.
     pub(crate) fn hold(&mut self, f: &Finding) -> Result<()> {
         let text = finding_json(f).to_string();
-        self.held += f.path.len() + text.len() + std::mem::size_of::<Held>();
-        self.findings
-            .push((!f.path.is_empty(), f.kind, f.path.clone(), text));
+        self.push((!f.path.is_empty(), f.kind, f.path.clone(), 0, text))
+    }
+
+    /// Holds one line of text (no newline in it) for `f`, listed by kind,
+    /// then path, then in the order held — the table's order, where a
+    /// finding about the whole backup is not taken out of its kind.
+    pub(crate) fn hold_line(&mut self, f: &Finding, line: String) -> Result<()> {
+        debug_assert!(!line.contains('\n'), "{line}");
+        self.lines += 1;
+        self.push((true, f.kind, f.path.clone(), self.lines, line))
+    }
+
+    fn push(&mut self, h: Held) -> Result<()> {
+        self.held += h.2.len() + h.4.len() + std::mem::size_of::<Held>();
+        self.findings.push(h);
         if self.held > self.spill_at {
             self.spill()?;
         }
@@ -81,113 +104,141 @@ impl SortedFindings {
     }
 
     /// Writes the held findings, sorted, as one run: a line each, `0|1`,
-    /// the kind's position in [`Kind::ALL`], the path in hex and the JSON
-    /// text (one line: serde_json escapes newlines), tab-separated.
+    /// the kind's position in [`Kind::ALL`], the path in hex, the order
+    /// held and the text (one line: serde_json escapes newlines, a table
+    /// line has no control character), tab-separated.
     fn spill(&mut self) -> Result<()> {
         self.findings.sort();
         let file = tempfile::tempfile()
             .map_err(|e| anyhow!("cannot create a temporary file for the report: {e}"))?;
         let mut w = io::BufWriter::new(file);
-        for (per_file, kind, path, text) in self.findings.drain(..) {
+        for (per_file, kind, path, order, text) in self.findings.drain(..) {
             let k = Kind::ALL.iter().position(|x| *x == kind).unwrap_or(0);
             writeln!(
                 w,
-                "{}\t{k}\t{}\t{text}",
+                "{}\t{k}\t{}\t{order}\t{text}",
                 u8::from(per_file),
                 hex::encode(&path)
             )?;
         }
-        let mut file = w.into_inner().map_err(|e| e.into_error())?;
-        io::Seek::rewind(&mut file)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
         self.runs.push(file);
         self.held = 0;
         Ok(())
     }
 
-    /// Every finding held so far, as JSON text in the stable order (a
-    /// k-way merge of the runs and what is still in memory); leaves this
-    /// empty.
-    pub(crate) fn drain(&mut self) -> Result<Drain> {
+    /// Every finding held so far, as text in the stable order (a k-way
+    /// merge of the runs and what is still in memory).
+    pub(crate) fn sorted(&mut self) -> Result<Sorted<'_>> {
+        self.sorted_of(|_| true)
+    }
+
+    /// The findings held so far of the kinds `keep` takes, as
+    /// [`SortedFindings::sorted`] lists them. Each call reads the runs
+    /// from their start, so a listing can be made in passes (the table:
+    /// the kinds with a finding about the whole backup first).
+    pub(crate) fn sorted_of<'a>(
+        &'a mut self,
+        keep: impl Fn(Kind) -> bool + 'a,
+    ) -> Result<Sorted<'a>> {
         self.findings.sort();
-        self.held = 0;
-        let mut runs: Vec<RunReader> = std::mem::take(&mut self.runs)
-            .into_iter()
-            .map(|f| RunReader(io::BufReader::new(f)))
-            .collect();
+        let keep: Rc<dyn Fn(Kind) -> bool + 'a> = Rc::new(keep);
+        let mut runs = Vec::with_capacity(self.runs.len());
+        for mut file in &self.runs {
+            io::Seek::rewind(&mut file)?;
+            runs.push(RunReader(io::BufReader::new(file)));
+        }
         let mut heap = BinaryHeap::new();
         for (i, r) in runs.iter_mut().enumerate() {
-            if let Some(h) = r.next()? {
+            if let Some(h) = r.next(&*keep)? {
                 heap.push(Reverse((h, i)));
             }
         }
-        Ok(Drain {
-            held: std::mem::take(&mut self.findings).into_iter().peekable(),
+        let keep_held = Rc::clone(&keep);
+        let held: Box<dyn Iterator<Item = &'a Held> + 'a> =
+            Box::new(self.findings.iter().filter(move |h| keep_held(h.1)));
+        Ok(Sorted {
+            held: held.peekable(),
             runs,
             heap,
+            keep,
         })
     }
 }
 
-/// The findings of a [`SortedFindings`], in order: JSON text each.
-pub(crate) struct Drain {
-    held: std::iter::Peekable<std::vec::IntoIter<Held>>,
-    runs: Vec<RunReader>,
+/// The findings of a [`SortedFindings`], in order: their text each.
+pub(crate) struct Sorted<'a> {
+    held: std::iter::Peekable<Box<dyn Iterator<Item = &'a Held> + 'a>>,
+    runs: Vec<RunReader<'a>>,
     /// The next finding of each run not yet exhausted.
     heap: BinaryHeap<Reverse<(Held, usize)>>,
+    keep: Rc<dyn Fn(Kind) -> bool + 'a>,
 }
 
-impl Iterator for Drain {
+impl Iterator for Sorted<'_> {
     type Item = Result<String>;
 
     fn next(&mut self) -> Option<Result<String>> {
         let from_run = self.heap.peek().map(|Reverse((h, _))| h);
         let take_held = match (self.held.peek(), from_run) {
-            (Some(a), Some(b)) => a <= b,
+            (Some(a), Some(b)) => *a <= b,
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (None, None) => return None,
         };
         if take_held {
-            return self.held.next().map(|(_, _, _, text)| Ok(text));
+            return self.held.next().map(|h| Ok(h.4.clone()));
         }
         let Reverse((h, i)) = self.heap.pop().expect("peeked");
-        match self.runs[i].next() {
+        match self.runs[i].next(&*self.keep) {
             Ok(Some(next)) => self.heap.push(Reverse((next, i))),
             Ok(None) => {}
             Err(e) => {
                 // Stop here: what follows would be out of order.
                 self.heap.clear();
-                self.held = Vec::new().into_iter().peekable();
+                let none: Box<dyn Iterator<Item = &Held>> = Box::new(std::iter::empty());
+                self.held = none.peekable();
                 return Some(Err(e));
             }
         }
-        Some(Ok(h.3))
+        Some(Ok(h.4))
     }
 }
 
 /// Reads back a run [`SortedFindings::spill`] wrote.
-struct RunReader(io::BufReader<std::fs::File>);
+struct RunReader<'a>(io::BufReader<&'a std::fs::File>);
 
-impl RunReader {
-    fn next(&mut self) -> Result<Option<Held>> {
-        let mut line = String::new();
-        if self.0.read_line(&mut line)? == 0 {
-            return Ok(None);
+impl RunReader<'_> {
+    /// The next finding of a kind `keep` takes.
+    fn next(&mut self, keep: &dyn Fn(Kind) -> bool) -> Result<Option<Held>> {
+        loop {
+            let mut line = String::new();
+            if self.0.read_line(&mut line)? == 0 {
+                return Ok(None);
+            }
+            let bad = || anyhow!("a report's temporary file was damaged");
+            let line = line.strip_suffix('\n').ok_or_else(bad)?;
+            let mut parts = line.splitn(5, '\t');
+            let (Some(per_file), Some(k), Some(path), Some(order), Some(text)) = (
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+            ) else {
+                return Err(bad());
+            };
+            let kind = k
+                .parse::<usize>()
+                .ok()
+                .and_then(|k| Kind::ALL.get(k).copied())
+                .ok_or_else(bad)?;
+            if !keep(kind) {
+                continue;
+            }
+            let path = hex::decode(path).map_err(|_| bad())?;
+            let order = order.parse::<u64>().map_err(|_| bad())?;
+            return Ok(Some((per_file == "1", kind, path, order, text.to_string())));
         }
-        let bad = || anyhow!("a report's temporary file was damaged");
-        let line = line.strip_suffix('\n').ok_or_else(bad)?;
-        let mut parts = line.splitn(4, '\t');
-        let (Some(per_file), Some(k), Some(path), Some(text)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad());
-        };
-        let kind = k
-            .parse::<usize>()
-            .ok()
-            .and_then(|k| Kind::ALL.get(k).copied())
-            .ok_or_else(bad)?;
-        let path = hex::decode(path).map_err(|_| bad())?;
-        Ok(Some((per_file == "1", kind, path, text.to_string())))
     }
 }

@@ -7,7 +7,7 @@
 use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 
-use super::{Batch, Index};
+use super::{Batch, Index, PAGE, Paged};
 use crate::model::{Entry, now_unix};
 
 /// What the index keeps of one check.
@@ -88,21 +88,33 @@ impl Batch<'_> {
 
 impl Index {
     /// The current files of `root_id` whose check found damage, by path:
-    /// each with its format and detail.
-    pub fn damaged_current(&self, root_id: i64) -> Result<Vec<(Entry, String, String)>> {
-        let sql = "SELECT e.path, e.kind, e.size, e.mtime_ns, e.ctime_ns, e.inode, e.blake3, e.md5, e.sha256, e.target, e.since_run, e.trusted_blake3, e.crc64nvme, c.format, c.detail
-             FROM entries e JOIN checks c
-               ON c.root_id = e.root_id AND c.path = e.path AND c.since_run = e.since_run
-             WHERE e.root_id = ?1 AND e.until_run IS NULL AND c.verdict = 'damaged'
-             ORDER BY e.path";
-        let mut stmt = self.conn.prepare(sql)?;
-        let rows = stmt.query_map(params![root_id], |row| {
-            let entry = super::entries::entry_from_row(row)?;
-            let format: String = row.get(13)?;
-            let detail: Option<String> = row.get(14)?;
-            Ok((entry, format, detail.unwrap_or_default()))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    /// each with its format and detail, read a page ([`PAGE`] rows) at a
+    /// time, so a tree of millions of damaged files is never held whole.
+    pub fn damaged_current(
+        &self,
+        root_id: i64,
+    ) -> impl Iterator<Item = Result<(Entry, String, String)>> + '_ {
+        Paged::new(
+            |row: &(Entry, String, String)| row.0.path.as_slice(),
+            move |after: Option<&[u8]>| {
+                let sql = "SELECT e.path, e.kind, e.size, e.mtime_ns, e.ctime_ns, e.inode, e.blake3, e.md5, e.sha256, e.target, e.since_run, e.trusted_blake3, e.crc64nvme, c.format, c.detail
+                     FROM entries e JOIN checks c
+                       ON c.root_id = e.root_id AND c.path = e.path AND c.since_run = e.since_run
+                     WHERE e.root_id = ?1 AND e.until_run IS NULL AND c.verdict = 'damaged' AND e.path >= ?2
+                     ORDER BY e.path LIMIT ?3";
+                let mut stmt = self.conn.prepare_cached(sql)?;
+                let rows = stmt.query_map(
+                    params![root_id, after.unwrap_or_default(), PAGE as i64],
+                    |row| {
+                        let entry = super::entries::entry_from_row(row)?;
+                        let format: String = row.get(13)?;
+                        let detail: Option<String> = row.get(14)?;
+                        Ok((entry, format, detail.unwrap_or_default()))
+                    },
+                )?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            },
+        )
     }
 }
 
@@ -205,5 +217,89 @@ impl Index {
         )?;
         let rows = stmt.query_map(params![root_id, format, level], |r| r.get::<_, Vec<u8>>(0))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::model::{EntryKind, NewEntry, Stat};
+    use crate::store::LockWait;
+
+    /// 30,000 damaged files among sound and unchecked ones, past several
+    /// pages: each damaged one once, in key order, with its detail, while
+    /// at most a page of them is held.
+    #[test]
+    fn damaged_current_streams_every_damaged_file_once_in_key_order_in_bounded_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = Index::open(&dir.path().join("i.sqlite3"), LockWait::No).unwrap();
+        let root = index.root_id(Path::new("/srv/data")).unwrap();
+        let run = index.begin_run(Some(root), "scan", None, None).unwrap();
+        let mut batch = index.batch().unwrap();
+        let mut expected = Vec::new();
+        for i in 0..40_000u32 {
+            let mut path = format!("d{}/{}{i:06}.gz", i % 7, "x".repeat(80)).into_bytes();
+            if i % 1000 == 0 {
+                path.push(0xff);
+            }
+            let new = NewEntry {
+                path: path.clone(),
+                kind: EntryKind::File,
+                stat: Stat {
+                    size: 3,
+                    mtime_ns: 1,
+                    ctime_ns: 1,
+                    inode: u64::from(i),
+                },
+                blake3: Some([7; 32]),
+                md5: None,
+                sha256: None,
+                target: None,
+                trusted_blake3: None,
+                crc64nvme: None,
+            };
+            batch.insert_entry(root, run, &new).unwrap();
+            let verdict = match i % 4 {
+                0 => continue,
+                1 => "sound",
+                _ => "damaged",
+            };
+            let detail = format!("cut off at {i}");
+            let check = CheckRow {
+                level: "fast".into(),
+                format: "gzip".into(),
+                verdict: verdict.into(),
+                detail: Some(detail.clone()),
+                table_data: None,
+                data_ever: false,
+            };
+            batch.record_check(root, &path, run, &check).unwrap();
+            if verdict == "damaged" {
+                expected.push((path, detail));
+            }
+        }
+        batch.commit().unwrap();
+        expected.sort();
+        let (read, held) = crate::heap::peak(|| {
+            let mut read = expected.iter();
+            let mut n = 0;
+            for row in index.damaged_current(root) {
+                let (entry, format, detail) = row.unwrap();
+                let (path, want) = read.next().unwrap();
+                assert_eq!(
+                    (&entry.path, format.as_str(), &detail),
+                    (path, "gzip", want)
+                );
+                n += 1;
+            }
+            n
+        });
+        assert_eq!(read, expected.len());
+        assert_eq!(read, 20_000);
+        // A page is 4,096 rows of ~640 bytes (2.6 MB); all 20,000 are
+        // ~13 MB.
+        assert!(held < 4 << 20, "{held} bytes held");
     }
 }

@@ -301,49 +301,69 @@ impl Index {
     }
 
     /// The added, modified and deleted files of scan run `run_id`, derived
-    /// from the rows it opened and closed. A row opened for a rotted file
-    /// is no change (the run stored its `corrupt` finding).
-    pub fn scan_changes(&self, run_id: i64) -> Result<Vec<Finding>> {
-        let mut out = Vec::new();
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT n.path, n.size, n.blake3,
-                    EXISTS(SELECT 1 FROM entries o WHERE o.root_id = n.root_id AND o.path = n.path
-                           AND o.until_run = n.since_run AND o.kind != {DIR})
-             FROM entries n JOIN runs r ON r.root_id = n.root_id
-             WHERE r.id = ?1 AND n.since_run = ?1 AND n.kind != {DIR} AND n.trusted_blake3 IS NULL
-             ORDER BY n.path"
-        ))?;
-        let mut rows = stmt.query([run_id])?;
-        while let Some(row) = rows.next()? {
-            let path: Vec<u8> = row.get(0)?;
-            let size: i64 = row.get(1)?;
-            let hash: Option<Vec<u8>> = row.get(2)?;
-            let replaced: bool = row.get(3)?;
-            let mut local = Map::new();
-            local.insert("size".into(), json!(size));
-            if let Some(h) = hash {
-                local.insert("blake3".into(), json!(hex::encode(h)));
-            }
-            let kind = if replaced {
-                Kind::Modified
-            } else {
-                Kind::Added
-            };
-            out.push(Finding::new(kind, path).local(Value::Object(local)));
-        }
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT o.path, o.size FROM entries o JOIN runs r ON r.root_id = o.root_id
-             WHERE r.id = ?1 AND o.until_run = ?1 AND o.kind != {DIR}
-               AND NOT EXISTS(SELECT 1 FROM entries n WHERE n.root_id = o.root_id AND n.path = o.path
-                              AND n.since_run = ?1 AND n.kind != {DIR})
-             ORDER BY o.path"
-        ))?;
-        let mut rows = stmt.query(params![run_id])?;
-        while let Some(row) = rows.next()? {
-            let path: Vec<u8> = row.get(0)?;
-            let size: i64 = row.get(1)?;
-            out.push(Finding::new(Kind::Deleted, path).local(json!({ "size": size })));
-        }
-        Ok(out)
+    /// from the rows it opened and closed: the added and modified ones by
+    /// path, then the deleted ones by path, read a page ([`PAGE`] rows) at
+    /// a time, so a first scan of millions of files is never held whole.
+    /// A row opened for a rotted file is no change (the run stored its
+    /// `corrupt` finding).
+    pub fn scan_changes(&self, run_id: i64) -> impl Iterator<Item = Result<Finding>> + '_ {
+        let opened = Paged::new(
+            |f: &Finding| f.path.as_slice(),
+            move |after: Option<&[u8]>| {
+                let mut stmt = self.conn.prepare_cached(&format!(
+                    "SELECT n.path, n.size, n.blake3,
+                            EXISTS(SELECT 1 FROM entries o WHERE o.root_id = n.root_id AND o.path = n.path
+                                   AND o.until_run = n.since_run AND o.kind != {DIR})
+                     FROM entries n JOIN runs r ON r.root_id = n.root_id
+                     WHERE r.id = ?1 AND n.since_run = ?1 AND n.kind != {DIR} AND n.trusted_blake3 IS NULL
+                       AND n.path >= ?2
+                     ORDER BY n.path LIMIT ?3"
+                ))?;
+                let rows = stmt.query_map(
+                    params![run_id, after.unwrap_or_default(), PAGE as i64],
+                    |row| {
+                        let path: Vec<u8> = row.get(0)?;
+                        let size: i64 = row.get(1)?;
+                        let hash: Option<Vec<u8>> = row.get(2)?;
+                        let replaced: bool = row.get(3)?;
+                        let mut local = Map::new();
+                        local.insert("size".into(), json!(size));
+                        if let Some(h) = hash {
+                            local.insert("blake3".into(), json!(hex::encode(h)));
+                        }
+                        let kind = if replaced {
+                            Kind::Modified
+                        } else {
+                            Kind::Added
+                        };
+                        Ok(Finding::new(kind, path).local(Value::Object(local)))
+                    },
+                )?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            },
+        );
+        let closed = Paged::new(
+            |f: &Finding| f.path.as_slice(),
+            move |after: Option<&[u8]>| {
+                let mut stmt = self.conn.prepare_cached(&format!(
+                    "SELECT o.path, o.size FROM entries o JOIN runs r ON r.root_id = o.root_id
+                     WHERE r.id = ?1 AND o.until_run = ?1 AND o.kind != {DIR}
+                       AND NOT EXISTS(SELECT 1 FROM entries n WHERE n.root_id = o.root_id AND n.path = o.path
+                                      AND n.since_run = ?1 AND n.kind != {DIR})
+                       AND o.path >= ?2
+                     ORDER BY o.path LIMIT ?3"
+                ))?;
+                let rows = stmt.query_map(
+                    params![run_id, after.unwrap_or_default(), PAGE as i64],
+                    |row| {
+                        let path: Vec<u8> = row.get(0)?;
+                        let size: i64 = row.get(1)?;
+                        Ok(Finding::new(Kind::Deleted, path).local(json!({ "size": size })))
+                    },
+                )?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            },
+        );
+        opened.chain(closed)
     }
 }

@@ -922,7 +922,7 @@ mod tests {
             .unwrap();
         assert_eq!(a, (7, 8, 9, None, Some(vec![3; 32])));
         // Checks follow their row.
-        let damaged = index.damaged_current(1).unwrap();
+        let damaged: Vec<_> = index.damaged_current(1).collect::<Result<_>>().unwrap();
         assert_eq!(damaged.len(), 1);
         assert_eq!(damaged[0].0.path, b"a");
         assert_eq!(damaged[0].0.since_run, 3);

@@ -643,11 +643,7 @@ pub(crate) fn shrunk_finding(
 /// reported as the root's `shrunk` and nobody has accepted since: what the
 /// next scan compares with. `None` when `prev` reported no such loss.
 fn shrunk_reference(index: &Index, root_id: i64, prev: i64) -> Result<Option<(u64, u64)>> {
-    let Some(f) = index
-        .findings_of_run(prev)?
-        .into_iter()
-        .find(|f| f.kind == Kind::Shrunk && f.path.is_empty())
-    else {
+    let Some(f) = index.whole_finding(prev, Kind::Shrunk)? else {
         return Ok(None);
     };
     let accepted = index.acceptances(Some(root_id))?.iter().any(|a| {
@@ -778,12 +774,14 @@ fn report_damaged(
     acceptor: &Acceptor,
     sink: &mut dyn Sink,
 ) -> Result<()> {
-    let damaged = index.damaged_current(ctx.root_id)?;
-    if damaged.is_empty() {
+    // Streamed from the index a page at a time, never held whole.
+    let mut damaged = index.damaged_current(ctx.root_id).peekable();
+    if damaged.peek().is_none() {
         return Ok(());
     }
     let mut batch = index.batch()?;
-    for (entry, format, detail) in damaged {
+    for row in damaged {
+        let (entry, format, detail) = row?;
         let mut local = describe(&entry.stat, entry.blake3.as_ref());
         if let Value::Object(m) = &mut local {
             m.insert("format".into(), json!(format));
@@ -882,4 +880,44 @@ fn fold_merkle(
     }
     batch.commit()?;
     Ok(root.hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LockWait;
+
+    /// The previous scan found 30,000 damaged files and the tree's
+    /// `shrunk`: the next scan reads the loss's reference from that one
+    /// finding, not from all of them.
+    #[test]
+    fn the_shrunk_reference_reads_one_finding_whatever_the_previous_scan_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = Index::open(&dir.path().join("i.sqlite3"), LockWait::No).unwrap();
+        let root_id = index.root_id(Path::new("/srv/data")).unwrap();
+        let prev = index.begin_run(Some(root_id), "scan", None, None).unwrap();
+        let plain = index.begin_run(Some(root_id), "scan", None, None).unwrap();
+        let mut batch = index.batch().unwrap();
+        for i in 0..30_000 {
+            let path = format!("d{:02}/{}{i:06}.gz", i % 50, "x".repeat(80));
+            let f = Finding::new(Kind::Damaged, path)
+                .local(json!({ "size": 3 }))
+                .detail("gzip file ends at byte 3 inside its header");
+            batch.insert_finding(prev, &f).unwrap();
+            if i == 20_000 {
+                let mut tree = tree_shrunk(0.5, (40_000, 1 << 30), (30_000, 1 << 20)).unwrap();
+                tree.first_seen = Some(1_700_000_000);
+                batch.insert_finding(prev, &tree).unwrap();
+            }
+        }
+        // A file's `shrunk` is not the tree's.
+        let file = Finding::new(Kind::Shrunk, b"big.db".to_vec()).local(json!({ "size": 1 }));
+        batch.insert_finding(plain, &file).unwrap();
+        batch.commit().unwrap();
+        let (reference, held) = crate::heap::peak(|| shrunk_reference(&index, root_id, prev));
+        assert_eq!(reference.unwrap(), Some((40_000, 1 << 30)));
+        // Reading the 30,000 findings held ~15 MB.
+        assert!(held < 256 << 10, "{held} bytes held");
+        assert_eq!(shrunk_reference(&index, root_id, plain).unwrap(), None);
+    }
 }
