@@ -157,7 +157,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::LockWait;
+    use crate::store::tests::index_with_runs;
 
     /// Past a page (4,096 rows), with a path found twice, odd bytes and
     /// another kind and run in between: each path once, in key order,
@@ -165,15 +165,7 @@ mod tests {
     #[test]
     fn finding_paths_stream_each_path_once_in_key_order_across_pages() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(&dir.path().join("i.sqlite3"), LockWait::No).unwrap();
-        index
-            .conn
-            .execute_batch(
-                "INSERT INTO roots VALUES (1, x'2f72', 0);
-                 INSERT INTO runs(id, root_id, command, started_at, status) VALUES
-                     (1, 1, 'audit', 0, 'ok'), (2, 1, 'audit', 0, 'ok');",
-            )
-            .unwrap();
+        let index = index_with_runs(&dir.path().join("i.sqlite3"), &[(1, "audit"), (2, "audit")]);
         let mut insert = index
             .conn
             .prepare("INSERT INTO findings(run_id, kind, path) VALUES (?1, ?2, ?3)")

@@ -769,6 +769,41 @@ mod tests {
     use super::*;
     use rusqlite::params;
 
+    /// A new index at `path` holding root 1 (`/r`) and, for each
+    /// (id, command) of `runs`, a run of root 1 finished `ok`.
+    pub(super) fn index_with_runs(path: &Path, runs: &[(i64, &str)]) -> Index {
+        let index = Index::open(path, LockWait::No).unwrap();
+        index
+            .conn
+            .execute("INSERT INTO roots VALUES (1, x'2f72', 0)", [])
+            .unwrap();
+        for (id, command) in runs {
+            index
+                .conn
+                .execute(
+                    "INSERT INTO runs(id, root_id, command, started_at, status) VALUES (?1, 1, ?2, 0, 'ok')",
+                    params![id, command],
+                )
+                .unwrap();
+        }
+        index
+    }
+
+    /// A bare database at `path` with the schema of index version
+    /// `version` (the first `version` migrations), to test what opening
+    /// it converts.
+    fn index_at_version(path: &Path, version: usize) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        for sql in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+        conn
+    }
+
     type Row = (
         i64,
         Vec<u8>,
@@ -812,13 +847,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.sqlite3");
         {
-            let conn = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[..8] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "application_id", APPLICATION_ID)
-                .unwrap();
-            conn.pragma_update(None, "user_version", 8).unwrap();
+            let conn = index_at_version(&path, 8);
             conn.execute_batch(
                 "INSERT INTO roots VALUES (1, x'2f72', 0), (2, x'2f73', 0);
                  INSERT INTO runs(id, root_id, command, started_at, status) VALUES
@@ -972,13 +1001,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.sqlite3");
         {
-            let conn = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[..9] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "application_id", APPLICATION_ID)
-                .unwrap();
-            conn.pragma_update(None, "user_version", 9).unwrap();
+            let conn = index_at_version(&path, 9);
             conn.execute_batch(
                 "INSERT INTO roots VALUES (1, x'2f72', 0);
                  INSERT INTO runs(id, root_id, command, started_at, status) VALUES (1, 1, 'scan', 0, 'ok');
@@ -1044,14 +1067,7 @@ mod tests {
     fn a_paged_reader_lets_the_writers_pages_be_checkpointed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("i.sqlite3");
-        let index = Index::open(&path, LockWait::No).unwrap();
-        index
-            .conn
-            .execute_batch(
-                "INSERT INTO roots VALUES (1, x'2f72', 0);
-                 INSERT INTO runs(id, root_id, command, started_at, status) VALUES (1, 1, 'scan', 0, 'ok');",
-            )
-            .unwrap();
+        let index = index_with_runs(&path, &[(1, "scan")]);
         let rows = PAGE * 2 + 5;
         {
             let mut ins = index
@@ -1102,14 +1118,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("i.sqlite3");
         {
-            let index = Index::open(&path, LockWait::No).unwrap();
-            index
-                .conn
-                .execute_batch(
-                    "INSERT INTO roots VALUES (1, x'2f72', 0);
-                     INSERT INTO runs(id, root_id, command, started_at, status) VALUES (1, 1, 'scan', 0, 'ok');",
-                )
-                .unwrap();
+            let index = index_with_runs(&path, &[(1, "scan")]);
             let tx = index.conn.unchecked_transaction().unwrap();
             let mut ins = tx
                 .prepare(
@@ -1163,14 +1172,7 @@ mod tests {
     fn two_current_rows_for_one_path_are_an_error() {
         for before in [0, PAGE - 1] {
             let dir = tempfile::tempdir().unwrap();
-            let index = Index::open(&dir.path().join("i.sqlite3"), LockWait::No).unwrap();
-            index
-                .conn
-                .execute_batch(
-                    "INSERT INTO roots VALUES (1, x'2f72', 0);
-                     INSERT INTO runs(id, root_id, command, started_at, status) VALUES (1, 1, 'scan', 0, 'ok'), (2, 1, 'scan', 0, 'ok');",
-                )
-                .unwrap();
+            let index = index_with_runs(&dir.path().join("i.sqlite3"), &[(1, "scan"), (2, "scan")]);
             let mut ins = index
                 .conn
                 .prepare(

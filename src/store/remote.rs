@@ -192,7 +192,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::store::LockWait;
+    use crate::store::tests::index_with_runs;
 
     /// The selection as it was made before: every chosen key, collected.
     fn collected_whole(index: &Index, budget: u64) -> HashSet<Vec<u8>> {
@@ -228,15 +228,7 @@ mod tests {
     #[test]
     fn a_scrub_selection_holds_one_key_and_chooses_what_collecting_chose() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(&dir.path().join("i.sqlite3"), LockWait::No).unwrap();
-        index
-            .conn
-            .execute_batch(
-                "INSERT INTO roots VALUES (1, x'2f72', 0);
-                 INSERT INTO runs(id, root_id, command, started_at, status) VALUES
-                     (1, 1, 'scan', 0, 'ok'), (2, 1, 'audit', 0, 'ok');",
-            )
-            .unwrap();
+        let index = index_with_runs(&dir.path().join("i.sqlite3"), &[(1, "scan"), (2, "audit")]);
         let mut entry = index
             .conn
             .prepare(
