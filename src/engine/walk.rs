@@ -14,11 +14,10 @@
 //! sockets and devices are skipped and counted: reading one would block or
 //! be meaningless.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::engine::exclude::{Excludes, IGNORE_FILE};
 use crate::engine::longpath::{self, Kind, Meta};
@@ -83,7 +82,7 @@ fn walk_parallel_with(root: &Path, threads: usize, excludes: Excludes, ignore_fi
         ignore_files,
         stack: Vec::new(),
         pending: VecDeque::new(),
-        ahead: (threads > 1).then(|| Ahead::start(threads - 1)),
+        ahead: (threads > 1).then(|| Ahead::start(threads - 1, excludes.clone(), ignore_files)),
         excludes,
         excluded: 0,
         error: None,
@@ -116,120 +115,203 @@ fn list(path: &Path) -> Listing {
 /// Entries listed ahead and not yet walked, at most (beyond the directories
 /// in flight): bounds the memory the read-ahead holds (~200 bytes each).
 const AHEAD_ENTRIES: usize = 32 << 10;
-/// Directories listed ahead at once, per helper thread.
-const AHEAD_DIRS_PER_THREAD: usize = 4;
 
-/// One directory being listed ahead.
-struct Slot {
-    listing: Mutex<Option<Listing>>,
+/// The read-ahead: helper threads list the directories the walk will
+/// enter, nearest (in walk order) first, while the walk goes on. A helper
+/// that lists a directory queues its subdirectories at once, so the
+/// read-ahead runs down the tree by itself: it never waits for the walk
+/// to enter a directory before listing the ones below it, and directories
+/// listed but not entered yet hold no helper back (only the entries they
+/// hold, at most [`AHEAD_ENTRIES`], do). A helper queues nothing below a
+/// directory the rules in force exclude, nor below one holding a
+/// `.vouchignore` (whose rules the walk has not read yet): the walk queues
+/// those subdirectories itself when it enters it. What the helpers list is
+/// only a cache: the walk lists a directory itself when no helper has.
+struct Ahead {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<AheadState>,
+    /// A helper waits here for work (or for room).
+    work: Condvar,
+    /// The walk waits here for a listing in flight.
     done: Condvar,
 }
 
-/// The read-ahead: helper threads list the subdirectories of directories
-/// the walk has entered, nearest first, while the walk goes on.
-struct Ahead {
-    jobs: Option<mpsc::Sender<(PathBuf, Arc<Slot>)>>,
-    /// Listed or being listed, not yet entered, by key.
-    slots: HashMap<Vec<u8>, Arc<Slot>>,
-    /// Subdirectories seen and not yet sent, about in walk order.
-    candidates: VecDeque<(Vec<u8>, PathBuf)>,
+struct AheadState {
+    /// Directories to list, by key: the smallest is the nearest.
+    pending: BTreeMap<Vec<u8>, PathBuf>,
+    /// Listed (`Some`) or being listed (`None`), not yet entered.
+    slots: BTreeMap<Vec<u8>, Option<Listing>>,
     /// Entries held by finished listings not yet entered.
-    held: Arc<AtomicUsize>,
-    max_dirs: usize,
-    /// The key of the directory the walk entered last: candidates at or
-    /// before it have been passed.
-    position: Vec<u8>,
+    held: usize,
+    /// The rules as the walk knows them (see [`Ahead`]).
+    excludes: Arc<Excludes>,
+    /// Whether a `.vouchignore` stops the helpers (see [`Ahead`]).
+    ignore_files: bool,
+    stop: bool,
+}
+
+impl AheadState {
+    /// Queues the subdirectories of the directory `key` at `path`, just
+    /// listed, unless they are queued, listed or excluded already.
+    fn queue_children(
+        &mut self,
+        key: &[u8],
+        path: &Path,
+        entries: &[(OsString, std::io::Result<Meta>)],
+    ) {
+        for (name, meta) in entries {
+            if !meta.as_ref().is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            let mut sub = Vec::with_capacity(key.len() + 1 + name.len());
+            sub.extend_from_slice(key);
+            if !sub.is_empty() {
+                sub.push(paths::SEP);
+            }
+            sub.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()));
+            if self.slots.contains_key(&sub)
+                || self.pending.contains_key(&sub)
+                || self.excludes.excludes(&sub, true)
+            {
+                continue;
+            }
+            self.pending.insert(sub, path.join(name));
+        }
+    }
+
+    /// Whether a helper that listed `entries` leaves their subdirectories
+    /// to the walk (a `.vouchignore` among them, whose rules apply below).
+    fn stops_at(&self, entries: &[(OsString, std::io::Result<Meta>)]) -> bool {
+        self.ignore_files && entries.iter().any(|(name, _)| name == IGNORE_FILE)
+    }
 }
 
 impl Ahead {
-    fn start(helpers: usize) -> Ahead {
-        let (tx, rx) = mpsc::channel::<(PathBuf, Arc<Slot>)>();
-        let rx = Arc::new(Mutex::new(rx));
-        let held = Arc::new(AtomicUsize::new(0));
+    fn start(helpers: usize, excludes: Excludes, ignore_files: bool) -> Ahead {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(AheadState {
+                pending: BTreeMap::new(),
+                slots: BTreeMap::new(),
+                held: 0,
+                excludes: Arc::new(excludes),
+                ignore_files,
+                stop: false,
+            }),
+            work: Condvar::new(),
+            done: Condvar::new(),
+        });
         for _ in 0..helpers {
-            let (rx, held) = (rx.clone(), held.clone());
-            // Detached: each ends when the walk drops the sender.
-            std::thread::spawn(move || {
-                loop {
-                    let job = rx
-                        .lock()
-                        .map_err(|_| ())
-                        .and_then(|r| r.recv().map_err(|_| ()));
-                    let Ok((path, slot)) = job else { break };
-                    let listing = list(&path);
-                    if let Ok(l) = &listing {
-                        held.fetch_add(l.len(), Ordering::Relaxed);
-                    }
-                    if let Ok(mut out) = slot.listing.lock() {
-                        *out = Some(listing);
-                    }
-                    slot.done.notify_all();
-                }
-            });
+            let shared = shared.clone();
+            // Detached: each ends when the walk is dropped.
+            std::thread::spawn(move || helper(&shared));
         }
-        Ahead {
-            jobs: Some(tx),
-            slots: HashMap::new(),
-            candidates: VecDeque::new(),
-            held,
-            max_dirs: helpers * AHEAD_DIRS_PER_THREAD,
-            position: Vec::new(),
-        }
+        Ahead { shared }
     }
 
-    /// The listing of the directory at `key`, if it was listed ahead
-    /// (waits for it when it is still being listed).
+    fn lock(&self) -> std::sync::MutexGuard<'_, AheadState> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The listing of the directory at `key`, if a helper listed it or is
+    /// listing it (then waits for it); `None`: the walk lists it itself.
+    /// Everything queued before `key` has been passed, and is dropped.
     fn take(&mut self, key: &[u8]) -> Option<Listing> {
-        self.position = key.to_vec();
-        let slot = self.slots.remove(key)?;
-        let mut guard = slot.listing.lock().ok()?;
-        while guard.is_none() {
-            guard = slot.done.wait(guard).ok()?;
-        }
-        let listing = guard.take()?;
-        if let Ok(l) = &listing {
-            self.held.fetch_sub(l.len(), Ordering::Relaxed);
-        }
-        Some(listing)
-    }
-
-    /// Queues the subdirectories of a directory just entered, to be listed
-    /// before those queued earlier (the walk enters them first), and sends
-    /// what the bounds allow.
-    fn entered(&mut self, key: &[u8], path: &Path, entries: &[(OsString, std::io::Result<Meta>)]) {
-        // `entries` is reversed: pushing each to the front leaves them in
-        // walk order.
-        for (name, meta) in entries {
-            if meta.as_ref().is_ok_and(|m| m.is_dir()) {
-                let mut sub = key.to_vec();
-                if !sub.is_empty() {
-                    sub.push(paths::SEP);
-                }
-                sub.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(name.as_os_str()));
-                self.candidates.push_front((sub, path.join(name)));
-            }
-        }
-        self.send();
-    }
-
-    fn send(&mut self) {
-        while self.slots.len() < self.max_dirs && self.held.load(Ordering::Relaxed) < AHEAD_ENTRIES
+        let mut st = self.lock();
+        // Keys before this one will never be entered (excluded, or gone).
+        let rest = st.slots.split_off(key);
+        for listing in std::mem::replace(&mut st.slots, rest)
+            .into_values()
+            .flatten()
         {
-            let Some((key, path)) = self.candidates.pop_front() else {
-                break;
-            };
-            if key <= self.position {
-                continue;
+            st.held -= listing.as_ref().map_or(0, Vec::len);
+        }
+        let rest = st.pending.split_off(key);
+        st.pending = rest;
+        st.pending.remove(key);
+        if !st.slots.contains_key(key) {
+            return None;
+        }
+        loop {
+            match st.slots.get(key) {
+                Some(Some(_)) => {
+                    let listing = st.slots.remove(key).flatten();
+                    if let Some(Ok(l)) = &listing {
+                        st.held -= l.len();
+                    }
+                    drop(st);
+                    self.shared.work.notify_all();
+                    return listing;
+                }
+                Some(None) => {
+                    st = self.shared.done.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+                None => return None,
             }
-            let slot = Arc::new(Slot {
-                listing: Mutex::new(None),
-                done: Condvar::new(),
-            });
-            let Some(jobs) = &self.jobs else { break };
-            if jobs.send((path, slot.clone())).is_err() {
-                break;
+        }
+    }
+
+    /// The walk entered the directory `key`: queues its subdirectories
+    /// when no helper did (the walk listed it, or a `.vouchignore` in it
+    /// stopped the helpers; `excludes` then holds its rules).
+    fn entered(
+        &mut self,
+        key: &[u8],
+        path: &Path,
+        entries: &[(OsString, std::io::Result<Meta>)],
+        by_helper: bool,
+        excludes: &Excludes,
+    ) {
+        let mut st = self.lock();
+        let stopped = st.stops_at(entries);
+        if by_helper && !stopped {
+            return;
+        }
+        if stopped {
+            st.excludes = Arc::new(excludes.clone());
+        }
+        st.queue_children(key, path, entries);
+        drop(st);
+        self.shared.work.notify_all();
+    }
+}
+
+/// A helper thread: lists the nearest queued directory while the entries
+/// held leave room, and queues its subdirectories.
+fn helper(shared: &Shared) {
+    let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if st.stop {
+            return;
+        }
+        if st.held >= AHEAD_ENTRIES || st.pending.is_empty() {
+            st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        let Some((key, path)) = st.pending.pop_first() else {
+            continue;
+        };
+        st.slots.insert(key.clone(), None);
+        drop(st);
+        let listing = list(&path);
+        st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(entries) = &listing
+            && !st.stops_at(entries)
+        {
+            st.queue_children(&key, &path, entries);
+        }
+        // Gone when the walk passed it meanwhile.
+        if st.slots.contains_key(&key) {
+            if let Ok(l) = &listing {
+                st.held += l.len();
             }
-            self.slots.insert(key, slot);
+            st.slots.insert(key, Some(listing));
+            shared.done.notify_all();
+        }
+        if st.pending.len() > 1 {
+            shared.work.notify_one();
         }
     }
 }
@@ -237,7 +319,8 @@ impl Ahead {
 impl Drop for Ahead {
     fn drop(&mut self) {
         // Stops the helpers once the listings in flight are done.
-        self.jobs.take();
+        self.lock().stop = true;
+        self.shared.work.notify_all();
     }
 }
 
@@ -267,9 +350,9 @@ struct Level {
 impl Walk {
     /// Lists a directory and queues its entries, or an `Unreadable` item.
     fn descend(&mut self, key: Vec<u8>, path: PathBuf) {
-        let listing = match self.ahead.as_mut().and_then(|a| a.take(&key)) {
-            Some(listing) => listing,
-            None => list(&path),
+        let (listing, by_helper) = match self.ahead.as_mut().and_then(|a| a.take(&key)) {
+            Some(listing) => (listing, true),
+            None => (list(&path), false),
         };
         match listing {
             Ok(entries) => {
@@ -282,7 +365,7 @@ impl Walk {
                     return;
                 }
                 if let Some(ahead) = self.ahead.as_mut() {
-                    ahead.entered(&key, &path, &entries);
+                    ahead.entered(&key, &path, &entries, by_helper, &self.excludes);
                 }
                 self.stack.push(Level { key, path, entries });
             }
@@ -410,7 +493,7 @@ fn entry_item(key: Vec<u8>, path: impl FnOnce() -> PathBuf, meta: Meta) -> Item 
 mod tests {
     use super::*;
 
-    fn summary(items: impl Iterator<Item = Item>) -> Vec<String> {
+    fn summary(items: &mut dyn Iterator<Item = Item>) -> Vec<String> {
         items
             .map(|item| match item {
                 Item::Entry {
@@ -432,6 +515,65 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    /// The helpers list ahead down the tree by themselves; the rules of a
+    /// `.vouchignore` they have not read yet (the walk reads it when it
+    /// enters its directory) and the command line's must leave exactly
+    /// what the walk on one thread leaves, deep below as near.
+    #[test]
+    fn listing_ahead_keeps_the_rules_of_every_vouchignore() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for a in 0..12 {
+            for b in ["skip", "keep", "logs"] {
+                for c in 0..3 {
+                    let d = root.join(format!("d{a:02}/{b}/e{c}/f"));
+                    std::fs::create_dir_all(&d).unwrap();
+                    for (i, ext) in ["txt", "log", "bin"].iter().enumerate() {
+                        std::fs::write(d.join(format!("x{i}.{ext}")), b"x").unwrap();
+                        std::fs::write(d.join(format!("../y{i}.{ext}")), b"y").unwrap();
+                    }
+                }
+            }
+        }
+        std::fs::write(root.join(IGNORE_FILE), "*.log\nskip/\n").unwrap();
+        // Deeper rules override: skip/ comes back below d03, and below
+        // d05/keep/e1 the .txt files and a directory go.
+        std::fs::write(root.join("d03").join(IGNORE_FILE), "!skip/\n").unwrap();
+        std::fs::write(root.join("d05/keep/e1").join(IGNORE_FILE), "*.txt\nf/\n").unwrap();
+        std::fs::write(root.join("d09/logs/e2/f").join(IGNORE_FILE), "*\n").unwrap();
+        let rules = || {
+            Excludes::new(&crate::engine::exclude::ExcludeRules {
+                exclude: vec!["d07/".into(), "e0/*.bin".into()],
+                include: Vec::new(),
+                exclude_from: Vec::new(),
+            })
+            .unwrap()
+        };
+        let run = |threads| {
+            let mut w = walk_parallel(root, threads, rules());
+            let items = summary(&mut w);
+            (items, w.excluded())
+        };
+        let (sequential, excluded) = run(1);
+        assert!(sequential.len() > 300, "{}", sequential.len());
+        assert!(
+            sequential
+                .iter()
+                .any(|s| s.starts_with("d03/skip/e1/f/x0.txt "))
+        );
+        assert!(!sequential.iter().any(|s| s.starts_with("d04/skip")));
+        assert!(!sequential.iter().any(|s| s.starts_with("d05/keep/e1/f ")));
+        assert!(sequential.iter().any(|s| s.starts_with("d05/keep/e2/f ")));
+        assert!(!sequential.iter().any(|s| s.starts_with("d09/logs/e2/f/x")));
+        for threads in [2, 3, 8] {
+            assert_eq!(
+                run(threads),
+                (sequential.clone(), excluded),
+                "{threads} threads"
+            );
+        }
     }
 
     #[test]
@@ -459,11 +601,11 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
-        let sequential = summary(walk(root));
+        let sequential = summary(&mut walk(root));
         assert!(sequential.len() > 300, "{}", sequential.len());
         for threads in [2, 3, 8] {
             assert_eq!(
-                summary(walk_parallel(root, threads, Excludes::default())),
+                summary(&mut walk_parallel(root, threads, Excludes::default())),
                 sequential,
                 "{threads} threads"
             );
