@@ -514,6 +514,7 @@ fn scan_checked(
             root,
             root_id,
             run_id,
+            wrote,
             opts.checks,
             &budget,
             &mut summary,

@@ -23,19 +23,30 @@ use crate::store::{CheckRow, Index, Member};
 const TOC: &[u8] = b"toc.dat";
 const MANIFEST: &[u8] = b"backup_manifest";
 
-/// Runs the set checks of run `run_id` (see the module docs).
+/// Runs the set checks of run `run_id` (see the module docs). `wrote`:
+/// whether the run wrote any entry row; when it wrote none, no directory
+/// changed, and the manifest is not searched for the rows it wrote (a pass
+/// over the whole table: 25 ms of a no-change rescan of 200,000 files,
+/// after the walk).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn check_sets(
     index: &mut Index,
     root: &Path,
     root_id: i64,
     run_id: i64,
+    wrote: bool,
     level: Level,
     budget: &Budget,
     summary: &mut ScanSummary,
 ) -> Result<()> {
     // Every directory (and its ancestors) in which something changed.
     let mut dirs: HashSet<Vec<u8>> = HashSet::new();
-    for key in index.keys_changed_in(root_id, run_id)? {
+    let changed = if wrote {
+        index.keys_changed_in(root_id, run_id)?
+    } else {
+        Vec::new()
+    };
+    for key in changed {
         let mut d = paths::parent(&key).to_vec();
         loop {
             if !dirs.insert(d.clone()) || d.is_empty() {
