@@ -71,6 +71,119 @@ pub struct FoldRow<'a> {
     pub since_run: i64,
 }
 
+/// A page of the current manifest as the scan's walker reads it (see
+/// [`Index::manifest_pages`]): the rows' paths and targets in one buffer,
+/// their other columns inline, so a page is two allocations, not one or
+/// two per row; a row becomes an owned [`Entry`] only when asked.
+#[derive(Default)]
+pub struct ManifestPage {
+    bytes: Vec<u8>,
+    rows: Vec<PageRow>,
+}
+
+struct PageRow {
+    path: (u32, u32),
+    target: Option<(u32, u32)>,
+    kind: EntryKind,
+    stat: Stat,
+    since_run: i64,
+    blake3: Option<[u8; 32]>,
+    md5: Option<[u8; 16]>,
+    sha256: Option<[u8; 32]>,
+    trusted_blake3: Option<[u8; 32]>,
+    crc64nvme: Option<[u8; 8]>,
+}
+
+/// A row of a [`ManifestPage`], borrowed.
+#[derive(Clone, Copy)]
+pub struct PageEntry<'a> {
+    page: &'a ManifestPage,
+    row: &'a PageRow,
+}
+
+impl ManifestPage {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Row `i` (in key order).
+    pub fn get(&self, i: usize) -> Option<PageEntry<'_>> {
+        self.rows.get(i).map(|row| PageEntry { page: self, row })
+    }
+
+    fn span(&self, (at, len): (u32, u32)) -> &[u8] {
+        &self.bytes[at as usize..at as usize + len as usize]
+    }
+
+    fn keep(&mut self, b: &[u8]) -> Result<(u32, u32)> {
+        let at = u32::try_from(self.bytes.len())?;
+        self.bytes.extend_from_slice(b);
+        Ok((at, u32::try_from(b.len())?))
+    }
+}
+
+impl<'a> PageEntry<'a> {
+    pub fn path(&self) -> &'a [u8] {
+        self.page.span(self.row.path)
+    }
+    pub fn kind(&self) -> EntryKind {
+        self.row.kind
+    }
+    pub fn stat(&self) -> Stat {
+        self.row.stat
+    }
+    pub fn target(&self) -> Option<&'a [u8]> {
+        self.row.target.map(|t| self.page.span(t))
+    }
+    pub fn has_blake3(&self) -> bool {
+        self.row.blake3.is_some()
+    }
+    pub fn has_md5(&self) -> bool {
+        self.row.md5.is_some()
+    }
+    pub fn has_sha256(&self) -> bool {
+        self.row.sha256.is_some()
+    }
+    /// Set while the file is rotted (see [`Entry::trusted_blake3`]).
+    pub fn is_rotted(&self) -> bool {
+        self.row.trusted_blake3.is_some()
+    }
+
+    /// The row as an owned [`Entry`].
+    pub fn to_entry(&self) -> Entry {
+        let r = self.row;
+        Entry {
+            path: self.path().to_vec(),
+            kind: r.kind,
+            stat: r.stat,
+            blake3: r.blake3,
+            md5: r.md5,
+            sha256: r.sha256,
+            target: self.target().map(<[u8]>::to_vec),
+            since_run: r.since_run,
+            trusted_blake3: r.trusted_blake3,
+            crc64nvme: r.crc64nvme,
+        }
+    }
+}
+
+/// A blob column of `N` bytes, or NULL.
+fn fixed<const N: usize>(row: &rusqlite::Row<'_>, i: usize) -> Result<Option<[u8; N]>> {
+    match row.get_ref(i)?.as_blob_or_null()? {
+        None => Ok(None),
+        Some(b) => Ok(Some(<[u8; N]>::try_from(b).map_err(|_| {
+            anyhow::anyhow!(
+                "the index is corrupt: a value of {} bytes where {N} belong",
+                b.len()
+            )
+        })?)),
+    }
+}
+
 /// Which current rows to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rows {
@@ -114,6 +227,94 @@ impl Index {
                 Ok(page)
             },
         )
+    }
+
+    /// The current manifest of a root, in key order, a page ([`PAGE`]
+    /// rows) at a time, as [`Index::current_entries`] reads it (after
+    /// [`Index::begin_read`], each page in a read transaction of its own;
+    /// two current rows for one path are an error) but into
+    /// [`ManifestPage`]s: the scan's walker compares most rows and keeps
+    /// none.
+    pub fn manifest_pages(&self, root_id: i64) -> impl Iterator<Item = Result<ManifestPage>> + '_ {
+        let mut after: Option<Vec<u8>> = None;
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let page = self.manifest_page(root_id, after.as_deref());
+            match &page {
+                Ok(p) => {
+                    done = p.rows.len() < PAGE;
+                    after = p.get(p.len().wrapping_sub(1)).map(|e| e.path().to_vec());
+                    if p.is_empty() {
+                        return None;
+                    }
+                }
+                Err(_) => done = true,
+            }
+            Some(page)
+        })
+    }
+
+    /// One page of [`Index::manifest_pages`]: the rows from `after`
+    /// (excluded; from the start when `None`).
+    fn manifest_page(&self, root_id: i64, after: Option<&[u8]>) -> Result<ManifestPage> {
+        self.next_page()?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{SELECT_ENTRY} WHERE root_id = ?1 AND until_run IS NULL AND path >= ?2 ORDER BY path LIMIT ?3"
+        ))?;
+        // The page starts with the last row of the one before (`>=`, as in
+        // [`Paged`]): a second row for that path is caught here.
+        let mut rows = stmt.query(params![root_id, after.unwrap_or(b""), PAGE as i64 + 1])?;
+        let mut page = ManifestPage {
+            bytes: Vec::with_capacity(PAGE * 64),
+            rows: Vec::with_capacity(PAGE),
+        };
+        let mut again = 0;
+        while let Some(row) = rows.next()? {
+            let path = row.get_ref(0)?.as_blob()?;
+            let last = page.get(page.len().wrapping_sub(1)).map(|e| e.path());
+            if after == Some(path) {
+                again += 1;
+            }
+            if (after == Some(path) && again > 1) || last == Some(path) {
+                anyhow::bail!(
+                    "the index is corrupt: two current rows for {}",
+                    crate::model::paths::display(path)
+                );
+            }
+            if after == Some(path) {
+                continue;
+            }
+            if page.rows.len() == PAGE {
+                break;
+            }
+            let path = page.keep(path)?;
+            let target = match row.get_ref(9)?.as_blob_or_null()? {
+                Some(t) => Some(page.keep(t)?),
+                None => None,
+            };
+            let kind = EntryKind::from_i64(row.get_ref(1)?.as_i64()?)?;
+            page.rows.push(PageRow {
+                path,
+                target,
+                kind,
+                stat: Stat {
+                    size: row.get_ref(2)?.as_i64()? as u64,
+                    mtime_ns: row.get_ref(3)?.as_i64()?,
+                    ctime_ns: row.get_ref(4)?.as_i64()?,
+                    inode: row.get_ref(5)?.as_i64()? as u64,
+                },
+                blake3: fixed(row, 6)?,
+                md5: fixed(row, 7)?,
+                sha256: fixed(row, 8)?,
+                since_run: row.get_ref(10)?.as_i64()?,
+                trusted_blake3: fixed(row, 11)?,
+                crc64nvme: fixed(row, 12)?,
+            });
+        }
+        Ok(page)
     }
 
     /// Every current row of a root in key order, for the Merkle fold:

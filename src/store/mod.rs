@@ -312,7 +312,7 @@ mod runs;
 
 pub use batch::Batch;
 pub use checks::{CheckRow, Member};
-pub use entries::{FoldRow, Rows};
+pub use entries::{FoldRow, ManifestPage, PageEntry, Rows};
 pub use remote::{Coverage, ScrubPlace, ScrubSelection};
 
 /// Kinds as the `entries.kind` column stores them (see [`EntryKind`]):
@@ -1170,7 +1170,13 @@ mod tests {
 
     #[test]
     fn two_current_rows_for_one_path_are_an_error() {
-        for before in [0, PAGE - 1] {
+        for (before, pages) in [
+            (0, false),
+            (PAGE - 1, false),
+            (0, true),
+            (PAGE - 1, true),
+            (PAGE, true),
+        ] {
             let dir = tempfile::tempdir().unwrap();
             let index = index_with_runs(&dir.path().join("i.sqlite3"), &[(1, "scan"), (2, "scan")]);
             let mut ins = index
@@ -1183,7 +1189,16 @@ mod tests {
                 ins.execute(params![format!("a{i:05}").into_bytes(), 1])
                     .unwrap();
             }
+            // Both readers of the current manifest: by entry and by page.
             let read = |index: &Index| -> Result<Vec<Vec<u8>>> {
+                if pages {
+                    let mut keys = Vec::new();
+                    for page in index.manifest_pages(1) {
+                        let page = page?;
+                        keys.extend((0..page.len()).map(|i| page.get(i).unwrap().path().to_vec()));
+                    }
+                    return Ok(keys);
+                }
                 index
                     .current_entries(1, entries::Rows::All)
                     .map(|e| e.map(|e| e.path))

@@ -4,7 +4,7 @@
 //! become hash jobs; manifest rows with no file any more are deletions.
 
 use std::path::Path;
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use anyhow::{Result, bail};
 
@@ -13,9 +13,9 @@ use crate::engine::exclude::Excludes;
 use crate::engine::hash::{self, Want};
 use crate::engine::shard::Shard;
 use crate::engine::walk::{self, Item};
-use crate::model::{Entry, EntryKind, NewEntry, paths};
+use crate::model::{EntryKind, NewEntry, paths};
 use crate::out::{Progress, Total};
-use crate::store::{Index, Rows};
+use crate::store::{Index, ManifestPage, PageEntry};
 
 /// The walker: merge-joins the sorted walk with the sorted manifest.
 /// Returns the excludes in force (with every `.vouchignore` found) and how
@@ -40,6 +40,115 @@ pub(super) fn walk_and_merge(
     events: SyncSender<Event>,
     progress: &dyn Progress,
 ) -> Result<Walked> {
+    // The manifest is read on a thread of its own, a page ahead of the
+    // merge (see `read_manifest`).
+    let (page_tx, page_rx) = sync_channel::<Result<Option<ManifestPage>>>(2);
+    std::thread::scope(|scope| {
+        scope.spawn(move || read_manifest(index_path, root_id, page_tx));
+        let mut cursor = Cursor {
+            pages: page_rx,
+            page: ManifestPage::default(),
+            at: 0,
+            manifest: (0, 0),
+            ended: false,
+        };
+        merge(
+            &mut cursor,
+            root,
+            rehash,
+            want,
+            excludes,
+            skip,
+            shard,
+            jobs,
+            events,
+            progress,
+        )
+        .map(|(excludes, excluded)| Walked {
+            excludes,
+            excluded,
+            manifest: cursor.manifest,
+        })
+    })
+}
+
+/// Reads the current manifest of `root_id`, a page at a time, into
+/// `pages`; `Ok(None)` ends it. Its own read-only connection, a read
+/// transaction per page: the writer only writes rows the walk has passed,
+/// and the walk is behind this reader, so what it reads is the manifest as
+/// the scan began (see `Index::begin_read`). Ends early when the merge
+/// stops listening.
+fn read_manifest(index_path: &Path, root_id: i64, pages: SyncSender<Result<Option<ManifestPage>>>) {
+    let reader = match Index::open_read_only(index_path).and_then(|r| r.begin_read().map(|()| r)) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = pages.send(Err(e));
+            return;
+        }
+    };
+    for page in reader.manifest_pages(root_id) {
+        let failed = page.is_err();
+        if pages.send(page.map(Some)).is_err() || failed {
+            return;
+        }
+    }
+    let _ = pages.send(Ok(None));
+}
+
+/// The merge's place in the manifest: the row under it is the head.
+struct Cursor {
+    pages: Receiver<Result<Option<ManifestPage>>>,
+    page: ManifestPage,
+    at: usize,
+    /// (files, bytes) of the regular files passed.
+    manifest: (u64, u64),
+    ended: bool,
+}
+
+impl Cursor {
+    /// The row under the cursor, `None` past the last one.
+    fn head(&mut self) -> Result<Option<PageEntry<'_>>> {
+        while self.at >= self.page.len() && !self.ended {
+            match self.pages.recv() {
+                Ok(Ok(Some(page))) => {
+                    self.page = page;
+                    self.at = 0;
+                }
+                Ok(Ok(None)) => self.ended = true,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => bail!("the scan's manifest reader stopped"),
+            }
+        }
+        Ok(self.page.get(self.at))
+    }
+
+    /// Moves past the head, counting it.
+    fn advance(&mut self) {
+        if let Some(e) = self.page.get(self.at)
+            && e.kind() == EntryKind::File
+        {
+            self.manifest.0 += 1;
+            self.manifest.1 += e.stat().size;
+        }
+        self.at += 1;
+    }
+}
+
+/// The merge-join itself (see [`walk_and_merge`]); returns the excludes in
+/// force and how many entries they left out.
+#[allow(clippy::too_many_arguments)]
+fn merge(
+    rows: &mut Cursor,
+    root: &Path,
+    rehash: bool,
+    want: Want,
+    excludes: Excludes,
+    skip: &[Vec<u8>],
+    shard: Option<Shard>,
+    jobs: SyncSender<Vec<Job>>,
+    events: SyncSender<Event>,
+    progress: &dyn Progress,
+) -> Result<(Excludes, u64)> {
     let mut jobs = JobBatch {
         jobs,
         buf: Vec::new(),
@@ -47,24 +156,6 @@ pub(super) fn walk_and_merge(
     };
     // What the scan will count (files and symlinks) and hash, in all.
     let (mut files, mut to_hash) = (0u64, 0u64);
-    // Its own read-only connection, a read transaction per page: the
-    // writer only writes rows the walk has passed, so what it reads is the
-    // manifest as the scan began (see `Index::begin_read`).
-    let reader = Index::open_read_only(index_path)?;
-    reader.begin_read()?;
-    let mut rows = reader.current_entries(root_id, Rows::All);
-    let mut manifest = (0u64, 0u64);
-    let mut next_old = || -> Result<Option<Entry>> {
-        let old = rows.next().transpose()?;
-        if let Some(e) = &old
-            && e.kind == EntryKind::File
-        {
-            manifest.0 += 1;
-            manifest.1 += e.stat.size;
-        }
-        Ok(old)
-    };
-    let mut head = next_old()?;
     // Directories whose listing failed: their manifest rows are kept.
     let mut protected: Vec<Vec<u8>> = Vec::new();
     let mut last_key: Option<Vec<u8>> = None;
@@ -101,11 +192,9 @@ pub(super) fn walk_and_merge(
     let walkers = if threads > 1 { threads + 1 } else { 1 };
     let mut walk = walk::walk_parallel(root, walkers, excludes);
     // A row the excludes leave out is kept as it is (see crate::engine::exclude).
-    let gone = |w: &walk::Walk, old: &Entry, protected: &[Vec<u8>]| {
-        !protected.iter().any(|p| paths::is_inside(&old.path, p))
-            && !w
-                .excludes()
-                .excludes_path(&old.path, old.kind == EntryKind::Dir)
+    let gone = |w: &walk::Walk, path: &[u8], kind: EntryKind, protected: &[Vec<u8>]| {
+        !protected.iter().any(|p| paths::is_inside(path, p))
+            && !w.excludes().excludes_path(path, kind == EntryKind::Dir)
     };
     while let Some(item) = walk.next() {
         let (key, dir) = match &item {
@@ -138,21 +227,22 @@ pub(super) fn walk_and_merge(
                 );
             }
             // Manifest rows before this key have no file any more.
-            while let Some(old) = head.take_if(|o| o.path.as_slice() < key) {
-                if gone(&walk, &old, &protected) {
-                    send(Event::Deleted(old))?;
+            while let Some(old) = rows.head()?.filter(|o| o.path() < key) {
+                if gone(&walk, old.path(), old.kind(), &protected) {
+                    send(Event::Deleted(old.to_entry()))?;
                 }
-                head = next_old()?;
+                rows.advance();
             }
             // The last key, in one buffer reused for the whole walk.
             let last = last_key.get_or_insert_with(Vec::new);
             last.clear();
             last.extend_from_slice(key);
-            let matched = head.take_if(|o| o.path.as_slice() == key);
-            if matched.is_some() {
-                head = next_old()?;
+            let matched = rows.head()?.is_some_and(|o| o.path() == key);
+            if matched {
+                rows.advance();
             }
-            matched
+            // Still in the page: only `head` moves to the next one.
+            matched.then(|| rows.page.get(rows.at - 1)).flatten()
         };
         if matches!(&item, Item::Entry { kind, .. } if *kind != EntryKind::Dir) {
             files += 1;
@@ -164,7 +254,9 @@ pub(super) fn walk_and_merge(
                 }
                 send(Event::Unreadable { key, error })?;
             }
-            Item::Special { .. } => send(Event::Special { replaced: old })?,
+            Item::Special { .. } => send(Event::Special {
+                replaced: old.map(|o| o.to_entry()),
+            })?,
             Item::Entry {
                 key,
                 kind,
@@ -173,7 +265,7 @@ pub(super) fn walk_and_merge(
                 ..
             } => match kind {
                 EntryKind::Dir => match old {
-                    Some(o) if o.kind == EntryKind::Dir => unchanged(kind)?,
+                    Some(o) if o.kind() == EntryKind::Dir => unchanged(kind)?,
                     old => send(Event::Store {
                         new: NewEntry {
                             path: key,
@@ -186,11 +278,13 @@ pub(super) fn walk_and_merge(
                             trusted_blake3: None,
                             crc64nvme: None,
                         },
-                        old,
+                        old: old.map(|o| o.to_entry()),
                     })?,
                 },
                 EntryKind::Symlink => match old {
-                    Some(o) if o.kind == EntryKind::Symlink && o.target == target => {
+                    Some(o)
+                        if o.kind() == EntryKind::Symlink && o.target() == target.as_deref() =>
+                    {
                         unchanged(kind)?
                     }
                     old => {
@@ -207,7 +301,7 @@ pub(super) fn walk_and_merge(
                                 trusted_blake3: None,
                                 crc64nvme: None,
                             },
-                            old,
+                            old: old.map(|o| o.to_entry()),
                         })?
                     }
                 },
@@ -215,19 +309,20 @@ pub(super) fn walk_and_merge(
                     // A rotted file is hashed on every scan: it stays
                     // `corrupt` until rewritten, or heals if its content
                     // comes back.
-                    let trusted = old.as_ref().is_some_and(|o| {
-                        o.kind == EntryKind::File
-                            && o.trusted_blake3.is_none()
-                            && o.stat == stat
-                            && o.blake3.is_some()
-                            && (!want.md5 || o.md5.is_some())
-                            && (!want.sha256 || o.sha256.is_some())
+                    let trusted = old.is_some_and(|o| {
+                        o.kind() == EntryKind::File
+                            && !o.is_rotted()
+                            && o.stat() == stat
+                            && o.has_blake3()
+                            && (!want.md5 || o.has_md5())
+                            && (!want.sha256 || o.has_sha256())
                     });
                     if trusted && !rehash {
                         unchanged(kind)?;
                     } else {
                         to_hash += stat.size;
                         let path = paths::fs_path(root, &key);
+                        let old = old.map(|o| o.to_entry());
                         jobs.push(Job { key, path, old }, stat.size)?;
                     }
                 }
@@ -244,23 +339,19 @@ pub(super) fn walk_and_merge(
     // A `.vouchignore` that stopped the walk fails the scan before any
     // row after it could be taken for deleted.
     let walk_excludes = walk.finish()?;
-    while let Some(old) = head.take() {
-        if !protected.iter().any(|p| paths::is_inside(&old.path, p))
-            && !walk_excludes.excludes_path(&old.path, old.kind == EntryKind::Dir)
+    while let Some(old) = rows.head()? {
+        if !protected.iter().any(|p| paths::is_inside(old.path(), p))
+            && !walk_excludes.excludes_path(old.path(), old.kind() == EntryKind::Dir)
         {
-            send(Event::Deleted(old))?;
+            send(Event::Deleted(old.to_entry()))?;
         }
-        head = next_old()?;
+        rows.advance();
     }
     send(Event::Unchanged {
         files: same_files,
         dirs: same_dirs,
     })?;
-    Ok(Walked {
-        excludes: walk_excludes,
-        excluded,
-        manifest,
-    })
+    Ok((walk_excludes, excluded))
 }
 
 /// What the walk found besides its events.
