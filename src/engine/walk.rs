@@ -151,6 +151,11 @@ struct AheadState {
     /// Whether a `.vouchignore` stops the helpers (see [`Ahead`]).
     ignore_files: bool,
     stop: bool,
+    /// Helpers waiting for work, and whether the walk waits for a
+    /// listing: a notification is a system call (std's `Condvar` does not
+    /// count its waiters), made only when someone waits.
+    idle: usize,
+    walk_waits: bool,
 }
 
 impl AheadState {
@@ -182,6 +187,11 @@ impl AheadState {
         }
     }
 
+    /// Whether a helper waits while there is work and room for it.
+    fn wants_helpers(&self) -> bool {
+        self.idle > 0 && self.held < AHEAD_ENTRIES && !self.pending.is_empty()
+    }
+
     /// Whether a helper that listed `entries` leaves their subdirectories
     /// to the walk (a `.vouchignore` among them, whose rules apply below).
     fn stops_at(&self, entries: &[(OsString, std::io::Result<Meta>)]) -> bool {
@@ -199,6 +209,8 @@ impl Ahead {
                 excludes: Arc::new(excludes),
                 ignore_files,
                 stop: false,
+                idle: 0,
+                walk_waits: false,
             }),
             work: Condvar::new(),
             done: Condvar::new(),
@@ -232,6 +244,11 @@ impl Ahead {
         st.pending = rest;
         st.pending.remove(key);
         if !st.slots.contains_key(key) {
+            let wake = st.wants_helpers();
+            drop(st);
+            if wake {
+                self.shared.work.notify_all();
+            }
             return None;
         }
         loop {
@@ -241,12 +258,18 @@ impl Ahead {
                     if let Some(Ok(l)) = &listing {
                         st.held -= l.len();
                     }
+                    // Room again for helpers that waited for it.
+                    let wake = st.wants_helpers();
                     drop(st);
-                    self.shared.work.notify_all();
+                    if wake {
+                        self.shared.work.notify_all();
+                    }
                     return listing;
                 }
                 Some(None) => {
+                    st.walk_waits = true;
                     st = self.shared.done.wait(st).unwrap_or_else(|e| e.into_inner());
+                    st.walk_waits = false;
                 }
                 None => return None,
             }
@@ -273,8 +296,11 @@ impl Ahead {
             st.excludes = Arc::new(excludes.clone());
         }
         st.queue_children(key, path, entries);
+        let wake = st.idle > 0;
         drop(st);
-        self.shared.work.notify_all();
+        if wake {
+            self.shared.work.notify_all();
+        }
     }
 }
 
@@ -287,7 +313,9 @@ fn helper(shared: &Shared) {
             return;
         }
         if st.held >= AHEAD_ENTRIES || st.pending.is_empty() {
+            st.idle += 1;
             st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.idle -= 1;
             continue;
         }
         let Some((key, path)) = st.pending.pop_first() else {
@@ -308,9 +336,11 @@ fn helper(shared: &Shared) {
                 st.held += l.len();
             }
             st.slots.insert(key, Some(listing));
-            shared.done.notify_all();
+            if st.walk_waits {
+                shared.done.notify_all();
+            }
         }
-        if st.pending.len() > 1 {
+        if st.wants_helpers() {
             shared.work.notify_one();
         }
     }
