@@ -1168,6 +1168,96 @@ mod tests {
         assert_eq!(err, verdict);
     }
 
+    /// The scan's walker decides "unchanged" from a manifest page: every
+    /// column must come back as the entry reader gives it (a stat field
+    /// read from the wrong column would let a changed file go unhashed),
+    /// over more than one page, rows closed by a later run left out.
+    #[test]
+    fn a_manifest_page_reads_every_column_as_current_entries_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = index_with_runs(&dir.path().join("i.sqlite3"), &[(1, "scan"), (2, "scan")]);
+        let mut ins = index
+            .conn
+            .prepare(
+                "INSERT INTO entries(root_id, path, since_run, until_run, kind, size, mtime_ns, ctime_ns, inode,
+                                     blake3, md5, sha256, target, trusted_blake3, crc64nvme)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )
+            .unwrap();
+        let n = 2 * PAGE as i64;
+        for i in 0..n {
+            let some =
+                |k: i64, len: usize| (i % k == 0).then(|| vec![(i % 251) as u8 ^ k as u8; len]);
+            let kind = if i % 7 == 0 {
+                1
+            } else if i % 11 == 0 {
+                2
+            } else {
+                0
+            };
+            let (since, until) = if i % 13 == 0 {
+                (1, Some(2))
+            } else {
+                (1 + i % 2, None)
+            };
+            ins.execute(params![
+                format!("d{:03}/f{i:06}", i % 100).into_bytes(),
+                since,
+                until,
+                kind,
+                1000 + i,
+                1_700_000_000_000_000_000 + 3 * i,
+                1_700_000_000_000_000_001 + 5 * i,
+                4_000_000 + 7 * i,
+                some(1, 32),
+                some(2, 16),
+                some(3, 32),
+                (kind == 1).then(|| format!("target-{i}").into_bytes()),
+                some(5, 32),
+                some(4, 8),
+            ])
+            .unwrap();
+        }
+        drop(ins);
+        let entries: Vec<crate::model::Entry> = index
+            .current_entries(1, entries::Rows::All)
+            .collect::<Result<_>>()
+            .unwrap();
+        let mut paged = Vec::new();
+        for page in index.manifest_pages(1) {
+            let page = page.unwrap();
+            for i in 0..page.len() {
+                let e = page.get(i).unwrap();
+                let owned = e.to_entry();
+                assert_eq!(
+                    (
+                        e.path(),
+                        e.kind(),
+                        e.stat(),
+                        e.target(),
+                        e.has_blake3(),
+                        e.has_md5()
+                    ),
+                    (
+                        owned.path.as_slice(),
+                        owned.kind,
+                        owned.stat,
+                        owned.target.as_deref(),
+                        owned.blake3.is_some(),
+                        owned.md5.is_some()
+                    )
+                );
+                assert_eq!(
+                    (e.has_sha256(), e.is_rotted()),
+                    (owned.sha256.is_some(), owned.trusted_blake3.is_some())
+                );
+                paged.push(owned);
+            }
+        }
+        assert!(entries.len() > PAGE, "{}", entries.len());
+        assert_eq!(paged, entries);
+    }
+
     #[test]
     fn two_current_rows_for_one_path_are_an_error() {
         for (before, pages) in [
