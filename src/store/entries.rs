@@ -82,7 +82,8 @@ pub enum Rows {
 
 impl Index {
     /// The current manifest of a root, in key order, read a page at a time
-    /// (see [`Index::begin_read`] for reading beside a writer).
+    /// (each page in a read transaction of its own: safe beside a writer
+    /// that writes only rows the reader has passed).
     pub fn current_entries(
         &self,
         root_id: i64,
@@ -95,7 +96,6 @@ impl Index {
         Paged::new(
             |e: &Entry| &e.path,
             move |after: Option<&[u8]>| {
-                self.next_page()?;
                 // From ROOT itself, whose key is empty, or from the last row
                 // read (see [`Paged`]).
                 let mut stmt = self.conn.prepare_cached(&format!(

@@ -50,11 +50,10 @@ pub(super) fn walk_and_merge(
     };
     // What the scan will count (files and symlinks) and hash, in all.
     let (mut files, mut to_hash) = (0u64, 0u64);
-    // Its own read-only connection, a read transaction per page: the
+    // Its own read-only connection, a read transaction per page fetch: the
     // writer only writes rows the walk has passed, so what it reads is the
-    // manifest as the scan began (see `Index::begin_read`).
+    // manifest as the scan began (see `Index::current_entries`).
     let reader = Index::open_read_only(index_path)?;
-    reader.begin_read()?;
     let mut rows = reader.current_entries(root_id, Rows::All);
     let mut manifest = (0u64, 0u64);
     let mut next_old = || -> Result<Option<Entry>> {
