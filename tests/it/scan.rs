@@ -353,9 +353,12 @@ fn identical_trees_have_equal_roots_and_one_byte_changes_it() {
     assert_ne!(root_of(&env.root), a);
 }
 
-/// The current rows of `index` as (path, kind, size, blake3): what the
-/// Merkle fold stores for directories, and what it folds for the rest.
-fn manifest_rows(index: &std::path::Path) -> Vec<(Vec<u8>, i64, i64, Option<Vec<u8>>)> {
+/// A current row as (path, kind, size, blake3).
+type Row = (Vec<u8>, i64, i64, Option<Vec<u8>>);
+
+/// The current rows of `index`: what the Merkle fold stores for
+/// directories, and what it folds for the rest.
+fn manifest_rows(index: &std::path::Path) -> Vec<Row> {
     let conn = rusqlite::Connection::open(index).unwrap();
     let mut stmt = conn
         .prepare(

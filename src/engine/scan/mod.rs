@@ -354,14 +354,11 @@ fn scan_checked(
         .into_iter()
         .any(|k| sink.details(k));
     type Begun = (i64, Acceptor, Option<(u64, u64)>, ScanSummary);
+    // Whether the run wrote an entry, and the root the writer folded.
+    type Wrote = (bool, Option<[u8; 32]>);
     let (walked, (run_id, acceptor, baseline_totals, mut summary), ctx, wrote) =
         std::thread::scope(
-            |scope| -> Result<(
-                Option<walker::Walked>,
-                Begun,
-                writer::WriteCtx,
-                (bool, Option<[u8; 32]>),
-            )> {
+            |scope| -> Result<(Option<walker::Walked>, Begun, writer::WriteCtx, Wrote)> {
                 // The walk starts first: the run's first write below waits for
                 // the index's check, which runs meanwhile (see
                 // `Index::open_checking_aside`); the walker reads the manifest

@@ -98,6 +98,9 @@ impl Iterator for InOrder<'_> {
 /// directory's row is written once its hash is known, after its children;
 /// a crash before that leaves its children's rows, and the next scan adds
 /// the directory and folds the tree as any scan that changed something.
+/// What the inline fold does with a completed directory.
+type OnDir<'a> = Box<dyn FnMut(DirHash) + 'a>;
+
 pub(super) struct InlineFold<F: FnMut(DirHash)> {
     folder: Folder<F>,
     /// The directories whose rows wait for their hashes, outermost first.
@@ -140,7 +143,7 @@ pub(super) fn write_events(
     };
     // Directories completed by the fold, written after each event.
     let done = RefCell::new(Vec::new());
-    let mut fold: Option<InlineFold<Box<dyn FnMut(DirHash) + '_>>> = None;
+    let mut fold: Option<InlineFold<OnDir<'_>>> = None;
     for event in in_order {
         if let Some(f) = fold.as_mut() {
             match &event {
