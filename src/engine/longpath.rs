@@ -174,15 +174,6 @@ pub fn symlink_metadata(path: &Path) -> io::Result<Meta> {
 /// directory itself must not be a symlink (`O_NOFOLLOW`): a directory
 /// swapped for a link since it was seen is an error, never followed.
 pub fn list(path: &Path) -> io::Result<Vec<(OsString, io::Result<Meta>)>> {
-    list_with(path, true)
-}
-
-/// Like [`list`]; with `stat_files` false, an entry the directory itself
-/// types as a regular file is not stat-ed: its [`Meta`] is a file's with
-/// an empty [`Stat`] and device (a first scan takes both from the open
-/// file it hashes). Any other entry, and every entry of a file system
-/// that does not type them, is stat-ed.
-pub fn list_with(path: &Path, stat_files: bool) -> io::Result<Vec<(OsString, io::Result<Meta>)>> {
     let fd = open_fd(
         path,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
@@ -193,15 +184,6 @@ pub fn list_with(path: &Path, stat_files: bool) -> io::Result<Vec<(OsString, io:
         let entry = entry?;
         let name = entry.file_name().to_bytes();
         if name == b"." || name == b".." {
-            continue;
-        }
-        if !stat_files && entry.file_type() == FileType::RegularFile {
-            let meta = Meta {
-                kind: Kind::File,
-                stat: Stat::default(),
-                dev: 0,
-            };
-            out.push((OsString::from_vec(name.to_vec()), Ok(meta)));
             continue;
         }
         let meta = rustix::fs::statat(dir.fd()?, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)

@@ -66,7 +66,7 @@ pub enum Item {
 /// judges by the tree's rules; a copy's own `.vouchignore` must neither
 /// hide its files nor, unreadable, end its listing.
 pub fn walk(root: &Path) -> Walk {
-    walk_parallel_with(root, 1, Excludes::default(), false, true)
+    walk_parallel_with(root, 1, Excludes::default(), false)
 }
 
 /// Like [`walk`], with `threads - 1` helper threads listing directories
@@ -75,32 +75,15 @@ pub fn walk(root: &Path) -> Walk {
 /// excludes: an excluded entry is not yielded, an excluded directory not
 /// entered. The order of the items is the same as [`walk`]'s.
 pub fn walk_parallel(root: &Path, threads: usize, excludes: Excludes) -> Walk {
-    walk_parallel_with(root, threads, excludes, true, true)
+    walk_parallel_with(root, threads, excludes, true)
 }
 
-/// Like [`walk_parallel`], without a `statx` of each entry the directory
-/// types as a regular file: its item's stat (and device) are empty. For a
-/// first scan, which hashes every file and takes its metadata from the
-/// open file: at 200,000 small files the walk's `statx` calls (each a
-/// path lookup) were most of the listing threads' time, 15 % of the run's
-/// CPU.
-pub fn walk_parallel_unstated(root: &Path, threads: usize, excludes: Excludes) -> Walk {
-    walk_parallel_with(root, threads, excludes, true, false)
-}
-
-fn walk_parallel_with(
-    root: &Path,
-    threads: usize,
-    excludes: Excludes,
-    ignore_files: bool,
-    stat_files: bool,
-) -> Walk {
+fn walk_parallel_with(root: &Path, threads: usize, excludes: Excludes, ignore_files: bool) -> Walk {
     let mut walk = Walk {
         ignore_files,
-        stat_files,
         stack: Vec::new(),
         pending: VecDeque::new(),
-        ahead: (threads > 1).then(|| Ahead::start(threads - 1, stat_files)),
+        ahead: (threads > 1).then(|| Ahead::start(threads - 1)),
         excludes,
         excluded: 0,
         error: None,
@@ -124,8 +107,8 @@ fn walk_parallel_with(
 /// order), each with its metadata (not following symlinks).
 type Listing = std::io::Result<Vec<(OsString, std::io::Result<Meta>)>>;
 
-fn list(path: &Path, stat_files: bool) -> Listing {
-    let mut entries = longpath::list_with(path, stat_files)?;
+fn list(path: &Path) -> Listing {
+    let mut entries = longpath::list(path)?;
     entries.sort_unstable_by(|a, b| b.0.cmp(&a.0));
     Ok(entries)
 }
@@ -159,7 +142,7 @@ struct Ahead {
 }
 
 impl Ahead {
-    fn start(helpers: usize, stat_files: bool) -> Ahead {
+    fn start(helpers: usize) -> Ahead {
         let (tx, rx) = mpsc::channel::<(PathBuf, Arc<Slot>)>();
         let rx = Arc::new(Mutex::new(rx));
         let held = Arc::new(AtomicUsize::new(0));
@@ -173,7 +156,7 @@ impl Ahead {
                         .map_err(|_| ())
                         .and_then(|r| r.recv().map_err(|_| ()));
                     let Ok((path, slot)) = job else { break };
-                    let listing = list(&path, stat_files);
+                    let listing = list(&path);
                     if let Ok(l) = &listing {
                         held.fetch_add(l.len(), Ordering::Relaxed);
                     }
@@ -270,8 +253,6 @@ pub struct Walk {
     excludes: Excludes,
     /// Whether `.vouchignore` files met on the way add to `excludes`.
     ignore_files: bool,
-    /// Whether regular files are stat-ed (see [`walk_parallel_unstated`]).
-    stat_files: bool,
     excluded: u64,
     /// A `.vouchignore` that could not be read or parsed: the walk stops.
     error: Option<anyhow::Error>,
@@ -288,7 +269,7 @@ impl Walk {
     fn descend(&mut self, key: Vec<u8>, path: PathBuf) {
         let listing = match self.ahead.as_mut().and_then(|a| a.take(&key)) {
             Some(listing) => listing,
-            None => list(&path, self.stat_files),
+            None => list(&path),
         };
         match listing {
             Ok(entries) => {
@@ -485,29 +466,6 @@ mod tests {
                 summary(walk_parallel(root, threads, Excludes::default())),
                 sequential,
                 "{threads} threads"
-            );
-        }
-        // Without the files' statx: the same items in the same order, the
-        // regular files with an empty stat, everything else stat-ed.
-        let unstated_of = |items: Vec<String>| -> Vec<String> {
-            items
-                .into_iter()
-                .map(|line| match line.split_once(" File ") {
-                    Some((key, _)) => format!("{key} File 0 0 None"),
-                    None => line,
-                })
-                .collect()
-        };
-        assert!(
-            sequential
-                .iter()
-                .any(|l| l.contains(" File ") && !l.contains(" File 0 "))
-        );
-        for threads in [1, 2, 8] {
-            assert_eq!(
-                summary(walk_parallel_unstated(root, threads, Excludes::default())),
-                unstated_of(sequential.clone()),
-                "{threads} threads, files not stat-ed"
             );
         }
     }

@@ -35,7 +35,7 @@ use std::sync::mpsc::{Receiver, Sender, sync_channel};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use rayon::iter::{IntoParallelIterator, ParallelBridge, ParallelIterator};
+use rayon::iter::{ParallelBridge, ParallelIterator};
 use serde_json::{Map, Value, json};
 
 use crate::engine::checks::{self, Budget, Level, Report};
@@ -756,11 +756,9 @@ fn hash_jobs(
             if stopped.load(std::sync::atomic::Ordering::Relaxed) {
                 return;
             }
-            // One hand-off to the writer per batch, as from the walker. A
-            // batch's files are spread over idle threads: a first scan's
-            // batches are cut by count alone (its walk knows no sizes).
+            // One hand-off to the writer per batch, as from the walker.
             let hashed = batch
-                .into_par_iter()
+                .into_iter()
                 .map(|job| hash_job(job, want, level, budget, meter))
                 .collect();
             if results.send((seq, hashed)).is_err() {

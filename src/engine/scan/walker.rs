@@ -102,13 +102,7 @@ pub(super) fn walk_and_merge(
     // this thread alone.
     let threads = rayon::current_num_threads();
     let walkers = if threads > 1 { threads + 1 } else { 1 };
-    // A first scan hashes every file and takes its metadata from the open
-    // file: the walk need not stat it.
-    let mut walk = if jobs.fresh {
-        walk::walk_parallel_unstated(root, walkers, excludes)
-    } else {
-        walk::walk_parallel(root, walkers, excludes)
-    };
+    let mut walk = walk::walk_parallel(root, walkers, excludes);
     // A row the excludes leave out is kept as it is (see crate::engine::exclude).
     let gone = |w: &walk::Walk, old: &Entry, protected: &[Vec<u8>]| {
         !protected.iter().any(|p| paths::is_inside(&old.path, p))
@@ -246,8 +240,7 @@ pub(super) fn walk_and_merge(
     jobs.flush()?;
     progress.total(Total {
         files: Some(files),
-        // A first scan's walk does not stat files (see above).
-        bytes: (!jobs.fresh).then_some(to_hash),
+        bytes: Some(to_hash),
         exact: true,
     });
     let excluded = walk.excluded();
