@@ -35,8 +35,7 @@ pub(super) fn check_sets(
 ) -> Result<()> {
     // Every directory (and its ancestors) in which something changed.
     let mut dirs: HashSet<Vec<u8>> = HashSet::new();
-    for key in index.keys_changed_in(root_id, run_id)? {
-        let mut d = paths::parent(&key).to_vec();
+    for mut d in index.dirs_changed_in(root_id, run_id)? {
         loop {
             if !dirs.insert(d.clone()) || d.is_empty() {
                 break;

@@ -36,14 +36,17 @@ pub(super) fn walk_and_merge(
     excludes: Excludes,
     skip: &[Vec<u8>],
     shard: Option<Shard>,
-    jobs: SyncSender<Vec<Job>>,
+    jobs: SyncSender<(u64, Vec<Job>)>,
     events: SyncSender<Event>,
     progress: &dyn Progress,
 ) -> Result<Walked> {
     let mut jobs = JobBatch {
         jobs,
+        events: events.clone(),
         buf: Vec::new(),
         bytes: 0,
+        seq: 0,
+        fresh: false,
     };
     // What the scan will count (files and symlinks) and hash, in all.
     let (mut files, mut to_hash) = (0u64, 0u64);
@@ -64,14 +67,15 @@ pub(super) fn walk_and_merge(
         Ok(old)
     };
     let mut head = next_old()?;
+    // No manifest yet (a first scan): every entry reaches the writer, which
+    // folds the Merkle tree as it writes, given the entries in key order.
+    if head.is_none() {
+        jobs.fresh = true;
+        jobs.send(Event::Fresh)?;
+    }
     // Directories whose listing failed: their manifest rows are kept.
     let mut protected: Vec<Vec<u8>> = Vec::new();
     let mut last_key: Option<Vec<u8>> = None;
-    let send = |e: Event| {
-        events
-            .send(e)
-            .map_err(|_| anyhow::anyhow!("scan writer stopped"))
-    };
     // Unchanged entries are only counted: batch them, so a no-change rescan
     // costs a stat per file and not a thread hand-off per file.
     let (mut same_files, mut same_dirs) = (0u64, 0u64);
@@ -139,7 +143,7 @@ pub(super) fn walk_and_merge(
             // Manifest rows before this key have no file any more.
             while let Some(old) = head.take_if(|o| o.path.as_slice() < key) {
                 if gone(&walk, &old, &protected) {
-                    send(Event::Deleted(old))?;
+                    jobs.send(Event::Deleted(old))?;
                 }
                 head = next_old()?;
             }
@@ -161,9 +165,9 @@ pub(super) fn walk_and_merge(
                 if is_dir {
                     protected.push(key.clone());
                 }
-                send(Event::Unreadable { key, error })?;
+                jobs.send(Event::Unreadable { key, error })?;
             }
-            Item::Special { .. } => send(Event::Special { replaced: old })?,
+            Item::Special { .. } => jobs.send(Event::Special { replaced: old })?,
             Item::Entry {
                 key,
                 kind,
@@ -173,7 +177,7 @@ pub(super) fn walk_and_merge(
             } => match kind {
                 EntryKind::Dir => match old {
                     Some(o) if o.kind == EntryKind::Dir => unchanged(kind)?,
-                    old => send(Event::Store {
+                    old => jobs.send(Event::Store {
                         new: NewEntry {
                             path: key,
                             kind,
@@ -194,7 +198,7 @@ pub(super) fn walk_and_merge(
                     }
                     old => {
                         let hash = target.as_deref().map(hash::symlink_hash);
-                        send(Event::Store {
+                        jobs.send(Event::Store {
                             new: NewEntry {
                                 path: key,
                                 kind,
@@ -247,11 +251,11 @@ pub(super) fn walk_and_merge(
         if !protected.iter().any(|p| paths::is_inside(&old.path, p))
             && !walk_excludes.excludes_path(&old.path, old.kind == EntryKind::Dir)
         {
-            send(Event::Deleted(old))?;
+            jobs.send(Event::Deleted(old))?;
         }
         head = next_old()?;
     }
-    send(Event::Unchanged {
+    jobs.send(Event::Unchanged {
         files: same_files,
         dirs: same_dirs,
     })?;
@@ -276,10 +280,19 @@ pub(super) struct Walked {
 /// Jobs go to the hashers in batches of up to [`JobBatch::FILES`] files or
 /// [`JobBatch::BYTES`] bytes: one hand-off per batch, not per file (the
 /// channel's locks and wake-ups cost more than hashing a small file).
+/// Each batch is numbered, and its number ([`Event::Slot`]) goes to the
+/// writer in the walk's order, so the writer applies the hashers' results
+/// in that order whichever hasher finishes first. Every other event goes
+/// through here too: in a first scan ([`JobBatch::fresh`]) the open batch is
+/// sent first, so the writer sees every entry in key order.
 struct JobBatch {
-    jobs: SyncSender<Vec<Job>>,
+    jobs: SyncSender<(u64, Vec<Job>)>,
+    events: SyncSender<Event>,
     buf: Vec<Job>,
     bytes: u64,
+    /// The next batch's number.
+    seq: u64,
+    fresh: bool,
 }
 
 impl JobBatch {
@@ -301,8 +314,26 @@ impl JobBatch {
         }
         self.bytes = 0;
         let batch = std::mem::replace(&mut self.buf, Vec::with_capacity(Self::FILES));
+        let seq = self.seq;
+        self.seq += 1;
         self.jobs
-            .send(batch)
-            .map_err(|_| anyhow::anyhow!("hashers stopped"))
+            .send((seq, batch))
+            .map_err(|_| anyhow::anyhow!("hashers stopped"))?;
+        self.send_now(Event::Slot(seq))
+    }
+
+    /// Sends an event to the writer, after the open batch in a first scan
+    /// (see the type's note).
+    fn send(&mut self, e: Event) -> Result<()> {
+        if self.fresh {
+            self.flush()?;
+        }
+        self.send_now(e)
+    }
+
+    fn send_now(&self, e: Event) -> Result<()> {
+        self.events
+            .send(e)
+            .map_err(|_| anyhow::anyhow!("scan writer stopped"))
     }
 }
