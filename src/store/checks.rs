@@ -145,13 +145,23 @@ fn check_from(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<Che
 }
 
 impl Index {
-    /// The keys of entries run `run_id` opened or closed (what it changed).
-    pub fn keys_changed_in(&self, root_id: i64, run_id: i64) -> Result<Vec<Vec<u8>>> {
+    /// The directories of the entries run `run_id` opened or closed (where
+    /// it changed something), each named once per run of siblings: the
+    /// rows are streamed, not collected (a first scan changed them all, and
+    /// a key per row cost a tenth of a second at 200,000 files).
+    pub fn dirs_changed_in(&self, root_id: i64, run_id: i64) -> Result<Vec<Vec<u8>>> {
         let mut stmt = self.conn.prepare(
             "SELECT path FROM entries WHERE root_id = ?1 AND (since_run = ?2 OR until_run = ?2)",
         )?;
-        let rows = stmt.query_map(params![root_id, run_id], |r| r.get::<_, Vec<u8>>(0))?;
-        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        let mut rows = stmt.query(params![root_id, run_id])?;
+        let mut dirs: Vec<Vec<u8>> = Vec::new();
+        while let Some(row) = rows.next()? {
+            let dir = crate::model::paths::parent(row.get_ref(0)?.as_blob()?);
+            if dirs.last().is_none_or(|d| d.as_slice() != dir) {
+                dirs.push(dir.to_vec());
+            }
+        }
+        Ok(dirs)
     }
 
     /// The current regular file at `key`, if any, with its check.

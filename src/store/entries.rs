@@ -195,7 +195,8 @@ pub enum Rows {
 
 impl Index {
     /// The current manifest of a root, in key order, read a page at a time
-    /// (see [`Index::begin_read`] for reading beside a writer).
+    /// (each page in a read transaction of its own: safe beside a writer
+    /// that writes only rows the reader has passed).
     pub fn current_entries(
         &self,
         root_id: i64,
@@ -208,7 +209,6 @@ impl Index {
         Paged::new(
             |e: &Entry| &e.path,
             move |after: Option<&[u8]>| {
-                self.next_page()?;
                 // From ROOT itself, whose key is empty, or from the last row
                 // read (see [`Paged`]).
                 let mut stmt = self.conn.prepare_cached(&format!(
@@ -230,9 +230,9 @@ impl Index {
     }
 
     /// The current manifest of a root, in key order, a page ([`PAGE`]
-    /// rows) at a time, as [`Index::current_entries`] reads it (after
-    /// [`Index::begin_read`], each page in a read transaction of its own;
-    /// two current rows for one path are an error) but into
+    /// rows) at a time, as [`Index::current_entries`] reads it (each page
+    /// in a read transaction of its own, as long as its fetch; two current
+    /// rows for one path are an error) but into
     /// [`ManifestPage`]s: the scan's walker compares most rows and keeps
     /// none.
     pub fn manifest_pages(&self, root_id: i64) -> impl Iterator<Item = Result<ManifestPage>> + '_ {
@@ -260,7 +260,8 @@ impl Index {
     /// One page of [`Index::manifest_pages`]: the rows from `after`
     /// (excluded; from the start when `None`).
     fn manifest_page(&self, root_id: i64, after: Option<&[u8]>) -> Result<ManifestPage> {
-        self.next_page()?;
+        // The statement is reset when `rows` is dropped, at the end of the
+        // fetch: no snapshot is held between pages (see [`Paged`]).
         let mut stmt = self.conn.prepare_cached(&format!(
             "{SELECT_ENTRY} WHERE root_id = ?1 AND until_run IS NULL AND path >= ?2 ORDER BY path LIMIT ?3"
         ))?;

@@ -268,9 +268,6 @@ pub struct Index {
     path: PathBuf,
     /// Held for the life of a writing `Index`; released on drop.
     _lock: Option<File>,
-    /// Set by [`Index::begin_read`]: paged readers start a new read
-    /// transaction at each page.
-    fresh_pages: std::cell::Cell<bool>,
     /// The structural check running beside the run, when it was opened
     /// with [`Index::open_checking_aside`]: every commit waits for it.
     verdict: Option<Arc<Verdict>>,
@@ -328,6 +325,26 @@ const PAGE: usize = 4096;
 /// start when `None`). Keys are unique: a key seen twice (two current rows
 /// for one path, which the v9 schema no longer refuses at insert) is an
 /// error, never a row passed on twice or skipped.
+///
+/// Reading in key order beside a writer (the scan's walker, the
+/// audit's merger): each page of a paged reader
+/// ([`Index::current_entries`], [`Index::listed_objects`]) is one
+/// statement run to its end, so its read transaction lasts as long as
+/// the page's fetch and no longer; between pages the reader holds no
+/// snapshot at all.
+///
+/// A snapshot held while the rows are worked through kept the writer's
+/// pages in the WAL: SQLite cannot checkpoint past the oldest reader,
+/// and cannot start the WAL over while any reader reads from it. One
+/// transaction for the whole run grew the WAL by gigabytes in an audit
+/// of 10M objects; one per page, held until the next, still let it
+/// grow by ~16 MB a second (the writer never found a moment with no
+/// reader in the WAL, so it appended for ever, and the WAL index mapped
+/// into the process grew with it). A fresh snapshot per page is as good
+/// as one for the run for these readers: a page is fetched when the
+/// reader has passed every row before it, and the writer only writes
+/// rows for keys the reader has passed (rows after the page's first key
+/// are as they were when the run began).
 struct Paged<T, F> {
     fetch: F,
     key: fn(&T) -> &[u8],
@@ -450,7 +467,6 @@ impl Index {
                 path: path.to_path_buf(),
                 _lock: Some(lock),
                 verdict: None,
-                fresh_pages: Default::default(),
             };
             let opened = index
                 .check_and_migrate(aside)
@@ -489,7 +505,6 @@ impl Index {
             path: path.to_path_buf(),
             _lock: None,
             verdict: None,
-            fresh_pages: Default::default(),
         };
         let version = index.validate()?;
         if version < MIGRATIONS.len() as i64 {
@@ -630,35 +645,6 @@ impl Index {
     /// The file this index lives in.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Starts reading in key order beside a writer (the scan's walker,
-    /// the audit's merger): each page of a paged reader
-    /// ([`Index::current_entries`], [`Index::listed_objects`]) is read in
-    /// a read transaction of its own, started when it is fetched.
-    ///
-    /// One read transaction for the whole run kept every page the writer
-    /// committed meanwhile in the WAL: SQLite cannot checkpoint past the
-    /// oldest reader, so an audit of 10M objects grew the WAL by gigabytes
-    /// before the end of the run. A fresh snapshot per page is as good as
-    /// one for these readers: a page is fetched when the reader has passed
-    /// every row before it, and the writer only writes rows for keys the
-    /// reader has passed (rows after the page's first key are as they
-    /// were when the run began). Point reads between pages see the latest
-    /// commit.
-    pub fn begin_read(&self) -> Result<()> {
-        self.fresh_pages.set(true);
-        self.conn.execute_batch("BEGIN")?;
-        Ok(())
-    }
-
-    /// At a page of a paged reader: a new read transaction after
-    /// [`Index::begin_read`] (the last page's statement is done).
-    fn next_page(&self) -> Result<()> {
-        if self.fresh_pages.get() {
-            self.conn.execute_batch("COMMIT; BEGIN")?;
-        }
-        Ok(())
     }
 }
 
@@ -1059,10 +1045,11 @@ mod tests {
     }
 
     /// A reader beside a writer holds no snapshot from one page to the
-    /// next: what the writer committed while the reader was on its first
-    /// page is checkpointed once the reader is on its second (with one
-    /// snapshot for the whole read it stayed in the WAL until the end),
-    /// and every row is still read once, in key order.
+    /// next, nor while it works through a page: what the writer committed
+    /// while the reader was on its first page is checkpointed once the
+    /// reader is on its second, the WAL starts over at the writer's next
+    /// commits instead of growing with them, and every row is still read
+    /// once, in key order.
     #[test]
     fn a_paged_reader_lets_the_writers_pages_be_checkpointed() {
         let dir = tempfile::tempdir().unwrap();
@@ -1081,8 +1068,15 @@ mod tests {
                 ins.execute([format!("f{i:06}").into_bytes()]).unwrap();
             }
         }
+        let checkpoint = || -> (i64, i64) {
+            index
+                .conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get(1)?, r.get(2)?))
+                })
+                .unwrap()
+        };
         let reader = Index::open_read_only(&path).unwrap();
-        reader.begin_read().unwrap();
         let mut read = reader.current_entries(1, entries::Rows::All);
         let mut seen = vec![read.next().unwrap().unwrap().path];
         index
@@ -1094,14 +1088,30 @@ mod tests {
         for _ in 0..PAGE {
             seen.push(read.next().unwrap().unwrap().path);
         }
-        let (log, done): (i64, i64) = index
-            .conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get(1)?, r.get(2)?))
-            })
-            .unwrap();
+        let (log, done) = checkpoint();
         assert!(log > 0);
         assert_eq!(done, log, "frames left in the WAL behind the reader");
+        // The reader is inside its second page while the writer commits
+        // and checkpoints, again and again (as the audit's recorder does):
+        // each commit starts the WAL over, so it holds one commit's frames,
+        // never the sum of them.
+        let mut logs = Vec::new();
+        for i in 0..20 {
+            index
+                .conn
+                .execute(
+                    "UPDATE entries SET size = ?1 WHERE root_id = 1 AND path < ?2",
+                    params![i + 2, b"f000400".to_vec()],
+                )
+                .unwrap();
+            let (log, done) = checkpoint();
+            assert_eq!(done, log, "frames left in the WAL behind the reader");
+            logs.push(log);
+        }
+        assert!(
+            logs.iter().all(|&l| l <= logs[0]),
+            "the WAL grew with every commit: {logs:?} frames"
+        );
         seen.extend(read.map(|e| e.unwrap().path));
         let want: Vec<Vec<u8>> = (0..rows).map(|i| format!("f{i:06}").into_bytes()).collect();
         assert_eq!(seen, want);

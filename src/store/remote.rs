@@ -59,7 +59,6 @@ impl Index {
         Paged::new(
             |r: &RemoteRow| &r.key,
             move |after: Option<&[u8]>| {
-                self.next_page()?;
                 let mut stmt = self.conn.prepare_cached(&format!(
                     "{SELECT_REMOTE} WHERE remote = ?1 AND seen_run = ?2 AND key >= ?3 ORDER BY key LIMIT ?4"
                 ))?;

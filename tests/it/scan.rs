@@ -353,6 +353,88 @@ fn identical_trees_have_equal_roots_and_one_byte_changes_it() {
     assert_ne!(root_of(&env.root), a);
 }
 
+/// A current row as (path, kind, size, blake3).
+type Row = (Vec<u8>, i64, i64, Option<Vec<u8>>);
+
+/// The current rows of `index`: what the Merkle fold stores for
+/// directories, and what it folds for the rest.
+fn manifest_rows(index: &std::path::Path) -> Vec<Row> {
+    let conn = rusqlite::Connection::open(index).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT path, kind, size, blake3 FROM entries WHERE until_run IS NULL ORDER BY path",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn a_first_scan_folds_the_tree_as_it_writes_to_the_same_root_and_directory_rows() {
+    // A first scan folds the Merkle tree in the writer, from the entries
+    // as they come (see scan/writer.rs, InlineFold); any other scan folds
+    // the manifest after the walk. Both must store the same directory
+    // hashes and sizes and give the same root.
+    let env = Env::new();
+    let files: &[(&str, &[u8])] = &[
+        ("a/b/c", b"c"),
+        ("a/d", b"dd"),
+        ("a.b", b"dot"),
+        ("a-b/x", &[7u8; 70_000]),
+        ("a/b/e/f/g", b"deep"),
+        ("a/b/e/h", b""),
+        ("z", &[1u8; 5000]),
+    ];
+    for (path, content) in files {
+        env.write(path, content);
+    }
+    std::fs::create_dir_all(env.root.join("a/empty/emptier")).unwrap();
+    std::os::unix::fs::symlink("../a.b", env.root.join("a/link")).unwrap();
+    let first = env.dir.path().join("first.sqlite3");
+    let other = env.dir.path().join("other.sqlite3");
+    let root = env.root.to_str().unwrap();
+    let scan = |index: &std::path::Path| {
+        let out = env
+            .vouch_at(index)
+            .args(["scan", root, "--format", "json"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc["summary"]["merkle_root"].as_str().unwrap().to_string()
+    };
+    let folded_inline = scan(&first);
+    // The other index: a first scan with one more directory, removed
+    // before its second scan, which folds the manifest after the walk.
+    env.write("m/gone", b"soon gone");
+    scan(&other);
+    std::fs::remove_dir_all(env.root.join("m")).unwrap();
+    let folded_after = scan(&other);
+    assert_eq!(folded_inline, folded_after);
+    let rows = manifest_rows(&first);
+    assert_eq!(rows, manifest_rows(&other));
+    // Every directory row has its hash and the bytes below it.
+    let dir_kind = rows.iter().find(|r| r.0 == b"a").unwrap().1;
+    let dirs: Vec<_> = rows.iter().filter(|r| r.1 == dir_kind).collect();
+    assert_eq!(
+        dirs.len(),
+        8,
+        "ROOT a a/b a/b/e a/b/e/f a/empty a/empty/emptier a-b"
+    );
+    assert!(
+        dirs.iter()
+            .all(|d| d.3.as_ref().is_some_and(|h| h.len() == 32))
+    );
+    let a = dirs.iter().find(|d| d.0 == b"a").unwrap();
+    assert_eq!(
+        a.2,
+        1 + 2 + 4,
+        "a/b/c, a/d, a/b/e/f/g (the symlink's bytes are not counted)"
+    );
+}
+
 #[test]
 fn an_index_written_by_an_earlier_run_is_reopened_and_trusted() {
     let env = Env::new();

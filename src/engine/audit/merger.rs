@@ -33,11 +33,10 @@ pub(super) fn merge(
     proofs: tokio::sync::mpsc::Sender<ProveTask>,
     events: &mpsc::SyncSender<Event>,
 ) -> Result<()> {
-    // Its own read-only connection, a read transaction per page: the
+    // Its own read-only connection, a read transaction per page fetch: the
     // recorder only writes rows the merger has passed, so what it reads is
-    // the index as the merge began (see `Index::begin_read`).
+    // the index as the merge began (see `Index::current_entries`).
     let reader = Index::open_read_only(index_path)?;
-    reader.begin_read()?;
     let locals = reader.current_entries(root_id, Rows::NotDirs);
     let remotes = reader.listed_objects(remote_id, run_id);
     let send = |e: Event| events.send(e).map_err(|_| anyhow!("audit writer stopped"));

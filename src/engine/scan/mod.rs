@@ -31,7 +31,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, sync_channel};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -222,8 +222,14 @@ pub(crate) struct Job {
 
 /// What reaches the writer.
 pub(crate) enum Event {
-    /// The events of one batch of jobs, in order.
-    Many(Vec<Event>),
+    /// The place of batch N of hash jobs in the walk's order: its results
+    /// come from the hashers on their own channel, and the writer applies
+    /// them here (see `walker::JobBatch`).
+    Slot(u64),
+    /// The manifest was empty (a first scan), sent before anything else:
+    /// every entry reaches the writer, in key order, and it folds the
+    /// Merkle tree as it writes (see `writer::InlineFold`).
+    Fresh,
     /// Entries found unchanged (batched: one message per many entries).
     Unchanged {
         files: u64,
@@ -326,9 +332,13 @@ fn scan_checked(
     let meter = progress.meter("hashed");
     let mut structural_changes = 0u64;
 
-    // Batches of up to 64 files (see walker::JobBatch).
-    let (job_tx, job_rx) = sync_channel::<Vec<Job>>(32);
-    let (event_tx, event_rx) = sync_channel::<Event>(4096);
+    // Batches of up to 64 files (see walker::JobBatch), numbered; their
+    // results go back on a channel of their own, which never blocks a
+    // hasher (what it holds is bounded by the numbers the walker has sent
+    // to the writer, at most the event channel's capacity).
+    let (job_tx, job_rx) = sync_channel::<(u64, Vec<Job>)>(32);
+    let (event_tx, event_rx) = sync_channel::<Event>(1024);
+    let (result_tx, result_rx) = std::sync::mpsc::channel::<(u64, Vec<Event>)>();
     let index_path = index.path().to_path_buf();
     let skip = index_files_inside(&index_path, root);
     let want = opts.want;
@@ -344,9 +354,11 @@ fn scan_checked(
         .into_iter()
         .any(|k| sink.details(k));
     type Begun = (i64, Acceptor, Option<(u64, u64)>, ScanSummary);
+    // Whether the run wrote an entry, and the root the writer folded.
+    type Wrote = (bool, Option<[u8; 32]>);
     let (walked, (run_id, acceptor, baseline_totals, mut summary), ctx, wrote) =
         std::thread::scope(
-            |scope| -> Result<(Option<walker::Walked>, Begun, writer::WriteCtx, bool)> {
+            |scope| -> Result<(Option<walker::Walked>, Begun, writer::WriteCtx, Wrote)> {
                 // The walk starts first: the run's first write below waits for
                 // the index's check, which runs meanwhile (see
                 // `Index::open_checking_aside`); the walker reads the manifest
@@ -373,12 +385,11 @@ fn scan_checked(
                         }
                     }
                 });
-                let hasher_events = event_tx;
+                drop(event_tx);
                 let budget = &budget;
                 let meter = &meter;
-                scope.spawn(move || {
-                    hash_jobs(job_rx, hasher_events, want, checks_level, budget, meter)
-                });
+                scope
+                    .spawn(move || hash_jobs(job_rx, result_tx, want, checks_level, budget, meter));
 
                 let mut begin = || -> Result<Begun> {
                     index.checked()?;
@@ -419,6 +430,7 @@ fn scan_checked(
                     Err(e) => {
                         // The walker and the hashers stop at their next send.
                         drop(event_rx);
+                        drop(result_rx);
                         return Err(e);
                     }
                 };
@@ -434,6 +446,7 @@ fn scan_checked(
                 let result = writer::write_events(
                     &mut batch,
                     &event_rx,
+                    &result_rx,
                     ctx,
                     &mut summary,
                     &mut structural_changes,
@@ -441,9 +454,12 @@ fn scan_checked(
                     sink,
                     progress,
                 );
-                // Drain so the other stages can finish even after an error.
+                // Drain so the other stages can finish even after an error
+                // (the hashers' results stop them no more: they are let go
+                // once the channel is gone).
+                drop(result_rx);
                 for _ in event_rx.iter() {}
-                result?;
+                let folded = result?;
                 let wrote = batch.entry_writes() > 0;
                 batch.commit()?;
                 let walked = walker.join().ok().flatten();
@@ -451,10 +467,11 @@ fn scan_checked(
                     walked,
                     (run_id, acceptor, baseline_totals, summary),
                     ctx,
-                    wrote,
+                    (wrote, folded),
                 ))
             },
         )?;
+    let (wrote, folded) = wrote;
     let Some(walker::Walked {
         excludes,
         excluded,
@@ -533,8 +550,13 @@ fn scan_checked(
             .and_then(|v| v.get("exclude_rules").cloned());
         Ok(prev_rules == rules)
     };
-    summary.merkle_root = match previous_scan {
-        Some((prev, Some(root_hash))) if structural_changes == 0 && same_rules(prev)? => root_hash,
+    // A first scan folded it as it wrote: the same rows, in the same order
+    // (without excludes, which the fold below applies to every row).
+    summary.merkle_root = match (folded, previous_scan) {
+        (Some(root_hash), _) if excludes.is_empty() => root_hash,
+        (_, Some((prev, Some(root_hash)))) if structural_changes == 0 && same_rules(prev)? => {
+            root_hash
+        }
         _ => fold_merkle(index, root_id, run_id, &excludes)?,
     };
     summary.excludes = excludes;
@@ -719,8 +741,8 @@ pub(crate) fn index_files_inside(index: &Path, root: &Path) -> Vec<Vec<u8>> {
 /// The hashers: the rayon pool drains the job channel in parallel. Each
 /// hashed file is checked right after, on the same open file.
 fn hash_jobs(
-    jobs: Receiver<Vec<Job>>,
-    events: SyncSender<Event>,
+    jobs: Receiver<(u64, Vec<Job>)>,
+    results: Sender<(u64, Vec<Event>)>,
     want: Want,
     level: Level,
     budget: &Budget,
@@ -731,7 +753,7 @@ fn hash_jobs(
     let stopped = std::sync::atomic::AtomicBool::new(false);
     jobs.into_iter()
         .par_bridge()
-        .for_each_with(events, |events, batch| {
+        .for_each_with(results, |results, (seq, batch)| {
             if stopped.load(std::sync::atomic::Ordering::Relaxed) {
                 return;
             }
@@ -740,7 +762,7 @@ fn hash_jobs(
                 .into_iter()
                 .map(|job| hash_job(job, want, level, budget, meter))
                 .collect();
-            if events.send(Event::Many(hashed)).is_err() {
+            if results.send((seq, hashed)).is_err() {
                 stopped.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         });

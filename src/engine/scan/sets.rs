@@ -42,12 +42,11 @@ pub(super) fn check_sets(
     // Every directory (and its ancestors) in which something changed.
     let mut dirs: HashSet<Vec<u8>> = HashSet::new();
     let changed = if wrote {
-        index.keys_changed_in(root_id, run_id)?
+        index.dirs_changed_in(root_id, run_id)?
     } else {
         Vec::new()
     };
-    for key in changed {
-        let mut d = paths::parent(&key).to_vec();
+    for mut d in changed {
         loop {
             if !dirs.insert(d.clone()) || d.is_empty() {
                 break;

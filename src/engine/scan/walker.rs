@@ -36,7 +36,7 @@ pub(super) fn walk_and_merge(
     excludes: Excludes,
     skip: &[Vec<u8>],
     shard: Option<Shard>,
-    jobs: SyncSender<Vec<Job>>,
+    jobs: SyncSender<(u64, Vec<Job>)>,
     events: SyncSender<Event>,
     progress: &dyn Progress,
 ) -> Result<Walked> {
@@ -74,12 +74,12 @@ pub(super) fn walk_and_merge(
 
 /// Reads the current manifest of `root_id`, a page at a time, into
 /// `pages`; `Ok(None)` ends it. Its own read-only connection, a read
-/// transaction per page: the writer only writes rows the walk has passed,
-/// and the walk is behind this reader, so what it reads is the manifest as
-/// the scan began (see `Index::begin_read`). Ends early when the merge
-/// stops listening.
+/// transaction per page fetch: the writer only writes rows the walk has
+/// passed, and the walk is behind this reader, so what it reads is the
+/// manifest as the scan began (see `Index::current_entries`). Ends early
+/// when the merge stops listening.
 fn read_manifest(index_path: &Path, root_id: i64, pages: SyncSender<Result<Option<ManifestPage>>>) {
-    let reader = match Index::open_read_only(index_path).and_then(|r| r.begin_read().map(|()| r)) {
+    let reader = match Index::open_read_only(index_path) {
         Ok(r) => r,
         Err(e) => {
             let _ = pages.send(Err(e));
@@ -145,25 +145,29 @@ fn merge(
     excludes: Excludes,
     skip: &[Vec<u8>],
     shard: Option<Shard>,
-    jobs: SyncSender<Vec<Job>>,
+    jobs: SyncSender<(u64, Vec<Job>)>,
     events: SyncSender<Event>,
     progress: &dyn Progress,
 ) -> Result<(Excludes, u64)> {
     let mut jobs = JobBatch {
         jobs,
+        events: events.clone(),
         buf: Vec::new(),
         bytes: 0,
+        seq: 0,
+        fresh: false,
     };
     // What the scan will count (files and symlinks) and hash, in all.
     let (mut files, mut to_hash) = (0u64, 0u64);
+    // No manifest yet (a first scan): every entry reaches the writer, which
+    // folds the Merkle tree as it writes, given the entries in key order.
+    if rows.head()?.is_none() {
+        jobs.fresh = true;
+        jobs.send(Event::Fresh)?;
+    }
     // Directories whose listing failed: their manifest rows are kept.
     let mut protected: Vec<Vec<u8>> = Vec::new();
     let mut last_key: Option<Vec<u8>> = None;
-    let send = |e: Event| {
-        events
-            .send(e)
-            .map_err(|_| anyhow::anyhow!("scan writer stopped"))
-    };
     // Unchanged entries are only counted: batch them, so a no-change rescan
     // costs a stat per file and not a thread hand-off per file.
     let (mut same_files, mut same_dirs) = (0u64, 0u64);
@@ -229,7 +233,7 @@ fn merge(
             // Manifest rows before this key have no file any more.
             while let Some(old) = rows.head()?.filter(|o| o.path() < key) {
                 if gone(&walk, old.path(), old.kind(), &protected) {
-                    send(Event::Deleted(old.to_entry()))?;
+                    jobs.send(Event::Deleted(old.to_entry()))?;
                 }
                 rows.advance();
             }
@@ -252,9 +256,9 @@ fn merge(
                 if is_dir {
                     protected.push(key.clone());
                 }
-                send(Event::Unreadable { key, error })?;
+                jobs.send(Event::Unreadable { key, error })?;
             }
-            Item::Special { .. } => send(Event::Special {
+            Item::Special { .. } => jobs.send(Event::Special {
                 replaced: old.map(|o| o.to_entry()),
             })?,
             Item::Entry {
@@ -266,7 +270,7 @@ fn merge(
             } => match kind {
                 EntryKind::Dir => match old {
                     Some(o) if o.kind() == EntryKind::Dir => unchanged(kind)?,
-                    old => send(Event::Store {
+                    old => jobs.send(Event::Store {
                         new: NewEntry {
                             path: key,
                             kind,
@@ -289,7 +293,7 @@ fn merge(
                     }
                     old => {
                         let hash = target.as_deref().map(hash::symlink_hash);
-                        send(Event::Store {
+                        jobs.send(Event::Store {
                             new: NewEntry {
                                 path: key,
                                 kind,
@@ -343,11 +347,11 @@ fn merge(
         if !protected.iter().any(|p| paths::is_inside(old.path(), p))
             && !walk_excludes.excludes_path(old.path(), old.kind() == EntryKind::Dir)
         {
-            send(Event::Deleted(old.to_entry()))?;
+            jobs.send(Event::Deleted(old.to_entry()))?;
         }
         rows.advance();
     }
-    send(Event::Unchanged {
+    jobs.send(Event::Unchanged {
         files: same_files,
         dirs: same_dirs,
     })?;
@@ -368,10 +372,19 @@ pub(super) struct Walked {
 /// Jobs go to the hashers in batches of up to [`JobBatch::FILES`] files or
 /// [`JobBatch::BYTES`] bytes: one hand-off per batch, not per file (the
 /// channel's locks and wake-ups cost more than hashing a small file).
+/// Each batch is numbered, and its number ([`Event::Slot`]) goes to the
+/// writer in the walk's order, so the writer applies the hashers' results
+/// in that order whichever hasher finishes first. Every other event goes
+/// through here too: in a first scan ([`JobBatch::fresh`]) the open batch is
+/// sent first, so the writer sees every entry in key order.
 struct JobBatch {
-    jobs: SyncSender<Vec<Job>>,
+    jobs: SyncSender<(u64, Vec<Job>)>,
+    events: SyncSender<Event>,
     buf: Vec<Job>,
     bytes: u64,
+    /// The next batch's number.
+    seq: u64,
+    fresh: bool,
 }
 
 impl JobBatch {
@@ -393,8 +406,26 @@ impl JobBatch {
         }
         self.bytes = 0;
         let batch = std::mem::replace(&mut self.buf, Vec::with_capacity(Self::FILES));
+        let seq = self.seq;
+        self.seq += 1;
         self.jobs
-            .send(batch)
-            .map_err(|_| anyhow::anyhow!("hashers stopped"))
+            .send((seq, batch))
+            .map_err(|_| anyhow::anyhow!("hashers stopped"))?;
+        self.send_now(Event::Slot(seq))
+    }
+
+    /// Sends an event to the writer, after the open batch in a first scan
+    /// (see the type's note).
+    fn send(&mut self, e: Event) -> Result<()> {
+        if self.fresh {
+            self.flush()?;
+        }
+        self.send_now(e)
+    }
+
+    fn send_now(&self, e: Event) -> Result<()> {
+        self.events
+            .send(e)
+            .map_err(|_| anyhow::anyhow!("scan writer stopped"))
     }
 }

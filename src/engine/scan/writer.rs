@@ -3,6 +3,8 @@
 //! batched transactions and reports each change as a finding, then reports
 //! what interrupted scans before it committed but never reported.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::mpsc::Receiver;
 
 use anyhow::Result;
@@ -11,6 +13,7 @@ use serde_json::json;
 use super::{Event, RACY_CTIME, RACY_WINDOW_NS, ScanSummary, describe, shrunk_finding};
 use crate::engine::checks::{self, Report, Verdict};
 use crate::engine::hash::{Digests, HashError};
+use crate::engine::merkle::{DirHash, Folder};
 use crate::model::{Entry, EntryKind, Finding, Kind, NewEntry, Stat, paths};
 use crate::out::{Progress, Sink};
 use crate::store::{Batch, CheckRow, Index};
@@ -45,18 +48,80 @@ fn change(
     }
 }
 
-/// The writer: applies events to the index and reports findings.
+/// The events in the walk's order: each [`Event::Slot`] replaced by the
+/// results of its batch, which may come from the hashers out of order
+/// (they wait here until the slot is reached).
+struct InOrder<'a> {
+    events: &'a Receiver<Event>,
+    results: &'a Receiver<(u64, Vec<Event>)>,
+    /// Results of batches whose slot is not reached yet.
+    early: HashMap<u64, Vec<Event>>,
+    current: std::vec::IntoIter<Event>,
+}
+
+impl Iterator for InOrder<'_> {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.current.next() {
+                return Some(e);
+            }
+            let seq = match self.events.recv().ok()? {
+                Event::Slot(seq) => seq,
+                e => return Some(e),
+            };
+            let hashed = loop {
+                if let Some(v) = self.early.remove(&seq) {
+                    break v;
+                }
+                match self.results.recv() {
+                    Ok((s, v)) => {
+                        self.early.insert(s, v);
+                    }
+                    Err(_) => {
+                        return Some(Event::Failed(anyhow::anyhow!(
+                            "the scan's hashers stopped before batch {seq}"
+                        )));
+                    }
+                }
+            };
+            self.current = hashed.into_iter();
+        }
+    }
+}
+
+/// The Merkle fold of a first scan, made as the writer goes: it sees every
+/// entry, in key order (see `walker::JobBatch`), so the pass over the whole
+/// manifest after the walk (`fold_merkle`, one thread while the others
+/// idle: a fifth of a first scan of 200,000 small files) is not needed. A
+/// directory's row is written once its hash is known, after its children;
+/// a crash before that leaves its children's rows, and the next scan adds
+/// the directory and folds the tree as any scan that changed something.
+/// What the inline fold does with a completed directory.
+type OnDir<'a> = Box<dyn FnMut(DirHash) + 'a>;
+
+pub(super) struct InlineFold<F: FnMut(DirHash)> {
+    folder: Folder<F>,
+    /// The directories whose rows wait for their hashes, outermost first.
+    held: Vec<NewEntry>,
+}
+
+/// The writer: applies events to the index and reports findings. Returns
+/// the root's Merkle hash when it folded the tree as it wrote (a first
+/// scan, see [`InlineFold`]).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_events(
     batch: &mut Batch<'_>,
     events: &Receiver<Event>,
+    results: &Receiver<(u64, Vec<Event>)>,
     ctx: WriteCtx,
     summary: &mut ScanSummary,
     structural: &mut u64,
     acceptor: &super::Acceptor,
     sink: &mut dyn Sink,
     progress: &dyn Progress,
-) -> Result<()> {
+) -> Result<Option<[u8; 32]>> {
     let mut report = |batch: &mut Batch<'_>, mut f: Finding| -> Result<()> {
         acceptor.apply(&mut f);
         batch.record_finding(ctx.run_id, ctx.prev_findings_run, &mut f)?;
@@ -70,14 +135,64 @@ pub(super) fn write_events(
             progress.advance(1);
         }
     };
-    // The hashers' batches, taken apart in order.
-    let flat = events.iter().flat_map(|e| match e {
-        Event::Many(v) => v.into_iter().chain(None),
-        e => Vec::new().into_iter().chain(Some(e)),
-    });
-    for event in flat {
+    let in_order = InOrder {
+        events,
+        results,
+        early: HashMap::new(),
+        current: Vec::new().into_iter(),
+    };
+    // Directories completed by the fold, written after each event.
+    let done = RefCell::new(Vec::new());
+    let mut fold: Option<InlineFold<OnDir<'_>>> = None;
+    for event in in_order {
+        if let Some(f) = fold.as_mut() {
+            match &event {
+                // What a first scan sends: entries, in key order.
+                Event::Store { new, old: None } => {
+                    f.folder
+                        .push(&new.path, new.kind, new.stat.size, new.blake3.as_ref());
+                }
+                Event::Hashed {
+                    key,
+                    old: None,
+                    result,
+                    ..
+                } => {
+                    if let Ok((stat, digests)) = result {
+                        f.folder
+                            .push(key, EntryKind::File, stat.size, Some(&digests.blake3));
+                    }
+                }
+                Event::Unreadable { .. }
+                | Event::Special { replaced: None }
+                | Event::Unchanged { files: 0, dirs: 0 }
+                | Event::Failed(_) => {}
+                // Anything else means the manifest was not empty after
+                // all: the fold after the walk does it, as for any scan.
+                _ => {
+                    let f = fold.take().expect("checked above");
+                    write_held(batch, ctx, summary, f.held, &mut report)?;
+                }
+            }
+            let finished = std::mem::take(&mut *done.borrow_mut());
+            if let Some(f) = fold.as_mut() {
+                settle_dirs(batch, ctx, summary, &mut f.held, finished, &mut report)?;
+            }
+        }
         match event {
-            Event::Many(_) => anyhow::bail!("internal: a batch of event batches"),
+            Event::Slot(_) => anyhow::bail!("internal: a batch's slot out of place"),
+            Event::Fresh => {
+                fold = Some(InlineFold {
+                    folder: Folder::new(Box::new(|d: DirHash| done.borrow_mut().push(d))),
+                    held: Vec::new(),
+                });
+            }
+            Event::Store { new, old: None } if new.kind == EntryKind::Dir && fold.is_some() => {
+                // Written once the fold gives its hash (above).
+                count_file(summary, new.kind);
+                *structural += 1;
+                fold.as_mut().expect("checked").held.push(new);
+            }
             Event::Failed(e) => return Err(e),
             Event::Special { replaced } => {
                 summary.special += 1;
@@ -152,6 +267,50 @@ pub(super) fn write_events(
                 &mut report,
             )?,
         }
+    }
+    let Some(InlineFold { folder, mut held }) = fold else {
+        return Ok(None);
+    };
+    let root = folder.finish();
+    let finished = std::mem::take(&mut *done.borrow_mut());
+    settle_dirs(batch, ctx, summary, &mut held, finished, &mut report)?;
+    // Every directory completes before the root; none is left.
+    write_held(batch, ctx, summary, held, &mut report)?;
+    Ok(Some(root.hash))
+}
+
+/// Writes the held rows of the directories the fold completed, with their
+/// hashes and sizes (as `fold_merkle` stores them). A completed directory
+/// with no held row (ROOT, or one opened implicitly) has none to write.
+fn settle_dirs(
+    batch: &mut Batch<'_>,
+    ctx: WriteCtx,
+    summary: &mut ScanSummary,
+    held: &mut Vec<NewEntry>,
+    finished: Vec<DirHash>,
+    report: &mut impl FnMut(&mut Batch<'_>, Finding) -> Result<()>,
+) -> Result<()> {
+    for d in finished {
+        if let Some(mut new) = held.pop_if(|h| h.path == d.path) {
+            new.blake3 = Some(d.hash);
+            new.stat.size = d.size;
+            apply_change(batch, ctx, summary, new, None, report)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes held directory rows as they are, without a hash (the fold after
+/// the walk computes it).
+fn write_held(
+    batch: &mut Batch<'_>,
+    ctx: WriteCtx,
+    summary: &mut ScanSummary,
+    held: Vec<NewEntry>,
+    report: &mut impl FnMut(&mut Batch<'_>, Finding) -> Result<()>,
+) -> Result<()> {
+    for new in held {
+        apply_change(batch, ctx, summary, new, None, report)?;
     }
     Ok(())
 }
