@@ -18,7 +18,24 @@ use vouch::model::Outcome;
 /// The first panic's message and place, kept by the hook.
 static PANIC: Mutex<Option<String>> = Mutex::new(None);
 
+/// Blocks of 128 KiB and more (a page of 4,096 index rows, a report's
+/// buffers) are mapped for themselves and unmapped when freed, for the
+/// whole run. By default glibc raises that threshold to the largest block
+/// freed so far, after which such blocks come from a thread's heap, and
+/// the holes a page leaves among the small blocks made since grow that
+/// heap by a little now and then: over a 10M-key audit, ~2 MiB more peak
+/// RSS than over 2.5M keys. Set, the threshold stays where it is.
+fn fix_the_malloc_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a parameter of the allocator; called first
+    // thing in main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 fn main() -> ExitCode {
+    fix_the_malloc_threshold();
     std::panic::set_hook(Box::new(|info| {
         let what = info
             .payload()

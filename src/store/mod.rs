@@ -388,10 +388,12 @@ impl<T, F: FnMut(Option<&[u8]>) -> Result<Vec<T>>> Iterator for Paged<T, F> {
                         .then(|| self.after.clone())
                         .flatten()
                         .or_else(|| {
-                            let keys: Vec<&[u8]> = self.buf.iter().map(|r| (self.key)(r)).collect();
-                            keys.windows(2)
-                                .find(|w| w[0] == w[1])
-                                .map(|w| w[0].to_vec())
+                            let key = self.key;
+                            self.buf
+                                .iter()
+                                .zip(self.buf.iter().skip(1))
+                                .find(|(a, b)| key(a) == key(b))
+                                .map(|(a, _)| key(a).to_vec())
                         });
                     if let Some(key) = twice {
                         self.done = true;
