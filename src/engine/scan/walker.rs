@@ -372,6 +372,11 @@ pub(super) struct Walked {
 /// Jobs go to the hashers in batches of up to [`JobBatch::FILES`] files or
 /// [`JobBatch::BYTES`] bytes: one hand-off per batch, not per file (the
 /// channel's locks and wake-ups cost more than hashing a small file).
+/// 16 MiB is ~6 ms of hashing on one core: at 1 MiB a tree of 256 KiB
+/// files woke the writer every four files (13,000 context switches for
+/// 20,000 files, 2,000 now), and the last batch still leaves the other
+/// hashers idle for only a few ms. A large file is one job whatever its
+/// size; its windows are hashed in parallel (`engine::hash`).
 /// Each batch is numbered, and its number ([`Event::Slot`]) goes to the
 /// writer in the walk's order, so the writer applies the hashers' results
 /// in that order whichever hasher finishes first. Every other event goes
