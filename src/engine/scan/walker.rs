@@ -17,32 +17,48 @@ use crate::model::{EntryKind, NewEntry, paths};
 use crate::out::{Progress, Total};
 use crate::store::{Index, ManifestPage, PageEntry};
 
-/// The walker: merge-joins the sorted walk with the sorted manifest.
-/// Returns the excludes in force (with every `.vouchignore` found) and how
-/// many entries they left out. A manifest row they exclude is passed over:
-/// not compared, and not closed as deleted either. When the walk ends it
-/// tells `progress` how many files the scan counts and how many bytes it
-/// hashes in all.
+/// What the walk is to do, built once by the scan and lent to the
+/// walker: where the manifest is and which root it is of, the tree, which
+/// rows to hash again and with which digests, what to pass over, and
+/// whom to tell the totals.
+pub(super) struct WalkPlan<'a> {
+    /// The index, read on a connection of the walker's own (see
+    /// [`read_manifest`]).
+    pub(super) index_path: &'a Path,
+    pub(super) root_id: i64,
+    pub(super) root: &'a Path,
+    /// `--rehash`: hash every file, unchanged or not.
+    pub(super) rehash: bool,
+    /// The digests a file's row must hold to count as unchanged.
+    pub(super) want: Want,
+    /// Keys never scanned: the index's own files under ROOT (see
+    /// `index_files_inside`).
+    pub(super) skip: &'a [Vec<u8>],
+    /// `--shard K/N`: only this shard's files (every directory).
+    pub(super) shard: Option<Shard>,
+    pub(super) progress: &'a dyn Progress,
+}
+
+/// The walker: merge-joins the sorted walk with the sorted manifest, as
+/// `plan` says, sending hash jobs to `jobs` and everything else to
+/// `events`. Returns the excludes in force (`excludes` with every
+/// `.vouchignore` found) and how many entries they left out. A manifest
+/// row they exclude is passed over: not compared, and not closed as
+/// deleted either. When the walk ends it tells `plan.progress` how many
+/// files the scan counts and how many bytes it hashes in all.
 ///
 /// Also returns the (files, bytes) of the regular files in the manifest it
 /// read: the current manifest before this run, summed on the way.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn walk_and_merge(
-    index_path: &Path,
-    root_id: i64,
-    root: &Path,
-    rehash: bool,
-    want: Want,
+    plan: &WalkPlan<'_>,
     excludes: Excludes,
-    skip: &[Vec<u8>],
-    shard: Option<Shard>,
     jobs: SyncSender<(u64, Vec<Job>)>,
     events: SyncSender<Event>,
-    progress: &dyn Progress,
 ) -> Result<Walked> {
     // The manifest is read on a thread of its own, a page ahead of the
     // merge (see `read_manifest`).
     let (page_tx, page_rx) = sync_channel::<Result<Option<ManifestPage>>>(2);
+    let (index_path, root_id) = (plan.index_path, plan.root_id);
     std::thread::scope(|scope| {
         scope.spawn(move || read_manifest(index_path, root_id, page_tx));
         let mut cursor = Cursor {
@@ -52,19 +68,7 @@ pub(super) fn walk_and_merge(
             manifest: (0, 0),
             ended: false,
         };
-        merge(
-            &mut cursor,
-            root,
-            rehash,
-            want,
-            excludes,
-            skip,
-            shard,
-            jobs,
-            events,
-            progress,
-        )
-        .map(|(excludes, excluded)| Walked {
+        merge(&mut cursor, plan, excludes, jobs, events).map(|(excludes, excluded)| Walked {
             excludes,
             excluded,
             manifest: cursor.manifest,
@@ -136,19 +140,22 @@ impl Cursor {
 
 /// The merge-join itself (see [`walk_and_merge`]); returns the excludes in
 /// force and how many entries they left out.
-#[allow(clippy::too_many_arguments)]
 fn merge(
     rows: &mut Cursor,
-    root: &Path,
-    rehash: bool,
-    want: Want,
+    plan: &WalkPlan<'_>,
     excludes: Excludes,
-    skip: &[Vec<u8>],
-    shard: Option<Shard>,
     jobs: SyncSender<(u64, Vec<Job>)>,
     events: SyncSender<Event>,
-    progress: &dyn Progress,
 ) -> Result<(Excludes, u64)> {
+    let &WalkPlan {
+        root,
+        rehash,
+        want,
+        skip,
+        shard,
+        progress,
+        ..
+    } = plan;
     let mut jobs = JobBatch {
         jobs,
         events: events.clone(),
