@@ -251,26 +251,37 @@ impl Index {
     /// in a read transaction of its own, as long as its fetch; two current
     /// rows for one path are an error: see [`Pager`]) but into
     /// [`ManifestPage`]s: the scan's walker compares most rows and keeps
-    /// none.
-    pub fn manifest_pages(&self, root_id: i64) -> impl Iterator<Item = Result<ManifestPage>> + '_ {
+    /// none. Each page is read into one `blank` gives: a page already
+    /// read, given back, is read into again, its room kept.
+    pub fn manifest_pages(
+        &self,
+        root_id: i64,
+        mut blank: impl FnMut() -> ManifestPage,
+    ) -> impl Iterator<Item = Result<ManifestPage>> {
         let mut pager = Pager::default();
-        std::iter::from_fn(move || pager.next(|after| self.manifest_page(root_id, after)))
+        std::iter::from_fn(move || pager.next(|after| self.manifest_page(root_id, after, blank())))
     }
 
-    /// One page of [`Index::manifest_pages`]: up to [`PAGE`] rows from
-    /// `after` (included; from the start when `None`).
-    fn manifest_page(&self, root_id: i64, after: Option<&[u8]>) -> Result<ManifestPage> {
+    /// One page of [`Index::manifest_pages`], read into `page`: up to
+    /// [`PAGE`] rows from `after` (included; from the start when `None`).
+    fn manifest_page(
+        &self,
+        root_id: i64,
+        after: Option<&[u8]>,
+        mut page: ManifestPage,
+    ) -> Result<ManifestPage> {
         // The statement is reset when `rows` is dropped, at the end of the
         // fetch: no snapshot is held between pages (see [`Pager`]).
         let mut stmt = self.conn.prepare_cached(&format!(
             "{SELECT_ENTRY} WHERE root_id = ?1 AND until_run IS NULL AND path >= ?2 ORDER BY path LIMIT ?3"
         ))?;
         let mut rows = stmt.query(params![root_id, after.unwrap_or(b""), PAGE as i64])?;
-        let mut page = ManifestPage {
-            bytes: Vec::with_capacity(PAGE * 64),
-            rows: Vec::with_capacity(PAGE),
-            from: 0,
-        };
+        page.bytes.clear();
+        page.rows.clear();
+        page.from = 0;
+        // A page's room at once (a page given back has it already).
+        page.bytes.reserve(PAGE * 64);
+        page.rows.reserve(PAGE);
         while let Some(row) = rows.next()? {
             let path = page.keep(row.get_ref(0)?.as_blob()?)?;
             let target = match row.get_ref(9)?.as_blob_or_null()? {

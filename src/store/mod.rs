@@ -1088,7 +1088,8 @@ mod tests {
     /// The scan's walker decides "unchanged" from a manifest page: every
     /// column must come back as the entry reader gives it (a stat field
     /// read from the wrong column would let a changed file go unhashed),
-    /// over more than one page, rows closed by a later run left out.
+    /// over more than one page, rows closed by a later run left out, and
+    /// as well into a page given back as into a fresh one.
     #[test]
     fn a_manifest_page_reads_every_column_as_current_entries_does() {
         let dir = tempfile::tempdir().unwrap();
@@ -1101,7 +1102,7 @@ mod tests {
                  VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )
             .unwrap();
-        let n = 2 * PAGE as i64;
+        let n = 3 * PAGE as i64;
         for i in 0..n {
             let some =
                 |k: i64, len: usize| (i % k == 0).then(|| vec![(i % 251) as u8 ^ k as u8; len]);
@@ -1140,8 +1141,13 @@ mod tests {
             .current_entries(1, entries::Rows::All)
             .collect::<Result<_>>()
             .unwrap();
+        // Read into fresh pages, then into pages given back (each read
+        // into again with the rows of the one before still in it).
+        let given_back = std::cell::Cell::new(None);
+        let fresh = index.manifest_pages(1, ManifestPage::default);
+        let recycled = index.manifest_pages(1, || given_back.take().unwrap_or_default());
         let mut paged = Vec::new();
-        for page in index.manifest_pages(1) {
+        for page in fresh.chain(recycled) {
             let page = page.unwrap();
             for i in 0..page.len() {
                 let e = page.get(i).unwrap();
@@ -1170,9 +1176,10 @@ mod tests {
                 );
                 paged.push(owned);
             }
+            given_back.set(Some(page));
         }
-        assert!(entries.len() > PAGE, "{}", entries.len());
-        assert_eq!(paged, entries);
+        assert!(entries.len() > 2 * PAGE + 1, "{}", entries.len());
+        assert_eq!(paged, [entries.clone(), entries].concat());
     }
 
     #[test]
@@ -1200,7 +1207,7 @@ mod tests {
             let read = |index: &Index| -> Result<Vec<Vec<u8>>> {
                 if pages {
                     let mut keys = Vec::new();
-                    for page in index.manifest_pages(1) {
+                    for page in index.manifest_pages(1, ManifestPage::default) {
                         let page = page?;
                         keys.extend((0..page.len()).map(|i| page.get(i).unwrap().path().to_vec()));
                     }

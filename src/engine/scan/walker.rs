@@ -56,13 +56,16 @@ pub(super) fn walk_and_merge(
     events: SyncSender<Event>,
 ) -> Result<Walked> {
     // The manifest is read on a thread of its own, a page ahead of the
-    // merge (see `read_manifest`).
+    // merge (see `read_manifest`); each page the merge is done with goes
+    // back to be read into again.
     let (page_tx, page_rx) = sync_channel::<Result<Option<ManifestPage>>>(2);
+    let (spare_tx, spare_rx) = sync_channel::<ManifestPage>(1);
     let (index_path, root_id) = (plan.index_path, plan.root_id);
     std::thread::scope(|scope| {
-        scope.spawn(move || read_manifest(index_path, root_id, page_tx));
+        scope.spawn(move || read_manifest(index_path, root_id, page_tx, spare_rx));
         let mut cursor = Cursor {
             pages: page_rx,
+            spare: spare_tx,
             page: ManifestPage::default(),
             at: 0,
             manifest: (0, 0),
@@ -82,7 +85,17 @@ pub(super) fn walk_and_merge(
 /// passed, and the walk is behind this reader, so what it reads is the
 /// manifest as the scan began (see `Index::current_entries`). Ends early
 /// when the merge stops listening.
-fn read_manifest(index_path: &Path, root_id: i64, pages: SyncSender<Result<Option<ManifestPage>>>) {
+///
+/// Each page is read into one the merge gave back on `spares`, when there
+/// is one: whatever the manifest's size, the pages are those in `pages`,
+/// the merge's, this reader's and at most one on its way back, each
+/// allocated once, not one allocation per page read.
+fn read_manifest(
+    index_path: &Path,
+    root_id: i64,
+    pages: SyncSender<Result<Option<ManifestPage>>>,
+    spares: Receiver<ManifestPage>,
+) {
     let reader = match Index::open_read_only(index_path) {
         Ok(r) => r,
         Err(e) => {
@@ -90,7 +103,7 @@ fn read_manifest(index_path: &Path, root_id: i64, pages: SyncSender<Result<Optio
             return;
         }
     };
-    for page in reader.manifest_pages(root_id) {
+    for page in reader.manifest_pages(root_id, || spares.try_recv().unwrap_or_default()) {
         let failed = page.is_err();
         if pages.send(page.map(Some)).is_err() || failed {
             return;
@@ -102,6 +115,8 @@ fn read_manifest(index_path: &Path, root_id: i64, pages: SyncSender<Result<Optio
 /// The merge's place in the manifest: the row under it is the head.
 struct Cursor {
     pages: Receiver<Result<Option<ManifestPage>>>,
+    /// Pages done with, back to the reader (see [`read_manifest`]).
+    spare: SyncSender<ManifestPage>,
     page: ManifestPage,
     at: usize,
     /// (files, bytes) of the regular files passed.
@@ -115,7 +130,10 @@ impl Cursor {
         while self.at >= self.page.len() && !self.ended {
             match self.pages.recv() {
                 Ok(Ok(Some(page))) => {
-                    self.page = page;
+                    let done = std::mem::replace(&mut self.page, page);
+                    // Never waits: a page the reader has no room for is
+                    // dropped.
+                    let _ = self.spare.try_send(done);
                     self.at = 0;
                 }
                 Ok(Ok(None)) => self.ended = true,
