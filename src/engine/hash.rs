@@ -50,7 +50,7 @@ use blake3::hazmat::{
 use md5::Digest as _;
 
 use crate::engine::longpath;
-use crate::engine::mapped::Map;
+use crate::engine::mapped::{self, Map};
 use crate::model::Stat;
 use crate::out::Meter;
 
@@ -138,6 +138,13 @@ const fn libc_o_noatime() -> i32 {
     } else {
         0
     }
+}
+
+/// Gives back the address space (and the maps of files already hashed)
+/// that each thread of the rayon pool keeps between files: call it when
+/// no more files are coming (see [`crate::engine::mapped`]).
+pub fn release_maps() {
+    rayon::broadcast(|_| mapped::release());
 }
 
 /// Hashes the regular file at `path`; returns the metadata the hash belongs

@@ -764,6 +764,7 @@ fn hash_jobs(
                 stopped.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         });
+    hash::release_maps();
 }
 
 fn hash_job(job: Job, want: Want, level: Level, budget: &Budget, meter: &Meter) -> Event {

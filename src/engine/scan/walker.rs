@@ -414,7 +414,7 @@ struct JobBatch {
 
 impl JobBatch {
     const FILES: usize = 64;
-    const BYTES: u64 = 1 << 20;
+    const BYTES: u64 = 16 << 20;
 
     fn push(&mut self, job: Job, size: u64) -> Result<()> {
         self.buf.push(job);
