@@ -9,7 +9,7 @@ use anyhow::Result;
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
-use super::{DIR, FILE, Index, PAGE, Paged, at_run};
+use super::{DIR, FILE, Index, PAGE, Page, Paged, Pager, at_run};
 use crate::model::{Entry, EntryKind, Finding, Kind, Node, Stat};
 
 const SELECT_ENTRY: &str = "SELECT path, kind, size, mtime_ns, ctime_ns, inode, blake3, md5, sha256, target, since_run, trusted_blake3, crc64nvme FROM entries";
@@ -79,6 +79,9 @@ pub struct FoldRow<'a> {
 pub struct ManifestPage {
     bytes: Vec<u8>,
     rows: Vec<PageRow>,
+    /// The first of `rows` in the page: the one before it repeated the
+    /// last row of the page before (see [`Pager`]).
+    from: usize,
 }
 
 struct PageRow {
@@ -103,16 +106,18 @@ pub struct PageEntry<'a> {
 
 impl ManifestPage {
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.rows.len() - self.from
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.len() == 0
     }
 
     /// Row `i` (in key order).
     pub fn get(&self, i: usize) -> Option<PageEntry<'_>> {
-        self.rows.get(i).map(|row| PageEntry { page: self, row })
+        self.rows
+            .get(self.from + i)
+            .map(|row| PageEntry { page: self, row })
     }
 
     fn span(&self, (at, len): (u32, u32)) -> &[u8] {
@@ -123,6 +128,18 @@ impl ManifestPage {
         let at = u32::try_from(self.bytes.len())?;
         self.bytes.extend_from_slice(b);
         Ok((at, u32::try_from(b.len())?))
+    }
+}
+
+impl Page for ManifestPage {
+    fn len(&self) -> usize {
+        ManifestPage::len(self)
+    }
+    fn key_at(&self, i: usize) -> &[u8] {
+        self.span(self.rows[self.from + i].path)
+    }
+    fn skip(&mut self, n: usize) {
+        self.from += n;
     }
 }
 
@@ -210,7 +227,7 @@ impl Index {
             |e: &Entry| &e.path,
             move |after: Option<&[u8]>| {
                 // From ROOT itself, whose key is empty, or from the last row
-                // read (see [`Paged`]).
+                // read (see [`Pager`]).
                 let mut stmt = self.conn.prepare_cached(&format!(
                     "{SELECT_ENTRY} WHERE root_id = ?1 AND until_run IS NULL {kinds} AND path >= ?2 ORDER BY path LIMIT ?3"
                 ))?;
@@ -232,66 +249,41 @@ impl Index {
     /// The current manifest of a root, in key order, a page ([`PAGE`]
     /// rows) at a time, as [`Index::current_entries`] reads it (each page
     /// in a read transaction of its own, as long as its fetch; two current
-    /// rows for one path are an error) but into
+    /// rows for one path are an error: see [`Pager`]) but into
     /// [`ManifestPage`]s: the scan's walker compares most rows and keeps
-    /// none.
-    pub fn manifest_pages(&self, root_id: i64) -> impl Iterator<Item = Result<ManifestPage>> + '_ {
-        let mut after: Option<Vec<u8>> = None;
-        let mut done = false;
-        std::iter::from_fn(move || {
-            if done {
-                return None;
-            }
-            let page = self.manifest_page(root_id, after.as_deref());
-            match &page {
-                Ok(p) => {
-                    done = p.rows.len() < PAGE;
-                    after = p.get(p.len().wrapping_sub(1)).map(|e| e.path().to_vec());
-                    if p.is_empty() {
-                        return None;
-                    }
-                }
-                Err(_) => done = true,
-            }
-            Some(page)
-        })
+    /// none. Each page is read into one `blank` gives: a page already
+    /// read, given back, is read into again, its room kept.
+    pub fn manifest_pages(
+        &self,
+        root_id: i64,
+        mut blank: impl FnMut() -> ManifestPage,
+    ) -> impl Iterator<Item = Result<ManifestPage>> {
+        let mut pager = Pager::default();
+        std::iter::from_fn(move || pager.next(|after| self.manifest_page(root_id, after, blank())))
     }
 
-    /// One page of [`Index::manifest_pages`]: the rows from `after`
-    /// (excluded; from the start when `None`).
-    fn manifest_page(&self, root_id: i64, after: Option<&[u8]>) -> Result<ManifestPage> {
+    /// One page of [`Index::manifest_pages`], read into `page`: up to
+    /// [`PAGE`] rows from `after` (included; from the start when `None`).
+    fn manifest_page(
+        &self,
+        root_id: i64,
+        after: Option<&[u8]>,
+        mut page: ManifestPage,
+    ) -> Result<ManifestPage> {
         // The statement is reset when `rows` is dropped, at the end of the
-        // fetch: no snapshot is held between pages (see [`Paged`]).
+        // fetch: no snapshot is held between pages (see [`Pager`]).
         let mut stmt = self.conn.prepare_cached(&format!(
             "{SELECT_ENTRY} WHERE root_id = ?1 AND until_run IS NULL AND path >= ?2 ORDER BY path LIMIT ?3"
         ))?;
-        // The page starts with the last row of the one before (`>=`, as in
-        // [`Paged`]): a second row for that path is caught here.
-        let mut rows = stmt.query(params![root_id, after.unwrap_or(b""), PAGE as i64 + 1])?;
-        let mut page = ManifestPage {
-            bytes: Vec::with_capacity(PAGE * 64),
-            rows: Vec::with_capacity(PAGE),
-        };
-        let mut again = 0;
+        let mut rows = stmt.query(params![root_id, after.unwrap_or(b""), PAGE as i64])?;
+        page.bytes.clear();
+        page.rows.clear();
+        page.from = 0;
+        // A page's room at once (a page given back has it already).
+        page.bytes.reserve(PAGE * 64);
+        page.rows.reserve(PAGE);
         while let Some(row) = rows.next()? {
-            let path = row.get_ref(0)?.as_blob()?;
-            let last = page.get(page.len().wrapping_sub(1)).map(|e| e.path());
-            if after == Some(path) {
-                again += 1;
-            }
-            if (after == Some(path) && again > 1) || last == Some(path) {
-                anyhow::bail!(
-                    "the index is corrupt: two current rows for {}",
-                    crate::model::paths::display(path)
-                );
-            }
-            if after == Some(path) {
-                continue;
-            }
-            if page.rows.len() == PAGE {
-                break;
-            }
-            let path = page.keep(path)?;
+            let path = page.keep(row.get_ref(0)?.as_blob()?)?;
             let target = match row.get_ref(9)?.as_blob_or_null()? {
                 Some(t) => Some(page.keep(t)?),
                 None => None,

@@ -303,6 +303,7 @@ mod batch;
 mod checks;
 mod entries;
 mod findings;
+mod paged;
 mod proofs;
 mod remote;
 mod runs;
@@ -310,6 +311,7 @@ mod runs;
 pub use batch::Batch;
 pub use checks::{CheckRow, Member};
 pub use entries::{FoldRow, ManifestPage, PageEntry, Rows};
+use paged::{Page, Paged, Pager};
 pub use remote::{Coverage, ScrubPlace, ScrubSelection};
 
 /// Kinds as the `entries.kind` column stores them (see [`EntryKind`]):
@@ -317,105 +319,8 @@ pub use remote::{Coverage, ScrubPlace, ScrubSelection};
 const FILE: i64 = EntryKind::File as i64;
 const DIR: i64 = EntryKind::Dir as i64;
 
-/// Rows per page of the paged readers ([`CurrentEntries`], [`RemoteRows`]).
+/// Rows per page of the paged readers (see [`Pager`]).
 const PAGE: usize = 4096;
-
-/// Rows in key order, read a page at a time: `fetch(after)` returns up to
-/// [`PAGE`] rows with keys from `after` on, `after` included (from the
-/// start when `None`). Keys are unique: a key seen twice (two current rows
-/// for one path, which the v9 schema no longer refuses at insert) is an
-/// error, never a row passed on twice or skipped.
-///
-/// Reading in key order beside a writer (the scan's walker, the
-/// audit's merger): each page of a paged reader
-/// ([`Index::current_entries`], [`Index::listed_objects`]) is one
-/// statement run to its end, so its read transaction lasts as long as
-/// the page's fetch and no longer; between pages the reader holds no
-/// snapshot at all.
-///
-/// A snapshot held while the rows are worked through kept the writer's
-/// pages in the WAL: SQLite cannot checkpoint past the oldest reader,
-/// and cannot start the WAL over while any reader reads from it. One
-/// transaction for the whole run grew the WAL by gigabytes in an audit
-/// of 10M objects; one per page, held until the next, still let it
-/// grow by ~16 MB a second (the writer never found a moment with no
-/// reader in the WAL, so it appended for ever, and the WAL index mapped
-/// into the process grew with it). A fresh snapshot per page is as good
-/// as one for the run for these readers: a page is fetched when the
-/// reader has passed every row before it, and the writer only writes
-/// rows for keys the reader has passed (rows after the page's first key
-/// are as they were when the run began).
-struct Paged<T, F> {
-    fetch: F,
-    key: fn(&T) -> &[u8],
-    after: Option<Vec<u8>>,
-    buf: std::collections::VecDeque<T>,
-    done: bool,
-}
-
-impl<T, F: FnMut(Option<&[u8]>) -> Result<Vec<T>>> Paged<T, F> {
-    fn new(key: fn(&T) -> &[u8], fetch: F) -> Paged<T, F> {
-        Paged {
-            fetch,
-            key,
-            after: None,
-            buf: Default::default(),
-            done: false,
-        }
-    }
-}
-
-impl<T, F: FnMut(Option<&[u8]>) -> Result<Vec<T>>> Iterator for Paged<T, F> {
-    type Item = Result<T>;
-
-    fn next(&mut self) -> Option<Result<T>> {
-        if self.buf.is_empty() && !self.done {
-            match (self.fetch)(self.after.as_deref()) {
-                Ok(rows) => {
-                    self.done = rows.len() < PAGE;
-                    // The buffer is empty: take the page's allocation as it
-                    // is rather than move every row again.
-                    self.buf = rows.into();
-                    // The page starts with the last row of the one before.
-                    let mut again = 0;
-                    while let Some(first) = self.buf.front()
-                        && Some((self.key)(first)) == self.after.as_deref()
-                    {
-                        self.buf.pop_front();
-                        again += 1;
-                    }
-                    let twice = (again > 1)
-                        .then(|| self.after.clone())
-                        .flatten()
-                        .or_else(|| {
-                            let key = self.key;
-                            self.buf
-                                .iter()
-                                .zip(self.buf.iter().skip(1))
-                                .find(|(a, b)| key(a) == key(b))
-                                .map(|(a, _)| key(a).to_vec())
-                        });
-                    if let Some(key) = twice {
-                        self.done = true;
-                        self.buf.clear();
-                        return Some(Err(anyhow!(
-                            "the index is corrupt: two current rows for {}",
-                            crate::model::paths::display(&key)
-                        )));
-                    }
-                    if let Some(last) = self.buf.back() {
-                        self.after = Some((self.key)(last).to_vec());
-                    }
-                }
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-            }
-        }
-        self.buf.pop_front().map(Ok)
-    }
-}
 
 /// The temporal predicate: the rows of the manifest as of run `?N`.
 /// Spelled once; every query that reads a past manifest uses it.
@@ -1183,7 +1088,8 @@ mod tests {
     /// The scan's walker decides "unchanged" from a manifest page: every
     /// column must come back as the entry reader gives it (a stat field
     /// read from the wrong column would let a changed file go unhashed),
-    /// over more than one page, rows closed by a later run left out.
+    /// over more than one page, rows closed by a later run left out, and
+    /// as well into a page given back as into a fresh one.
     #[test]
     fn a_manifest_page_reads_every_column_as_current_entries_does() {
         let dir = tempfile::tempdir().unwrap();
@@ -1196,7 +1102,7 @@ mod tests {
                  VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )
             .unwrap();
-        let n = 2 * PAGE as i64;
+        let n = 3 * PAGE as i64;
         for i in 0..n {
             let some =
                 |k: i64, len: usize| (i % k == 0).then(|| vec![(i % 251) as u8 ^ k as u8; len]);
@@ -1235,8 +1141,13 @@ mod tests {
             .current_entries(1, entries::Rows::All)
             .collect::<Result<_>>()
             .unwrap();
+        // Read into fresh pages, then into pages given back (each read
+        // into again with the rows of the one before still in it).
+        let given_back = std::cell::Cell::new(None);
+        let fresh = index.manifest_pages(1, ManifestPage::default);
+        let recycled = index.manifest_pages(1, || given_back.take().unwrap_or_default());
         let mut paged = Vec::new();
-        for page in index.manifest_pages(1) {
+        for page in fresh.chain(recycled) {
             let page = page.unwrap();
             for i in 0..page.len() {
                 let e = page.get(i).unwrap();
@@ -1265,9 +1176,10 @@ mod tests {
                 );
                 paged.push(owned);
             }
+            given_back.set(Some(page));
         }
-        assert!(entries.len() > PAGE, "{}", entries.len());
-        assert_eq!(paged, entries);
+        assert!(entries.len() > 2 * PAGE + 1, "{}", entries.len());
+        assert_eq!(paged, [entries.clone(), entries].concat());
     }
 
     #[test]
@@ -1295,7 +1207,7 @@ mod tests {
             let read = |index: &Index| -> Result<Vec<Vec<u8>>> {
                 if pages {
                     let mut keys = Vec::new();
-                    for page in index.manifest_pages(1) {
+                    for page in index.manifest_pages(1, ManifestPage::default) {
                         let page = page?;
                         keys.extend((0..page.len()).map(|i| page.get(i).unwrap().path().to_vec()));
                     }

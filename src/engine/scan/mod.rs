@@ -364,20 +364,18 @@ fn scan_checked(
                 // `Index::open_checking_aside`); the walker reads the manifest
                 // on its own connection and commits nothing.
                 let walker_events = event_tx.clone();
+                let plan = walker::WalkPlan {
+                    index_path: &index_path,
+                    root_id,
+                    root,
+                    rehash,
+                    want,
+                    skip: &skip,
+                    shard,
+                    progress,
+                };
                 let walker = scope.spawn(move || {
-                    match walker::walk_and_merge(
-                        &index_path,
-                        root_id,
-                        root,
-                        rehash,
-                        want,
-                        excludes,
-                        &skip,
-                        shard,
-                        job_tx,
-                        walker_events.clone(),
-                        progress,
-                    ) {
+                    match walker::walk_and_merge(&plan, excludes, job_tx, walker_events.clone()) {
                         Ok(found) => Some(found),
                         Err(e) => {
                             let _ = walker_events.send(Event::Failed(e));

@@ -17,54 +17,61 @@ use crate::model::{EntryKind, NewEntry, paths};
 use crate::out::{Progress, Total};
 use crate::store::{Index, ManifestPage, PageEntry};
 
-/// The walker: merge-joins the sorted walk with the sorted manifest.
-/// Returns the excludes in force (with every `.vouchignore` found) and how
-/// many entries they left out. A manifest row they exclude is passed over:
-/// not compared, and not closed as deleted either. When the walk ends it
-/// tells `progress` how many files the scan counts and how many bytes it
-/// hashes in all.
+/// What the walk is to do, built once by the scan and lent to the
+/// walker: where the manifest is and which root it is of, the tree, which
+/// rows to hash again and with which digests, what to pass over, and
+/// whom to tell the totals.
+pub(super) struct WalkPlan<'a> {
+    /// The index, read on a connection of the walker's own (see
+    /// [`read_manifest`]).
+    pub(super) index_path: &'a Path,
+    pub(super) root_id: i64,
+    pub(super) root: &'a Path,
+    /// `--rehash`: hash every file, unchanged or not.
+    pub(super) rehash: bool,
+    /// The digests a file's row must hold to count as unchanged.
+    pub(super) want: Want,
+    /// Keys never scanned: the index's own files under ROOT (see
+    /// `index_files_inside`).
+    pub(super) skip: &'a [Vec<u8>],
+    /// `--shard K/N`: only this shard's files (every directory).
+    pub(super) shard: Option<Shard>,
+    pub(super) progress: &'a dyn Progress,
+}
+
+/// The walker: merge-joins the sorted walk with the sorted manifest, as
+/// `plan` says, sending hash jobs to `jobs` and everything else to
+/// `events`. Returns the excludes in force (`excludes` with every
+/// `.vouchignore` found) and how many entries they left out. A manifest
+/// row they exclude is passed over: not compared, and not closed as
+/// deleted either. When the walk ends it tells `plan.progress` how many
+/// files the scan counts and how many bytes it hashes in all.
 ///
 /// Also returns the (files, bytes) of the regular files in the manifest it
 /// read: the current manifest before this run, summed on the way.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn walk_and_merge(
-    index_path: &Path,
-    root_id: i64,
-    root: &Path,
-    rehash: bool,
-    want: Want,
+    plan: &WalkPlan<'_>,
     excludes: Excludes,
-    skip: &[Vec<u8>],
-    shard: Option<Shard>,
     jobs: SyncSender<(u64, Vec<Job>)>,
     events: SyncSender<Event>,
-    progress: &dyn Progress,
 ) -> Result<Walked> {
     // The manifest is read on a thread of its own, a page ahead of the
-    // merge (see `read_manifest`).
+    // merge (see `read_manifest`); each page the merge is done with goes
+    // back to be read into again.
     let (page_tx, page_rx) = sync_channel::<Result<Option<ManifestPage>>>(2);
+    let (spare_tx, spare_rx) = sync_channel::<ManifestPage>(1);
+    let (index_path, root_id) = (plan.index_path, plan.root_id);
     std::thread::scope(|scope| {
-        scope.spawn(move || read_manifest(index_path, root_id, page_tx));
+        scope.spawn(move || read_manifest(index_path, root_id, page_tx, spare_rx));
         let mut cursor = Cursor {
             pages: page_rx,
+            spare: spare_tx,
             page: ManifestPage::default(),
             at: 0,
             manifest: (0, 0),
             ended: false,
         };
-        merge(
-            &mut cursor,
-            root,
-            rehash,
-            want,
-            excludes,
-            skip,
-            shard,
-            jobs,
-            events,
-            progress,
-        )
-        .map(|(excludes, excluded)| Walked {
+        merge(&mut cursor, plan, excludes, jobs, events).map(|(excludes, excluded)| Walked {
             excludes,
             excluded,
             manifest: cursor.manifest,
@@ -78,7 +85,17 @@ pub(super) fn walk_and_merge(
 /// passed, and the walk is behind this reader, so what it reads is the
 /// manifest as the scan began (see `Index::current_entries`). Ends early
 /// when the merge stops listening.
-fn read_manifest(index_path: &Path, root_id: i64, pages: SyncSender<Result<Option<ManifestPage>>>) {
+///
+/// Each page is read into one the merge gave back on `spares`, when there
+/// is one: whatever the manifest's size, the pages are those in `pages`,
+/// the merge's, this reader's and at most one on its way back, each
+/// allocated once, not one allocation per page read.
+fn read_manifest(
+    index_path: &Path,
+    root_id: i64,
+    pages: SyncSender<Result<Option<ManifestPage>>>,
+    spares: Receiver<ManifestPage>,
+) {
     let reader = match Index::open_read_only(index_path) {
         Ok(r) => r,
         Err(e) => {
@@ -86,7 +103,7 @@ fn read_manifest(index_path: &Path, root_id: i64, pages: SyncSender<Result<Optio
             return;
         }
     };
-    for page in reader.manifest_pages(root_id) {
+    for page in reader.manifest_pages(root_id, || spares.try_recv().unwrap_or_default()) {
         let failed = page.is_err();
         if pages.send(page.map(Some)).is_err() || failed {
             return;
@@ -98,6 +115,8 @@ fn read_manifest(index_path: &Path, root_id: i64, pages: SyncSender<Result<Optio
 /// The merge's place in the manifest: the row under it is the head.
 struct Cursor {
     pages: Receiver<Result<Option<ManifestPage>>>,
+    /// Pages done with, back to the reader (see [`read_manifest`]).
+    spare: SyncSender<ManifestPage>,
     page: ManifestPage,
     at: usize,
     /// (files, bytes) of the regular files passed.
@@ -111,7 +130,10 @@ impl Cursor {
         while self.at >= self.page.len() && !self.ended {
             match self.pages.recv() {
                 Ok(Ok(Some(page))) => {
-                    self.page = page;
+                    let done = std::mem::replace(&mut self.page, page);
+                    // Never waits: a page the reader has no room for is
+                    // dropped.
+                    let _ = self.spare.try_send(done);
                     self.at = 0;
                 }
                 Ok(Ok(None)) => self.ended = true,
@@ -136,19 +158,22 @@ impl Cursor {
 
 /// The merge-join itself (see [`walk_and_merge`]); returns the excludes in
 /// force and how many entries they left out.
-#[allow(clippy::too_many_arguments)]
 fn merge(
     rows: &mut Cursor,
-    root: &Path,
-    rehash: bool,
-    want: Want,
+    plan: &WalkPlan<'_>,
     excludes: Excludes,
-    skip: &[Vec<u8>],
-    shard: Option<Shard>,
     jobs: SyncSender<(u64, Vec<Job>)>,
     events: SyncSender<Event>,
-    progress: &dyn Progress,
 ) -> Result<(Excludes, u64)> {
+    let &WalkPlan {
+        root,
+        rehash,
+        want,
+        skip,
+        shard,
+        progress,
+        ..
+    } = plan;
     let mut jobs = JobBatch {
         jobs,
         events: events.clone(),
