@@ -12,7 +12,9 @@
 //! taking each [`PIECE`] in turn) and unmapped on its own, all of them in
 //! parallel on the rayon pool, and the subtree chaining values are merged with
 //! `blake3::hazmat`. Nothing waits on one thread, and at most one window
-//! per busy thread is mapped at a time.
+//! per busy thread is mapped at a time. (Maps of small files are made in a
+//! per-thread arena and unmapped a few dozen at a time, see
+//! [`crate::engine::mapped`]; [`release_maps`] gives them back.)
 //!
 //! A truncated file must not kill the run (live database folders truncate
 //! files routinely): maps are made through [`crate::engine::mapped`], whose SIGBUS
