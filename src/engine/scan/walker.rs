@@ -221,9 +221,10 @@ fn merge(
     let walkers = if threads > 1 { threads + 1 } else { 1 };
     let mut walk = walk::walk_parallel(root, walkers, excludes);
     // A row the excludes leave out is kept as it is (see crate::engine::exclude).
-    let gone = |w: &walk::Walk, path: &[u8], kind: EntryKind, protected: &[Vec<u8>]| {
+    // The same rule after the walk, with the excludes it ended with.
+    let gone = |excludes: &Excludes, path: &[u8], kind: EntryKind, protected: &[Vec<u8>]| {
         !protected.iter().any(|p| paths::is_inside(path, p))
-            && !w.excludes().excludes_path(path, kind == EntryKind::Dir)
+            && !excludes.excludes_path(path, kind == EntryKind::Dir)
     };
     while let Some(item) = walk.next() {
         let (key, dir) = match &item {
@@ -257,7 +258,7 @@ fn merge(
             }
             // Manifest rows before this key have no file any more.
             while let Some(old) = rows.head()?.filter(|o| o.path() < key) {
-                if gone(&walk, old.path(), old.kind(), &protected) {
+                if gone(walk.excludes(), old.path(), old.kind(), &protected) {
                     jobs.send(Event::Deleted(old.to_entry()))?;
                 }
                 rows.advance();
@@ -369,9 +370,7 @@ fn merge(
     // row after it could be taken for deleted.
     let walk_excludes = walk.finish()?;
     while let Some(old) = rows.head()? {
-        if !protected.iter().any(|p| paths::is_inside(old.path(), p))
-            && !walk_excludes.excludes_path(old.path(), old.kind() == EntryKind::Dir)
-        {
+        if gone(&walk_excludes, old.path(), old.kind(), &protected) {
             jobs.send(Event::Deleted(old.to_entry()))?;
         }
         rows.advance();
