@@ -245,10 +245,7 @@ impl Ahead {
         st.pending.remove(key);
         if !st.slots.contains_key(key) {
             let wake = st.wants_helpers();
-            drop(st);
-            if wake {
-                self.shared.work.notify_all();
-            }
+            self.unlock_waking(st, wake);
             return None;
         }
         loop {
@@ -260,10 +257,7 @@ impl Ahead {
                     }
                     // Room again for helpers that waited for it.
                     let wake = st.wants_helpers();
-                    drop(st);
-                    if wake {
-                        self.shared.work.notify_all();
-                    }
+                    self.unlock_waking(st, wake);
                     return listing;
                 }
                 Some(None) => {
@@ -297,6 +291,12 @@ impl Ahead {
         }
         st.queue_children(key, path, entries);
         let wake = st.idle > 0;
+        self.unlock_waking(st, wake);
+    }
+
+    /// Unlocks the state, then wakes the waiting helpers when `wake`
+    /// (after the unlock, so they do not wake into a held lock).
+    fn unlock_waking(&self, st: std::sync::MutexGuard<'_, AheadState>, wake: bool) {
         drop(st);
         if wake {
             self.shared.work.notify_all();
