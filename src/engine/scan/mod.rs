@@ -332,7 +332,7 @@ fn scan_checked(
     let meter = progress.meter("hashed");
     let mut structural_changes = 0u64;
 
-    // Batches of up to 64 files (see walker::JobBatch), numbered; their
+    // Batches of up to 64 files or 16 MiB (see walker::JobBatch), numbered; their
     // results go back on a channel of their own, which never blocks a
     // hasher (what it holds is bounded by the numbers the walker has sent
     // to the writer, at most the event channel's capacity).

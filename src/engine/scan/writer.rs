@@ -91,6 +91,9 @@ impl Iterator for InOrder<'_> {
     }
 }
 
+/// What the inline fold does with a completed directory.
+type OnDir<'a> = Box<dyn FnMut(DirHash) + 'a>;
+
 /// The Merkle fold of a first scan, made as the writer goes: it sees every
 /// entry, in key order (see `walker::JobBatch`), so the pass over the whole
 /// manifest after the walk (`fold_merkle`, one thread while the others
@@ -98,9 +101,6 @@ impl Iterator for InOrder<'_> {
 /// directory's row is written once its hash is known, after its children;
 /// a crash before that leaves its children's rows, and the next scan adds
 /// the directory and folds the tree as any scan that changed something.
-/// What the inline fold does with a completed directory.
-type OnDir<'a> = Box<dyn FnMut(DirHash) + 'a>;
-
 pub(super) struct InlineFold<F: FnMut(DirHash)> {
     folder: Folder<F>,
     /// The directories whose rows wait for their hashes, outermost first.
