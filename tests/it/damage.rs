@@ -342,6 +342,42 @@ fn fixture_dir(env: &Env, name: &str, rel: &str) {
     }
 }
 
+/// A first scan finds its set checks' anchors as it writes them (it does
+/// not read the manifest back): every dump directory it meets is checked,
+/// in directory order, the nested one too.
+#[test]
+fn a_first_scan_checks_every_dump_directory_it_finds() {
+    let env = Env::new();
+    fixture_dir(&env, "pg-shop.dir", "db/shop");
+    fixture_dir(&env, "pg-shop-z0.dir", "db/shop0");
+    fixture_dir(&env, "pg-shop.dir", "db/shop0/old/shop");
+    fixture_dir(&env, "pg-empty.dir", "db/empty");
+    std::fs::remove_file(env.root.join("db/shop/3352.dat.gz")).unwrap();
+    std::fs::remove_file(env.root.join("db/shop0/old/shop/3352.dat.gz")).unwrap();
+    let data = env.root.join("db/shop0/3351.dat");
+    let customers = std::fs::read(&data).unwrap();
+    let cut = customers.len() - 10;
+    std::fs::write(&data, &customers[..cut]).unwrap();
+    let (code, doc) = env.scan();
+    assert_eq!(code, 1, "{doc}");
+    let lacks = "pg_dump directory archive lacks 1 data file its toc.dat names: 3352.dat (table data public.orders)";
+    assert_eq!(
+        damaged(&doc),
+        vec![
+            ("db/shop/toc.dat".to_string(), lacks.to_string()),
+            (
+                "db/shop0/3351.dat".to_string(),
+                format!(
+                    "pg_dump data file of table data public.customers ends at byte {} without the \\. line that ends COPY data: it was cut off",
+                    sep(cut)
+                ),
+            ),
+            ("db/shop0/old/shop/toc.dat".to_string(), lacks.to_string()),
+        ]
+    );
+    assert_eq!(counter(&doc, "damaged"), 3, "{doc}");
+}
+
 #[test]
 fn a_pg_dump_directory_missing_or_cutting_a_data_file_is_damaged() {
     let env = Env::new();

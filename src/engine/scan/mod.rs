@@ -354,8 +354,8 @@ fn scan_checked(
         .into_iter()
         .any(|k| sink.details(k));
     type Begun = (i64, Acceptor, Option<(u64, u64)>, ScanSummary);
-    // Whether the run wrote an entry, and the root the writer folded.
-    type Wrote = (bool, Option<[u8; 32]>);
+    // Whether the run wrote an entry, and what the writer folded.
+    type Wrote = (bool, Option<writer::Folded>);
     let (walked, (run_id, acceptor, baseline_totals, mut summary), ctx, wrote) =
         std::thread::scope(
             |scope| -> Result<(Option<walker::Walked>, Begun, writer::WriteCtx, Wrote)> {
@@ -470,6 +470,11 @@ fn scan_checked(
             },
         )?;
     let (wrote, folded) = wrote;
+    let (folded, changed) = match folded {
+        Some(writer::Folded { root, anchors }) => (Some(root), sets::Changed::All { anchors }),
+        None if wrote => (None, sets::Changed::Some),
+        None => (None, sets::Changed::Nothing),
+    };
     let Some(walker::Walked {
         excludes,
         excluded,
@@ -529,7 +534,7 @@ fn scan_checked(
             root,
             root_id,
             run_id,
-            wrote,
+            changed,
             opts.checks,
             &budget,
             &mut summary,

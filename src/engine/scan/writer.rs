@@ -10,7 +10,7 @@ use std::sync::mpsc::Receiver;
 use anyhow::Result;
 use serde_json::json;
 
-use super::{Event, RACY_CTIME, RACY_WINDOW_NS, ScanSummary, describe, shrunk_finding};
+use super::{Event, RACY_CTIME, RACY_WINDOW_NS, ScanSummary, describe, sets, shrunk_finding};
 use crate::engine::checks::{self, Report, Verdict};
 use crate::engine::hash::{Digests, HashError};
 use crate::engine::merkle::{DirHash, Folder};
@@ -105,11 +105,32 @@ pub(super) struct InlineFold<F: FnMut(DirHash)> {
     folder: Folder<F>,
     /// The directories whose rows wait for their hashes, outermost first.
     held: Vec<NewEntry>,
+    /// The set checks' anchors among the files written (see [`Folded`]).
+    anchors: Vec<Vec<u8>>,
+}
+
+impl<F: FnMut(DirHash)> InlineFold<F> {
+    /// Folds one entry written by the first scan.
+    fn push(&mut self, path: &[u8], kind: EntryKind, size: u64, hash: Option<&[u8; 32]>) {
+        self.folder.push(path, kind, size, hash);
+        if kind == EntryKind::File && sets::is_anchor(path) {
+            self.anchors.push(path.to_vec());
+        }
+    }
+}
+
+/// What a first scan's writer folded as it wrote: the root's Merkle hash,
+/// and the anchors of set checks it wrote (every directory changed, so
+/// these are all the set checks' anchors: `sets::check_sets` need not read
+/// the whole manifest back to find them).
+pub(super) struct Folded {
+    pub(super) root: [u8; 32],
+    pub(super) anchors: Vec<Vec<u8>>,
 }
 
 /// The writer: applies events to the index and reports findings. Returns
-/// the root's Merkle hash when it folded the tree as it wrote (a first
-/// scan, see [`InlineFold`]).
+/// what it folded when it folded the tree as it wrote (a first scan, see
+/// [`InlineFold`]).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_events(
     batch: &mut Batch<'_>,
@@ -121,7 +142,7 @@ pub(super) fn write_events(
     acceptor: &super::Acceptor,
     sink: &mut dyn Sink,
     progress: &dyn Progress,
-) -> Result<Option<[u8; 32]>> {
+) -> Result<Option<Folded>> {
     let mut report = |batch: &mut Batch<'_>, mut f: Finding| -> Result<()> {
         acceptor.apply(&mut f);
         batch.record_finding(ctx.run_id, ctx.prev_findings_run, &mut f)?;
@@ -149,8 +170,7 @@ pub(super) fn write_events(
             match &event {
                 // What a first scan sends: entries, in key order.
                 Event::Store { new, old: None } => {
-                    f.folder
-                        .push(&new.path, new.kind, new.stat.size, new.blake3.as_ref());
+                    f.push(&new.path, new.kind, new.stat.size, new.blake3.as_ref());
                 }
                 Event::Hashed {
                     key,
@@ -159,8 +179,7 @@ pub(super) fn write_events(
                     ..
                 } => {
                     if let Ok((stat, digests)) = result {
-                        f.folder
-                            .push(key, EntryKind::File, stat.size, Some(&digests.blake3));
+                        f.push(key, EntryKind::File, stat.size, Some(&digests.blake3));
                     }
                 }
                 Event::Unreadable { .. }
@@ -185,6 +204,7 @@ pub(super) fn write_events(
                 fold = Some(InlineFold {
                     folder: Folder::new(Box::new(|d: DirHash| done.borrow_mut().push(d))),
                     held: Vec::new(),
+                    anchors: Vec::new(),
                 });
             }
             Event::Store { new, old: None } if new.kind == EntryKind::Dir && fold.is_some() => {
@@ -268,7 +288,12 @@ pub(super) fn write_events(
             )?,
         }
     }
-    let Some(InlineFold { folder, mut held }) = fold else {
+    let Some(InlineFold {
+        folder,
+        mut held,
+        anchors,
+    }) = fold
+    else {
         return Ok(None);
     };
     let root = folder.finish();
@@ -276,7 +301,10 @@ pub(super) fn write_events(
     settle_dirs(batch, ctx, summary, &mut held, finished, &mut report)?;
     // Every directory completes before the root; none is left.
     write_held(batch, ctx, summary, held, &mut report)?;
-    Ok(Some(root.hash))
+    Ok(Some(Folded {
+        root: root.hash,
+        anchors,
+    }))
 }
 
 /// Writes the held rows of the directories the fold completed, with their
