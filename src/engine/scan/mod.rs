@@ -441,23 +441,19 @@ fn scan_checked(
                     bare_changes,
                 };
                 let mut batch = index.batch()?;
-                let result = writer::write_events(
+                // It takes every event, whatever happens, so the other
+                // stages can finish.
+                let folded = writer::write_events(
                     &mut batch,
-                    &event_rx,
-                    &result_rx,
+                    event_rx,
+                    result_rx,
                     ctx,
                     &mut summary,
                     &mut structural_changes,
                     &acceptor,
                     sink,
                     progress,
-                );
-                // Drain so the other stages can finish even after an error
-                // (the hashers' results stop them no more: they are let go
-                // once the channel is gone).
-                drop(result_rx);
-                for _ in event_rx.iter() {}
-                let folded = result?;
+                )?;
                 let wrote = batch.entry_writes() > 0;
                 batch.commit()?;
                 let walked = walker.join().ok().flatten();

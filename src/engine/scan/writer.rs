@@ -1,11 +1,18 @@
-//! The scan's writer: the one thread that owns the index connection while
-//! a scan runs. It applies every event of the walker and the hashers in
-//! batched transactions and reports each change as a finding, then reports
-//! what interrupted scans before it committed but never reported.
+//! The scan's writer, in two halves on two threads. The front decides:
+//! it takes every event of the walker and the hashers in the walk's order,
+//! settles each against its manifest row, folds the Merkle tree of a first
+//! scan and counts the summary; it hands what to write and report, in
+//! order, to the back. The back is the one thread that owns the index
+//! connection and the sink: it applies those writes in batched
+//! transactions and reports each finding. SQLite's inserts are most of
+//! the back's time and cannot be shared out, so everything else is kept
+//! off its thread (see the README's Design section). After the scan, the
+//! writer reports what interrupted scans before it committed but never
+//! reported.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 
 use anyhow::Result;
 use serde_json::json;
@@ -59,35 +66,126 @@ struct InOrder<'a> {
     current: std::vec::IntoIter<Event>,
 }
 
-impl Iterator for InOrder<'_> {
-    type Item = Event;
+/// Receives from `rx`, handing the writes decided so far to the back
+/// first if it has to wait (so the back never idles while the front does).
+fn recv_or_hand_over<T>(rx: &Receiver<T>, out: &mut Queue) -> Result<Option<T>> {
+    match rx.try_recv() {
+        Ok(v) => Ok(Some(v)),
+        Err(TryRecvError::Disconnected) => Ok(None),
+        Err(TryRecvError::Empty) => {
+            out.hand_over()?;
+            Ok(rx.recv().ok())
+        }
+    }
+}
 
-    fn next(&mut self) -> Option<Event> {
+impl InOrder<'_> {
+    fn next(&mut self, out: &mut Queue) -> Option<Event> {
         loop {
             if let Some(e) = self.current.next() {
                 return Some(e);
             }
-            let seq = match self.events.recv().ok()? {
-                Event::Slot(seq) => seq,
-                e => return Some(e),
+            let seq = match recv_or_hand_over(self.events, out) {
+                Ok(Some(Event::Slot(seq))) => seq,
+                Ok(e) => return e,
+                Err(e) => return Some(Event::Failed(e)),
             };
             let hashed = loop {
                 if let Some(v) = self.early.remove(&seq) {
                     break v;
                 }
-                match self.results.recv() {
-                    Ok((s, v)) => {
+                match recv_or_hand_over(self.results, out) {
+                    Ok(Some((s, v))) => {
                         self.early.insert(s, v);
                     }
-                    Err(_) => {
+                    Ok(None) => {
                         return Some(Event::Failed(anyhow::anyhow!(
                             "the scan's hashers stopped before batch {seq}"
                         )));
                     }
+                    Err(e) => return Some(Event::Failed(e)),
                 }
             };
             self.current = hashed.into_iter();
         }
+    }
+}
+
+/// One write (or report) the front decided, applied in order by the back.
+/// The rarer ones are boxed, so the common one (a new row) moves light.
+enum Op {
+    /// A new row; an added file is reported as such after it.
+    Insert { new: NewEntry, added: bool },
+    /// `Batch::replace_entry`: row `.0` gives way to `.1`.
+    Replace(Box<(Entry, NewEntry)>),
+    /// `Batch::update_entry`: row `.0` rewritten in place as `.1`.
+    Update(Box<(Entry, NewEntry)>),
+    /// Row ends (deleted or replaced by something not stored).
+    Close(Box<Entry>),
+    /// A finding: accepted or not, stored if a discrepancy, sent to the sink.
+    Report(Finding),
+    /// Reads whether this row (or a version before it) held table data,
+    /// for a `Check` of `Had::Noted` after it (read before the row is
+    /// replaced).
+    NoteDataEver(Box<Entry>),
+    /// Stores a file's check.
+    Check(Box<CheckOp>),
+    /// Stores an unchanged file's check, unless a set check stored one.
+    CheckUnlessSet(Box<(Entry, Report)>),
+}
+
+/// A check to store: on the row of `key` valid since `since`.
+struct CheckOp {
+    key: Vec<u8>,
+    since: i64,
+    had: Had,
+    check: Report,
+}
+
+/// Whether the earlier version of a checked file held table data.
+enum Had {
+    /// No earlier version.
+    No,
+    /// Read from this row's check, when the check is stored.
+    Of(Box<Entry>),
+    /// As the last `Op::NoteDataEver` read it.
+    Noted,
+}
+
+/// Ops per hand-over from the front to the back.
+const CHUNK: usize = 256;
+
+/// The front's side of the hand-over: ops gather in a chunk, sent when
+/// full or when the front is about to wait.
+struct Queue {
+    tx: SyncSender<Vec<Op>>,
+    chunk: Vec<Op>,
+}
+
+/// The back has stopped (its error is the one reported).
+const BACK_STOPPED: &str = "the scan's writer stopped";
+
+impl Queue {
+    fn push(&mut self, op: Op) -> Result<()> {
+        self.chunk.push(op);
+        if self.chunk.len() >= CHUNK {
+            self.hand_over()?;
+        }
+        Ok(())
+    }
+
+    fn report(&mut self, f: Finding) -> Result<()> {
+        self.push(Op::Report(f))
+    }
+
+    fn hand_over(&mut self) -> Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+        self.tx
+            .send(chunk)
+            .map_err(|_| anyhow::anyhow!(BACK_STOPPED))
     }
 }
 
@@ -128,14 +226,16 @@ pub(super) struct Folded {
     pub(super) anchors: Vec<Vec<u8>>,
 }
 
-/// The writer: applies events to the index and reports findings. Returns
-/// what it folded when it folded the tree as it wrote (a first scan, see
-/// [`InlineFold`]).
+/// The writer: applies events to the index and reports findings, the
+/// front on a thread of its own and the back on this one (see the module
+/// docs). Returns what it folded when it folded the tree as it wrote (a
+/// first scan, see [`InlineFold`]). Whatever happens, every event is
+/// taken, so the walker and the hashers can finish.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn write_events(
     batch: &mut Batch<'_>,
-    events: &Receiver<Event>,
-    results: &Receiver<(u64, Vec<Event>)>,
+    events: Receiver<Event>,
+    results: Receiver<(u64, Vec<Event>)>,
     ctx: WriteCtx,
     summary: &mut ScanSummary,
     structural: &mut u64,
@@ -143,11 +243,123 @@ pub(super) fn write_events(
     sink: &mut dyn Sink,
     progress: &dyn Progress,
 ) -> Result<Option<Folded>> {
-    let mut report = |batch: &mut Batch<'_>, mut f: Finding| -> Result<()> {
-        acceptor.apply(&mut f);
-        batch.record_finding(ctx.run_id, ctx.prev_findings_run, &mut f)?;
-        sink.finding(&f)
-    };
+    // A few chunks in flight: the front runs ahead of SQLite by at most
+    // ~1,000 rows.
+    let (tx, rx) = sync_channel::<Vec<Op>>(4);
+    let (front, back) = std::thread::scope(|scope| {
+        let front = scope.spawn(move || {
+            let mut out = Queue {
+                tx,
+                chunk: Vec::with_capacity(CHUNK),
+            };
+            let folded = decide(
+                &events, &results, &mut out, ctx, summary, structural, progress,
+            )
+            .and_then(|folded| out.hand_over().map(|()| folded));
+            drop(out);
+            // Drain so the other stages can finish even after an error
+            // (the hashers' results stop them no more: they are let go
+            // once the channel is gone).
+            drop(results);
+            for _ in events.iter() {}
+            folded
+        });
+        let mut back = Back {
+            batch,
+            ctx,
+            acceptor,
+            sink,
+            noted: false,
+        };
+        let applied = rx
+            .iter()
+            .try_for_each(|chunk| chunk.into_iter().try_for_each(|op| back.apply(op)));
+        // The front stops at its next hand-over.
+        drop(rx);
+        let front = front
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the scan's writer panicked")));
+        (front, applied)
+    });
+    // The back's error is the cause when both failed (the front's is then
+    // that the back stopped).
+    back?;
+    front
+}
+
+/// The back half of the writer: applies the front's ops on the thread
+/// that owns the index connection and the sink.
+struct Back<'b, 'c> {
+    batch: &'b mut Batch<'c>,
+    ctx: WriteCtx,
+    acceptor: &'b super::Acceptor,
+    sink: &'b mut dyn Sink,
+    /// What the last `Op::NoteDataEver` read.
+    noted: bool,
+}
+
+impl Back<'_, '_> {
+    fn report(&mut self, mut f: Finding) -> Result<()> {
+        self.acceptor.apply(&mut f);
+        self.batch
+            .record_finding(self.ctx.run_id, self.ctx.prev_findings_run, &mut f)?;
+        self.sink.finding(&f)
+    }
+
+    fn apply(&mut self, op: Op) -> Result<()> {
+        let WriteCtx {
+            root_id, run_id, ..
+        } = self.ctx;
+        match op {
+            Op::Insert { new, added } => {
+                self.batch.insert_entry(root_id, run_id, &new)?;
+                if added {
+                    let hash = new.blake3;
+                    let f = change(self.ctx, Kind::Added, new.path, &new.stat, hash.as_ref());
+                    self.report(f)?;
+                }
+            }
+            Op::Replace(b) => {
+                self.batch.replace_entry(root_id, run_id, &b.0, &b.1)?;
+            }
+            Op::Update(b) => self.batch.update_entry(root_id, &b.0, &b.1)?,
+            Op::Close(old) => self.batch.close_entry(root_id, &old, run_id)?,
+            Op::Report(f) => self.report(f)?,
+            Op::NoteDataEver(old) => self.noted = self.batch.data_ever(root_id, &old)?,
+            Op::Check(c) => {
+                let had_data = match &c.had {
+                    Had::No => false,
+                    Had::Of(o) => self.batch.data_ever(root_id, o)?,
+                    Had::Noted => self.noted,
+                };
+                record_check(self.batch, self.ctx, &c.key, c.since, had_data, &c.check)?;
+            }
+            Op::CheckUnlessSet(b) => {
+                let (o, check) = &*b;
+                // Same content, same verdict, except what a set check (a
+                // pg_dump directory, a backup manifest) stored: that
+                // stands.
+                if !self.batch.has_set_check(root_id, &o.path, o.since_run)? {
+                    let had_data = self.batch.data_ever(root_id, o)?;
+                    record_check(self.batch, self.ctx, &o.path, o.since_run, had_data, check)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The front half of the writer: settles the events in the walk's order
+/// and queues the writes and findings.
+fn decide(
+    events: &Receiver<Event>,
+    results: &Receiver<(u64, Vec<Event>)>,
+    out: &mut Queue,
+    ctx: WriteCtx,
+    summary: &mut ScanSummary,
+    structural: &mut u64,
+    progress: &dyn Progress,
+) -> Result<Option<Folded>> {
     // Progress counts files, as the summary does, not directories.
     let count_file = |summary: &mut ScanSummary, kind: EntryKind| match kind {
         EntryKind::Dir => summary.dirs += 1,
@@ -156,7 +368,7 @@ pub(super) fn write_events(
             progress.advance(1);
         }
     };
-    let in_order = InOrder {
+    let mut in_order = InOrder {
         events,
         results,
         early: HashMap::new(),
@@ -165,7 +377,7 @@ pub(super) fn write_events(
     // Directories completed by the fold, written after each event.
     let done = RefCell::new(Vec::new());
     let mut fold: Option<InlineFold<OnDir<'_>>> = None;
-    for event in in_order {
+    while let Some(event) = in_order.next(out) {
         if let Some(f) = fold.as_mut() {
             match &event {
                 // What a first scan sends: entries, in key order.
@@ -190,12 +402,12 @@ pub(super) fn write_events(
                 // all: the fold after the walk does it, as for any scan.
                 _ => {
                     let f = fold.take().expect("checked above");
-                    write_held(batch, ctx, summary, f.held, &mut report)?;
+                    write_held(out, ctx, summary, f.held)?;
                 }
             }
             let finished = std::mem::take(&mut *done.borrow_mut());
             if let Some(f) = fold.as_mut() {
-                settle_dirs(batch, ctx, summary, &mut f.held, finished, &mut report)?;
+                settle_dirs(out, ctx, summary, &mut f.held, finished)?;
             }
         }
         match event {
@@ -218,12 +430,11 @@ pub(super) fn write_events(
                 summary.special += 1;
                 if let Some(old) = replaced {
                     *structural += 1;
-                    batch.close_entry(ctx.root_id, &old, ctx.run_id)?;
-                    if old.kind != EntryKind::Dir {
+                    let findings = (old.kind != EntryKind::Dir).then(|| {
                         summary.deleted += 1;
-                        if let Some(f) = replaced_finding(ctx, &old, "a FIFO, socket or device") {
+                        let shrunk = replaced_finding(ctx, &old, "a FIFO, socket or device");
+                        if shrunk.is_some() {
                             summary.shrunk += 1;
-                            report(batch, f)?;
                         }
                         let f = change(
                             ctx,
@@ -232,10 +443,17 @@ pub(super) fn write_events(
                             &old.stat,
                             old.blake3.as_ref(),
                         );
-                        report(
-                            batch,
+                        (
+                            shrunk,
                             f.detail("replaced by a FIFO, socket or device (not read)"),
-                        )?;
+                        )
+                    });
+                    out.push(Op::Close(Box::new(old)))?;
+                    if let Some((shrunk, deleted)) = findings {
+                        if let Some(f) = shrunk {
+                            out.report(f)?;
+                        }
+                        out.report(deleted)?;
                     }
                 }
             }
@@ -247,27 +465,29 @@ pub(super) fn write_events(
             }
             Event::Unreadable { key, error } => {
                 summary.unreadable += 1;
-                report(batch, Finding::new(Kind::Unreadable, key).detail(error))?;
+                out.report(Finding::new(Kind::Unreadable, key).detail(error))?;
             }
             Event::Deleted(old) => {
                 *structural += 1;
-                batch.close_entry(ctx.root_id, &old, ctx.run_id)?;
-                if old.kind != EntryKind::Dir {
+                let f = (old.kind != EntryKind::Dir).then(|| {
                     summary.deleted += 1;
-                    let f = change(
+                    change(
                         ctx,
                         Kind::Deleted,
                         old.path.clone(),
                         &old.stat,
                         old.blake3.as_ref(),
-                    );
-                    report(batch, f)?;
+                    )
+                });
+                out.push(Op::Close(Box::new(old)))?;
+                if let Some(f) = f {
+                    out.report(f)?;
                 }
             }
             Event::Store { new, old } => {
                 count_file(summary, new.kind);
                 *structural += 1;
-                apply_change(batch, ctx, summary, new, old, &mut report)?;
+                apply_change(out, ctx, summary, new, old)?;
             }
             Event::Hashed {
                 key,
@@ -275,16 +495,7 @@ pub(super) fn write_events(
                 result,
                 check,
             } => settle_hashed(
-                batch,
-                ctx,
-                summary,
-                structural,
-                progress,
-                key,
-                old,
-                result,
-                check,
-                &mut report,
+                out, ctx, summary, structural, progress, key, old, result, check,
             )?,
         }
     }
@@ -298,9 +509,9 @@ pub(super) fn write_events(
     };
     let root = folder.finish();
     let finished = std::mem::take(&mut *done.borrow_mut());
-    settle_dirs(batch, ctx, summary, &mut held, finished, &mut report)?;
+    settle_dirs(out, ctx, summary, &mut held, finished)?;
     // Every directory completes before the root; none is left.
-    write_held(batch, ctx, summary, held, &mut report)?;
+    write_held(out, ctx, summary, held)?;
     Ok(Some(Folded {
         root: root.hash,
         anchors,
@@ -311,18 +522,17 @@ pub(super) fn write_events(
 /// hashes and sizes (as `fold_merkle` stores them). A completed directory
 /// with no held row (ROOT, or one opened implicitly) has none to write.
 fn settle_dirs(
-    batch: &mut Batch<'_>,
+    out: &mut Queue,
     ctx: WriteCtx,
     summary: &mut ScanSummary,
     held: &mut Vec<NewEntry>,
     finished: Vec<DirHash>,
-    report: &mut impl FnMut(&mut Batch<'_>, Finding) -> Result<()>,
 ) -> Result<()> {
     for d in finished {
         if let Some(mut new) = held.pop_if(|h| h.path == d.path) {
             new.blake3 = Some(d.hash);
             new.stat.size = d.size;
-            apply_change(batch, ctx, summary, new, None, report)?;
+            apply_change(out, ctx, summary, new, None)?;
         }
     }
     Ok(())
@@ -331,14 +541,13 @@ fn settle_dirs(
 /// Writes held directory rows as they are, without a hash (the fold after
 /// the walk computes it).
 fn write_held(
-    batch: &mut Batch<'_>,
+    out: &mut Queue,
     ctx: WriteCtx,
     summary: &mut ScanSummary,
     held: Vec<NewEntry>,
-    report: &mut impl FnMut(&mut Batch<'_>, Finding) -> Result<()>,
 ) -> Result<()> {
     for new in held {
-        apply_change(batch, ctx, summary, new, None, report)?;
+        apply_change(out, ctx, summary, new, None)?;
     }
     Ok(())
 }
@@ -349,7 +558,7 @@ fn write_held(
 /// vanished, or one that could not be read.
 #[allow(clippy::too_many_arguments)]
 fn settle_hashed(
-    batch: &mut Batch<'_>,
+    out: &mut Queue,
     ctx: WriteCtx,
     summary: &mut ScanSummary,
     structural: &mut u64,
@@ -358,7 +567,6 @@ fn settle_hashed(
     old: Option<Entry>,
     result: Result<(Stat, Digests), HashError>,
     check: Option<Report>,
-    report: &mut impl FnMut(&mut Batch<'_>, Finding) -> Result<()>,
 ) -> Result<()> {
     match result {
         // Deleted since the walk saw it: a deletion (of a known
@@ -366,20 +574,17 @@ fn settle_hashed(
         Err(HashError::Vanished) => {
             if let Some(old) = old {
                 *structural += 1;
-                batch.close_entry(ctx.root_id, &old, ctx.run_id)?;
                 summary.deleted += 1;
                 let f = change(ctx, Kind::Deleted, key, &old.stat, old.blake3.as_ref());
-                report(batch, f.detail("vanished during the scan"))?;
+                out.push(Op::Close(Box::new(old)))?;
+                out.report(f.detail("vanished during the scan"))?;
             }
         }
         Err(e) => {
             summary.files += 1;
             progress.advance(1);
             summary.unreadable += 1;
-            report(
-                batch,
-                Finding::new(Kind::Unreadable, key).detail(e.to_string()),
-            )?;
+            out.report(Finding::new(Kind::Unreadable, key).detail(e.to_string()))?;
         }
         Ok((mut stat, digests)) => {
             summary.files += 1;
@@ -401,84 +606,99 @@ fn settle_hashed(
                 // with one HEAD and no second read.
                 crc64nvme: Some(digests.crc64nvme),
             };
-            if let Some(o) = old.as_ref().filter(|o| o.kind == EntryKind::File) {
-                match content_verdict(o, &new.stat, &digests.blake3) {
-                    ContentVerdict::Rotted { trusted } => {
-                        summary.corrupt += 1;
-                        let f = Finding::new(Kind::Corrupt, new.path.clone())
-                            .local(json!({
-                                "size": stat.size,
-                                "blake3": hex::encode(digests.blake3),
-                                "indexed_blake3": hex::encode(trusted),
-                            }))
-                            .detail(ROTTED);
-                        new.trusted_blake3 = Some(trusted);
-                        let since = if o.blake3 == new.blake3 {
-                            keep_digests(&mut new, o);
-                            if new.stat != o.stat
-                                || new.md5 != o.md5
-                                || new.sha256 != o.sha256
-                                || new.crc64nvme != o.crc64nvme
-                            {
-                                batch.update_entry(ctx.root_id, o, &new)?;
-                            }
-                            o.since_run
-                        } else {
-                            // The content on disk moved on: a new
-                            // row, so earlier snapshots keep theirs.
-                            *structural += 1;
-                            batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?
-                        };
-                        if let Some(check) = check {
-                            summary.checked += 1;
-                            summary.check_bytes += check.bytes_read;
-                            let had_data = batch.data_ever(ctx.root_id, o)?;
-                            record_check(batch, ctx, &new.path, since, had_data, &check)?;
-                        }
-                        report(batch, f)?;
-                        return Ok(());
-                    }
-                    ContentVerdict::Same => {
-                        summary.unchanged += 1;
-                        keep_digests(&mut new, o);
+            let verdict = match old.as_ref().filter(|o| o.kind == EntryKind::File) {
+                Some(o) => content_verdict(o, &new.stat, &digests.blake3),
+                None => ContentVerdict::Changed,
+            };
+            match (verdict, old) {
+                (ContentVerdict::Rotted { trusted }, Some(o)) => {
+                    summary.corrupt += 1;
+                    let f = Finding::new(Kind::Corrupt, new.path.clone())
+                        .local(json!({
+                            "size": stat.size,
+                            "blake3": hex::encode(digests.blake3),
+                            "indexed_blake3": hex::encode(trusted),
+                        }))
+                        .detail(ROTTED);
+                    new.trusted_blake3 = Some(trusted);
+                    let key = check.is_some().then(|| new.path.clone());
+                    // The check's earlier version: the row as it was.
+                    let had = check.is_some().then(|| o.clone());
+                    let since = if o.blake3 == new.blake3 {
+                        keep_digests(&mut new, &o);
+                        let since = o.since_run;
                         if new.stat != o.stat
                             || new.md5 != o.md5
                             || new.sha256 != o.sha256
                             || new.crc64nvme != o.crc64nvme
-                            || o.trusted_blake3.is_some()
                         {
-                            batch.update_entry(ctx.root_id, o, &new)?;
+                            out.push(Op::Update(Box::new((o, new))))?;
                         }
-                        if let Some(check) = check {
+                        since
+                    } else {
+                        // The content on disk moved on: a new row, so
+                        // earlier snapshots keep theirs.
+                        *structural += 1;
+                        out.push(Op::Replace(Box::new((o, new))))?;
+                        ctx.run_id
+                    };
+                    if let (Some(check), Some(key), Some(had)) = (check, key, had) {
+                        summary.checked += 1;
+                        summary.check_bytes += check.bytes_read;
+                        out.push(Op::Check(Box::new(CheckOp {
+                            key,
+                            since,
+                            had: Had::Of(Box::new(had)),
+                            check,
+                        })))?;
+                    }
+                    out.report(f)?;
+                }
+                (ContentVerdict::Same, Some(o)) => {
+                    summary.unchanged += 1;
+                    keep_digests(&mut new, &o);
+                    let rewrite = new.stat != o.stat
+                        || new.md5 != o.md5
+                        || new.sha256 != o.sha256
+                        || new.crc64nvme != o.crc64nvme
+                        || o.trusted_blake3.is_some();
+                    match check {
+                        Some(check) => {
                             summary.checked += 1;
                             summary.check_bytes += check.bytes_read;
-                            // Same content, same verdict, except what a set
-                            // check (a pg_dump directory, a backup
-                            // manifest) stored: that stands.
-                            if !batch.has_set_check(ctx.root_id, &o.path, o.since_run)? {
-                                let had_data = batch.data_ever(ctx.root_id, o)?;
-                                record_check(batch, ctx, &o.path, o.since_run, had_data, &check)?;
+                            if rewrite {
+                                out.push(Op::Update(Box::new((o.clone(), new))))?;
                             }
+                            out.push(Op::CheckUnlessSet(Box::new((o, check))))?;
                         }
-                        return Ok(());
+                        None if rewrite => out.push(Op::Update(Box::new((o, new))))?,
+                        None => {}
                     }
-                    ContentVerdict::Changed => {}
                 }
-            }
-            *structural += 1;
-            // The earlier version's check, read before the row is replaced.
-            let had_data = match (&check, old.as_ref()) {
-                (Some(_), Some(o)) if o.kind == EntryKind::File => {
-                    batch.data_ever(ctx.root_id, o)?
+                (_, old) => {
+                    *structural += 1;
+                    // The earlier version's check, read before the row is
+                    // replaced.
+                    let had = match (&check, old.as_ref()) {
+                        (Some(_), Some(o)) if o.kind == EntryKind::File => {
+                            out.push(Op::NoteDataEver(Box::new(o.clone())))?;
+                            Had::Noted
+                        }
+                        _ => Had::No,
+                    };
+                    let key = check.as_ref().map(|_| new.path.clone());
+                    apply_change(out, ctx, summary, new, old)?;
+                    if let (Some(check), Some(key)) = (check, key) {
+                        summary.checked += 1;
+                        summary.check_bytes += check.bytes_read;
+                        out.push(Op::Check(Box::new(CheckOp {
+                            key,
+                            since: ctx.run_id,
+                            had,
+                            check,
+                        })))?;
+                    }
                 }
-                _ => false,
-            };
-            let key = check.as_ref().map(|_| new.path.clone());
-            let since = apply_change(batch, ctx, summary, new, old, report)?;
-            if let (Some(check), Some(key)) = (check, key) {
-                summary.checked += 1;
-                summary.check_bytes += check.bytes_read;
-                record_check(batch, ctx, &key, since, had_data, &check)?;
             }
         }
     }
@@ -541,77 +761,74 @@ fn keep_digests(new: &mut NewEntry, o: &Entry) {
 }
 
 /// Stores an added or modified entry and reports it as a change. The
-/// finding takes the entry's path once it is stored (no copy per file).
+/// current row is then `ctx.run_id`'s. An added file's finding takes the
+/// entry's path once it is stored (no copy per file).
 fn apply_change(
-    batch: &mut Batch<'_>,
+    out: &mut Queue,
     ctx: WriteCtx,
     summary: &mut ScanSummary,
     new: NewEntry,
     old: Option<Entry>,
-    report: &mut impl FnMut(&mut Batch<'_>, Finding) -> Result<()>,
-) -> Result<i64> {
+) -> Result<()> {
     let is_dir = new.kind == EntryKind::Dir;
-    let since;
-    let hash = new.blake3;
-    // The change to report: its kind, and its detail if any.
-    let change_of = match &old {
-        None => {
-            since = batch.insert_entry(ctx.root_id, ctx.run_id, &new)?;
-            (!is_dir).then(|| {
-                summary.added += 1;
-                (Kind::Added, None)
-            })
+    let Some(o) = old else {
+        if !is_dir {
+            summary.added += 1;
         }
-        Some(o) => {
-            let was_dir = o.kind == EntryKind::Dir;
-            since = batch.replace_entry(ctx.root_id, ctx.run_id, o, &new)?;
-            match (was_dir, is_dir) {
-                (true, true) => None,
-                (false, true) => {
-                    summary.deleted += 1;
-                    report(
-                        batch,
-                        Finding::new(Kind::Deleted, new.path.clone())
-                            .detail("replaced by a directory"),
-                    )?;
-                    None
+        return out.push(Op::Insert {
+            new,
+            added: !is_dir,
+        });
+    };
+    let hash = new.blake3;
+    let was_dir = o.kind == EntryKind::Dir;
+    // Reported after the row is replaced, in this order.
+    let mut findings = Vec::new();
+    let change_of = match (was_dir, is_dir) {
+        (true, true) => None,
+        (false, true) => {
+            summary.deleted += 1;
+            findings.push(
+                Finding::new(Kind::Deleted, new.path.clone()).detail("replaced by a directory"),
+            );
+            None
+        }
+        (true, false) => {
+            summary.added += 1;
+            Some((Kind::Added, None))
+        }
+        (false, false) => {
+            summary.modified += 1;
+            let detail = (o.kind != new.kind)
+                .then(|| format!("{} became a {}", o.kind.name(), new.kind.name()));
+            let shrunk = match new.kind {
+                EntryKind::File => shrunk_finding(ctx.shrink_threshold, &o, &new.path, &new.stat)
+                    .map(|f| f.local(describe(&new.stat, hash.as_ref()))),
+                _ => {
+                    let target = new.target.as_deref().map(paths::display);
+                    let by = format!("a symlink to {}", target.unwrap_or_default());
+                    replaced_finding(ctx, &o, &by)
                 }
-                (true, false) => {
-                    summary.added += 1;
-                    Some((Kind::Added, None))
-                }
-                (false, false) => {
-                    summary.modified += 1;
-                    let detail = (o.kind != new.kind)
-                        .then(|| format!("{} became a {}", o.kind.name(), new.kind.name()));
-                    let shrunk = match new.kind {
-                        EntryKind::File => {
-                            shrunk_finding(ctx.shrink_threshold, o, &new.path, &new.stat)
-                                .map(|f| f.local(describe(&new.stat, hash.as_ref())))
-                        }
-                        _ => {
-                            let target = new.target.as_deref().map(paths::display);
-                            let by = format!("a symlink to {}", target.unwrap_or_default());
-                            replaced_finding(ctx, o, &by)
-                        }
-                    };
-                    if let Some(shrunk) = shrunk {
-                        summary.shrunk += 1;
-                        report(batch, shrunk)?;
-                    }
-                    Some((Kind::Modified, detail))
-                }
+            };
+            if let Some(shrunk) = shrunk {
+                summary.shrunk += 1;
+                findings.push(shrunk);
             }
+            Some((Kind::Modified, detail))
         }
     };
     if let Some((kind, detail)) = change_of {
-        let mut f = change(ctx, kind, new.path, &new.stat, hash.as_ref());
+        let mut f = change(ctx, kind, new.path.clone(), &new.stat, hash.as_ref());
         if let Some(d) = detail {
             f = f.detail(d);
         }
-        report(batch, f)?;
+        findings.push(f);
     }
-    Ok(since)
+    out.push(Op::Replace(Box::new((o, new))))?;
+    for f in findings {
+        out.report(f)?;
+    }
+    Ok(())
 }
 
 /// Stores the check of the row of `path` valid since `since`, applying the
