@@ -191,6 +191,40 @@ fn an_emptied_dump_is_damaged_when_its_previous_version_had_data() {
     assert_eq!((code, counter(&doc, "damaged")), (0, 0), "{doc}");
 }
 
+/// Rot that empties a dump (same size, same mtime): `corrupt`, and the
+/// check of the bytes now there compares with the trusted version's, which
+/// held table data: `damaged` as an emptied dump, not sound.
+#[test]
+fn a_dump_emptied_by_rot_is_corrupt_and_damaged() {
+    let env = Env::new();
+    let dump = fixture("pg-shop.sql");
+    let p = env.write("db/nightly.sql", &dump);
+    let (code, doc) = env.scan();
+    assert_eq!((code, counter(&doc, "damaged")), (0, 0), "{doc}");
+    let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+    // Every COPY turned into a comment, byte for byte the same length.
+    let text = String::from_utf8(dump.clone()).unwrap();
+    let rotted = text.replace("COPY public.", "--PY public.");
+    assert_eq!(rotted.len(), dump.len());
+    std::fs::write(&p, rotted).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let (code, doc) = env.scan();
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(counter(&doc, "corrupt"), 1, "{doc}");
+    assert_eq!(
+        damaged(&doc),
+        vec![(
+            "db/nightly.sql".to_string(),
+            "the dump holds no table data (no COPY or INSERT statement) while its previous version did: it may be a dump of an empty database".to_string()
+        )]
+    );
+}
+
 #[test]
 fn an_unchanged_file_is_not_checked_again_and_stays_damaged() {
     let env = Env::new();
