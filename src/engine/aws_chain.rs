@@ -334,7 +334,7 @@ impl std::fmt::Display for CredentialsFailed {
 impl std::error::Error for CredentialsFailed {}
 
 /// `aws-config`'s chain as `object_store`'s credential provider, cached
-/// until [`REFRESH_BEFORE`] their expiry.
+/// until `REFRESH_BEFORE` their expiry.
 #[derive(Debug)]
 pub struct SdkCredentials {
     chain: SharedCredentialsProvider,

@@ -2,7 +2,7 @@
 //! them identical with as little reading as possible.
 //!
 //! Each operand becomes a [`Source`] (see [`crate::engine::snapshot`]): a directory
-//! is first scanned incrementally into the index (through [`scan::scan`],
+//! is first scanned incrementally into the index (through [`crate::engine::scan::scan`],
 //! so only changed files are hashed) and read back as the snapshot of that
 //! scan; `@NAME`/`@N` is a pinned snapshot; a file is an exported manifest.
 //!

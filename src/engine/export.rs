@@ -16,7 +16,7 @@
 //!   and named in a warning. A name that is not valid UTF-8 cannot be
 //!   written in a form `b3sum --check` reads, so vouch refuses the export
 //!   (exit 2) and names it; the json format holds any name.
-//! - `json`: vouch's own manifest (see [`crate::manifest`]), every entry
+//! - `json`: vouch's own manifest (see [`crate::engine::manifest`]), every entry
 //!   with its hashes, symlink targets, directory Merkle hashes and root.
 //! - `bagit`: a complete BagIt 1.0 bag in `--output DIR`: the payload under
 //!   `data/` as hard links to the source files where the filesystem allows

@@ -9,7 +9,7 @@
 //! memory-mapped instead, because copying the bytes out of the page cache
 //! costs more CPU than hashing them: a file is cut into BLAKE3 subtrees
 //! of at most [`WINDOW`] bytes, each mapped, hashed (BLAKE3 and the CRC
-//! taking each [`PIECE`] in turn) and unmapped on its own, all of them in
+//! taking each `PIECE` in turn) and unmapped on its own, all of them in
 //! parallel on the rayon pool, and the subtree chaining values are merged with
 //! `blake3::hazmat`. Nothing waits on one thread, and at most one window
 //! per busy thread is mapped at a time. (Maps of small files are made in a

@@ -10,7 +10,7 @@
 //!
 //! Then it adds up the counters, recomputes what no shard can decide alone
 //! (coverage, `remote_empty`, `low_coverage`, `stale`; see
-//! [`crate::health`]) and passes every other finding through. Reports are
+//! [`crate::engine::audit::health`]) and passes every other finding through. Reports are
 //! read twice, streaming (summaries first, to check the set; findings
 //! second), so memory does not grow with the number of findings.
 

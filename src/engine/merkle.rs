@@ -7,7 +7,7 @@
 //! diff descends only into subtrees whose hashes differ.
 //!
 //! [`Folder`] computes all directory hashes in one streaming pass over
-//! entries in key order (see [`crate::paths`]), keeping only the open
+//! entries in key order (see [`crate::model::paths`]), keeping only the open
 //! directories on a stack: memory grows with depth, not with file count.
 //! Directories absent from the input (a manifest that lists only files)
 //! are opened implicitly.

@@ -19,7 +19,7 @@
 //!
 //! A local file `a/b.jpg` under ROOT corresponds to the object
 //! `prefix/a/b.jpg`. Listed keys are converted to the index's key form
-//! (see [`crate::paths`]) relative to the prefix.
+//! (see [`crate::model::paths`]) relative to the prefix.
 
 use std::path::Path as FsPath;
 use std::sync::Arc;

@@ -510,7 +510,7 @@ impl S3Lister {
 
     /// Reads one S3 object by its exact key, one `object_store`'s `Path`
     /// refuses (a control character: `a\x01b`, a newline), through a GET
-    /// signed by `object_store`'s [`AwsAuthorizer`] for the key's own
+    /// signed by `object_store`'s [`AwsAuthorizer`](object_store::aws::AwsAuthorizer) for the key's own
     /// percent-encoded bytes, pinned to `etag` (`If-Match`) when known.
     /// Streams the body through BLAKE3: the hash and the bytes read.
     pub async fn read_raw(

@@ -71,7 +71,7 @@ impl Shard {
     }
 
     /// True when the stored key (components joined by NUL, see
-    /// [`crate::paths`]) belongs here: hashed in its `/` form.
+    /// [`crate::model::paths`]) belongs here: hashed in its `/` form.
     pub fn owns_stored(&self, key: &[u8]) -> bool {
         if self.count <= 1 {
             return true;

@@ -8,7 +8,7 @@
 //! taken?) plus a [`Cursor`] that yields [`Node`]s in key order and can
 //! *seek* past a whole subtree. Seeking is what makes a diff of two large,
 //! nearly identical snapshots cheap: keys are NUL-joined components (see
-//! [`crate::paths`]), so the subtree of key `K` is the key range
+//! [`crate::model::paths`]), so the subtree of key `K` is the key range
 //! `[K\0, K\x01)` and skipping it is one range read in SQLite, or one
 //! binary search in memory.
 //!

@@ -8,7 +8,7 @@
 //! ahead, so the one ordered consumer is left with the merge-join and
 //! adding threads spreads the system calls. Children are sorted by name so
 //! entries come out in the same order as the index's keys (see
-//! [`crate::paths`]), which lets the scan merge-join the two without
+//! [`crate::model::paths`]), which lets the scan merge-join the two without
 //! holding either in memory. Symlinks are recorded with their target and
 //! never followed, so a symlink loop is just two small entries. FIFOs,
 //! sockets and devices are skipped and counted: reading one would block or

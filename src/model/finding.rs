@@ -104,7 +104,7 @@ impl std::fmt::Display for Kind {
     }
 }
 
-/// One finding. `path` is the stored key (see [`crate::paths`]); reports
+/// One finding. `path` is the stored key (see [`crate::model::paths`]); reports
 /// print it escaped and `/`-separated. `local` and `remote` describe each
 /// side where known (size, hash, etag, ...).
 #[derive(Debug, Clone, PartialEq)]

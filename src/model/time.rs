@@ -25,7 +25,7 @@ const SECONDS_TIER: i64 = 1 << 40;
 const EDGE_S: i64 = (i64::MAX - SECONDS_TIER) / NS;
 
 /// A file time (`secs` since the epoch, `nsec` in `0..1e9`) as one `i64`:
-/// nanoseconds since the epoch within ±[`EDGE_S`] seconds (the form the
+/// nanoseconds since the epoch within ±`EDGE_S` seconds (the form the
 /// index has always stored), whole seconds beyond it in the values past
 /// the nanosecond range. Order is kept; [`from_unix_ns`] inverts it (to
 /// the second beyond the edges, ~34,000 years either way).

@@ -9,7 +9,7 @@
 //! [`Report`] owns what every format shares — `--quiet`, counting
 //! discrepancies, the destination (stdout, or `--output FILE` written
 //! atomically, see [`crate::out::atomic`]) — and hands the formatting to
-//! one [`Printer`] per format, in the manner of ripgrep's printers.
+//! one `Printer` per format, in the manner of ripgrep's printers.
 //!
 //! Every summary carries the run's verdict (see [`crate::model::verdict`]):
 //! `status` and a `discrepancies` total; the table format opens with the

@@ -186,8 +186,8 @@ fn write_rows<'c, T>(
 const BATCH_OPS: usize = 4096;
 const BATCH_AGE: Duration = Duration::from_millis(500);
 
-/// An open write transaction that commits every [`BATCH_OPS`] writes or
-/// [`BATCH_AGE`], whichever comes first.
+/// An open write transaction that commits every `BATCH_OPS` writes or
+/// `BATCH_AGE`, whichever comes first.
 pub struct Batch<'c> {
     raw: &'c Connection,
     ops: usize,
@@ -426,7 +426,7 @@ impl<'c> Batch<'c> {
 impl Batch<'_> {
     /// Records one listed object; a changed size or fingerprint leaves the
     /// old verification in place but it no longer counts (see
-    /// [`RemoteRow::known_blake3`]).
+    /// [`RemoteRow::known_blake3`](crate::model::RemoteRow::known_blake3)).
     pub fn upsert_listed(&mut self, remote: &str, obj: &Listed, run_id: i64) -> Result<()> {
         let mut stmt = self.conn()?.prepare_cached(
             "INSERT INTO remote_objects(remote, key, size, etag, version, last_modified, seen_run, storage_class)

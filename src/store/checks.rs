@@ -88,7 +88,7 @@ impl Batch<'_> {
 
 impl Index {
     /// The current files of `root_id` whose check found damage, by path:
-    /// each with its format and detail, read a page ([`PAGE`] rows) at a
+    /// each with its format and detail, read a page (`PAGE` rows) at a
     /// time, so a tree of millions of damaged files is never held whole.
     pub fn damaged_current(
         &self,

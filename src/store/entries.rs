@@ -246,10 +246,10 @@ impl Index {
         )
     }
 
-    /// The current manifest of a root, in key order, a page ([`PAGE`]
+    /// The current manifest of a root, in key order, a page (`PAGE`
     /// rows) at a time, as [`Index::current_entries`] reads it (each page
     /// in a read transaction of its own, as long as its fetch; two current
-    /// rows for one path are an error: see [`Pager`]) but into
+    /// rows for one path are an error: see `Pager`) but into
     /// [`ManifestPage`]s: the scan's walker compares most rows and keeps
     /// none. Each page is read into one `blank` gives: a page already
     /// read, given back, is read into again, its room kept.
@@ -496,7 +496,7 @@ impl Index {
 
     /// The added, modified and deleted files of scan run `run_id`, derived
     /// from the rows it opened and closed: the added and modified ones by
-    /// path, then the deleted ones by path, read a page ([`PAGE`] rows) at
+    /// path, then the deleted ones by path, read a page (`PAGE` rows) at
     /// a time, so a first scan of millions of files is never held whole.
     /// A row opened for a rotted file is no change (the run stored its
     /// `corrupt` finding).

@@ -14,7 +14,7 @@ pub type Unsettled = (Vec<u8>, Kind, Option<String>);
 
 impl Index {
     /// The stored findings of run `run_id`, in the order they were found,
-    /// read a page at a time ([`PAGE`] rows, by id from the run's first
+    /// read a page at a time (`PAGE` rows, by id from the run's first
     /// to its last), so a run with millions of findings is never held
     /// whole. A kind this binary does not know (from a newer vouch) is
     /// skipped.

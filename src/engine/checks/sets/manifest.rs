@@ -8,7 +8,7 @@
 //! - the layout: `PG_VERSION` next to the manifest means a plain-format
 //!   backup (a data directory); otherwise a tar-format one (`base.tar`,
 //!   `OID.tar` per tablespace, `pg_wal.tar`, each perhaps `.gz`/`.tgz`,
-//!   `.zst` or `.lz4`), verified by [`super::pgtar`];
+//!   `.zst` or `.lz4`), verified by `super::pgtar`;
 //! - every file it lists (`Path`, or `Encoded-Path` in hex) is present with
 //!   its `Size`, and no file is present that it does not list. Like
 //!   pg_verifybackup, `backup_manifest` itself, `pg_wal/`,
@@ -19,7 +19,7 @@
 //!   every byte within the run's budget. CRC32C is written as the bytes of
 //!   the in-memory integer (little-endian on the machines PostgreSQL
 //!   usually runs on); both byte orders are accepted;
-//! - the WAL its `WAL-Ranges` needs is present ([`super::wal`]).
+//! - the WAL its `WAL-Ranges` needs is present (`super::wal`).
 //!
 //! Where the tree cannot show a file, nothing is said: a plain backup's
 //! tablespace is a symlink `pg_tblspc/OID` that the scan does not follow,
