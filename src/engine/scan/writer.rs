@@ -124,10 +124,6 @@ enum Op {
     Close(Box<Entry>),
     /// A finding: accepted or not, stored if a discrepancy, sent to the sink.
     Report(Finding),
-    /// Reads whether this row (or a version before it) held table data,
-    /// for a `Check` of `Had::Noted` after it (read before the row is
-    /// replaced).
-    NoteDataEver(Box<Entry>),
     /// Stores a file's check.
     Check(Box<CheckOp>),
     /// Stores an unchanged file's check, unless a set check stored one.
@@ -138,18 +134,13 @@ enum Op {
 struct CheckOp {
     key: Vec<u8>,
     since: i64,
-    had: Had,
+    /// The file's earlier version, if any: whether it (or a version before
+    /// it) held table data is read from its check when this op is applied.
+    /// That check is keyed by the earlier row's own `since_run`, which no
+    /// op between the decision and this one writes, so reading it here is
+    /// reading it before the row was replaced.
+    earlier: Option<Box<Entry>>,
     check: Report,
-}
-
-/// Whether the earlier version of a checked file held table data.
-enum Had {
-    /// No earlier version.
-    No,
-    /// Read from this row's check, when the check is stored.
-    Of(Box<Entry>),
-    /// As the last `Op::NoteDataEver` read it.
-    Noted,
 }
 
 /// Ops per hand-over from the front to the back.
@@ -269,7 +260,6 @@ pub(super) fn write_events(
             ctx,
             acceptor,
             sink,
-            noted: false,
         };
         let applied = rx
             .iter()
@@ -294,8 +284,6 @@ struct Back<'b, 'c> {
     ctx: WriteCtx,
     acceptor: &'b super::Acceptor,
     sink: &'b mut dyn Sink,
-    /// What the last `Op::NoteDataEver` read.
-    noted: bool,
 }
 
 impl Back<'_, '_> {
@@ -325,12 +313,10 @@ impl Back<'_, '_> {
             Op::Update(b) => self.batch.update_entry(root_id, &b.0, &b.1)?,
             Op::Close(old) => self.batch.close_entry(root_id, &old, run_id)?,
             Op::Report(f) => self.report(f)?,
-            Op::NoteDataEver(old) => self.noted = self.batch.data_ever(root_id, &old)?,
             Op::Check(c) => {
-                let had_data = match &c.had {
-                    Had::No => false,
-                    Had::Of(o) => self.batch.data_ever(root_id, o)?,
-                    Had::Noted => self.noted,
+                let had_data = match &c.earlier {
+                    Some(o) => self.batch.data_ever(root_id, o)?,
+                    None => false,
                 };
                 record_check(self.batch, self.ctx, &c.key, c.since, had_data, &c.check)?;
             }
@@ -621,9 +607,9 @@ fn settle_hashed(
                         }))
                         .detail(ROTTED);
                     new.trusted_blake3 = Some(trusted);
-                    let key = check.is_some().then(|| new.path.clone());
-                    // The check's earlier version: the row as it was.
-                    let had = check.is_some().then(|| o.clone());
+                    // The check's key, and its earlier version: the row as
+                    // it was.
+                    let checked = check.map(|check| (check, new.path.clone(), o.clone()));
                     let since = if o.blake3 == new.blake3 {
                         keep_digests(&mut new, &o);
                         let since = o.since_run;
@@ -642,13 +628,13 @@ fn settle_hashed(
                         out.push(Op::Replace(Box::new((o, new))))?;
                         ctx.run_id
                     };
-                    if let (Some(check), Some(key), Some(had)) = (check, key, had) {
+                    if let Some((check, key, earlier)) = checked {
                         summary.checked += 1;
                         summary.check_bytes += check.bytes_read;
                         out.push(Op::Check(Box::new(CheckOp {
                             key,
                             since,
-                            had: Had::Of(Box::new(had)),
+                            earlier: Some(Box::new(earlier)),
                             check,
                         })))?;
                     }
@@ -677,24 +663,18 @@ fn settle_hashed(
                 }
                 (_, old) => {
                     *structural += 1;
-                    // The earlier version's check, read before the row is
-                    // replaced.
-                    let had = match (&check, old.as_ref()) {
-                        (Some(_), Some(o)) if o.kind == EntryKind::File => {
-                            out.push(Op::NoteDataEver(Box::new(o.clone())))?;
-                            Had::Noted
-                        }
-                        _ => Had::No,
-                    };
-                    let key = check.as_ref().map(|_| new.path.clone());
+                    let checked = check.map(|check| {
+                        let earlier = old.as_ref().filter(|o| o.kind == EntryKind::File);
+                        (check, new.path.clone(), earlier.cloned().map(Box::new))
+                    });
                     apply_change(out, ctx, summary, new, old)?;
-                    if let (Some(check), Some(key)) = (check, key) {
+                    if let Some((check, key, earlier)) = checked {
                         summary.checked += 1;
                         summary.check_bytes += check.bytes_read;
                         out.push(Op::Check(Box::new(CheckOp {
                             key,
                             since: ctx.run_id,
-                            had,
+                            earlier,
                             check,
                         })))?;
                     }
